@@ -1,0 +1,171 @@
+"""Loading: YAML text → validated file format → compiled runtime `Gateway`.
+
+Every problem is reported with the file, the path in the document and what is wrong, and
+all problems are reported at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import ValidationError
+
+from extproc.config.model import Gateway, ModelRoute, Principal, Provider, Target
+from extproc.config.schema import GatewaySpec, ProviderSpec
+from extproc.config.secrets import resolve_secret
+
+_PYDANTIC_MESSAGES = {
+    "extra_forbidden": "unknown field",
+    "missing": "required field is missing",
+}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` lists (path in document, message)."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {path or '(top level)'}: {message}" for path, message in problems]
+        super().__init__("\n".join(lines))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys instead of keeping the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_gateway(path: str | Path, environ: Mapping[str, str] | None = None) -> Gateway:
+    """Read and compile a configuration file; raises ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(str(path), [("", f"cannot read: {error}")]) from None
+    return parse_gateway(text, source=path, environ=os.environ if environ is None else environ)
+
+
+def parse_gateway(text: str, *, source: Path, environ: Mapping[str, str]) -> Gateway:
+    """Compile configuration text; relative `${file:…}` references resolve beside `source`."""
+    name = str(source)
+    try:
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        raise ConfigError(name, [("", f"not valid YAML: {error}")]) from None
+    if not isinstance(document, dict):
+        raise ConfigError(name, [("", "the document must be a mapping")])
+    try:
+        spec = GatewaySpec.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError(name, [_describe(item) for item in error.errors()]) from None
+    problems: list[tuple[str, str]] = []
+    gateway = _compile(spec, source, environ, problems)
+    if problems:
+        raise ConfigError(name, problems)
+    return gateway
+
+
+def _describe(item: Any) -> tuple[str, str]:
+    path = ".".join(str(part) for part in item["loc"])
+    message = _PYDANTIC_MESSAGES.get(item["type"], item["msg"].removeprefix("Value error, "))
+    return path, message
+
+
+def _compile(
+    spec: GatewaySpec, source: Path, environ: Mapping[str, str], problems: list[tuple[str, str]]
+) -> Gateway:
+    providers = {
+        name: _compile_provider(name, provider, source.parent, environ, problems)
+        for name, provider in spec.providers.items()
+    }
+    models: dict[str, ModelRoute] = {}
+    for alias, model in spec.models.items():
+        targets = []
+        for index, target in enumerate(model.all_targets()):
+            provider = providers.get(target.provider)
+            if provider is None:
+                where = f"models.{alias}." + (f"targets.{index}." if model.targets else "")
+                known = ", ".join(sorted(providers))
+                problems.append(
+                    (where + "provider", f"unknown provider {target.provider!r} (known: {known})")
+                )
+                continue
+            targets.append(Target(provider, target.model, target.weight, target.options))
+        weights = tuple(itertools.accumulate(t.weight for t in targets))
+        models[alias] = ModelRoute(alias, tuple(targets), weights)
+
+    principals: dict[str, Principal] = {}
+    seen_ids: set[str] = set()
+    for index, key in enumerate(spec.keys):
+        if key.id in seen_ids:
+            problems.append((f"keys.{index}.id", f"duplicate key id {key.id!r}"))
+        seen_ids.add(key.id)
+        if key.sha256 in principals:
+            problems.append((f"keys.{index}.sha256", "the same digest is used by another key"))
+        for position, alias in enumerate(key.models):
+            if alias != "*" and alias not in models:
+                problems.append((f"keys.{index}.models.{position}", f"unknown model {alias!r}"))
+        principals[key.sha256] = Principal(
+            key_id=key.id,
+            team=key.team,
+            models=frozenset(key.models) - {"*"},
+            all_models="*" in key.models,
+            metadata=dict(key.metadata),
+        )
+    return Gateway(source, spec.listen, spec.processor, providers, models, principals)
+
+
+def _compile_provider(
+    name: str,
+    spec: ProviderSpec,
+    base_dir: Path,
+    environ: Mapping[str, str],
+    problems: list[tuple[str, str]],
+) -> Provider:
+    url = urlsplit(spec.base_url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        problems.append((f"providers.{name}.base_url", "must be an http:// or https:// URL"))
+    if url.query or url.fragment:
+        problems.append((f"providers.{name}.base_url", "must not have a query or fragment"))
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        problems.append((f"providers.{name}.base_url", "has an invalid port"))
+        port = 0
+    api_key = None
+    if spec.api_key is not None:
+        try:
+            api_key = resolve_secret(spec.api_key, base_dir=base_dir, environ=environ)
+        except ValueError as error:
+            problems.append((f"providers.{name}.api_key", str(error)))
+    return Provider(
+        name=name,
+        kind=spec.kind,
+        scheme=url.scheme,
+        host=url.hostname or "",
+        port=port,
+        base_path=url.path.rstrip("/"),
+        api_key=api_key,
+        api_version=spec.api_version,
+        anthropic_version=spec.anthropic_version,
+        timeout=spec.timeout,
+        connect_timeout=spec.connect_timeout,
+        max_concurrent_requests=spec.max_concurrent_requests,
+        ca_file=spec.ca_file,
+    )

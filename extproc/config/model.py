@@ -1,0 +1,78 @@
+"""The runtime form of the configuration: frozen values, indexed for the request path."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from extproc.config.schema import ListenSpec, ProcessorSpec, ProviderKind
+from extproc.config.secrets import Secret
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    kind: ProviderKind
+    scheme: str
+    host: str
+    port: int
+    base_path: str
+    """Path prefix from base_url without a trailing slash, e.g. `` or `/openai`."""
+    api_key: Secret | None
+    api_version: str | None
+    anthropic_version: str
+    timeout: float
+    connect_timeout: float
+    max_concurrent_requests: int
+    ca_file: str
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def cluster(self) -> str:
+        """The Envoy cluster that reaches this provider."""
+        return f"provider_{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    provider: Provider
+    model: str
+    weight: int
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    alias: str
+    targets: tuple[Target, ...]
+    cumulative_weights: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a gateway key, by its id (never by the key itself)."""
+
+    key_id: str
+    team: str | None
+    models: frozenset[str]
+    all_models: bool
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def may_use(self, alias: str) -> bool:
+        return self.all_models or alias in self.models
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    source: Path
+    listen: ListenSpec
+    processor: ProcessorSpec
+    providers: Mapping[str, Provider]
+    models: Mapping[str, ModelRoute]
+    principals: Mapping[str, Principal]
+    """By SHA-256 hex digest of the gateway key."""

@@ -1,0 +1,155 @@
+"""The YAML file format, validated by pydantic: strict types, unknown fields are errors."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from extproc.config.units import Bytes, Seconds
+
+ProviderKind = Literal["openai", "azure", "anthropic"]
+"""openai: any OpenAI-compatible API; azure: Azure OpenAI; anthropic: Anthropic's native API."""
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,255}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(
+            "must start with a letter or digit and use only letters, digits and . _ : / @ + -"
+        )
+    return value
+
+
+def _check_digest(value: str) -> str:
+    value = value.lower()
+    if not _SHA256.match(value):
+        raise ValueError("must be 64 hexadecimal digits (the SHA-256 of the key)")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+Digest = Annotated[str, AfterValidator(_check_digest)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ListenSpec(Strict):
+    address: str = "127.0.0.1"
+    port: int = Field(default=10000, ge=0, le=65535)
+    admin_port: int = Field(default=9901, ge=0, le=65535)
+    max_request_body: Bytes = 8 * 1024 * 1024
+    request_timeout: Seconds = 60.0
+    """How long a client may take to send its whole request (cuts off very slow uploads)."""
+
+
+class ProcessorSpec(Strict):
+    address: str = "127.0.0.1:50051"
+    """Where the processor listens: `host:port`, or `unix:/path` when it shares a pod with Envoy."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """One process each (the GIL); worker i listens on port+i, or on the socket path + `.i`."""
+    message_timeout: Seconds = 2.0
+    """How long Envoy waits for each processor answer before failing the request."""
+
+    @model_validator(mode="after")
+    def _check_address(self) -> ProcessorSpec:
+        if self.address.startswith("unix:"):
+            if not self.address.removeprefix("unix:"):
+                raise ValueError("address: unix: needs a socket path")
+        else:
+            host, _, port = self.address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("address must be host:port or unix:/path")
+        return self
+
+    def worker_addresses(self) -> list[str]:
+        """The gRPC address of each worker: port+i, or the socket path + `.i` when several."""
+        if self.workers == 1:
+            return [self.address]
+        if self.address.startswith("unix:"):
+            return [f"{self.address}.{index}" for index in range(self.workers)]
+        host, _, port = self.address.rpartition(":")
+        return [f"{host}:{int(port) + index}" for index in range(self.workers)]
+
+
+class ProviderSpec(Strict):
+    kind: ProviderKind
+    base_url: str
+    api_key: str | None = None
+    """A reference, `${env:NAME}` or `${file:/path}`; never the key itself."""
+    api_version: str | None = None
+    """Azure OpenAI only: the `api-version` query parameter."""
+    anthropic_version: str = "2023-06-01"
+    timeout: Seconds = 600.0
+    """Upper bound on one upstream response, streams included."""
+    connect_timeout: Seconds = 5.0
+    max_concurrent_requests: int = Field(default=10000, ge=1)
+    """Envoy's circuit breaker for this provider (Envoy's own default of 1024 is low for LLMs)."""
+    ca_file: str = "/etc/ssl/certs/ca-certificates.crt"
+    """CA bundle that verifies an https provider's certificate."""
+
+    @model_validator(mode="after")
+    def _check_kind_fields(self) -> ProviderSpec:
+        if self.kind == "azure" and not self.api_version:
+            raise ValueError("azure providers need api_version")
+        if self.kind != "azure" and self.api_version is not None:
+            raise ValueError("api_version applies to azure providers only")
+        return self
+
+
+class TargetSpec(Strict):
+    provider: Name
+    model: Name
+    weight: int = Field(default=1, ge=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelSpec(Strict):
+    """One alias: either `provider` + `model` (+ `options`), or a list of weighted `targets`."""
+
+    provider: Name | None = None
+    model: Name | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    targets: list[TargetSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_form(self) -> ModelSpec:
+        single = self.provider is not None or self.model is not None or self.options
+        if single and self.targets:
+            raise ValueError("use either provider/model/options or targets, not both")
+        if not single and not self.targets:
+            raise ValueError("needs provider and model, or targets")
+        if single and (self.provider is None or self.model is None):
+            raise ValueError("needs both provider and model")
+        if self.targets and sum(t.weight for t in self.targets) == 0:
+            raise ValueError("targets: at least one weight must be above 0")
+        return self
+
+    def all_targets(self) -> list[TargetSpec]:
+        if self.targets:
+            return self.targets
+        assert self.provider is not None and self.model is not None
+        return [TargetSpec(provider=self.provider, model=self.model, options=self.options)]
+
+
+class KeySpec(Strict):
+    id: Name
+    sha256: Digest
+    models: list[str] = Field(min_length=1)
+    """Aliases this key may use; `"*"` allows every model."""
+    team: Name | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class GatewaySpec(Strict):
+    version: Literal[1] = 1
+    listen: ListenSpec = Field(default_factory=ListenSpec)
+    processor: ProcessorSpec = Field(default_factory=ProcessorSpec)
+    providers: dict[Name, ProviderSpec] = Field(min_length=1)
+    models: dict[Name, ModelSpec] = Field(min_length=1)
+    keys: list[KeySpec] = Field(default_factory=list)

@@ -1,0 +1,37 @@
+"""One module per API path; this registry maps (method, path) to its endpoint."""
+
+from __future__ import annotations
+
+from extproc.endpoints import chat_completions, completions, embeddings, messages, models
+from extproc.endpoints.spec import Endpoint, LocalAnswer, ModelCall
+from extproc.errors import MethodNotAllowed, NotFound
+
+MODEL_CALLS: dict[str, ModelCall] = {
+    endpoint.path: endpoint
+    for endpoint in (
+        chat_completions.ENDPOINT,
+        completions.ENDPOINT,
+        embeddings.ENDPOINT,
+        messages.ENDPOINT,
+    )
+}
+
+
+def match_endpoint(method: str, path: str) -> Endpoint:
+    """The endpoint for a request line; 404 for unknown paths, 405 for a wrong method."""
+    path = path.partition("?")[0]
+    if path in MODEL_CALLS:
+        _expect(method, "POST", path)
+        return MODEL_CALLS[path]
+    if path == models.PATH or path.startswith(models.PATH + "/"):
+        _expect(method, "GET", path)
+        return models.ENDPOINT
+    raise NotFound(f"Unknown request URL: {method} {path}.", code="unknown_url")
+
+
+def _expect(method: str, allowed: str, path: str) -> None:
+    if method != allowed:
+        raise MethodNotAllowed(f"{path} accepts {allowed} only, not {method}.")
+
+
+__all__ = ["MODEL_CALLS", "Endpoint", "LocalAnswer", "ModelCall", "match_endpoint"]

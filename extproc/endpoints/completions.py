@@ -1,0 +1,21 @@
+"""POST /v1/completions (OpenAI legacy text completions)."""
+
+from extproc.endpoints.body import check_positive_int, require
+from extproc.endpoints.spec import JsonObject, ModelCall
+
+MAX_CHOICES = 128
+
+
+def check(body: JsonObject) -> None:
+    require(body, "prompt", (str, list), "a string or an array")
+    check_positive_int(body, "max_tokens")
+    check_positive_int(body, "n", maximum=MAX_CHOICES)
+
+
+ENDPOINT = ModelCall(
+    path="/v1/completions",
+    operation="text_completion",
+    schema="openai",
+    check=check,
+    suffix="completions",
+)

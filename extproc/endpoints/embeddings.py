@@ -1,0 +1,18 @@
+"""POST /v1/embeddings (OpenAI schema)."""
+
+from extproc.endpoints.body import check_positive_int, require
+from extproc.endpoints.spec import JsonObject, ModelCall
+
+
+def check(body: JsonObject) -> None:
+    require(body, "input", (str, list), "a non-empty string or array")
+    check_positive_int(body, "dimensions")
+
+
+ENDPOINT = ModelCall(
+    path="/v1/embeddings",
+    operation="embeddings",
+    schema="openai",
+    check=check,
+    suffix="embeddings",
+)

@@ -1,0 +1,1 @@
+"""Rendering the Envoy bootstrap from the gateway configuration (envoy-data-plane classes)."""

@@ -1,0 +1,408 @@
+"""The Envoy bootstrap: public listener with the ext_proc filter, processor and provider clusters.
+
+Built from typed envoy-data-plane classes so that a wrong field name fails here, not in Envoy;
+`envoy --mode validate` checks the rendered result in the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import betterproto2
+from envoy_data_plane.envoy.config.accesslog.v3 import AccessLogFilter, AndFilter, ComparisonFilter
+from envoy_data_plane.envoy.config.accesslog.v3 import ComparisonFilterOp as Op
+from envoy_data_plane.envoy.config.accesslog.v3 import HeaderFilter as ResponseHeaderFilter
+from envoy_data_plane.envoy.config.accesslog.v3 import StatusCodeFilter
+from envoy_data_plane.envoy.config.bootstrap.v3 import Admin, Bootstrap, BootstrapStaticResources
+from envoy_data_plane.envoy.config.cluster.v3 import (
+    CircuitBreakers,
+    CircuitBreakersThresholds,
+    Cluster,
+    ClusterDiscoveryType,
+    ClusterDnsLookupFamily,
+)
+from envoy_data_plane.envoy.config.core.v3 import (
+    Address,
+    DataSource,
+    GrpcService,
+    GrpcServiceEnvoyGrpc,
+    HeaderValue,
+    HeaderValueOption,
+    Http1ProtocolOptions,
+    Http2ProtocolOptions,
+    Node,
+    Pipe,
+    RuntimeUInt32,
+    SocketAddress,
+    SubstitutionFormatString,
+    TransportSocket,
+)
+from envoy_data_plane.envoy.config.endpoint.v3 import (
+    ClusterLoadAssignment,
+    Endpoint,
+    LbEndpoint,
+    LocalityLbEndpoints,
+)
+from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
+from envoy_data_plane.envoy.config.route.v3 import (
+    DirectResponseAction,
+    HeaderMatcher,
+    Route,
+    RouteAction,
+    RouteConfiguration,
+    RouteMatch,
+    VirtualHost,
+)
+from envoy_data_plane.envoy.extensions.filters.http.ext_proc.v3 import (
+    ExternalProcessor,
+    ProcessingMode,
+    ProcessingModeBodySendMode,
+    ProcessingModeHeaderSendMode,
+)
+from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
+from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
+    HttpConnectionManager,
+    HttpConnectionManagerCodecType,
+    HttpFilter,
+    LocalReplyConfig,
+    ResponseMapper,
+)
+from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import (
+    CertificateValidationContext,
+    CommonTlsContext,
+    SubjectAltNameMatcher,
+    SubjectAltNameMatcherSanType,
+    UpstreamTlsContext,
+)
+from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
+    HttpProtocolOptions,
+    HttpProtocolOptionsAutoHttpConfig,
+    HttpProtocolOptionsExplicitHttpConfig,
+)
+from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
+from envoy_data_plane.envoy.type.v3 import HttpStatus, StatusCode
+from envoy_data_plane.google.protobuf import Any as AnyMessage
+
+from extproc import headers
+from extproc.config import Gateway, Provider
+from extproc.errors import BadRequest, GatewayError, NotFound, PayloadTooLarge, ServiceUnavailable
+
+PROCESSOR_CLUSTER = "extproc"
+GRPC_OVERHEAD = 1024 * 1024
+"""Room above the body limit for the rest of an ext_proc message."""
+BREAKER_LIMIT = 1_000_000
+"""Every HTTP request is one stream to the processor: never let a breaker refuse those."""
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where this Envoy listens and finds its processor; differs between `run` and Kubernetes."""
+
+    port: int
+    admin_port: int
+    processor_addresses: tuple[str, ...]
+
+
+def placement_of(gateway: Gateway) -> Placement:
+    """The placement the configuration file itself asks for."""
+    return Placement(
+        port=gateway.listen.port,
+        admin_port=gateway.listen.admin_port,
+        processor_addresses=tuple(gateway.processor.worker_addresses()),
+    )
+
+
+def build_bootstrap(gateway: Gateway, placement: Placement, *, with_processor: bool = True) -> Bootstrap:
+    """The whole bootstrap; `with_processor=False` gives plain Envoy (the benchmark baseline)."""
+    clusters = [_provider_cluster(provider) for provider in gateway.providers.values()]
+    if with_processor:
+        clusters.append(_processor_cluster(placement.processor_addresses, gateway))
+    return Bootstrap(
+        node=Node(id="extproc-gateway", cluster="extproc-gateway"),
+        admin=Admin(address=_socket_address("127.0.0.1", placement.admin_port)),
+        static_resources=BootstrapStaticResources(
+            listeners=[_listener(gateway, placement, with_processor)], clusters=clusters
+        ),
+    )
+
+
+def render(bootstrap: Bootstrap) -> dict[str, Any]:
+    """The bootstrap as a plain dict with proto field names, ready for YAML or JSON."""
+    return bootstrap.to_dict(casing=betterproto2.Casing.SNAKE)
+
+
+def _listener(gateway: Gateway, placement: Placement, with_processor: bool) -> Listener:
+    filters = [_ext_proc_filter(gateway)] if with_processor else []
+    filters.append(HttpFilter(name="envoy.filters.http.router", typed_config=AnyMessage.pack(Router())))
+    manager = HttpConnectionManager(
+        stat_prefix="ingress",
+        codec_type=HttpConnectionManagerCodecType.AUTO,
+        use_remote_address=True,
+        normalize_path=True,
+        merge_slashes=True,
+        request_timeout=timedelta(seconds=gateway.listen.request_timeout),
+        route_config=_routes(gateway),
+        http_filters=filters,
+        local_reply_config=_local_replies(),
+    )
+    return Listener(
+        name="public",
+        address=_socket_address(gateway.listen.address, placement.port),
+        per_connection_buffer_limit_bytes=gateway.listen.max_request_body,
+        filter_chains=[
+            FilterChain(
+                filters=[
+                    Filter(
+                        name="envoy.filters.network.http_connection_manager",
+                        typed_config=AnyMessage.pack(manager),
+                    )
+                ]
+            )
+        ],
+    )
+
+
+def _ext_proc_filter(gateway: Gateway) -> HttpFilter:
+    processor = ExternalProcessor(
+        grpc_service=GrpcService(
+            envoy_grpc=GrpcServiceEnvoyGrpc(
+                cluster_name=PROCESSOR_CLUSTER,
+                max_receive_message_length=gateway.listen.max_request_body + GRPC_OVERHEAD,
+            )
+        ),
+        # Fail closed: with the processor down a request must never reach a provider.
+        failure_mode_allow=False,
+        status_on_error=HttpStatus(code=StatusCode.ServiceUnavailable),
+        message_timeout=timedelta(seconds=gateway.processor.message_timeout),
+        processing_mode=ProcessingMode(
+            request_header_mode=ProcessingModeHeaderSendMode.SEND,
+            request_body_mode=ProcessingModeBodySendMode.BUFFERED,
+            request_trailer_mode=ProcessingModeHeaderSendMode.SKIP,
+            response_header_mode=ProcessingModeHeaderSendMode.SKIP,
+            response_body_mode=ProcessingModeBodySendMode.NONE,
+            response_trailer_mode=ProcessingModeHeaderSendMode.SKIP,
+        ),
+    )
+    return HttpFilter(name="envoy.filters.http.ext_proc", typed_config=AnyMessage.pack(processor))
+
+
+def _routes(gateway: Gateway) -> RouteConfiguration:
+    routes = [
+        Route(
+            name=provider.name,
+            match=RouteMatch(
+                prefix="/",
+                headers=[
+                    HeaderMatcher(
+                        name=headers.ROUTE, string_match=StringMatcher(exact=provider.name)
+                    )
+                ],
+            ),
+            route=RouteAction(
+                cluster=provider.cluster,
+                timeout=timedelta(seconds=provider.timeout),
+                host_rewrite_literal=_authority(provider),
+            ),
+        )
+        for provider in gateway.providers.values()
+    ]
+    # Reached only when the processor chose no provider, which it never does for a model call.
+    unrouted = NotFound("No provider serves this request.", code="unknown_url")
+    routes.append(
+        Route(
+            name="unrouted",
+            match=RouteMatch(prefix="/"),
+            direct_response=DirectResponseAction(
+                status=unrouted.status, body=DataSource(inline_string=unrouted.to_body().decode())
+            ),
+            response_headers_to_add=[_response_header("content-type", JSON)],
+        )
+    )
+    return RouteConfiguration(
+        name="llm",
+        virtual_hosts=[VirtualHost(name="llm", domains=["*"], routes=routes)],
+        # The routing header is the gateway's own: Envoy drops any copy before the request leaves.
+        request_headers_to_remove=[headers.ROUTE],
+    )
+
+
+def _local_replies() -> LocalReplyConfig:
+    """Envoy's own error replies (text/plain) rewritten as OpenAI-style JSON errors."""
+    errors: list[tuple[int, GatewayError]] = [
+        (413, PayloadTooLarge("The request body is larger than the gateway accepts.")),
+        (400, BadRequest("The request is malformed.")),
+        (408, BadRequest("The request was not received in time.", code="request_timeout")),
+        (
+            503,
+            ServiceUnavailable(
+                "The gateway cannot process requests right now.", code="gateway_unavailable"
+            ),
+        ),
+        (
+            504,
+            ServiceUnavailable(
+                "The gateway or the provider did not answer in time.", code="gateway_timeout"
+            ),
+        ),
+        (
+            500,
+            ServiceUnavailable(
+                "The gateway cannot process requests right now.", code="gateway_unavailable"
+            ),
+        ),
+    ]
+    not_json = AccessLogFilter(
+        header_filter=ResponseHeaderFilter(
+            header=HeaderMatcher(
+                name="content-type", string_match=StringMatcher(exact=JSON), invert_match=True
+            )
+        )
+    )
+    mappers = []
+    for status, error in errors:
+        status_is = AccessLogFilter(
+            status_code_filter=StatusCodeFilter(
+                comparison=ComparisonFilter(
+                    op=Op.EQ, value=RuntimeUInt32(default_value=status, runtime_key="unused")
+                )
+            )
+        )
+        mappers.append(
+            ResponseMapper(
+                filter=_all_of(status_is, not_json),
+                status_code=error.status,
+                body_format_override=SubstitutionFormatString(
+                    text_format_source=DataSource(inline_string=error.to_body().decode()),
+                    content_type=JSON,
+                ),
+            )
+        )
+    return LocalReplyConfig(mappers=mappers)
+
+
+def _all_of(*filters: AccessLogFilter) -> AccessLogFilter:
+    return AccessLogFilter(and_filter=AndFilter(filters=list(filters)))
+
+
+def _processor_cluster(addresses: tuple[str, ...], gateway: Gateway) -> Cluster:
+    return Cluster(
+        name=PROCESSOR_CLUSTER,
+        type=ClusterDiscoveryType.STATIC,
+        connect_timeout=timedelta(seconds=1),
+        typed_extension_protocol_options={
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": AnyMessage.pack(
+                HttpProtocolOptions(
+                    explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
+                        http2_protocol_options=Http2ProtocolOptions()
+                    )
+                )
+            )
+        },
+        circuit_breakers=_breakers(BREAKER_LIMIT),
+        load_assignment=ClusterLoadAssignment(
+            cluster_name=PROCESSOR_CLUSTER,
+            endpoints=[
+                LocalityLbEndpoints(
+                    lb_endpoints=[
+                        LbEndpoint(endpoint=Endpoint(address=_grpc_address(address)))
+                        for address in addresses
+                    ]
+                )
+            ],
+        ),
+    )
+
+
+def _provider_cluster(provider: Provider) -> Cluster:
+    if provider.tls:
+        protocol = HttpProtocolOptions(
+            auto_config=HttpProtocolOptionsAutoHttpConfig(
+                http_protocol_options=Http1ProtocolOptions(),
+                http2_protocol_options=Http2ProtocolOptions(),
+            )
+        )
+    else:
+        protocol = HttpProtocolOptions(
+            explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
+                http_protocol_options=Http1ProtocolOptions()
+            )
+        )
+    return Cluster(
+        name=provider.cluster,
+        type=ClusterDiscoveryType.LOGICAL_DNS,
+        dns_lookup_family=ClusterDnsLookupFamily.V4_PREFERRED,
+        connect_timeout=timedelta(seconds=provider.connect_timeout),
+        typed_extension_protocol_options={
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": AnyMessage.pack(protocol)
+        },
+        circuit_breakers=_breakers(provider.max_concurrent_requests),
+        transport_socket=_tls(provider) if provider.tls else None,
+        load_assignment=ClusterLoadAssignment(
+            cluster_name=provider.cluster,
+            endpoints=[
+                LocalityLbEndpoints(
+                    lb_endpoints=[
+                        LbEndpoint(
+                            endpoint=Endpoint(
+                                address=_socket_address(provider.host, provider.port)
+                            )
+                        )
+                    ]
+                )
+            ],
+        ),
+    )
+
+
+def _tls(provider: Provider) -> TransportSocket:
+    context = UpstreamTlsContext(
+        sni=provider.host,
+        common_tls_context=CommonTlsContext(
+            alpn_protocols=["h2", "http/1.1"],
+            validation_context=CertificateValidationContext(
+                trusted_ca=DataSource(filename=provider.ca_file),
+                match_typed_subject_alt_names=[
+                    SubjectAltNameMatcher(
+                        san_type=SubjectAltNameMatcherSanType.DNS,
+                        matcher=StringMatcher(exact=provider.host),
+                    )
+                ],
+            ),
+        ),
+    )
+    return TransportSocket(
+        name="envoy.transport_sockets.tls", typed_config=AnyMessage.pack(context)
+    )
+
+
+def _breakers(limit: int) -> CircuitBreakers:
+    return CircuitBreakers(
+        thresholds=[
+            CircuitBreakersThresholds(
+                max_connections=limit, max_pending_requests=limit, max_requests=limit
+            )
+        ]
+    )
+
+
+def _authority(provider: Provider) -> str:
+    default_port = 443 if provider.tls else 80
+    return provider.host if provider.port == default_port else f"{provider.host}:{provider.port}"
+
+
+def _grpc_address(address: str) -> Address:
+    if address.startswith("unix:"):
+        return Address(pipe=Pipe(path=address.removeprefix("unix:")))
+    host, _, port = address.rpartition(":")
+    return _socket_address(host, int(port))
+
+
+def _socket_address(host: str, port: int) -> Address:
+    return Address(socket_address=SocketAddress(address=host, port_value=port))
+
+
+def _response_header(name: str, value: str) -> HeaderValueOption:
+    return HeaderValueOption(header=HeaderValue(key=name, value=value))

@@ -1,0 +1,92 @@
+"""Errors the gateway answers clients with, in OpenAI's shape.
+
+GatewayError                   500 server_error (also the generic answer to anything unexpected)
+ ├── BadRequest                400 invalid_request_error
+ ├── Unauthenticated           401 invalid_request_error / invalid_api_key
+ ├── PermissionDenied          403 permission_error
+ ├── NotFound                  404 invalid_request_error
+ ├── MethodNotAllowed          405 invalid_request_error
+ ├── PayloadTooLarge           413 invalid_request_error
+ └── ServiceUnavailable        503 service_unavailable
+
+Only these classes reach a client; their messages never contain keys or exception text.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import orjson
+
+
+class GatewayError(Exception):
+    """An error with an HTTP status and an OpenAI-style body."""
+
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str | None] = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+
+    def to_body(self) -> bytes:
+        error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+        return orjson.dumps({"error": error})
+
+
+class BadRequest(GatewayError):
+    """The request is malformed or asks for something invalid."""
+
+    status = 400
+    type = "invalid_request_error"
+
+
+class Unauthenticated(GatewayError):
+    """No gateway key, or one the gateway does not know."""
+
+    status = 401
+    type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    """The key is valid but may not use what it asked for."""
+
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(GatewayError):
+    """No such model or API path."""
+
+    status = 404
+    type = "invalid_request_error"
+
+
+class MethodNotAllowed(GatewayError):
+    """The path exists but not for this HTTP method."""
+
+    status = 405
+    type = "invalid_request_error"
+    default_code = "method_not_allowed"
+
+
+class PayloadTooLarge(GatewayError):
+    """The body is over the configured limit."""
+
+    status = 413
+    type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class ServiceUnavailable(GatewayError):
+    """The gateway cannot serve the request right now."""
+
+    status = 503
+    type = "service_unavailable"
+
+
+INTERNAL_ERROR = GatewayError("The gateway failed to process the request.", code="internal_error")

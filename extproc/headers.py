@@ -1,0 +1,22 @@
+"""Names of the HTTP headers the gateway reads and owns, in one place.
+
+Every header with the internal prefix belongs to the gateway: client-sent copies are removed
+before routing and the gateway's own values are always overwritten, never appended.
+"""
+
+INTERNAL_PREFIX = "x-extproc-"
+ROUTE = INTERNAL_PREFIX + "route"
+"""Set by the processor to the provider name; Envoy's route table picks the cluster from it."""
+
+PATH = ":path"
+METHOD = ":method"
+CONTENT_TYPE = "content-type"
+CONTENT_LENGTH = "content-length"
+
+AUTHORIZATION = "authorization"
+API_KEY = "api-key"
+X_API_KEY = "x-api-key"
+ANTHROPIC_VERSION = "anthropic-version"
+
+CREDENTIAL_HEADERS = (AUTHORIZATION, API_KEY, X_API_KEY)
+"""Headers a client may carry its gateway key in; all of them are removed before upstream."""

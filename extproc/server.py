@@ -1,0 +1,74 @@
+"""The gRPC server: ext_proc `Process` streams and the standard health service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+from collections.abc import AsyncIterator
+
+import grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from extproc.config import Gateway
+from extproc.envoyapi.messages import ProcessingRequest, ProcessingResponse
+from extproc.stream import Exchange
+
+log = logging.getLogger(__name__)
+
+GRPC_OVERHEAD = 1024 * 1024
+"""Room above the body limit for the rest of a ProcessingRequest (headers, framing)."""
+SHUTDOWN_GRACE = 10.0
+
+
+class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
+    """ext_proc service: one Exchange per stream (one stream per HTTP request)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._rng = random.Random()  # noqa: S311 - load spreading, not security
+
+    async def Process(  # noqa: N802 - the gRPC method name
+        self,
+        request_iterator: AsyncIterator[ProcessingRequest],
+        context: grpc.aio.ServicerContext[ProcessingRequest, ProcessingResponse],
+    ) -> AsyncIterator[ProcessingResponse]:
+        exchange = Exchange(self._gateway, self._rng)
+        async for request in request_iterator:
+            yield exchange.process(request)
+
+
+def build_server(gateway: Gateway, address: str) -> tuple[grpc.aio.Server, health.HealthServicer]:
+    """A server bound to `address` (`host:port` or `unix:/path`), not yet started."""
+    limit = gateway.listen.max_request_body + GRPC_OVERHEAD
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(Processor(gateway), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if server.add_insecure_port(address) == 0 and not address.startswith("unix:"):
+        raise OSError(f"cannot listen on {address}")
+    return server, health_servicer
+
+
+async def serve(gateway: Gateway, address: str) -> None:
+    """Serve until SIGINT or SIGTERM, then drain: health says NOT_SERVING, streams finish."""
+    server, health_servicer = build_server(gateway, address)
+    await server.start()
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info("processor listening on %s", address)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("processor on %s stopping", address)
+    health_servicer.enter_graceful_shutdown()
+    await server.stop(SHUTDOWN_GRACE)
