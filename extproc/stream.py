@@ -104,9 +104,7 @@ class Exchange:
     def _reply_error(self, error: GatewayError) -> ProcessingResponse:
         self._replied = True
         extra = [("www-authenticate", "Bearer")] if isinstance(error, Unauthenticated) else []
-        return local_reply(
-            error.status, error.to_body(), headers=extra, details=f"extproc_{error.status}"
-        )
+        return local_reply(error.status, error.to_body(), headers=extra)
 
 
 def _single(headers: dict[str, list[str]], name: str) -> str:

@@ -12,6 +12,9 @@ ProcessingRequest = ext_proc.ProcessingRequest
 ProcessingResponse = ext_proc.ProcessingResponse
 HttpHeaders = ext_proc.HttpHeaders
 
+REPLY_DETAILS = "extproc_"
+"""Prefix of the response code details of every local reply the processor sends."""
+
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
 _PASS_THROUGH = {
@@ -57,7 +60,7 @@ def replace_request(
 
 
 def local_reply(
-    status: int, body: bytes, *, headers: Iterable[tuple[str, str]] = (), details: str = ""
+    status: int, body: bytes, *, headers: Iterable[tuple[str, str]] = ()
 ) -> ProcessingResponse:
     """Answer the client directly with a JSON body; nothing goes upstream."""
     all_headers = [("content-type", "application/json"), *headers]
@@ -68,7 +71,7 @@ def local_reply(
                 set_headers=[_header(name, value) for name, value in all_headers]
             ),
             body=body,
-            details=details,
+            details=f"{REPLY_DETAILS}{status}",
         )
     )
 

