@@ -67,6 +67,7 @@ async def _start(
         admin_port=0,
         processor_addresses=tuple(processor.worker_addresses()),
     )
+    print("rendering the Envoy configuration…", flush=True)
     envoy_config = workdir / "envoy.yaml"
     envoy_config.write_text(yaml.safe_dump(render(build_bootstrap(gateway, placement))))
     admin_path = workdir / "admin-address"

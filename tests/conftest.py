@@ -1,0 +1,88 @@
+"""Shared fixtures: one mock provider and one gateway for the whole session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.harness import MockProvider, RunningGateway, mock_provider, running_gateway, sha256
+
+GATEWAY_KEY = "sk-gw-test-full-access-0123456789"
+LIMITED_KEY = "sk-gw-test-limited-0123456789"
+OPENAI_KEY = "sk-provider-openai-secret-value"
+AZURE_KEY = "azure-provider-secret-value"
+ANTHROPIC_KEY = "sk-ant-provider-secret-value"
+ALL_SECRETS = (GATEWAY_KEY, LIMITED_KEY, OPENAI_KEY, AZURE_KEY, ANTHROPIC_KEY)
+
+
+def gateway_document(mock_url: str, secrets_dir: Path) -> dict[str, object]:
+    """The test configuration: one provider of each kind, all served by the mock."""
+    for name, value in (("openai", OPENAI_KEY), ("azure", AZURE_KEY), ("anthropic", ANTHROPIC_KEY)):
+        (secrets_dir / name).write_text(value + "\n")
+    return {
+        "version": 1,
+        "listen": {"port": 10000, "max_request_body": "4MiB"},
+        "providers": {
+            "openai": {
+                "kind": "openai",
+                "base_url": mock_url,
+                "api_key": f"${{file:{secrets_dir}/openai}}",
+            },
+            "azure": {
+                "kind": "azure",
+                "base_url": mock_url + "/azure",
+                "api_key": f"${{file:{secrets_dir}/azure}}",
+                "api_version": "2024-10-21",
+            },
+            "anthropic": {
+                "kind": "anthropic",
+                "base_url": mock_url,
+                "api_key": f"${{file:{secrets_dir}/anthropic}}",
+            },
+        },
+        "models": {
+            "gpt-4o": {
+                "provider": "openai",
+                "model": "gpt-4o-2024-08-06",
+                "options": {"max_tokens": 64},
+            },
+            "azure-gpt": {"provider": "azure", "model": "my-deployment"},
+            "claude": {"provider": "anthropic", "model": "claude-sonnet-4-5"},
+            "embed": {"provider": "openai", "model": "text-embedding-3-small"},
+            "split": {
+                "targets": [
+                    {"provider": "openai", "model": "upstream-a", "weight": 3},
+                    {"provider": "openai", "model": "upstream-b", "weight": 1},
+                ]
+            },
+        },
+        "keys": [
+            {"id": "full", "sha256": sha256(GATEWAY_KEY), "team": "core", "models": ["*"]},
+            {"id": "limited", "sha256": sha256(LIMITED_KEY), "models": ["gpt-4o", "embed"]},
+        ],
+    }
+
+
+@pytest.fixture(scope="session")
+def mock() -> Iterator[MockProvider]:
+    with mock_provider() as provider:
+        yield provider
+
+
+@pytest.fixture(scope="session")
+def gateway_config(mock: MockProvider, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("gateway")
+    secrets_dir = directory / "secrets"
+    secrets_dir.mkdir()
+    path = directory / "gateway.yaml"
+    path.write_text(yaml.safe_dump(gateway_document(mock.url, secrets_dir)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def gateway(gateway_config: Path) -> Iterator[RunningGateway]:
+    with running_gateway(gateway_config, gateway_config.parent / "gateway.log") as running:
+        yield running

@@ -1,0 +1,121 @@
+"""Real processes for tests and benchmarks: the mock provider and the gateway (`extproc run`).
+
+Each is started on port 0 and waited for by the readiness line it prints, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+START_TIMEOUT = 60.0
+HTTP = httpx.Client(timeout=30)
+"""One client for every test request: building one per call costs half a second (TLS setup)."""
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+class Process:
+    """A child process whose stdout lines are collected in the background."""
+
+    def __init__(self, argv: list[str], *, stderr_path: Path | None = None) -> None:
+        self._stderr = stderr_path.open("wb") if stderr_path else subprocess.DEVNULL
+        self.popen = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=self._stderr, cwd=ROOT, env=os.environ.copy()
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self._lines.put(line.decode(errors="replace"))
+        self._lines.put(None)
+
+    def wait_for(self, pattern: str, timeout: float = START_TIMEOUT) -> re.Match[str]:
+        """The first stdout line matching `pattern`; fails if the process ends first."""
+        while True:
+            line = self._lines.get(timeout=timeout)
+            if line is None:
+                raise RuntimeError(f"process exited ({self.popen.wait()}) before printing {pattern!r}")
+            if match := re.search(pattern, line):
+                return match
+
+    def stop(self) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+        if hasattr(self._stderr, "close"):
+            self._stderr.close()
+        code = self.popen.wait()
+        assert self.popen.stdout is not None
+        self.popen.stdout.close()
+        return code
+
+
+def extproc(*args: str) -> list[str]:
+    return [sys.executable, "-m", "extproc", *args]
+
+
+@dataclass
+class MockProvider:
+    url: str
+    process: Process
+
+    def requests(self) -> list[dict[str, Any]]:
+        return HTTP.get(self.url + "/_mock/requests").json()  # type: ignore[no-any-return]
+
+    def last_request(self) -> dict[str, Any]:
+        received = self.requests()
+        assert received, "the mock provider received nothing"
+        return received[-1]
+
+    def clear(self) -> None:
+        HTTP.delete(self.url + "/_mock/requests").raise_for_status()
+
+
+@contextmanager
+def mock_provider() -> Iterator[MockProvider]:
+    process = Process(extproc("mock-provider", "--port", "0"))
+    try:
+        url = process.wait_for(r"listening on (http://\S+)").group(1)
+        yield MockProvider(url, process)
+    finally:
+        process.stop()
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    process: Process
+    log_path: Path
+
+
+@contextmanager
+def running_gateway(config: Path, log_path: Path) -> Iterator[RunningGateway]:
+    """`extproc run --config … --port 0`, as a user runs it."""
+    process = Process(extproc("run", "--config", str(config), "--port", "0"), stderr_path=log_path)
+    try:
+        url = process.wait_for(r"gateway ready on (http://\S+)").group(1)
+        yield RunningGateway(url, process, log_path)
+    finally:
+        process.stop()
