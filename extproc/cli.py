@@ -105,7 +105,7 @@ def _envoy_config(args: argparse.Namespace) -> int:
 
     from extproc.envoyconfig.bootstrap import build_bootstrap, placement_of, render
 
-    gateway = load_gateway(args.config)
+    gateway = load_gateway(args.config, resolve_secrets=False)
     text = yaml.safe_dump(render(build_bootstrap(gateway, placement_of(gateway))), sort_keys=False)
     if args.output is None:
         sys.stdout.write(text)

@@ -51,17 +51,26 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_gateway(path: str | Path, environ: Mapping[str, str] | None = None) -> Gateway:
-    """Read and compile a configuration file; raises ConfigError."""
+def load_gateway(
+    path: str | Path, environ: Mapping[str, str] | None = None, *, resolve_secrets: bool = True
+) -> Gateway:
+    """Read and compile a configuration file; raises ConfigError.
+
+    `resolve_secrets=False` leaves provider keys out, for work that must not see them
+    (rendering Envoy's configuration).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(str(path), [("", f"cannot read: {error}")]) from None
-    return parse_gateway(text, source=path, environ=os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    return parse_gateway(text, source=path, environ=environ, resolve_secrets=resolve_secrets)
 
 
-def parse_gateway(text: str, *, source: Path, environ: Mapping[str, str]) -> Gateway:
+def parse_gateway(
+    text: str, *, source: Path, environ: Mapping[str, str], resolve_secrets: bool = True
+) -> Gateway:
     """Compile configuration text; relative `${file:…}` references resolve beside `source`."""
     name = str(source)
     try:
@@ -75,7 +84,7 @@ def parse_gateway(text: str, *, source: Path, environ: Mapping[str, str]) -> Gat
     except ValidationError as error:
         raise ConfigError(name, [_describe(item) for item in error.errors()]) from None
     problems: list[tuple[str, str]] = []
-    gateway = _compile(spec, source, environ, problems)
+    gateway = _compile(spec, source, environ if resolve_secrets else None, problems)
     if problems:
         raise ConfigError(name, problems)
     return gateway
@@ -88,7 +97,10 @@ def _describe(item: Any) -> tuple[str, str]:
 
 
 def _compile(
-    spec: GatewaySpec, source: Path, environ: Mapping[str, str], problems: list[tuple[str, str]]
+    spec: GatewaySpec,
+    source: Path,
+    environ: Mapping[str, str] | None,
+    problems: list[tuple[str, str]],
 ) -> Gateway:
     providers = {
         name: _compile_provider(name, provider, source.parent, environ, problems)
@@ -135,7 +147,7 @@ def _compile_provider(
     name: str,
     spec: ProviderSpec,
     base_dir: Path,
-    environ: Mapping[str, str],
+    environ: Mapping[str, str] | None,
     problems: list[tuple[str, str]],
 ) -> Provider:
     url = urlsplit(spec.base_url)
@@ -149,7 +161,7 @@ def _compile_provider(
         problems.append((f"providers.{name}.base_url", "has an invalid port"))
         port = 0
     api_key = None
-    if spec.api_key is not None:
+    if spec.api_key is not None and environ is not None:
         try:
             api_key = resolve_secret(spec.api_key, base_dir=base_dir, environ=environ)
         except ValueError as error:

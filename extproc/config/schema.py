@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from extproc.config.units import Bytes, Seconds
 
@@ -29,6 +30,11 @@ def _check_digest(value: str) -> str:
     if not _SHA256.match(value):
         raise ValueError("must be 64 hexadecimal digits (the SHA-256 of the key)")
     return value
+
+
+def _date_as_text(value: object) -> object:
+    """YAML reads an unquoted `2024-10-21` as a date; an API version means the text."""
+    return value.isoformat() if isinstance(value, datetime.date) else value
 
 
 Name = Annotated[str, AfterValidator(_check_name)]
@@ -82,7 +88,7 @@ class ProviderSpec(Strict):
     base_url: str
     api_key: str | None = None
     """A reference, `${env:NAME}` or `${file:/path}`; never the key itself."""
-    api_version: str | None = None
+    api_version: Annotated[str | None, BeforeValidator(_date_as_text)] = None
     """Azure OpenAI only: the `api-version` query parameter."""
     anthropic_version: str = "2023-06-01"
     timeout: Seconds = 600.0

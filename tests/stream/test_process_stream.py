@@ -1,0 +1,156 @@
+"""The processor over real gRPC, driven by scripted ProcessingRequest sequences (no Envoy)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import orjson
+import pytest
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from extproc.config import Gateway, parse_gateway
+from extproc.pipeline.auth import digest_key
+from extproc.server import build_server
+
+KEY = "sk-gw-stream-test"
+PROVIDER_KEY = "sk-provider-stream"
+CONFIG = f"""
+listen: {{max_request_body: 8MiB}}
+providers:
+  up: {{kind: openai, base_url: "http://127.0.0.1:9", api_key: "${{env:P}}"}}
+models:
+  m: {{provider: up, model: upstream-m, options: {{max_tokens: 7}}}}
+  hidden: {{provider: up, model: h}}
+keys:
+  - {{id: k, sha256: {digest_key(KEY)}, models: [m]}}
+"""
+
+
+
+def headers(*pairs: tuple[str, str], end_of_stream: bool = False) -> ext_proc.ProcessingRequest:
+    header_map = base_pb2.HeaderMap(
+        headers=[base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in pairs]
+    )
+    return ext_proc.ProcessingRequest(
+        request_headers=ext_proc.HttpHeaders(headers=header_map, end_of_stream=end_of_stream)
+    )
+
+
+def body(data: bytes) -> ext_proc.ProcessingRequest:
+    return ext_proc.ProcessingRequest(
+        request_body=ext_proc.HttpBody(body=data, end_of_stream=True)
+    )
+
+
+CHAT_HEADERS = headers(
+    (":method", "POST"),
+    (":path", "/v1/chat/completions"),
+    ("authorization", f"Bearer {KEY}"),
+    ("x-extproc-route", "spoofed"),
+)
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Gateway:
+    return parse_gateway(CONFIG, source=Path("s.yaml"), environ={"P": PROVIDER_KEY})
+
+
+@pytest.fixture
+async def channel(gateway: Gateway, tmp_path: Path) -> AsyncIterator[grpc.aio.Channel]:
+    address = f"unix:{tmp_path}/p.sock"
+    server, health = build_server(gateway, address)
+    await server.start()
+    health.set("", health_pb2.HealthCheckResponse.SERVING)
+    limit = [(f"grpc.max_{way}_message_length", 16 * 1024 * 1024) for way in ("send", "receive")]
+    async with grpc.aio.insecure_channel(address, options=limit) as channel:
+        yield channel
+    await server.stop(None)
+
+
+async def exchange(
+    channel: grpc.aio.Channel, *requests: ext_proc.ProcessingRequest
+) -> list[ext_proc.ProcessingResponse]:
+    stub = external_processor_pb2_grpc.ExternalProcessorStub(channel)
+    call = stub.Process(iter(requests))
+    return [response async for response in call]
+
+
+def mutation(response: ext_proc.ProcessingResponse) -> dict[str, str]:
+    common = response.request_body.response
+    return {h.header.key: h.header.raw_value.decode() for h in common.header_mutation.set_headers}
+
+
+async def test_chat_request_is_rewritten_for_the_provider(channel: grpc.aio.Channel) -> None:
+    payload = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+
+    first, second = await exchange(channel, CHAT_HEADERS, body(payload))
+
+    assert first.WhichOneof("response") == "request_headers"
+    common = second.request_body.response
+    assert common.status == ext_proc.CommonResponse.CONTINUE_AND_REPLACE
+    assert common.clear_route_cache
+    new_body = common.body_mutation.body
+    assert orjson.loads(new_body) == {
+        "model": "upstream-m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 7,
+    }
+    set_headers = mutation(second)
+    assert set_headers["content-length"] == str(len(new_body))
+    assert set_headers["authorization"] == f"Bearer {PROVIDER_KEY}"
+    assert set_headers["x-extproc-route"] == "up"
+    assert set_headers[":path"] == "/v1/chat/completions"
+    assert "x-extproc-route" not in common.header_mutation.remove_headers, "overwritten instead"
+
+
+async def test_missing_key_is_a_local_401_and_later_phases_pass(channel: grpc.aio.Channel) -> None:
+    no_key = headers((":method", "POST"), (":path", "/v1/chat/completions"))
+
+    reply, after = await exchange(channel, no_key, body(b"{}"))
+
+    assert reply.immediate_response.status.code == 401
+    error = orjson.loads(reply.immediate_response.body)["error"]
+    assert error["code"] == "invalid_api_key"
+    assert after.WhichOneof("response") == "request_body"
+    assert not after.request_body.HasField("response")
+
+
+async def test_models_are_answered_locally(channel: grpc.aio.Channel) -> None:
+    listing = headers(
+        (":method", "GET"), (":path", "/v1/models"), ("x-api-key", KEY), end_of_stream=True
+    )
+
+    (reply,) = await exchange(channel, listing)
+
+    assert reply.immediate_response.status.code == 200
+    assert [m["id"] for m in orjson.loads(reply.immediate_response.body)["data"]] == ["m"]
+
+
+async def test_post_without_body_is_400(channel: grpc.aio.Channel) -> None:
+    no_body = headers(
+        (":method", "POST"), (":path", "/v1/embeddings"), ("api-key", KEY), end_of_stream=True
+    )
+
+    (reply,) = await exchange(channel, no_body)
+
+    assert reply.immediate_response.status.code == 400
+
+
+async def test_five_megabyte_prompt_fits_the_grpc_limits(channel: grpc.aio.Channel) -> None:
+    prompt = "y" * (5 * 1024 * 1024)
+    payload = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": prompt}]})
+
+    _, second = await exchange(channel, CHAT_HEADERS, body(payload))
+
+    assert len(second.request_body.response.body_mutation.body) > len(prompt)
+
+
+async def test_health_service_reports_serving(channel: grpc.aio.Channel) -> None:
+    stub = health_pb2_grpc.HealthStub(channel)
+    response = await stub.Check(health_pb2.HealthCheckRequest())
+    assert response.status == health_pb2.HealthCheckResponse.SERVING

@@ -1,0 +1,139 @@
+"""Configuration loading: what is accepted, and errors that name the file and the path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from extproc.cli import main
+from extproc.config import ConfigError, load_gateway, parse_gateway
+from extproc.config.schema import ProcessorSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+DIGEST = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+VALID = f"""
+providers:
+  openai:
+    kind: openai
+    base_url: https://api.openai.com
+    api_key: ${{env:OPENAI_API_KEY}}
+models:
+  gpt-4o: {{provider: openai, model: gpt-4o, options: {{max_tokens: 512}}}}
+  fast:
+    targets:
+      - {{provider: openai, model: gpt-4o-mini, weight: 80}}
+      - {{provider: openai, model: gpt-4.1-nano, weight: 20}}
+keys:
+  - {{id: app, sha256: {DIGEST}, models: [gpt-4o, fast], team: search}}
+"""
+ENV = {"OPENAI_API_KEY": "sk-secret-value"}
+
+
+def problems(text: str, environ: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigError) as raised:
+        parse_gateway(text, source=Path("gw.yaml"), environ=ENV if environ is None else environ)
+    assert str(raised.value).startswith("gw.yaml: ")
+    return raised.value.problems
+
+
+def test_valid_configuration_compiles() -> None:
+    gateway = parse_gateway(VALID, source=Path("gw.yaml"), environ=ENV)
+
+    provider = gateway.providers["openai"]
+    assert (provider.scheme, provider.host, provider.port, provider.tls) == (
+        "https",
+        "api.openai.com",
+        443,
+        True,
+    )
+    assert provider.api_key is not None and provider.api_key.reveal() == "sk-secret-value"
+    assert gateway.models["gpt-4o"].targets[0].options == {"max_tokens": 512}
+    assert gateway.models["fast"].cumulative_weights == (80, 100)
+    principal = gateway.principals[DIGEST]
+    assert (principal.key_id, principal.team) == ("app", "search")
+    assert principal.may_use("fast") and not principal.may_use("other")
+
+
+def test_secrets_never_print() -> None:
+    gateway = parse_gateway(VALID, source=Path("gw.yaml"), environ=ENV)
+    assert "sk-secret-value" not in repr(gateway)
+    assert "sk-secret-value" not in str(gateway.providers["openai"].api_key)
+
+
+@pytest.mark.parametrize(
+    ("edit", "path", "message"),
+    [
+        (("kind: openai", "kind: openia"), "providers.openai.kind", "Input should be"),
+        (("\nmodels:", "\nlisten: {prot: 1}\nmodels:"), "listen.prot", "unknown field"),
+        (("team: search", "tem: search"), "keys.0.tem", "unknown field"),
+        (("{provider: openai, model: gpt-4o,", "{provider: opena, model: gpt-4o,"),
+         "models.gpt-4o.provider", "unknown provider 'opena'"),
+        (("{provider: openai, model: gpt-4o-mini,", "{provider: nope, model: gpt-4o-mini,"),
+         "models.fast.targets.0.provider", "unknown provider 'nope'"),
+        (("models: [gpt-4o, fast]", "models: [gpt-4o, slow]"), "keys.0.models.1", "unknown model"),
+        ((DIGEST, "abc"), "keys.0.sha256", "64 hexadecimal digits"),
+        (("https://api.openai.com", "ftp://x"), "providers.openai.base_url", "http:// or https://"),
+        (("${env:OPENAI_API_KEY}", "sk-literal-key"), "providers.openai.api_key", "reference"),
+        (("weight: 80", "weight: -1"), "models.fast.targets.0.weight", "greater than or equal"),
+    ],
+)  # fmt: skip
+def test_errors_name_the_path(edit: tuple[str, str], path: str, message: str) -> None:
+    found = problems(VALID.replace(*edit))
+    assert any(where == path and message in what for where, what in found), found
+
+
+def test_missing_environment_variable_is_named_but_no_value_shown() -> None:
+    found = problems(VALID, environ={})
+    assert found == [("providers.openai.api_key", "environment variable OPENAI_API_KEY is not set")]
+
+
+def test_duplicate_yaml_keys_are_refused() -> None:
+    text = VALID.replace("  fast:", "  gpt-4o: {provider: openai, model: x}\n  fast:")
+    assert "duplicate key 'gpt-4o'" in problems(text)[0][1]
+
+
+def test_azure_needs_an_api_version() -> None:
+    text = VALID.replace("kind: openai", "kind: azure")
+    assert problems(text) == [("providers.openai", "azure providers need api_version")]
+
+
+def test_file_references_resolve_beside_the_config(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text("sk-from-file\n")
+    config = tmp_path / "gw.yaml"
+    config.write_text(VALID.replace("${env:OPENAI_API_KEY}", "${file:key}"))
+
+    api_key = load_gateway(config, environ={}).providers["openai"].api_key
+
+    assert api_key is not None and api_key.reveal() == "sk-from-file"
+
+
+def test_worker_addresses() -> None:
+    assert ProcessorSpec(address="unix:/run/p.sock", workers=2).worker_addresses() == [
+        "unix:/run/p.sock.0",
+        "unix:/run/p.sock.1",
+    ]
+    assert ProcessorSpec(address="127.0.0.1:50051", workers=2).worker_addresses() == [
+        "127.0.0.1:50051",
+        "127.0.0.1:50052",
+    ]
+
+
+def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(VALID.replace("kind: openai", "kind: nope"))
+
+    assert main(["validate", str(ROOT / "examples" / "gateway.yaml")]) == 0
+    assert main(["validate", str(broken)]) == 1
+    assert "providers.openai.kind" in capsys.readouterr().err
+
+
+def test_keys_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keys", "hash", "password"]) == 0
+    assert capsys.readouterr().out.strip() == DIGEST
+    assert main(["keys", "new"]) == 0
+    key_line, digest_line = capsys.readouterr().out.splitlines()
+    key = key_line.split()[-1]
+    assert key.startswith("sk-gw-") and len(key) > 40
+    assert main(["keys", "hash", key]) == 0
+    assert capsys.readouterr().out.strip() == digest_line.split()[-1]
