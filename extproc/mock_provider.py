@@ -30,7 +30,7 @@ EMBEDDING_DIMENSIONS = 8
 RECORDED = 1000
 CHARS_PER_TOKEN = 4
 
-_requests: web.AppKey[deque[dict[str, Any]]] = web.AppKey("requests", deque)
+_requests = web.AppKey("requests", deque[dict[str, Any]])
 
 
 def estimate_tokens(value: Any) -> int:
@@ -69,12 +69,14 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     request.app[_requests].append(_record(request, body))
     if latency := request.headers.get("x-mock-latency-ms"):
         await asyncio.sleep(int(latency) / 1000)
-    if status := request.headers.get("x-mock-status"):
-        return _scripted(request, int(status))
-    if "x-mock-body" in request.headers:
-        return web.Response(text=request.headers["x-mock-body"], content_type="application/json")
+    if "x-mock-status" in request.headers or "x-mock-body" in request.headers:
+        return _scripted(request, int(request.headers.get("x-mock-status", "200")))
     if not isinstance(body, dict):
         return _json(_error("The body is not a JSON object.", "invalid_request_error"), 400)
+    return await _answer(request, body)
+
+
+async def _answer(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
     path = request.path
     if path.endswith("/embeddings"):
         return _json(_embeddings(body))
@@ -190,12 +192,16 @@ def _anthropic_message(body: dict[str, Any]) -> dict[str, Any]:
         "content": [{"type": "text", "text": "".join(words).rstrip()}],
         "stop_reason": "end_turn",
         "stop_sequence": None,
-        "usage": {"input_tokens": estimate_tokens(body.get("messages")), "output_tokens": len(words)},
+        "usage": {
+            "input_tokens": estimate_tokens(body.get("messages")),
+            "output_tokens": len(words),
+        },
     }
 
 
 async def _list_requests(request: web.Request) -> web.Response:
-    return _json(list(request.app[_requests]))
+    recorded = request.app[_requests]
+    return _json(list(recorded))
 
 
 async def _forget_requests(request: web.Request) -> web.Response:
@@ -205,7 +211,8 @@ async def _forget_requests(request: web.Request) -> web.Response:
 
 def build_app() -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app[_requests] = deque(maxlen=RECORDED)
+    recorded: deque[dict[str, Any]] = deque(maxlen=RECORDED)
+    app[_requests] = recorded
     app.router.add_get("/_mock/requests", _list_requests)
     app.router.add_delete("/_mock/requests", _forget_requests)
     app.router.add_post("/{tail:.*}", _handle)

@@ -110,7 +110,7 @@ async def _wait_ready(processor: ProcessorSpec, admin_path: Path, listen_address
         async with session.get(admin + "/listeners?format=json") as response:
             listeners = orjson.loads(await response.read())
     port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
-    host = "127.0.0.1" if listen_address in ("0.0.0.0", "::") else listen_address  # noqa: S104
+    host = "127.0.0.1" if listen_address in ("0.0.0.0", "::") else listen_address
     return f"http://{host}:{port}"
 
 

@@ -23,7 +23,7 @@ GRPC_OVERHEAD = 1024 * 1024
 SHUTDOWN_GRACE = 10.0
 
 
-class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):
+class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     """ext_proc service: one Exchange per stream (one stream per HTTP request)."""
 
     def __init__(self, gateway: Gateway) -> None:

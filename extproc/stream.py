@@ -67,7 +67,9 @@ class Exchange:
         principal = authenticate(headers, self._gateway.principals)
         if isinstance(endpoint, LocalAnswer):
             self._replied = True
-            return local_reply(200, endpoint.answer(self._gateway, principal, path.partition("?")[0]))
+            return local_reply(
+                200, endpoint.answer(self._gateway, principal, path.partition("?")[0])
+            )
         if message.end_of_stream:
             raise BadRequest("The request has no body; send a JSON object.")
         self._call = endpoint

@@ -29,9 +29,7 @@ class Supervisor:
 
     async def first_exit(self) -> str:
         """Wait until any child exits; returns its name."""
-        waits = {
-            asyncio.ensure_future(process.wait()): name for name, process in self._children
-        }
+        waits = {asyncio.ensure_future(process.wait()): name for name, process in self._children}
         done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()

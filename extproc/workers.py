@@ -17,7 +17,9 @@ async def serve_workers(config: Path, addresses: list[str]) -> int:
     try:
         for index, address in enumerate(addresses):
             argv = [sys.executable, "-m", "extproc", "serve", "--config", str(config)]
-            await supervisor.start(f"worker {index}", [*argv, "--address", address, "--workers", "1"])
+            await supervisor.start(
+                f"worker {index}", [*argv, "--address", address, "--workers", "1"]
+            )
         exited = await supervisor.wait()
         if exited is not None:
             log.error("%s exited; stopping the other workers", exited)

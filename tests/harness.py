@@ -53,7 +53,9 @@ class Process:
         while True:
             line = self._lines.get(timeout=timeout)
             if line is None:
-                raise RuntimeError(f"process exited ({self.popen.wait()}) before printing {pattern!r}")
+                raise RuntimeError(
+                    f"process exited ({self.popen.wait()}) before printing {pattern!r}"
+                )
             if match := re.search(pattern, line):
                 return match
 

@@ -12,7 +12,13 @@ from extproc.errors import BadRequest
 MAX_MODEL_NAME = 256
 BOM = b"\xef\xbb\xbf"
 
-CLIENT_FORBIDDEN_FIELDS = ("api_base", "base_url", "api_key", "extra_headers", "custom_llm_provider")
+CLIENT_FORBIDDEN_FIELDS = (
+    "api_base",
+    "base_url",
+    "api_key",
+    "extra_headers",
+    "custom_llm_provider",
+)
 """Fields some SDKs send to steer a proxy; the upstream is chosen by configuration alone."""
 
 
@@ -62,7 +68,7 @@ def require(body: JsonObject, name: str, kinds: tuple[type, ...], what: str) -> 
     value = body.get(name)
     if value is None:
         raise BadRequest(f"Missing required parameter: '{name}'.", param=name)
-    if not isinstance(value, kinds) or isinstance(value, bool) or not value and value != 0:
+    if not isinstance(value, kinds) or isinstance(value, bool) or (not value and value != 0):
         raise BadRequest(f"'{name}' must be {what}.", param=name)
     return value
 

@@ -22,7 +22,9 @@ def answer(gateway: Gateway, principal: Principal, path: str) -> bytes:
     alias = path.removeprefix(PATH + "/")
     route = gateway.models.get(alias)
     if route is None or not principal.may_use(alias):
-        raise NotFound(f"The model '{alias}' does not exist.", param="model", code="model_not_found")
+        raise NotFound(
+            f"The model '{alias}' does not exist.", param="model", code="model_not_found"
+        )
     return orjson.dumps(_describe(route))
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, TypeAlias
 
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from envoy.type.v3 import http_status_pb2
 
-ProcessingRequest = ext_proc.ProcessingRequest
-ProcessingResponse = ext_proc.ProcessingResponse
-HttpHeaders = ext_proc.HttpHeaders
+# xds-protos ships no type stubs; these names document intent, the tests check the shapes.
+ProcessingRequest: TypeAlias = Any
+ProcessingResponse: TypeAlias = Any
+HttpHeaders: TypeAlias = Any
 
 REPLY_DETAILS = "extproc_"
 """Prefix of the response code details of every local reply the processor sends."""
@@ -18,12 +20,12 @@ REPLY_DETAILS = "extproc_"
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
 _PASS_THROUGH = {
-    "request_headers": ProcessingResponse(request_headers=ext_proc.HeadersResponse()),
-    "response_headers": ProcessingResponse(response_headers=ext_proc.HeadersResponse()),
-    "request_body": ProcessingResponse(request_body=ext_proc.BodyResponse()),
-    "response_body": ProcessingResponse(response_body=ext_proc.BodyResponse()),
-    "request_trailers": ProcessingResponse(request_trailers=ext_proc.TrailersResponse()),
-    "response_trailers": ProcessingResponse(response_trailers=ext_proc.TrailersResponse()),
+    "request_headers": ext_proc.ProcessingResponse(request_headers=ext_proc.HeadersResponse()),
+    "response_headers": ext_proc.ProcessingResponse(response_headers=ext_proc.HeadersResponse()),
+    "request_body": ext_proc.ProcessingResponse(request_body=ext_proc.BodyResponse()),
+    "response_body": ext_proc.ProcessingResponse(response_body=ext_proc.BodyResponse()),
+    "request_trailers": ext_proc.ProcessingResponse(request_trailers=ext_proc.TrailersResponse()),
+    "response_trailers": ext_proc.ProcessingResponse(response_trailers=ext_proc.TrailersResponse()),
 }
 """The 'change nothing' answer for each phase; responses are only read, so one of each serves."""
 
@@ -56,7 +58,7 @@ def replace_request(
         body_mutation=ext_proc.BodyMutation(body=body),
         clear_route_cache=True,
     )
-    return ProcessingResponse(request_body=ext_proc.BodyResponse(response=common))
+    return ext_proc.ProcessingResponse(request_body=ext_proc.BodyResponse(response=common))
 
 
 def local_reply(
@@ -64,9 +66,9 @@ def local_reply(
 ) -> ProcessingResponse:
     """Answer the client directly with a JSON body; nothing goes upstream."""
     all_headers = [("content-type", "application/json"), *headers]
-    return ProcessingResponse(
+    return ext_proc.ProcessingResponse(
         immediate_response=ext_proc.ImmediateResponse(
-            status=http_status_pb2.HttpStatus(code=status),  # type: ignore[arg-type]
+            status=http_status_pb2.HttpStatus(code=status),
             headers=ext_proc.HeaderMutation(
                 set_headers=[_header(name, value) for name, value in all_headers]
             ),

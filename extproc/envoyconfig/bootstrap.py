@@ -11,10 +11,14 @@ from datetime import timedelta
 from typing import Any
 
 import betterproto2
-from envoy_data_plane.envoy.config.accesslog.v3 import AccessLogFilter, AndFilter, ComparisonFilter
+from envoy_data_plane.envoy.config.accesslog.v3 import (
+    AccessLogFilter,
+    AndFilter,
+    ComparisonFilter,
+    ExtensionFilter,
+    StatusCodeFilter,
+)
 from envoy_data_plane.envoy.config.accesslog.v3 import ComparisonFilterOp as Op
-from envoy_data_plane.envoy.config.accesslog.v3 import ExtensionFilter
-from envoy_data_plane.envoy.config.accesslog.v3 import StatusCodeFilter
 from envoy_data_plane.envoy.config.bootstrap.v3 import Admin, Bootstrap, BootstrapStaticResources
 from envoy_data_plane.envoy.config.cluster.v3 import (
     CircuitBreakers,
@@ -117,7 +121,9 @@ def placement_of(gateway: Gateway) -> Placement:
     )
 
 
-def build_bootstrap(gateway: Gateway, placement: Placement, *, with_processor: bool = True) -> Bootstrap:
+def build_bootstrap(
+    gateway: Gateway, placement: Placement, *, with_processor: bool = True
+) -> Bootstrap:
     """The whole bootstrap; `with_processor=False` gives plain Envoy (the benchmark baseline)."""
     clusters = [_provider_cluster(provider) for provider in gateway.providers.values()]
     if with_processor:
@@ -138,7 +144,9 @@ def render(bootstrap: Bootstrap) -> dict[str, Any]:
 
 def _listener(gateway: Gateway, placement: Placement, with_processor: bool) -> Listener:
     filters = [_ext_proc_filter(gateway)] if with_processor else []
-    filters.append(HttpFilter(name="envoy.filters.http.router", typed_config=AnyMessage.pack(Router())))
+    filters.append(
+        HttpFilter(name="envoy.filters.http.router", typed_config=AnyMessage.pack(Router()))
+    )
     manager = HttpConnectionManager(
         stat_prefix="ingress",
         codec_type=HttpConnectionManagerCodecType.AUTO,
@@ -350,9 +358,7 @@ def _provider_cluster(provider: Provider) -> Cluster:
                 LocalityLbEndpoints(
                     lb_endpoints=[
                         LbEndpoint(
-                            endpoint=Endpoint(
-                                address=_socket_address(provider.host, provider.port)
-                            )
+                            endpoint=Endpoint(address=_socket_address(provider.host, provider.port))
                         )
                     ]
                 )

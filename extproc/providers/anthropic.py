@@ -13,4 +13,6 @@ def translate(endpoint: ModelCall, target: Target, body: JsonObject) -> Upstream
     headers = [(ANTHROPIC_VERSION, provider.anthropic_version)]
     if provider.api_key is not None:
         headers.append((X_API_KEY, provider.api_key.reveal()))
-    return UpstreamRequest(provider.base_path + endpoint.path, tuple(headers), with_target(target, body))
+    return UpstreamRequest(
+        provider.base_path + endpoint.path, tuple(headers), with_target(target, body)
+    )

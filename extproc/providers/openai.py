@@ -10,5 +10,9 @@ from extproc.providers.schema import require_schema
 def translate(endpoint: ModelCall, target: Target, body: JsonObject) -> UpstreamRequest:
     provider = target.provider
     require_schema(endpoint, target, "openai")
-    headers = () if provider.api_key is None else ((AUTHORIZATION, f"Bearer {provider.api_key.reveal()}"),)
+    headers = (
+        ()
+        if provider.api_key is None
+        else ((AUTHORIZATION, f"Bearer {provider.api_key.reveal()}"),)
+    )
     return UpstreamRequest(provider.base_path + endpoint.path, headers, with_target(target, body))

@@ -16,7 +16,9 @@ AUTH = {"authorization": f"Bearer {GATEWAY_KEY}"}
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def post(gateway: RunningGateway, body: bytes | dict[str, object], **headers: str) -> httpx.Response:
+def post(
+    gateway: RunningGateway, body: bytes | dict[str, object], **headers: str
+) -> httpx.Response:
     content = body if isinstance(body, bytes) else orjson.dumps(body)
     return HTTP.post(
         gateway.url + "/v1/chat/completions",
@@ -49,8 +51,14 @@ def assert_openai_error(response: httpx.Response, status: int) -> dict[str, obje
         (b'{"messages": [{"role": "user", "content": "x"}]}', "model"),
         (b'{"model": 4, "messages": [{"role": "user", "content": "x"}]}', "model"),
         (b'{"model": "", "messages": [{"role": "user", "content": "x"}]}', "model"),
-        (b'{"model": "gpt-4o\\r\\nx-evil: 1", "messages": [{"role": "user", "content": "x"}]}', "model"),
-        (orjson.dumps({"model": "m" * 300, "messages": [{"role": "user", "content": "x"}]}), "model"),
+        (
+            b'{"model": "gpt-4o\\r\\nx-evil: 1", "messages": [{"role": "user", "content": "x"}]}',
+            "model",
+        ),
+        (
+            orjson.dumps({"model": "m" * 300, "messages": [{"role": "user", "content": "x"}]}),
+            "model",
+        ),
         (orjson.dumps(CHAT | {"stream": "yes"}), "stream"),
         (orjson.dumps(CHAT | {"max_tokens": -5}), "max_tokens"),
         (orjson.dumps(CHAT | {"n": 100000}), "n"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -31,7 +31,6 @@ keys:
 """
 
 
-
 def headers(*pairs: tuple[str, str], end_of_stream: bool = False) -> ext_proc.ProcessingRequest:
     header_map = base_pb2.HeaderMap(
         headers=[base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in pairs]
@@ -42,9 +41,7 @@ def headers(*pairs: tuple[str, str], end_of_stream: bool = False) -> ext_proc.Pr
 
 
 def body(data: bytes) -> ext_proc.ProcessingRequest:
-    return ext_proc.ProcessingRequest(
-        request_body=ext_proc.HttpBody(body=data, end_of_stream=True)
-    )
+    return ext_proc.ProcessingRequest(request_body=ext_proc.HttpBody(body=data, end_of_stream=True))
 
 
 CHAT_HEADERS = headers(

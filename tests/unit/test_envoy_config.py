@@ -35,7 +35,10 @@ def test_envoy_accepts_every_rendered_example(example: Path, tmp_path: Path) -> 
     config.write_text(yaml.safe_dump(rendered(example)))
 
     result = subprocess.run(
-        [ENVOY, "--mode", "validate", "-c", str(config)], capture_output=True, text=True, check=False
+        [ENVOY, "--mode", "validate", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
     assert result.returncode == 0, result.stderr[-2000:]
@@ -76,5 +79,16 @@ def test_rendering_needs_no_secret_and_contains_none(
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     output = tmp_path / "envoy.yaml"
 
-    assert main(["envoy-config", "--config", str(ROOT / "examples/providers.yaml"), "--output", str(output)]) == 0
+    assert (
+        main(
+            [
+                "envoy-config",
+                "--config",
+                str(ROOT / "examples/providers.yaml"),
+                "--output",
+                str(output),
+            ]
+        )
+        == 0
+    )
     assert "api_key" not in output.read_text()

@@ -76,9 +76,7 @@ def test_routing_refuses_unknown_and_forbidden_models(gateway: Gateway) -> None:
 
 def test_weighted_choice_follows_weights_and_skips_zero(gateway: Gateway) -> None:
     rng = random.Random(7)
-    picks = collections.Counter(
-        choose_target(gateway.models["w"], rng).model for _ in range(4000)
-    )
+    picks = collections.Counter(choose_target(gateway.models["w"], rng).model for _ in range(4000))
     assert picks["never"] == 0
     assert 0.70 < picks["two"] / 4000 < 0.80
 
@@ -120,7 +118,9 @@ def test_openai_translation_rewrites_model_and_forces_options(gateway: Gateway) 
     target = gateway.models["a"].targets[0]
     call = MODEL_CALLS["/v1/chat/completions"]
 
-    upstream = TRANSLATORS["openai"](call, target, {"model": "a", "max_tokens": 500, "messages": []})
+    upstream = TRANSLATORS["openai"](
+        call, target, {"model": "a", "max_tokens": 500, "messages": []}
+    )
 
     assert upstream.path == "/proxy/v1/chat/completions"
     assert upstream.headers == (("authorization", "Bearer sk-provider"),)
