@@ -71,17 +71,7 @@ async def _start(
     envoy_config = workdir / "envoy.yaml"
     envoy_config.write_text(yaml.safe_dump(render(build_bootstrap(gateway, placement))))
     admin_path = workdir / "admin-address"
-    await supervisor.start(
-        "envoy",
-        [
-            _envoy_binary(),
-            "--config-path", str(envoy_config),
-            "--admin-address-path", str(admin_path),
-            "--disable-hot-restart",
-            "--concurrency", str(os.cpu_count() or 1),
-            "--log-level", "warning",
-        ],
-    )  # fmt: skip
+    await supervisor.start("envoy", envoy_argv(envoy_config, admin_path))
     async with asyncio.timeout(READY_TIMEOUT):
         ready = asyncio.ensure_future(_wait_ready(processor, admin_path, gateway.listen.address))
         exited = asyncio.ensure_future(supervisor.first_exit())
@@ -98,6 +88,11 @@ async def _wait_ready(processor: ProcessorSpec, admin_path: Path, listen_address
         async with grpc.aio.insecure_channel(address) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             await stub.Check(health_pb2.HealthCheckRequest(), wait_for_ready=True)
+    return await wait_for_envoy(admin_path, listen_address)
+
+
+async def wait_for_envoy(admin_path: Path, listen_address: str) -> str:
+    """Wait until Envoy reports ready; returns the URL of its public listener."""
     while not admin_path.exists() or not admin_path.read_text().strip():
         await asyncio.sleep(POLL_INTERVAL)
     admin = "http://" + admin_path.read_text().strip()
@@ -110,8 +105,20 @@ async def _wait_ready(processor: ProcessorSpec, admin_path: Path, listen_address
         async with session.get(admin + "/listeners?format=json") as response:
             listeners = orjson.loads(await response.read())
     port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
-    host = "127.0.0.1" if listen_address in ("0.0.0.0", "::") else listen_address
+    host = "127.0.0.1" if listen_address in ("0.0.0.0", "::") else listen_address  # noqa: S104
     return f"http://{host}:{port}"
+
+
+def envoy_argv(config: Path, admin_path: Path) -> list[str]:
+    """The Envoy command line: hot restart off so that several gateways share a machine."""
+    return [
+        _envoy_binary(),
+        "--config-path", str(config),
+        "--admin-address-path", str(admin_path),
+        "--disable-hot-restart",
+        "--concurrency", str(os.cpu_count() or 1),
+        "--log-level", "warning",
+    ]  # fmt: skip
 
 
 def _envoy_binary() -> str:
