@@ -105,7 +105,7 @@ async def wait_for_envoy(admin_path: Path, listen_address: str) -> str:
         async with session.get(admin + "/listeners?format=json") as response:
             listeners = orjson.loads(await response.read())
     port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
-    host = "127.0.0.1" if listen_address in ("0.0.0.0", "::") else listen_address  # noqa: S104
+    host = "127.0.0.1" if listen_address in ("0.0.0.0", "::") else listen_address
     return f"http://{host}:{port}"
 
 
