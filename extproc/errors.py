@@ -89,4 +89,12 @@ class ServiceUnavailable(GatewayError):
     type = "service_unavailable"
 
 
+ECHO_LIMIT = 120
+
+
+def shorten(text: str) -> str:
+    """Client-sent text as echoed in an error message: bounded in length."""
+    return text if len(text) <= ECHO_LIMIT else text[:ECHO_LIMIT] + "…"
+
+
 INTERNAL_ERROR = GatewayError("The gateway failed to process the request.", code="internal_error")

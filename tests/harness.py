@@ -5,6 +5,7 @@ Each is started on port 0 and waited for by the readiness line it prints, never 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import queue
@@ -20,6 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
+
+from extproc.config import load_gateway
+from extproc.envoyconfig.bootstrap import Placement, build_bootstrap, render
+from extproc.run import envoy_argv, wait_for_envoy
 
 START_TIMEOUT = 60.0
 HTTP = httpx.Client(timeout=30)
@@ -119,5 +125,24 @@ def running_gateway(config: Path, log_path: Path) -> Iterator[RunningGateway]:
     try:
         url = process.wait_for(r"gateway ready on (http://\S+)").group(1)
         yield RunningGateway(url, process, log_path)
+    finally:
+        process.stop()
+
+
+@contextmanager
+def envoy_only(
+    config: Path, directory: Path, *, processor: str | None
+) -> Iterator[tuple[Process, str]]:
+    """Envoy started directly from the rendered bootstrap (no `extproc run`): with its
+    processor at `processor`, or with no ext_proc filter at all when `processor` is None."""
+    gateway = load_gateway(config, resolve_secrets=False)
+    placement = Placement(port=0, admin_port=0, processor_addresses=(processor or "",))
+    bootstrap = build_bootstrap(gateway, placement, with_processor=processor is not None)
+    envoy_config = directory / "envoy-only.yaml"
+    envoy_config.write_text(yaml.safe_dump(render(bootstrap)))
+    admin_path = directory / "envoy-only-admin"
+    process = Process(envoy_argv(envoy_config, admin_path))
+    try:
+        yield process, asyncio.run(wait_for_envoy(admin_path, "127.0.0.1"))
     finally:
         process.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from extproc.endpoints import chat_completions, completions, embeddings, messages, models
 from extproc.endpoints.spec import Endpoint, LocalAnswer, ModelCall
-from extproc.errors import MethodNotAllowed, NotFound
+from extproc.errors import MethodNotAllowed, NotFound, shorten
 
 MODEL_CALLS: dict[str, ModelCall] = {
     endpoint.path: endpoint
@@ -26,7 +26,7 @@ def match_endpoint(method: str, path: str) -> Endpoint:
     if path == models.PATH or path.startswith(models.PATH + "/"):
         _expect(method, "GET", path)
         return models.ENDPOINT
-    raise NotFound(f"Unknown request URL: {method} {path}.", code="unknown_url")
+    raise NotFound(f"Unknown request URL: {method} {shorten(path)}.", code="unknown_url")
 
 
 def _expect(method: str, allowed: str, path: str) -> None:

@@ -68,7 +68,8 @@ def require(body: JsonObject, name: str, kinds: tuple[type, ...], what: str) -> 
     value = body.get(name)
     if value is None:
         raise BadRequest(f"Missing required parameter: '{name}'.", param=name)
-    if not isinstance(value, kinds) or isinstance(value, bool) or (not value and value != 0):
+    wrong_kind = not isinstance(value, kinds) or isinstance(value, bool)
+    if wrong_kind or (isinstance(value, str | list) and not value):
         raise BadRequest(f"'{name}' must be {what}.", param=name)
     return value
 

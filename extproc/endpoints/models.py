@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import orjson
 
 from extproc.config import Gateway, ModelRoute, Principal
 from extproc.endpoints.spec import LocalAnswer
-from extproc.errors import NotFound
+from extproc.errors import NotFound, shorten
 
 PATH = "/v1/models"
 CREATED = 0
@@ -19,11 +21,11 @@ def answer(gateway: Gateway, principal: Principal, path: str) -> bytes:
             _describe(route) for alias, route in gateway.models.items() if principal.may_use(alias)
         ]
         return orjson.dumps({"object": "list", "data": allowed})
-    alias = path.removeprefix(PATH + "/")
+    alias = unquote(path.removeprefix(PATH + "/"))
     route = gateway.models.get(alias)
     if route is None or not principal.may_use(alias):
         raise NotFound(
-            f"The model '{alias}' does not exist.", param="model", code="model_not_found"
+            f"The model '{shorten(alias)}' does not exist.", param="model", code="model_not_found"
         )
     return orjson.dumps(_describe(route))
 

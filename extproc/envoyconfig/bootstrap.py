@@ -50,6 +50,7 @@ from envoy_data_plane.envoy.config.endpoint.v3 import (
     LocalityLbEndpoints,
 )
 from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
+from envoy_data_plane.envoy.config.overload.v3 import OverloadManager, ResourceMonitor
 from envoy_data_plane.envoy.config.route.v3 import (
     DirectResponseAction,
     HeaderMatcher,
@@ -73,6 +74,9 @@ from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v
     HttpFilter,
     LocalReplyConfig,
     ResponseMapper,
+)
+from envoy_data_plane.envoy.extensions.resource_monitors.downstream_connections.v3 import (
+    DownstreamConnectionsConfig,
 )
 from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import (
     CertificateValidationContext,
@@ -98,6 +102,7 @@ from extproc.errors import BadRequest, GatewayError, NotFound, PayloadTooLarge, 
 PROCESSOR_CLUSTER = "extproc"
 GRPC_OVERHEAD = 1024 * 1024
 """Room above the body limit for the rest of an ext_proc message."""
+MAX_DOWNSTREAM_CONNECTIONS = 50_000
 BREAKER_LIMIT = 1_000_000
 """Every HTTP request is one stream to the processor: never let a breaker refuse those."""
 JSON = "application/json"
@@ -134,6 +139,18 @@ def build_bootstrap(
         static_resources=BootstrapStaticResources(
             listeners=[_listener(gateway, placement, with_processor)], clusters=clusters
         ),
+        overload_manager=OverloadManager(
+            resource_monitors=[
+                ResourceMonitor(
+                    name="envoy.resource_monitors.global_downstream_max_connections",
+                    typed_config=AnyMessage.pack(
+                        DownstreamConnectionsConfig(
+                            max_active_downstream_connections=MAX_DOWNSTREAM_CONNECTIONS
+                        )
+                    ),
+                )
+            ]
+        ),
     )
 
 
@@ -144,8 +161,10 @@ def render(bootstrap: Bootstrap) -> dict[str, Any]:
 
 def _listener(gateway: Gateway, placement: Placement, with_processor: bool) -> Listener:
     filters = [_ext_proc_filter(gateway)] if with_processor else []
+    # No x-envoy-* headers towards providers or clients: they describe our internals.
+    router = Router(suppress_envoy_headers=True)
     filters.append(
-        HttpFilter(name="envoy.filters.http.router", typed_config=AnyMessage.pack(Router()))
+        HttpFilter(name="envoy.filters.http.router", typed_config=AnyMessage.pack(router))
     )
     manager = HttpConnectionManager(
         stat_prefix="ingress",
@@ -234,8 +253,9 @@ def _routes(gateway: Gateway) -> RouteConfiguration:
     return RouteConfiguration(
         name="llm",
         virtual_hosts=[VirtualHost(name="llm", domains=["*"], routes=routes)],
-        # The routing header is the gateway's own: Envoy drops any copy before the request leaves.
-        request_headers_to_remove=[headers.ROUTE],
+        # The routing header is the gateway's own, and the client address Envoy notes for
+        # itself is nobody else's business: neither leaves with the request.
+        request_headers_to_remove=[headers.ROUTE, "x-envoy-external-address"],
     )
 
 

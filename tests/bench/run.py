@@ -6,7 +6,6 @@ Envoy alone. The machine is shared and noisy: read the ratios, not the absolute 
 
 from __future__ import annotations
 
-import asyncio
 import re
 import statistics
 import subprocess
@@ -17,10 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from extproc.config import load_gateway
-from extproc.envoyconfig.bootstrap import Placement, build_bootstrap, render
-from extproc.run import envoy_argv, wait_for_envoy
-from tests.harness import ROOT, Process, mock_provider, running_gateway
+from tests.harness import ROOT, envoy_only, mock_provider, running_gateway
 
 DURATION = "4s"
 ROUNDS = 3
@@ -79,18 +75,6 @@ def configure(mock_url: str, directory: Path) -> Path:
     return path
 
 
-def envoy_alone(config: Path, directory: Path) -> tuple[Process, str]:
-    gateway = load_gateway(config)
-    placement = Placement(port=0, admin_port=0, processor_addresses=())
-    envoy_config = directory / "envoy-alone.yaml"
-    envoy_config.write_text(
-        yaml.safe_dump(render(build_bootstrap(gateway, placement, with_processor=False)))
-    )
-    admin_path = directory / "envoy-alone-admin"
-    process = Process(envoy_argv(envoy_config, admin_path))
-    return process, asyncio.run(wait_for_envoy(admin_path, "127.0.0.1"))
-
-
 def median(runs: list[Figures]) -> Figures:
     return Figures(
         requests_per_second=statistics.median(run.requests_per_second for run in runs),
@@ -108,17 +92,16 @@ def main() -> int:
         script = directory / "post.lua"
         script.write_text(SCRIPT)
         config = configure(mock.url, directory)
-        process, alone_url = envoy_alone(config, directory)
-        try:
-            with running_gateway(config, directory / "gateway.log") as gateway:
-                targets = {"envoy alone": alone_url, "gateway": gateway.url}
-                for _ in range(ROUNDS):
-                    for connections in (1, 32):
-                        for name, url in targets.items():
-                            figures = load(url, connections, script)
-                            runs.setdefault((name, connections), []).append(figures)
-        finally:
-            process.stop()
+        with (
+            envoy_only(config, directory, processor=None) as (_, alone_url),
+            running_gateway(config, directory / "gateway.log") as gateway,
+        ):
+            targets = {"envoy alone": alone_url, "gateway": gateway.url}
+            for _ in range(ROUNDS):
+                for connections in (1, 32):
+                    for name, url in targets.items():
+                        figures = load(url, connections, script)
+                        runs.setdefault((name, connections), []).append(figures)
     results = {key: median(value) for key, value in runs.items()}
     print(f"\nmedians of {ROUNDS} rounds of {DURATION} each")
     columns = ("conns", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors")
