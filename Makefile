@@ -9,7 +9,7 @@ MOCK_PORT ?= 18080
 DEMO_KEY := sk-demo-gateway-key
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint format bench redis-server wrk envoy-examples clean
+.PHONY: help venv run test lint format bench redis-server hey envoy-examples clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -38,7 +38,7 @@ format: venv ## apply ruff's formatting and fixes
 	$(BIN)/ruff format extproc tests
 	$(BIN)/ruff check --fix extproc tests
 
-bench: venv wrk ## Envoy alone vs the full gateway: latency and throughput, same machine, one run
+bench: venv hey ## Envoy alone vs the full gateway: latency and throughput, same machine, one run
 	$(BIN)/python -m tests.bench.run
 
 envoy-examples: venv ## re-render envoy/*.yaml from examples/*.yaml
@@ -47,8 +47,8 @@ envoy-examples: venv ## re-render envoy/*.yaml from examples/*.yaml
 redis-server: ## install redis-server when missing (Debian)
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
-wrk: ## install wrk when missing (Debian)
-	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+hey: ## install hey (HTTP load generator) when missing (Debian)
+	@command -v hey >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey >/dev/null; }
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -59,8 +59,9 @@ class ProcessorSpec(Strict):
     """Where the processor listens: `host:port`, or `unix:/path` when it shares a pod with Envoy."""
     workers: int = Field(default=1, ge=1, le=64)
     """One process each (the GIL); worker i listens on port+i, or on the socket path + `.i`."""
-    message_timeout: Seconds = 2.0
-    """How long Envoy waits for each processor answer before failing the request."""
+    message_timeout: Seconds = 5.0
+    """How long Envoy waits for each processor answer before failing the request (504).
+    A healthy processor answers in about a millisecond; this is the net under a stall."""
 
     @model_validator(mode="after")
     def _check_address(self) -> ProcessorSpec:

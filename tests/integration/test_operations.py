@@ -37,7 +37,7 @@ def test_second_instance_with_two_workers_runs_beside_the_first(
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()
     document = gateway_document(mock.url, secrets_dir)
-    document["processor"] = {"workers": 2}
+    document["processor"] = {"workers": 2, "message_timeout": "10s"}
     config = tmp_path / "second.yaml"
     config.write_text(yaml.safe_dump(document))
 
