@@ -83,3 +83,10 @@ def check_positive_int(body: JsonObject, name: str, *, maximum: int | None = Non
         raise BadRequest(f"'{name}' must be an integer of at least 1.", param=name)
     if maximum is not None and value > maximum:
         raise BadRequest(f"'{name}' must be at most {maximum}.", param=name)
+
+
+def require_messages(body: JsonObject) -> None:
+    """`messages`: a non-empty array of objects (OpenAI chat and Anthropic messages alike)."""
+    messages = require(body, "messages", (list,), "a non-empty array of messages")
+    if not all(isinstance(message, dict) for message in messages):
+        raise BadRequest("Every entry of 'messages' must be an object.", param="messages")

@@ -1,16 +1,13 @@
 """POST /v1/chat/completions (OpenAI schema)."""
 
-from extproc.endpoints.body import check_positive_int, require
+from extproc.endpoints.body import check_positive_int, require_messages
 from extproc.endpoints.spec import JsonObject, ModelCall
-from extproc.errors import BadRequest
 
 MAX_CHOICES = 128
 
 
 def check(body: JsonObject) -> None:
-    messages = require(body, "messages", (list,), "a non-empty array of messages")
-    if not all(isinstance(message, dict) for message in messages):
-        raise BadRequest("Every entry of 'messages' must be an object.", param="messages")
+    require_messages(body)
     check_positive_int(body, "max_tokens")
     check_positive_int(body, "max_completion_tokens")
     check_positive_int(body, "n", maximum=MAX_CHOICES)
