@@ -9,7 +9,6 @@ p99 of every setup. Read p50 and the ratios; compare only figures from the same 
 
 from __future__ import annotations
 
-import re
 import statistics
 import subprocess
 import tempfile
@@ -18,9 +17,10 @@ from pathlib import Path
 
 import yaml
 
+from tests.bench.cpu import cpu_by_role
 from tests.harness import ROOT, envoy_only, mock_provider, running_gateway
 
-DURATION = "5s"
+DURATION_SECONDS = 5
 ROUNDS = 3
 CONNECTIONS = (1, 32)
 DEMO_KEY = "sk-demo-gateway-key"
@@ -34,35 +34,42 @@ class Figures:
     p90_ms: float
     p99_ms: float
     errors: int
+    cpu_us: dict[str, float]
+    """CPU microseconds per request, by process role."""
 
 
-def load(url: str, connections: int, *, post: bool = True) -> Figures:
+def load(url: str, connections: int, roots: list[int], *, post: bool = True) -> Figures:
     request = ["-m", "POST", "-T", "application/json", "-d", BODY] if post else []
     headers = [
         "-H", f"Authorization: Bearer {DEMO_KEY}",
         # Envoy alone routes on the header the processor would set; the gateway strips it.
         "-H", "x-extproc-route: mock",
     ]  # fmt: skip
+    before = cpu_by_role(roots)
     output = subprocess.run(
-        ["hey", "-z", DURATION, "-c", str(connections), *request, *headers, url],
+        ["hey", "-z", f"{DURATION_SECONDS}s", "-c", str(connections), "-o", "csv",
+         *request, *headers, url],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    statuses = dict(re.findall(r"\[(\d{3})\]\s+(\d+) responses", output))
-    failures = re.findall(r"\[(\d+)\]\s+Get|\[(\d+)\]\s+Post", output)
+    after = cpu_by_role(roots)
+    # One line per request: response-time,DNS+dialup,DNS,request-write,response-delay,
+    # response-read,status-code,offset
+    rows = [line.split(",") for line in output.splitlines()[1:] if line.count(",") == 7]
+    if not rows:
+        raise RuntimeError(f"hey completed no request against {url}")
+    latencies = sorted(float(row[0]) * 1000 for row in rows)
     return Figures(
-        requests_per_second=float(_find(r"Requests/sec:\s+([\d.]+)", output)),
-        p50_ms=float(_find(r"50% in ([\d.]+) secs", output)) * 1000,
-        p90_ms=float(_find(r"90% in ([\d.]+) secs", output)) * 1000,
-        p99_ms=float(_find(r"99% in ([\d.]+) secs", output)) * 1000,
-        errors=sum(int(n) for code, n in statuses.items() if code != "200") + len(failures),
+        requests_per_second=len(rows) / DURATION_SECONDS,
+        p50_ms=_percentile(latencies, 50),
+        p90_ms=_percentile(latencies, 90),
+        p99_ms=_percentile(latencies, 99),
+        errors=sum(1 for row in rows if row[6] != "200"),
+        cpu_us={role: (after[role] - before[role]) * 1e6 / len(rows) for role in after},
     )
 
 
-def _find(pattern: str, text: str) -> str:
-    match = re.search(pattern, text)
-    if match is None:
-        raise RuntimeError(f"hey printed no {pattern!r}:\n{text}")
-    return match.group(1)
+def _percentile(ordered: list[float], percent: int) -> float:
+    return ordered[min(len(ordered) - 1, len(ordered) * percent // 100)]
 
 
 def median(runs: list[Figures]) -> Figures:
@@ -72,6 +79,9 @@ def median(runs: list[Figures]) -> Figures:
         p90_ms=statistics.median(run.p90_ms for run in runs),
         p99_ms=statistics.median(run.p99_ms for run in runs),
         errors=sum(run.errors for run in runs),
+        cpu_us={
+            role: statistics.median(run.cpu_us[role] for run in runs) for role in runs[0].cpu_us
+        },
     )
 
 
@@ -94,18 +104,21 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as workdir, mock_provider() as mock:
         directory = Path(workdir)
         config = configure(mock.url, directory)
+        mock_pid = mock.process.popen.pid
         with (
-            envoy_only(config, directory, processor=None) as (_, alone_url),
+            envoy_only(config, directory, processor=None) as (alone, alone_url),
             running_gateway(config, directory / "gateway.log") as gateway,
         ):
-            targets = {"envoy alone": alone_url, "gateway": gateway.url}
+            targets = {
+                "envoy alone": (alone_url, [alone.popen.pid, mock_pid]),
+                "gateway": (gateway.url, [gateway.process.popen.pid, mock_pid]),
+            }
             for _ in range(ROUNDS):
-                runs.setdefault(("control", 1), []).append(
-                    load(admin_url(directory), 1, post=False)
-                )
+                control = load(admin_url(directory), 1, [alone.popen.pid], post=False)
+                runs.setdefault(("control", 1), []).append(control)
                 for connections in CONNECTIONS:
-                    for name, url in targets.items():
-                        figures = load(url + "/v1/chat/completions", connections)
+                    for name, (url, roots) in targets.items():
+                        figures = load(url + "/v1/chat/completions", connections, roots)
                         runs.setdefault((name, connections), []).append(figures)
     results = {key: median(value) for key, value in runs.items()}
     report(results)
@@ -113,7 +126,10 @@ def main() -> int:
 
 
 def report(results: dict[tuple[str, int], Figures]) -> None:
-    print(f"\nmedians of {ROUNDS} rounds of {DURATION} each (hey); control = Envoy admin /ready")
+    print(
+        f"\nmedians of {ROUNDS} rounds of {DURATION_SECONDS}s each (hey); "
+        "control = Envoy admin /ready"
+    )
     columns = ("conns", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors")
     print(f"{'setup':<12} " + " ".join(f"{column:>8}" for column in columns))
     for (name, connections), figures in sorted(results.items(), key=lambda item: item[0][1]):
@@ -132,6 +148,10 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
         f"  req/s @32 conns        {gw32.requests_per_second / alone32.requests_per_second:5.2f}x"
     )
     print(f"  p99 latency @32 conns  {gw32.p99_ms / alone32.p99_ms:5.2f}x")
+    print("\nCPU microseconds per request @32 conns (from /proc; stalls do not count):")
+    for name, figures in (("envoy alone", alone32), ("gateway", gw32)):
+        parts = "  ".join(f"{role} {cpu:6.0f}" for role, cpu in figures.cpu_us.items())
+        print(f"  {name:<12} {parts}   total {sum(figures.cpu_us.values()):6.0f}")
 
 
 if __name__ == "__main__":

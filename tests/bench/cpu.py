@@ -1,0 +1,44 @@
+"""CPU time per process role, read from /proc: a cost measure that machine stalls do not inflate."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+ROLES = ("envoy", "processor", "mock")
+
+
+def role_of(argv: list[str]) -> str | None:
+    if argv and Path(argv[0]).name == "envoy":
+        return "envoy"
+    if "serve" in argv:
+        return "processor"
+    if "mock-provider" in argv:
+        return "mock"
+    return None
+
+
+def descendants(pid: int) -> list[int]:
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        children = (task / "children").read_text().split()
+        for child in children:
+            found.extend(descendants(int(child)))
+    return found
+
+
+def cpu_by_role(roots: list[int]) -> dict[str, float]:
+    """Seconds of CPU used so far by each role among the roots' process trees."""
+    used = dict.fromkeys(ROLES, 0.0)
+    for root in roots:
+        for pid in descendants(root):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            except FileNotFoundError:
+                continue
+            role = role_of(argv)
+            if role is not None:
+                used[role] += (int(fields[11]) + int(fields[12])) / TICKS
+    return used
