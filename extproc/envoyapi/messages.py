@@ -53,7 +53,6 @@ def replace_request(
         remove_headers=remove_headers,
     )
     common = ext_proc.CommonResponse(
-        status=ext_proc.CommonResponse.CONTINUE_AND_REPLACE,
         header_mutation=mutation,
         body_mutation=ext_proc.BodyMutation(body=body),
         clear_route_cache=True,

@@ -89,7 +89,7 @@ async def test_chat_request_is_rewritten_for_the_provider(channel: grpc.aio.Chan
 
     assert first.WhichOneof("response") == "request_headers"
     common = second.request_body.response
-    assert common.status == ext_proc.CommonResponse.CONTINUE_AND_REPLACE
+    assert common.status == ext_proc.CommonResponse.CONTINUE
     assert common.clear_route_cache
     new_body = common.body_mutation.body
     assert orjson.loads(new_body) == {
