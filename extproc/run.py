@@ -54,9 +54,7 @@ async def _start(
             "mock provider", [*python, "mock-provider", "--port", str(mock_port)]
         )
     processor = ProcessorSpec(
-        address=f"unix:{workdir}/processor.sock",
-        workers=gateway.processor.workers,
-        message_timeout=gateway.processor.message_timeout,
+        address=f"unix:{workdir}/processor.sock", workers=gateway.processor.workers
     )
     await supervisor.start(
         "processor",
@@ -72,15 +70,17 @@ async def _start(
     envoy_config.write_text(yaml.safe_dump(render(build_bootstrap(gateway, placement))))
     admin_path = workdir / "admin-address"
     await supervisor.start("envoy", envoy_argv(envoy_config, admin_path))
-    async with asyncio.timeout(READY_TIMEOUT):
-        ready = asyncio.ensure_future(_wait_ready(processor, admin_path, gateway.listen.address))
-        exited = asyncio.ensure_future(supervisor.first_exit())
-        await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
-        if exited.done():
-            ready.cancel()
-            raise StartupError(f"{exited.result()} exited during start-up")
+    ready = asyncio.ensure_future(_wait_ready(processor, admin_path, gateway.listen.address))
+    exited = asyncio.ensure_future(supervisor.first_exit())
+    await asyncio.wait({ready, exited}, timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+    if ready.done():
         exited.cancel()
         return ready.result()
+    ready.cancel()
+    if exited.done():
+        raise StartupError(f"{exited.result()} exited during start-up")
+    exited.cancel()
+    raise StartupError(f"not ready after {READY_TIMEOUT:.0f}s")
 
 
 async def _wait_ready(processor: ProcessorSpec, admin_path: Path, listen_address: str) -> str:
@@ -97,16 +97,21 @@ async def wait_for_envoy(admin_path: Path, listen_address: str) -> str:
         await asyncio.sleep(POLL_INTERVAL)
     admin = "http://" + admin_path.read_text().strip()
     async with aiohttp.ClientSession() as session:
-        while True:
-            async with session.get(admin + "/ready") as response:
-                if response.status == 200:
-                    break
+        while not await _answers_ok(session, admin + "/ready"):
             await asyncio.sleep(POLL_INTERVAL)
         async with session.get(admin + "/listeners?format=json") as response:
             listeners = orjson.loads(await response.read())
     port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
     host = "127.0.0.1" if listen_address in ("0.0.0.0", "::") else listen_address
     return f"http://{host}:{port}"
+
+
+async def _answers_ok(session: aiohttp.ClientSession, url: str) -> bool:
+    try:
+        async with session.get(url) as response:
+            return response.status == 200
+    except aiohttp.ClientConnectionError:
+        return False  # not listening yet, or gone: the caller also watches the process
 
 
 def envoy_argv(config: Path, admin_path: Path) -> list[str]:

@@ -19,10 +19,8 @@ class Supervisor:
     def __init__(self) -> None:
         self._children: list[tuple[str, asyncio.subprocess.Process]] = []
 
-    async def start(
-        self, name: str, argv: Sequence[str], *, stdout: int | None = None
-    ) -> asyncio.subprocess.Process:
-        process = await asyncio.create_subprocess_exec(*argv, stdout=stdout)
+    async def start(self, name: str, argv: Sequence[str]) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(*argv)
         self._children.append((name, process))
         log.debug("started %s (pid %d)", name, process.pid)
         return process

@@ -181,6 +181,8 @@ def _listener(gateway: Gateway, placement: Placement, with_processor: bool) -> L
         name="public",
         address=_socket_address(gateway.listen.address, placement.port),
         per_connection_buffer_limit_bytes=gateway.listen.max_request_body,
+        # A second gateway on a port already taken must fail, not silently share the traffic.
+        enable_reuse_port=False,
         filter_chains=[
             FilterChain(
                 filters=[

@@ -9,7 +9,15 @@ import pytest
 import yaml
 
 from tests.conftest import GATEWAY_KEY, gateway_document
-from tests.harness import HTTP, MockProvider, RunningGateway, envoy_only, running_gateway
+from tests.harness import (
+    HTTP,
+    MockProvider,
+    Process,
+    RunningGateway,
+    envoy_only,
+    extproc,
+    running_gateway,
+)
 
 AUTH = {"authorization": f"Bearer {GATEWAY_KEY}"}
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
@@ -72,3 +80,18 @@ def test_model_retrieval(gateway: RunningGateway, path: str) -> None:
     response = HTTP.get(gateway.url + path, headers=AUTH)
     assert response.status_code == 200
     assert orjson.loads(response.content)["id"] == path.rsplit("/", 1)[1]
+
+
+def test_a_taken_port_is_a_clear_start_up_failure(
+    gateway: RunningGateway, gateway_config: Path, tmp_path: Path
+) -> None:
+    port = gateway.url.rsplit(":", 1)[1]
+    log = tmp_path / "second.log"
+    second = Process(
+        extproc("run", "--config", str(gateway_config), "--port", port), stderr_path=log
+    )
+
+    assert second.popen.wait(timeout=120) == 1
+    second.stop()
+    assert "gateway did not start: envoy exited during start-up" in log.read_text()
+    assert HTTP.get(gateway.url + "/v1/models", headers=AUTH).status_code == 200
