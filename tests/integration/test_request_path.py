@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import socket
 from pathlib import Path
 
 import httpx
@@ -245,3 +246,18 @@ def test_no_secret_in_responses_or_logs(gateway: RunningGateway, mock: MockProvi
 
     for secret in ALL_SECRETS:
         assert secret.encode() not in exposed, "a key leaked"
+
+
+def test_expect_100_continue(gateway: RunningGateway) -> None:
+    body = orjson.dumps(CHAT | {"messages": [{"role": "user", "content": "x" * 5000}]})
+    host, port = gateway.url.removeprefix("http://").split(":")
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {GATEWAY_KEY}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(head.encode())
+        assert connection.recv(4096).startswith(b"HTTP/1.1 100 Continue")
+        connection.sendall(body)
+        assert connection.recv(65536).startswith(b"HTTP/1.1 200 OK")
