@@ -13,6 +13,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from extproc.config import Gateway
+from extproc.config.watcher import GatewaySource
 from extproc.envoyapi.messages import ProcessingRequest, ProcessingResponse
 from extproc.stream import Exchange
 
@@ -26,8 +27,8 @@ SHUTDOWN_GRACE = 10.0
 class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     """ext_proc service: one Exchange per stream (one stream per HTTP request)."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+    def __init__(self, source: GatewaySource) -> None:
+        self._source = source
         self._rng = random.Random()  # noqa: S311 - load spreading, not security
 
     async def Process(  # noqa: N802 - the gRPC method name
@@ -35,14 +36,16 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):  # type:
         request_iterator: AsyncIterator[ProcessingRequest],
         context: grpc.aio.ServicerContext[ProcessingRequest, ProcessingResponse],
     ) -> AsyncIterator[ProcessingResponse]:
-        exchange = Exchange(self._gateway, self._rng)
+        exchange = Exchange(self._source.current, self._rng)
         async for request in request_iterator:
             yield exchange.process(request)
 
 
-def build_server(gateway: Gateway, address: str) -> tuple[grpc.aio.Server, health.HealthServicer]:
+def build_server(
+    source: GatewaySource, address: str
+) -> tuple[grpc.aio.Server, health.HealthServicer]:
     """A server bound to `address` (`host:port` or `unix:/path`), not yet started."""
-    limit = gateway.listen.max_request_body + GRPC_OVERHEAD
+    limit = source.current.listen.max_request_body + GRPC_OVERHEAD
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", limit),
@@ -50,7 +53,7 @@ def build_server(gateway: Gateway, address: str) -> tuple[grpc.aio.Server, healt
             ("grpc.so_reuseport", 0),
         ]
     )
-    external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(Processor(gateway), server)
+    external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(Processor(source), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if server.add_insecure_port(address) == 0 and not address.startswith("unix:"):
@@ -59,9 +62,12 @@ def build_server(gateway: Gateway, address: str) -> tuple[grpc.aio.Server, healt
 
 
 async def serve(gateway: Gateway, address: str) -> None:
-    """Serve until SIGINT or SIGTERM, then drain: health says NOT_SERVING, streams finish."""
-    server, health_servicer = build_server(gateway, address)
+    """Serve until SIGINT or SIGTERM, then drain: health says NOT_SERVING, streams finish.
+    The configuration file is followed meanwhile (see `extproc.config.watcher`)."""
+    source = GatewaySource(gateway)
+    server, health_servicer = build_server(source, address)
     await server.start()
+    follow = asyncio.create_task(source.follow())
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info("processor listening on %s", address)
     stop = asyncio.Event()
@@ -70,5 +76,6 @@ async def serve(gateway: Gateway, address: str) -> None:
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     log.info("processor on %s stopping", address)
+    follow.cancel()
     health_servicer.enter_graceful_shutdown()
     await server.stop(SHUTDOWN_GRACE)

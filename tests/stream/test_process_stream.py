@@ -14,6 +14,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extproc.config import Gateway, parse_gateway
+from extproc.config.watcher import GatewaySource
 from extproc.pipeline.auth import digest_key
 from extproc.server import build_server
 
@@ -60,7 +61,7 @@ def gateway() -> Gateway:
 @pytest.fixture
 async def channel(gateway: Gateway, tmp_path: Path) -> AsyncIterator[grpc.aio.Channel]:
     address = f"unix:{tmp_path}/p.sock"
-    server, health = build_server(gateway, address)
+    server, health = build_server(GatewaySource(gateway), address)
     await server.start()
     health.set("", health_pb2.HealthCheckResponse.SERVING)
     limit = [(f"grpc.max_{way}_message_length", 16 * 1024 * 1024) for way in ("send", "receive")]

@@ -1,0 +1,89 @@
+"""Hot reload: the processor follows its configuration file.
+
+Each new stream takes the snapshot current when it opens, so a request never sees two
+configurations. A file that fails validation changes nothing (the problems are logged), and
+neither does one that changes the providers: Envoy's clusters are rendered from them, so that
+needs `extproc envoy-config` and an Envoy restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from extproc.config.loader import ConfigError, load_gateway
+from extproc.config.model import Gateway, Provider
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0
+"""Polling, not inotify: Kubernetes swaps ConfigMap files through symlinks, which polls see."""
+
+
+class GatewaySource:
+    """The current configuration snapshot, replaced whole on a successful reload."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.current = gateway
+        self._stamp = _stamp(gateway.source)
+
+    def reload_if_changed(self) -> bool:
+        """Load the file again if it changed; True when a new snapshot took effect."""
+        stamp = _stamp(self.current.source)
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            candidate = load_gateway(self.current.source)
+        except ConfigError as error:
+            log.error("configuration not reloaded, keeping the previous one:\n%s", error)
+            return False
+        if _envoy_view(candidate) != _envoy_view(self.current):
+            log.error(
+                "configuration not reloaded: providers or listener changed; "
+                "re-render Envoy's configuration and restart the gateway"
+            )
+            return False
+        self.current = candidate
+        log.info(
+            "configuration reloaded: %d models, %d keys",
+            len(candidate.models),
+            len(candidate.principals),
+        )
+        return True
+
+    async def follow(self) -> None:
+        """Reload on change until cancelled."""
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            await asyncio.to_thread(self.reload_if_changed)
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_ino, status.st_size, status.st_mtime_ns
+
+
+def _envoy_view(gateway: Gateway) -> tuple[object, ...]:
+    """What Envoy's rendered configuration depends on (provider keys excepted)."""
+    providers = tuple(
+        (name, _without_key(provider)) for name, provider in sorted(gateway.providers.items())
+    )
+    return providers, gateway.listen, gateway.processor
+
+
+def _without_key(provider: Provider) -> tuple[object, ...]:
+    return (
+        provider.kind,
+        provider.scheme,
+        provider.host,
+        provider.port,
+        provider.timeout,
+        provider.connect_timeout,
+        provider.max_concurrent_requests,
+        provider.ca_file,
+    )
