@@ -7,7 +7,8 @@ GatewayError                   500 server_error (also the generic answer to anyt
  ├── NotFound                  404 invalid_request_error
  ├── MethodNotAllowed          405 invalid_request_error
  ├── PayloadTooLarge           413 invalid_request_error
- └── ServiceUnavailable        503 service_unavailable
+ ├── ServiceUnavailable        503 service_unavailable
+ └── GatewayTimeout            504 timeout
 
 Only these classes reach a client; their messages never contain keys or exception text.
 """
@@ -87,6 +88,14 @@ class ServiceUnavailable(GatewayError):
 
     status = 503
     type = "service_unavailable"
+
+
+class GatewayTimeout(GatewayError):
+    """The processor or the provider did not answer in time."""
+
+    status = 504
+    type = "timeout"
+    default_code = "gateway_timeout"
 
 
 ECHO_LIMIT = 120

@@ -97,7 +97,15 @@ from envoy_data_plane.google.protobuf import Any as AnyMessage
 from extproc import headers
 from extproc.config import Gateway, Provider
 from extproc.envoyapi.messages import REPLY_DETAILS
-from extproc.errors import BadRequest, GatewayError, NotFound, PayloadTooLarge, ServiceUnavailable
+from extproc.errors import (
+    INTERNAL_ERROR,
+    BadRequest,
+    GatewayError,
+    GatewayTimeout,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
 
 PROCESSOR_CLUSTER = "extproc"
 GRPC_OVERHEAD = 1024 * 1024
@@ -262,8 +270,8 @@ def _routes(gateway: Gateway) -> RouteConfiguration:
 
 
 def _local_replies() -> LocalReplyConfig:
-    """Envoy's own error replies (text/plain) rewritten as OpenAI-style JSON errors."""
-    errors: list[tuple[int, GatewayError]] = [
+    """Envoy's own error replies (text/plain) get OpenAI-style JSON bodies; statuses stay."""
+    bodies: list[tuple[int, GatewayError]] = [
         (413, PayloadTooLarge("The request body is larger than the gateway accepts.")),
         (400, BadRequest("The request is malformed.")),
         (408, BadRequest("The request was not received in time.", code="request_timeout")),
@@ -273,18 +281,8 @@ def _local_replies() -> LocalReplyConfig:
                 "The gateway cannot process requests right now.", code="gateway_unavailable"
             ),
         ),
-        (
-            504,
-            ServiceUnavailable(
-                "The gateway or the provider did not answer in time.", code="gateway_timeout"
-            ),
-        ),
-        (
-            500,
-            ServiceUnavailable(
-                "The gateway cannot process requests right now.", code="gateway_unavailable"
-            ),
-        ),
+        (504, GatewayTimeout("The gateway or the provider did not answer in time.")),
+        (500, INTERNAL_ERROR),
     ]
     # The processor's replies carry details `extproc_<status>`; only Envoy's own are rewritten.
     from_envoy = AccessLogFilter(
@@ -296,7 +294,7 @@ def _local_replies() -> LocalReplyConfig:
         )
     )
     mappers = []
-    for status, error in errors:
+    for status, error in bodies:
         status_is = AccessLogFilter(
             status_code_filter=StatusCodeFilter(
                 comparison=ComparisonFilter(
@@ -307,7 +305,6 @@ def _local_replies() -> LocalReplyConfig:
         mappers.append(
             ResponseMapper(
                 filter=_all_of(status_is, from_envoy),
-                status_code=error.status,
                 body_format_override=SubstitutionFormatString(
                     text_format_source=DataSource(inline_string=error.to_body().decode()),
                     content_type=JSON,

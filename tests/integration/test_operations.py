@@ -95,3 +95,22 @@ def test_a_taken_port_is_a_clear_start_up_failure(
     second.stop()
     assert "gateway did not start: envoy exited during start-up" in log.read_text()
     assert HTTP.get(gateway.url + "/v1/models", headers=AUTH).status_code == 200
+
+
+def test_processor_too_slow_is_a_json_504(mock: MockProvider, tmp_path: Path) -> None:
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    document = gateway_document(mock.url, secrets_dir)
+    # No processor answers within a microsecond: every request meets the timeout.
+    document["processor"] = {"message_timeout": "0.001ms"}
+    config = tmp_path / "slow.yaml"
+    config.write_text(yaml.safe_dump(document))
+    mock.clear()
+
+    with running_gateway(config, tmp_path / "slow.log") as slow:
+        response = HTTP.post(slow.url + "/v1/chat/completions", json=CHAT, headers=AUTH)
+
+    assert response.status_code == 504, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == "gateway_timeout"
+    assert mock.requests() == []
