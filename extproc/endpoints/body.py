@@ -61,6 +61,9 @@ def check_common(body: JsonObject) -> None:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise BadRequest("'stream' must be a boolean.", param="stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise BadRequest("'stream_options' must be an object.", param="stream_options")
 
 
 def require(body: JsonObject, name: str, kinds: tuple[type, ...], what: str) -> Any:

@@ -61,6 +61,7 @@ def assert_openai_error(response: httpx.Response, status: int) -> dict[str, obje
             "model",
         ),
         (orjson.dumps(CHAT | {"stream": "yes"}), "stream"),
+        (orjson.dumps(CHAT | {"stream": True, "stream_options": "usage"}), "stream_options"),
         (orjson.dumps(CHAT | {"max_tokens": -5}), "max_tokens"),
         (orjson.dumps(CHAT | {"n": 100000}), "n"),
         (orjson.dumps(CHAT | {"messages": "hello"}), "messages"),
