@@ -275,6 +275,7 @@ def _local_replies() -> LocalReplyConfig:
         (413, PayloadTooLarge("The request body is larger than the gateway accepts.")),
         (400, BadRequest("The request is malformed.")),
         (408, BadRequest("The request was not received in time.", code="request_timeout")),
+        (431, BadRequest("The request headers are too large.", code="headers_too_large")),
         (
             503,
             ServiceUnavailable(

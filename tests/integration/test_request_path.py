@@ -262,3 +262,21 @@ def test_expect_100_continue(gateway: RunningGateway) -> None:
         assert connection.recv(4096).startswith(b"HTTP/1.1 100 Continue")
         connection.sendall(body)
         assert connection.recv(65536).startswith(b"HTTP/1.1 200 OK")
+
+
+def test_oversized_headers_get_a_json_431(gateway: RunningGateway) -> None:
+    response = HTTP.get(gateway.url + "/v1/models", headers=AUTH | {"x-long": "x" * 70_000})
+
+    assert assert_openai_error(response, 431)["code"] == "headers_too_large"
+
+
+def test_garbage_instead_of_http_gets_a_json_400(gateway: RunningGateway) -> None:
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        reply = connection.recv(65536)
+
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert b"content-type: application/json" in head.lower()
+    assert orjson.loads(body)["error"]["type"] == "invalid_request_error"
