@@ -7,6 +7,8 @@ GatewayError                   500 server_error (also the generic answer to anyt
  ├── NotFound                  404 invalid_request_error
  ├── MethodNotAllowed          405 invalid_request_error
  ├── PayloadTooLarge           413 invalid_request_error
+ ├── RateLimited               429 rate_limit_exceeded (requests, tokens, concurrency)
+ ├── QuotaExhausted            429 insufficient_quota (money budgets)
  ├── ServiceUnavailable        503 service_unavailable
  └── GatewayTimeout            504 timeout
 
@@ -15,6 +17,7 @@ Only these classes reach a client; their messages never contain keys or exceptio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 import orjson
@@ -26,12 +29,22 @@ class GatewayError(Exception):
     status: ClassVar[int] = 500
     type: ClassVar[str] = "server_error"
     default_code: ClassVar[str | None] = None
+    default_headers: ClassVar[tuple[tuple[str, str], ...]] = ()
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+    ):
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code if code is not None else self.default_code
+        self.headers = self.default_headers + tuple(headers)
+        """Response headers that go with the error (`retry-after`, rate limit state)."""
 
     def to_body(self) -> bytes:
         error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
@@ -51,6 +64,7 @@ class Unauthenticated(GatewayError):
     status = 401
     type = "invalid_request_error"
     default_code = "invalid_api_key"
+    default_headers = (("www-authenticate", "Bearer"),)
 
 
 class PermissionDenied(GatewayError):
@@ -81,6 +95,22 @@ class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     default_code = "request_too_large"
+
+
+class RateLimited(GatewayError):
+    """A request, token or concurrency limit is reached; retrying later helps."""
+
+    status = 429
+    type = "rate_limit_exceeded"
+    default_code = "rate_limit_exceeded"
+
+
+class QuotaExhausted(GatewayError):
+    """A money budget is spent; OpenAI's spelling for an exhausted plan."""
+
+    status = 429
+    type = "insufficient_quota"
+    default_code = "insufficient_quota"
 
 
 class ServiceUnavailable(GatewayError):

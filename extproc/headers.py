@@ -10,6 +10,7 @@ ROUTE = INTERNAL_PREFIX + "route"
 
 PATH = ":path"
 METHOD = ":method"
+STATUS = ":status"
 CONTENT_TYPE = "content-type"
 CONTENT_LENGTH = "content-length"
 

@@ -15,6 +15,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from extproc.config import Gateway
 from extproc.config.watcher import GatewaySource
 from extproc.envoyapi.messages import ProcessingRequest, ProcessingResponse
+from extproc.quota.ledger import Ledger
+from extproc.quota.remote import counters_handler
+from extproc.quota.stores import open_ledger
 from extproc.stream import Exchange
 
 log = logging.getLogger(__name__)
@@ -27,8 +30,9 @@ SHUTDOWN_GRACE = 10.0
 class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     """ext_proc service: one Exchange per stream (one stream per HTTP request)."""
 
-    def __init__(self, source: GatewaySource) -> None:
+    def __init__(self, source: GatewaySource, ledger: Ledger) -> None:
         self._source = source
+        self._ledger = ledger
         self._rng = random.Random()  # noqa: S311 - load spreading, not security
 
     async def Process(  # noqa: N802 - the gRPC method name
@@ -36,13 +40,17 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):  # type:
         request_iterator: AsyncIterator[ProcessingRequest],
         context: grpc.aio.ServicerContext[ProcessingRequest, ProcessingResponse],
     ) -> AsyncIterator[ProcessingResponse]:
-        exchange = Exchange(self._source.current, self._rng)
-        async for request in request_iterator:
-            yield exchange.process(request)
+        exchange = Exchange(self._source.current, self._ledger, self._rng)
+        try:
+            async for request in request_iterator:
+                yield await exchange.process(request)
+        finally:
+            # Also on cancellation (a client or provider cut the request): settle what is held.
+            await asyncio.shield(exchange.finish())
 
 
 def build_server(
-    source: GatewaySource, address: str
+    source: GatewaySource, ledger: Ledger, address: str
 ) -> tuple[grpc.aio.Server, health.HealthServicer]:
     """A server bound to `address` (`host:port` or `unix:/path`), not yet started."""
     limit = source.current.listen.max_request_body + GRPC_OVERHEAD
@@ -53,7 +61,9 @@ def build_server(
             ("grpc.so_reuseport", 0),
         ]
     )
-    external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(Processor(source), server)
+    processor = Processor(source, ledger)
+    external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(processor, server)
+    server.add_generic_rpc_handlers([counters_handler(ledger.store)])
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if server.add_insecure_port(address) == 0 and not address.startswith("unix:"):
@@ -65,7 +75,8 @@ async def serve(gateway: Gateway, address: str) -> None:
     """Serve until SIGINT or SIGTERM, then drain: health says NOT_SERVING, streams finish.
     The configuration file is followed meanwhile (see `extproc.config.watcher`)."""
     source = GatewaySource(gateway)
-    server, health_servicer = build_server(source, address)
+    ledger = open_ledger(gateway)
+    server, health_servicer = build_server(source, ledger, address)
     await server.start()
     follow = asyncio.create_task(source.follow())
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -79,3 +90,4 @@ async def serve(gateway: Gateway, address: str) -> None:
     follow.cancel()
     health_servicer.enter_graceful_shutdown()
     await server.stop(SHUTDOWN_GRACE)
+    await ledger.store.close()

@@ -8,22 +8,28 @@ import random
 import orjson
 
 from extproc import headers as names
-from extproc.config import Gateway, Principal
+from extproc.config import Gateway, ModelRoute, Principal
 from extproc.endpoints import LocalAnswer, ModelCall, match_endpoint
 from extproc.endpoints.body import check_common, parse_body, read_model
+from extproc.endpoints.spec import JsonObject
 from extproc.envoyapi.messages import (
     HttpHeaders,
     ProcessingRequest,
     ProcessingResponse,
+    amend_response_headers,
+    continue_and_read_response,
     local_reply,
     pass_through,
     read_headers,
     replace_request,
 )
-from extproc.errors import INTERNAL_ERROR, BadRequest, GatewayError, Unauthenticated
+from extproc.errors import INTERNAL_ERROR, BadRequest, GatewayError
 from extproc.pipeline.auth import authenticate
+from extproc.pipeline.metering import Meter
 from extproc.pipeline.routing import choose_target, resolve_route
 from extproc.providers import TRANSLATORS
+from extproc.quota.ledger import Ledger, Reservation
+from extproc.usage import Usage, estimate_input_tokens, requested_output_cap, with_output_cap
 
 log = logging.getLogger(__name__)
 
@@ -31,33 +37,60 @@ log = logging.getLogger(__name__)
 class Exchange:
     """Per-request state for one stream; the gateway snapshot is fixed when the stream opens."""
 
-    __slots__ = ("_call", "_gateway", "_principal", "_remove_headers", "_replied", "_rng")
+    __slots__ = (
+        "_call",
+        "_gateway",
+        "_ledger",
+        "_meter",
+        "_principal",
+        "_remove_headers",
+        "_replied",
+        "_reservation",
+        "_rng",
+    )
 
-    def __init__(self, gateway: Gateway, rng: random.Random) -> None:
+    def __init__(self, gateway: Gateway, ledger: Ledger, rng: random.Random) -> None:
         self._gateway = gateway
+        self._ledger = ledger
         self._rng = rng
         self._call: ModelCall | None = None
         self._principal: Principal | None = None
         self._remove_headers: list[str] = []
         self._replied = False
+        self._reservation: Reservation | None = None
+        self._meter: Meter | None = None
 
-    def process(self, request: ProcessingRequest) -> ProcessingResponse:
+    async def process(self, request: ProcessingRequest) -> ProcessingResponse:
         phase = request.WhichOneof("request")
         if phase is None:
             raise ValueError("ProcessingRequest carries no phase")
         if self._replied:
             return pass_through(phase)
         try:
-            if phase == "request_headers":
-                return self._on_request_headers(request.request_headers)
-            if phase == "request_body":
-                return self._on_request_body(request.request_body.body)
-            return pass_through(phase)
+            return await self._dispatch(phase, request)
         except GatewayError as error:
-            return self._reply_error(error)
+            return await self._reply_error(error)
         except Exception:
             log.exception("unexpected failure while processing %s", phase)
-            return self._reply_error(INTERNAL_ERROR)
+            return await self._reply_error(INTERNAL_ERROR)
+
+    async def _dispatch(self, phase: str, request: ProcessingRequest) -> ProcessingResponse:
+        if phase == "request_headers":
+            return self._on_request_headers(request.request_headers)
+        if phase == "request_body":
+            return await self._on_request_body(request.request_body.body)
+        if phase == "response_headers":
+            return self._on_response_headers(request.response_headers)
+        if phase == "response_body":
+            body = request.response_body
+            await self._on_response_body(body.body, end=body.end_of_stream)
+        return pass_through(phase)
+
+    async def finish(self) -> None:
+        """The stream ended (completed, cut or cancelled): settle whatever is still held."""
+        if self._reservation is not None:
+            usage = self._meter.usage() if self._meter is not None else None
+            await self._settle(usage)
 
     def _on_request_headers(self, message: HttpHeaders) -> ProcessingResponse:
         headers = read_headers(message)
@@ -79,9 +112,9 @@ class Exchange:
             for name in headers
             if name.startswith(names.INTERNAL_PREFIX) or name in names.CREDENTIAL_HEADERS
         ]
-        return pass_through("request_headers")
+        return continue_and_read_response()
 
-    def _on_request_body(self, raw: bytes) -> ProcessingResponse:
+    async def _on_request_body(self, raw: bytes) -> ProcessingResponse:
         call, principal = self._call, self._principal
         if call is None or principal is None:
             raise RuntimeError("request body before request headers")
@@ -89,9 +122,11 @@ class Exchange:
         check_common(body)
         alias = read_model(body)
         call.check(body)
-        target = choose_target(resolve_route(self._gateway.models, principal, alias), self._rng)
+        route = resolve_route(self._gateway.models, principal, alias)
+        target = choose_target(route, self._rng)
         upstream = TRANSLATORS[target.provider.kind](call, target, body)
-        payload = orjson.dumps(upstream.body)
+        upstream_body = await self._reserve(call, principal, route, upstream.body)
+        payload = orjson.dumps(upstream_body)
         set_headers = [
             *upstream.headers,
             (names.ROUTE, target.provider.name),
@@ -103,10 +138,54 @@ class Exchange:
         remove = [name for name in self._remove_headers if name not in provided]
         return replace_request(set_headers=set_headers, remove_headers=remove, body=payload)
 
-    def _reply_error(self, error: GatewayError) -> ProcessingResponse:
+    async def _reserve(
+        self, call: ModelCall, principal: Principal, route: ModelRoute, body: JsonObject
+    ) -> JsonObject:
+        """Reserve the request's estimated cost; returns the body to send (its output cap
+        lowered when a clamping limit asks for that)."""
+        api = call.usage_api
+        cap = requested_output_cap(api, body)
+        if cap is None:
+            cap = route.max_output_tokens or self._gateway.quota.default_max_output_tokens
+        estimate = Usage(estimate_input_tokens(api, body), cap)
+        reservation = await self._ledger.reserve(
+            principal.limits,
+            alias=route.alias,
+            price=route.price,
+            estimate=estimate,
+            policy=self._gateway.quota.on_store_error,
+        )
+        self._reservation = reservation
+        self._meter = Meter(estimate)
+        if reservation.clamped_output is not None:
+            return with_output_cap(api, body, reservation.clamped_output)
+        return body
+
+    def _on_response_headers(self, message: HttpHeaders) -> ProcessingResponse:
+        if self._meter is None or self._reservation is None:
+            return pass_through("response_headers")
+        headers = read_headers(message)
+        status = int(_single(headers, names.STATUS))
+        content_type = (headers.get(names.CONTENT_TYPE) or [""])[0]
+        streamed = self._meter.on_headers(status, content_type)
+        return amend_response_headers(self._reservation.headers, stream_body=streamed)
+
+    async def _on_response_body(self, chunk: bytes, *, end: bool) -> None:
+        if self._meter is None:
+            return
+        self._meter.on_body(chunk, end=end)
+        if end:
+            await self._settle(self._meter.usage())
+
+    async def _settle(self, usage: Usage | None) -> None:
+        reservation, self._reservation = self._reservation, None
+        if reservation is not None:
+            await reservation.settle(usage)
+
+    async def _reply_error(self, error: GatewayError) -> ProcessingResponse:
         self._replied = True
-        extra = [("www-authenticate", "Bearer")] if isinstance(error, Unauthenticated) else []
-        return local_reply(error.status, error.to_body(), headers=extra)
+        await self._settle(None)
+        return local_reply(error.status, error.to_body(), headers=error.headers)
 
 
 def _single(headers: dict[str, list[str]], name: str) -> str:

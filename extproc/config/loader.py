@@ -12,13 +12,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import ValidationError
 
-from extproc.config.model import Gateway, ModelRoute, Principal, Provider, Target
-from extproc.config.schema import GatewaySpec, ProviderSpec
-from extproc.config.secrets import resolve_secret
+from extproc.config.model import (
+    Gateway,
+    ModelRoute,
+    Principal,
+    Provider,
+    QuotaSettings,
+    Target,
+)
+from extproc.config.schema import GatewaySpec, LimitSpec, ProviderSpec, QuotaSpec
+from extproc.config.secrets import Secret, resolve_secret
+from extproc.config.units import parse_duration
+from extproc.quota.limits import MICRO_USD_PER_USD, Limit, Metric, Price
+from extproc.quota.windows import Window, calendar_window, fixed_window
 
 _PYDANTIC_MESSAGES = {
     "extra_forbidden": "unknown field",
@@ -106,6 +117,13 @@ def _compile(
         name: _compile_provider(name, provider, source.parent, environ, problems)
         for name, provider in spec.providers.items()
     }
+    for alias in spec.prices:
+        if alias not in spec.models:
+            problems.append((f"prices.{alias}", f"unknown model {alias!r}"))
+    prices = {
+        alias: Price(price.input_per_million, price.output_per_million)
+        for alias, price in spec.prices.items()
+    }
     models: dict[str, ModelRoute] = {}
     for alias, model in spec.models.items():
         targets = []
@@ -120,7 +138,25 @@ def _compile(
                 continue
             targets.append(Target(provider, target.model, target.weight, target.options))
         weights = tuple(itertools.accumulate(t.weight for t in targets))
-        models[alias] = ModelRoute(alias, tuple(targets), weights)
+        models[alias] = ModelRoute(
+            alias, tuple(targets), weights, model.max_output_tokens, prices.get(alias)
+        )
+
+    team_models: dict[str, set[str]] = {}
+    for key in spec.keys:
+        if key.team is not None:
+            team_models.setdefault(key.team, set()).update(key.models)
+    team_limits = {
+        team: _compile_limits(
+            f"team:{team}",
+            spec.teams[team].limits,
+            f"teams.{team}.limits",
+            allowed=team_models.get(team, set()),
+            models=models,
+            problems=problems,
+        )
+        for team in spec.teams
+    }
 
     principals: dict[str, Principal] = {}
     seen_ids: set[str] = set()
@@ -133,14 +169,96 @@ def _compile(
         for position, alias in enumerate(key.models):
             if alias != "*" and alias not in models:
                 problems.append((f"keys.{index}.models.{position}", f"unknown model {alias!r}"))
+        limits = _compile_limits(
+            f"key:{key.id}",
+            key.limits,
+            f"keys.{index}.limits",
+            allowed=set(key.models),
+            models=models,
+            problems=problems,
+        )
         principals[key.sha256] = Principal(
             key_id=key.id,
             team=key.team,
             models=frozenset(key.models) - {"*"},
             all_models="*" in key.models,
             metadata=dict(key.metadata),
+            limits=limits + (team_limits.get(key.team, ()) if key.team else ()),
         )
-    return Gateway(source, spec.listen, spec.processor, providers, models, principals)
+    quota = _compile_quota(spec.quota, source.parent, environ, problems)
+    return Gateway(source, spec.listen, spec.processor, providers, models, principals, quota)
+
+
+def _compile_limits(
+    scope: str,
+    specs: list[LimitSpec],
+    where: str,
+    *,
+    allowed: set[str],
+    models: Mapping[str, ModelRoute],
+    problems: list[tuple[str, str]],
+) -> tuple[Limit, ...]:
+    """Runtime limits for one key or team; `allowed` is the model aliases it may use."""
+    limits: list[Limit] = []
+    usable = set(models) if "*" in allowed else allowed
+    for index, spec in enumerate(specs):
+        metric: Metric = spec.metric  # type: ignore[assignment]
+        if spec.model is not None and spec.model not in models:
+            problems.append((f"{where}.{index}.model", f"unknown model {spec.model!r}"))
+        if metric == "usd":
+            priced = {spec.model} if spec.model else usable
+            unpriced = sorted(alias for alias in priced if models.get(alias, _PRICED).price is None)
+            if unpriced:
+                problems.append(
+                    (f"{where}.{index}.usd", "no price for " + ", ".join(unpriced) + " in prices")
+                )
+        amount = getattr(spec, metric)
+        limit = Limit(
+            scope=scope,
+            metric=metric,
+            amount=round(amount * MICRO_USD_PER_USD) if metric == "usd" else amount,
+            window=_window(spec),
+            model=spec.model,
+            shadow=spec.mode == "shadow",
+            clamp_max_tokens=spec.clamp_max_tokens,
+        )
+        if any(other.counter == limit.counter for other in limits):
+            problems.append((f"{where}.{index}", "the same limit is set twice"))
+        limits.append(limit)
+    return tuple(limits)
+
+
+_PRICED = ModelRoute("", (), (), price=Price(0, 0))
+"""Stands in for an unknown alias (reported elsewhere) when checking prices."""
+
+
+def _window(spec: LimitSpec) -> Window | None:
+    if spec.per is None:
+        return None
+    if spec.per in ("day", "month"):
+        return calendar_window(spec.per, ZoneInfo(spec.tz))  # type: ignore[arg-type]
+    return fixed_window(parse_duration(spec.per), str(spec.per))
+
+
+def _compile_quota(
+    spec: QuotaSpec,
+    base_dir: Path,
+    environ: Mapping[str, str] | None,
+    problems: list[tuple[str, str]],
+) -> QuotaSettings:
+    password: Secret | None = None
+    if spec.password is not None and environ is not None:
+        try:
+            password = resolve_secret(spec.password, base_dir=base_dir, environ=environ)
+        except ValueError as error:
+            problems.append(("quota.password", str(error)))
+    return QuotaSettings(
+        store=spec.store,
+        password=password,
+        on_store_error=spec.on_store_error,
+        timeout=spec.timeout,
+        default_max_output_tokens=spec.default_max_output_tokens,
+    )
 
 
 def _compile_provider(

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from extproc.config.schema import ListenSpec, ProcessorSpec, ProviderKind
 from extproc.config.secrets import Secret
+from extproc.quota.limits import Limit, Price
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,8 @@ class ModelRoute:
     alias: str
     targets: tuple[Target, ...]
     cumulative_weights: tuple[int, ...]
+    max_output_tokens: int | None = None
+    price: Price | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +65,20 @@ class Principal:
     models: frozenset[str]
     all_models: bool
     metadata: Mapping[str, str] = field(default_factory=dict)
+    limits: tuple[Limit, ...] = ()
+    """The key's own limits, then its team's."""
 
     def may_use(self, alias: str) -> bool:
         return self.all_models or alias in self.models
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaSettings:
+    store: str
+    password: Secret | None
+    on_store_error: Literal["deny", "allow"]
+    timeout: float
+    default_max_output_tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +90,4 @@ class Gateway:
     models: Mapping[str, ModelRoute]
     principals: Mapping[str, Principal]
     """By SHA-256 hex digest of the gateway key."""
+    quota: QuotaSettings

@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime
 import re
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from extproc.config.units import Bytes, Seconds
+from extproc.config.units import Bytes, Seconds, parse_duration
 
 ProviderKind = Literal["openai", "azure", "anthropic"]
 """openai: any OpenAI-compatible API; azure: Azure OpenAI; anthropic: Anthropic's native API."""
@@ -123,6 +124,8 @@ class ModelSpec(Strict):
     model: Name | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     targets: list[TargetSpec] = Field(default_factory=list)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    """The completion size quotas reserve when a request sets no `max_tokens`."""
 
     @model_validator(mode="after")
     def _check_form(self) -> ModelSpec:
@@ -144,6 +147,70 @@ class ModelSpec(Strict):
         return [TargetSpec(provider=self.provider, model=self.model, options=self.options)]
 
 
+LIMIT_METRICS = ("requests", "tokens", "input_tokens", "output_tokens", "usd", "concurrent")
+CALENDAR_PERIODS = ("day", "month")
+
+
+def _check_period(value: object) -> object:
+    if value is None or value in CALENDAR_PERIODS:
+        return value
+    if parse_duration(value) < 1:
+        raise ValueError("must be at least 1s")
+    return value
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)"
+        ) from None
+    return value
+
+
+class LimitSpec(Strict):
+    """One cap: exactly one of the metric fields, over a window (`per`) unless `concurrent`."""
+
+    requests: int | None = Field(default=None, ge=0)
+    tokens: int | None = Field(default=None, ge=0)
+    """Input plus output tokens."""
+    input_tokens: int | None = Field(default=None, ge=0)
+    output_tokens: int | None = Field(default=None, ge=0)
+    usd: float | None = Field(default=None, ge=0)
+    """Money, priced with the `prices` table."""
+    concurrent: int | None = Field(default=None, ge=0)
+    """Requests in flight at once; no window."""
+    per: Annotated[str | int | float | None, AfterValidator(_check_period)] = None
+    """A duration (`30s`, `1m`, `1h`, `7d`) or a calendar period (`day`, `month`)."""
+    tz: Annotated[str, AfterValidator(_check_zone)] = "UTC"
+    """Time zone of calendar periods."""
+    model: Name | None = None
+    """Count only requests for this model alias."""
+    mode: Literal["enforce", "shadow"] = "enforce"
+    """`shadow` counts and logs would-be refusals but never refuses."""
+    clamp_max_tokens: bool = False
+    """Lower the request's max_tokens to what is left instead of refusing."""
+
+    @property
+    def metric(self) -> str:
+        return next(name for name in LIMIT_METRICS if getattr(self, name) is not None)
+
+    @model_validator(mode="after")
+    def _check_form(self) -> LimitSpec:
+        given = [name for name in LIMIT_METRICS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("set exactly one of " + ", ".join(LIMIT_METRICS))
+        if given[0] == "concurrent":
+            if self.per is not None:
+                raise ValueError("concurrent limits have no window: remove per")
+        elif self.per is None:
+            raise ValueError("needs per: a duration such as 1m, or day or month")
+        if self.clamp_max_tokens and given[0] not in ("tokens", "output_tokens", "usd"):
+            raise ValueError("clamp_max_tokens applies to tokens, output_tokens and usd limits")
+        return self
+
+
 class KeySpec(Strict):
     id: Name
     sha256: Digest
@@ -151,6 +218,43 @@ class KeySpec(Strict):
     """Aliases this key may use; `"*"` allows every model."""
     team: Name | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
+    limits: list[LimitSpec] = Field(default_factory=list)
+
+
+class TeamSpec(Strict):
+    limits: list[LimitSpec] = Field(default_factory=list)
+    """Shared by every key of the team."""
+
+
+class PriceSpec(Strict):
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+    """USD per million tokens."""
+
+
+class QuotaSpec(Strict):
+    store: str = "memory"
+    """`memory` (one process) or `redis://host:port/db` (`rediss://` for TLS), shared."""
+    password: str | None = None
+    """The Redis password, by reference: `${env:NAME}` or `${file:path}`."""
+    on_store_error: Literal["deny", "allow"] = "deny"
+    """When the store cannot be reached: refuse with 503, or serve without counting."""
+    timeout: Seconds = 0.25
+    """How long one store operation may take before it counts as a store error."""
+    default_max_output_tokens: int = Field(default=4096, ge=1)
+    """The completion size reserved when neither the request nor the model sets one."""
+
+    @model_validator(mode="after")
+    def _check_store(self) -> QuotaSpec:
+        if self.store == "memory":
+            return self
+        if not self.store.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("store must be memory or a redis:// URL")
+        if re.match(r"^[a-z]+://[^/@]*:[^/@]*@", self.store):
+            raise ValueError(
+                "put the Redis password in quota.password as ${env:NAME}, not in the URL"
+            )
+        return self
 
 
 class GatewaySpec(Strict):
@@ -160,3 +264,19 @@ class GatewaySpec(Strict):
     providers: dict[Name, ProviderSpec] = Field(min_length=1)
     models: dict[Name, ModelSpec] = Field(min_length=1)
     keys: list[KeySpec] = Field(default_factory=list)
+    teams: dict[Name, TeamSpec] = Field(default_factory=dict)
+    prices: dict[Name, PriceSpec] = Field(default_factory=dict)
+    """By model alias."""
+    quota: QuotaSpec = Field(default_factory=QuotaSpec)
+
+    @model_validator(mode="after")
+    def _check_memory_store_workers(self) -> GatewaySpec:
+        limited = any(key.limits for key in self.keys) or any(
+            team.limits for team in self.teams.values()
+        )
+        if limited and self.quota.store == "memory" and self.processor.workers > 1:
+            raise ValueError(
+                "quota.store memory counts per process; with processor.workers above 1 "
+                "use a redis:// store so the workers share counters"
+            )
+        return self

@@ -1,4 +1,4 @@
-"""Durations (`500ms`, `2s`, `5m`, `1h`) and sizes (`512KiB`, `8MiB`, `1MB`) as written in YAML."""
+"""Durations (`500ms`, `2s`, `1h`, `7d`) and sizes (`512KiB`, `8MiB`, `1MB`) as written in YAML."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import BeforeValidator
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
-_DURATION_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_DURATION_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SIZE = re.compile(r"^(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?$")
 _SIZE_BYTES = {
     None: 1,
@@ -29,7 +29,7 @@ def parse_duration(value: object) -> float:
     if isinstance(value, str) and (match := _DURATION.match(value.strip())):
         number, unit = match.groups()
         return float(number) * _DURATION_SECONDS[unit]
-    raise ValueError("must be a duration such as 500ms, 2s, 5m or 1h")
+    raise ValueError("must be a duration such as 500ms, 2s, 5m, 1h or 7d")
 
 
 def parse_size(value: object) -> int:

@@ -39,10 +39,10 @@ class GatewaySource:
         except ConfigError as error:
             log.error("configuration not reloaded, keeping the previous one:\n%s", error)
             return False
-        if _envoy_view(candidate) != _envoy_view(self.current):
+        if _fixed_at_start(candidate) != _fixed_at_start(self.current):
             log.error(
-                "configuration not reloaded: providers or listener changed; "
-                "re-render Envoy's configuration and restart the gateway"
+                "configuration not reloaded: providers, listener, processor or quota store "
+                "changed; re-render Envoy's configuration and restart the gateway"
             )
             return False
         self.current = candidate
@@ -68,12 +68,14 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     return status.st_ino, status.st_size, status.st_mtime_ns
 
 
-def _envoy_view(gateway: Gateway) -> tuple[object, ...]:
-    """What Envoy's rendered configuration depends on (provider keys excepted)."""
+def _fixed_at_start(gateway: Gateway) -> tuple[object, ...]:
+    """What only a restart changes: Envoy's rendered configuration (provider keys excepted)
+    and the quota store connection."""
     providers = tuple(
         (name, _without_key(provider)) for name, provider in sorted(gateway.providers.items())
     )
-    return providers, gateway.listen, gateway.processor
+    quota = gateway.quota
+    return providers, gateway.listen, gateway.processor, quota.store, quota.timeout
 
 
 def _without_key(provider: Provider) -> tuple[object, ...]:

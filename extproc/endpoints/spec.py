@@ -25,6 +25,11 @@ class ModelCall:
     suffix: str
     """The path after the API version, as providers that rebuild paths (Azure) need it."""
 
+    @property
+    def usage_api(self) -> str:
+        """Which body fields hold the input and the output cap (see `extproc.usage`)."""
+        return "messages" if self.schema == "anthropic" else self.operation
+
 
 @dataclass(frozen=True, slots=True)
 class LocalAnswer:

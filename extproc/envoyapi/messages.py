@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any, TypeAlias
 
 from envoy.config.core.v3 import base_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from envoy.type.v3 import http_status_pb2
 
@@ -58,6 +59,40 @@ def replace_request(
         clear_route_cache=True,
     )
     return ext_proc.ProcessingResponse(request_body=ext_proc.BodyResponse(response=common))
+
+
+_MODE = processing_mode_pb2.ProcessingMode
+_READ_RESPONSE = _MODE(
+    request_body_mode=_MODE.BUFFERED,
+    response_header_mode=_MODE.SEND,
+    response_body_mode=_MODE.BUFFERED_PARTIAL,
+)
+"""Buffer the request body, then see the response: headers, and a JSON body up to the body
+limit (a larger one passes unread rather than failing)."""
+_STREAM_RESPONSE_BODY = _MODE(response_body_mode=_MODE.STREAMED)
+
+
+def continue_and_read_response() -> ProcessingResponse:
+    """Answer to request headers: go on, and send this request's response phases too."""
+    return ext_proc.ProcessingResponse(
+        request_headers=ext_proc.HeadersResponse(), mode_override=_READ_RESPONSE
+    )
+
+
+def amend_response_headers(
+    set_headers: Iterable[tuple[str, str]], *, stream_body: bool
+) -> ProcessingResponse:
+    """Answer to the response headers: add headers; `stream_body` switches the response body
+    from buffered to streamed processing (for server-sent events)."""
+    mutation = ext_proc.HeaderMutation(
+        set_headers=[_header(name, value) for name, value in set_headers]
+    )
+    return ext_proc.ProcessingResponse(
+        response_headers=ext_proc.HeadersResponse(
+            response=ext_proc.CommonResponse(header_mutation=mutation)
+        ),
+        mode_override=_STREAM_RESPONSE_BODY if stream_body else None,
+    )
 
 
 def local_reply(

@@ -216,10 +216,14 @@ def _ext_proc_filter(gateway: Gateway) -> HttpFilter:
         failure_mode_allow=False,
         status_on_error=HttpStatus(code=StatusCode.ServiceUnavailable),
         message_timeout=timedelta(seconds=gateway.processor.message_timeout),
+        allow_mode_override=True,
         processing_mode=ProcessingMode(
             request_header_mode=ProcessingModeHeaderSendMode.SEND,
             request_body_mode=ProcessingModeBodySendMode.BUFFERED,
             request_trailer_mode=ProcessingModeHeaderSendMode.SKIP,
+            # Responses are read only for model calls, switched on by the processor through
+            # mode_override: Envoy's own replies to broken requests (431, 400) come before
+            # the processor saw the request, and pausing them would lose them.
             response_header_mode=ProcessingModeHeaderSendMode.SKIP,
             response_body_mode=ProcessingModeBodySendMode.NONE,
             response_trailer_mode=ProcessingModeHeaderSendMode.SKIP,

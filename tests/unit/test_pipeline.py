@@ -45,7 +45,7 @@ def gateway() -> Gateway:
 
 def test_every_error_class_has_an_openai_shape() -> None:
     classes = [errors.GatewayError, *errors.GatewayError.__subclasses__()]
-    assert len({cls.status for cls in classes}) == len(classes), "one status per class"
+    assert len({(cls.status, cls.type) for cls in classes}) == len(classes), "distinct classes"
     for cls in classes:
         body = cls("message").to_body()
         assert body.startswith(b'{"error":{"message":"message","type":"' + cls.type.encode())

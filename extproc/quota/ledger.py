@@ -1,0 +1,217 @@
+"""Reserve before a request goes upstream, settle on its real usage afterwards.
+
+A reservation charges the estimated cost to every counter that applies (the key's limits and
+its team's, those for this model too), atomically in the store; the settlement adds the
+difference between the real cost and the estimate, or refunds everything when the request did
+not run. Concurrency counters are taken on reserve and given back on settle.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from extproc.errors import GatewayError, QuotaExhausted, RateLimited, ServiceUnavailable
+from extproc.quota.limits import Limit, Price
+from extproc.quota.ratelimit_headers import Standing, ratelimit_headers
+from extproc.quota.store import Charge, Clock, Outcome, QuotaStore, StoreUnavailable, window_suffix
+from extproc.usage import Usage
+
+log = logging.getLogger(__name__)
+
+EXPIRY_GRACE = 5.0
+"""Seconds a counter outlives its window, so a settlement just after the end still lands."""
+CONCURRENT_RETRY_AFTER = 1
+
+StorePolicy = Literal["deny", "allow"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Counted:
+    limit: Limit
+    counter: str
+    reserved: int
+    window_end: float
+
+
+class Reservation:
+    """What one request holds in the store until it is settled (exactly once)."""
+
+    def __init__(
+        self,
+        ledger: Ledger | None,
+        *,
+        counted: Sequence[_Counted],
+        values: Sequence[int],
+        price: Price | None,
+        now: float,
+        clamped_output: int | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._counted = tuple(counted)
+        self._price = price
+        self.clamped_output = clamped_output
+        """Set when a `clamp_max_tokens` limit lowered the output the request may ask for."""
+        self.headers = ratelimit_headers(_standings(self._counted, values, now))
+        """The `x-ratelimit-*` headers for the client's response."""
+
+    async def settle(self, usage: Usage | None) -> None:
+        """Charge the real usage; None means the request did not run: refund everything."""
+        ledger, self._ledger = self._ledger, None
+        if ledger is None or not self._counted:
+            return
+        deltas = []
+        for item in self._counted:
+            if item.limit.metric == "concurrent" or usage is None:
+                final = 0
+            else:
+                final = item.limit.cost(usage, self._price)
+            if final != item.reserved:
+                deltas.append((item.counter, final - item.reserved))
+        await ledger.adjust(deltas)
+
+
+class Ledger:
+    def __init__(self, store: QuotaStore, *, lease: float, clock: Clock = time.time) -> None:
+        self._store = store
+        self._lease = lease
+        """How long a concurrency slot is held at most, should its holder vanish."""
+        self._clock = clock
+
+    @property
+    def store(self) -> QuotaStore:
+        return self._store
+
+    async def reserve(
+        self,
+        limits: Sequence[Limit],
+        *,
+        alias: str,
+        price: Price | None,
+        estimate: Usage,
+        policy: StorePolicy,
+    ) -> Reservation:
+        """Reserve `estimate` in every limit for `alias`; the returned reservation may carry a
+        lower output cap when a `clamp_max_tokens` limit lowered it. Raises RateLimited,
+        QuotaExhausted or (store down, policy deny) ServiceUnavailable."""
+        applicable = [limit for limit in limits if limit.applies_to(alias)]
+        if not applicable:
+            return UNMETERED
+        now = self._clock()
+        clamped = None
+        try:
+            counted, outcome = await self._try(applicable, price, estimate, now)
+            if not outcome.granted:
+                clamped = _clamped_output(counted, outcome, price, estimate)
+                if clamped is None:
+                    raise _refusal(counted, outcome, now)
+                estimate = Usage(estimate.input_tokens, clamped)
+                counted, outcome = await self._try(applicable, price, estimate, now)
+                if not outcome.granted:
+                    raise _refusal(counted, outcome, now)
+        except StoreUnavailable as error:
+            return _on_store_error(policy, error)
+        _report_shadow(counted, outcome.values)
+        return Reservation(
+            self,
+            counted=counted,
+            values=outcome.values,
+            price=price,
+            now=now,
+            clamped_output=clamped,
+        )
+
+    async def adjust(self, deltas: Sequence[tuple[str, int]]) -> None:
+        if not deltas:
+            return
+        try:
+            await self._store.adjust(deltas)
+        except StoreUnavailable as error:
+            log.error("quota store unavailable (%s): a settlement was lost", error)
+
+    async def _try(
+        self, limits: Sequence[Limit], price: Price | None, estimate: Usage, now: float
+    ) -> tuple[list[_Counted], Outcome]:
+        counted: list[_Counted] = []
+        charges: list[Charge] = []
+        for limit in limits:
+            amount = limit.cost(estimate, price)
+            if limit.window is None:
+                counter, end, expiry = limit.counter, now, now + self._lease
+            else:
+                start, end = limit.window.bounds(now)
+                counter, expiry = f"{limit.counter}:{window_suffix(start)}", end + EXPIRY_GRACE
+            counted.append(_Counted(limit, counter, amount, end))
+            cap = None if limit.shadow else limit.amount
+            charges.append(Charge(counter, amount, cap, expiry))
+        return counted, await self._store.reserve(charges)
+
+
+def _clamped_output(
+    counted: Sequence[_Counted], outcome: Outcome, price: Price | None, estimate: Usage
+) -> int | None:
+    """The output estimate that would fit when only clamp limits refused; None otherwise."""
+    room: list[int] = []
+    for index in outcome.refused:
+        item = counted[index]
+        left = item.limit.output_tokens_left(outcome.values[index], estimate, price)
+        if not item.limit.clamp_max_tokens or left is None:
+            return None
+        room.append(left)
+    fitting = min(room)
+    return fitting if 0 < fitting < estimate.output_tokens else None
+
+
+def _refusal(counted: Sequence[_Counted], outcome: Outcome, now: float) -> GatewayError:
+    refused = [counted[index] for index in outcome.refused]
+    first = refused[0]
+    if first.limit.metric == "concurrent":
+        retry_after = CONCURRENT_RETRY_AFTER
+    else:
+        retry_after = max(1, math.ceil(max(item.window_end for item in refused) - now))
+    headers = [
+        ("retry-after", str(retry_after)),
+        *ratelimit_headers(_standings(counted, outcome.values, now)),
+    ]
+    message = f"Limit reached: {first.limit.describe()}. Retry after {retry_after} s."
+    if any(item.limit.metric == "usd" for item in refused):
+        return QuotaExhausted(f"Budget exhausted: {first.limit.describe()}.", headers=headers)
+    return RateLimited(message, headers=headers)
+
+
+def _standings(counted: Sequence[_Counted], values: Sequence[int], now: float) -> list[Standing]:
+    return [
+        Standing(item.limit, value, max(0.0, item.window_end - now))
+        for item, value in zip(counted, values, strict=True)
+        if not item.limit.shadow and item.limit.window is not None
+    ]
+
+
+def _report_shadow(counted: Sequence[_Counted], values: Sequence[int]) -> None:
+    for item, value in zip(counted, values, strict=True):
+        if item.limit.shadow and value > item.limit.amount:
+            log.warning(
+                "shadow limit exceeded, request served: %s (now at %d)",
+                item.limit.describe(),
+                value,
+            )
+
+
+def _on_store_error(policy: StorePolicy, error: StoreUnavailable) -> Reservation:
+    if policy == "allow":
+        log.warning("quota store unavailable (%s): serving without quota (policy allow)", error)
+        return UNMETERED
+    log.error("quota store unavailable (%s): refusing (policy deny)", error)
+    raise ServiceUnavailable(
+        "The quota service is unavailable, so the request was not sent. Retry shortly.",
+        code="quota_store_unavailable",
+        headers=[("retry-after", "1")],
+    )
+
+
+UNMETERED = Reservation(None, counted=(), values=(), price=None, now=0.0)
+"""Served without counting (no limits apply, or the store failed under `allow`)."""

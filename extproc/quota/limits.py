@@ -1,0 +1,87 @@
+"""Limits as the request path uses them, and what a request costs against each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from extproc.quota.windows import Window
+from extproc.usage import Usage
+
+Metric = Literal["requests", "tokens", "input_tokens", "output_tokens", "usd", "concurrent"]
+TOKEN_METRICS: frozenset[Metric] = frozenset({"tokens", "input_tokens", "output_tokens"})
+MICRO_USD_PER_USD = 1_000_000
+"""Money is counted in integer micro-dollars so that every store works with integers."""
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens; the product with a token count is micro-dollars."""
+
+    input_per_million: float
+    output_per_million: float
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    scope: str
+    """`key:<id>` or `team:<name>`: whose counter this is."""
+    metric: Metric
+    amount: int
+    """The cap in the metric's unit (micro-dollars for `usd`)."""
+    window: Window | None
+    """None for `concurrent`, which counts requests in flight rather than over time."""
+    model: str | None
+    """Counts only requests for this model alias; None counts every model."""
+    shadow: bool
+    clamp_max_tokens: bool
+
+    @property
+    def counter(self) -> str:
+        """Stable counter name; a window start is appended per window."""
+        window = self.window.label.replace(" ", "") if self.window else "inflight"
+        return f"{self.scope}:{self.metric}:{window}:{self.model or '*'}"
+
+    def applies_to(self, alias: str) -> bool:
+        return self.model is None or self.model == alias
+
+    def describe(self) -> str:
+        amount: float = self.amount
+        if self.metric == "usd":
+            amount = self.amount / MICRO_USD_PER_USD
+        text = f"{amount:g} {self.metric}"
+        if self.window is not None:
+            text += f" per {self.window.label}"
+        if self.model is not None:
+            text += f" for {self.model}"
+        return f"{self.scope} {text}"
+
+    def cost(self, usage: Usage, price: Price | None) -> int:
+        """What a request with this usage counts against the limit."""
+        if self.metric in ("requests", "concurrent"):
+            return 1
+        if self.metric == "tokens":
+            return usage.input_tokens + usage.output_tokens
+        if self.metric == "input_tokens":
+            return usage.input_tokens
+        if self.metric == "output_tokens":
+            return usage.output_tokens
+        if price is None:
+            return 0
+        return round(
+            usage.input_tokens * price.input_per_million
+            + usage.output_tokens * price.output_per_million
+        )
+
+    def output_tokens_left(self, used: int, usage: Usage, price: Price | None) -> int | None:
+        """How many output tokens still fit beside this usage's input; None if output is free
+        under this limit."""
+        left = self.amount - used
+        if self.metric == "tokens":
+            return left - usage.input_tokens
+        if self.metric == "output_tokens":
+            return left
+        if self.metric == "usd" and price is not None and price.output_per_million > 0:
+            left -= round(usage.input_tokens * price.input_per_million)
+            return int(left // price.output_per_million)
+        return None

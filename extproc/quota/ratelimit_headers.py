@@ -1,0 +1,51 @@
+"""The `x-ratelimit-*` response headers, spelled and formatted as OpenAI sends them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from extproc.quota.limits import TOKEN_METRICS, Limit
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """One enforced limit's state after a request was counted (or refused)."""
+
+    limit: Limit
+    used: int
+    resets_in: float
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit.amount - self.used)
+
+
+def ratelimit_headers(standings: Sequence[Standing]) -> list[tuple[str, str]]:
+    """Headers for the tightest request limit and the tightest token limit, if any."""
+    headers: list[tuple[str, str]] = []
+    for kind, metrics in (("requests", {"requests"}), ("tokens", TOKEN_METRICS)):
+        candidates = [s for s in standings if s.limit.metric in metrics]
+        if not candidates:
+            continue
+        tightest = min(candidates, key=lambda s: (s.remaining, s.resets_in))
+        headers += [
+            (f"x-ratelimit-limit-{kind}", str(tightest.limit.amount)),
+            (f"x-ratelimit-remaining-{kind}", str(tightest.remaining)),
+            (f"x-ratelimit-reset-{kind}", go_duration(tightest.resets_in)),
+        ]
+    return headers
+
+
+def go_duration(seconds: float) -> str:
+    """`6m0s`, `1.5s`, `20ms`: the duration format of OpenAI's reset headers."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    hours, rest = divmod(seconds, 3600)
+    minutes, rest = divmod(rest, 60)
+    text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{int(hours)}h{int(minutes)}m{text}"
+    if minutes:
+        return f"{int(minutes)}m{text}"
+    return text
