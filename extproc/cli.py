@@ -70,11 +70,42 @@ def _parser() -> argparse.ArgumentParser:
     hash_.add_argument("key")
     hash_.set_defaults(command=_keys_hash)
 
+    usage = commands.add_parser("usage", help="show what each limit used and has left")
+    usage.add_argument("--config", required=True, type=Path)
+    usage.add_argument(
+        "--processor",
+        help="the processor's address, for the memory store (default: processor.address)",
+    )
+    usage.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    usage.set_defaults(command=_usage)
+
     mock = commands.add_parser("mock-provider", help="run the fake OpenAI/Anthropic upstream")
     mock.add_argument("--port", type=int, default=18080, help="0 picks a free port")
     mock.add_argument("--host", default="127.0.0.1")
     mock.set_defaults(command=_mock_provider)
     return parser
+
+
+def _usage(args: argparse.Namespace) -> int:
+    import time
+
+    import orjson
+
+    from extproc.quota.report import current_usage, format_table
+    from extproc.quota.store import StoreUnavailable
+
+    gateway = load_gateway(args.config)
+    try:
+        rows = asyncio.run(current_usage(gateway, processor=args.processor, now=time.time()))
+    except StoreUnavailable as error:
+        print(f"cannot read the counters: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        for row in rows:
+            print(orjson.dumps(row.as_dict()).decode())
+    else:
+        print(format_table(rows))
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

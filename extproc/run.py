@@ -32,6 +32,7 @@ async def run_gateway(gateway: Gateway, *, port: int | None, mock_port: int | No
     with tempfile.TemporaryDirectory(prefix="extproc-") as workdir:
         try:
             url = await _start(gateway, supervisor, Path(workdir), port, mock_port)
+            print(f"processor on {workdir_processor(Path(workdir))}", flush=True)
             print(f"gateway ready on {url}  (Ctrl-C stops it)", flush=True)
             exited = await supervisor.wait()
             if exited is not None:
@@ -53,9 +54,7 @@ async def _start(
         await supervisor.start(
             "mock provider", [*python, "mock-provider", "--port", str(mock_port)]
         )
-    processor = ProcessorSpec(
-        address=f"unix:{workdir}/processor.sock", workers=gateway.processor.workers
-    )
+    processor = ProcessorSpec(address=workdir_processor(workdir), workers=gateway.processor.workers)
     await supervisor.start(
         "processor",
         [*python, "serve", "--config", str(gateway.source), "--address", processor.address],
@@ -81,6 +80,11 @@ async def _start(
         raise StartupError(f"{exited.result()} exited during start-up")
     exited.cancel()
     raise StartupError(f"not ready after {READY_TIMEOUT:.0f}s")
+
+
+def workdir_processor(workdir: Path) -> str:
+    """Where `extproc run` puts the processor (`extproc usage --processor` reads it there)."""
+    return f"unix:{workdir}/processor.sock"
 
 
 async def _wait_ready(processor: ProcessorSpec, admin_path: Path, listen_address: str) -> str:

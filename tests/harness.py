@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -111,11 +113,43 @@ def mock_provider() -> Iterator[MockProvider]:
         process.stop()
 
 
+def free_port() -> int:
+    """A port nothing listens on now (for servers, like redis-server, that cannot take 0)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class RedisServer:
+    port: int
+    process: Process
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+@contextmanager
+def redis_server(port: int | None = None) -> Iterator[RedisServer]:
+    """A throwaway redis-server on loopback, without persistence."""
+    port = port or free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    process = Process([*argv, "--appendonly", "no", "--loglevel", "notice"])
+    try:
+        process.wait_for(r"Ready to accept connections")
+        yield RedisServer(port, process)
+    finally:
+        process.stop()
+
+
 @dataclass
 class RunningGateway:
     url: str
     process: Process
     log_path: Path
+    processor: str
+    """The processor's gRPC address (`extproc usage --processor`)."""
 
 
 @contextmanager
@@ -123,8 +157,9 @@ def running_gateway(config: Path, log_path: Path) -> Iterator[RunningGateway]:
     """`extproc run --config … --port 0`, as a user runs it."""
     process = Process(extproc("run", "--config", str(config), "--port", "0"), stderr_path=log_path)
     try:
+        processor = process.wait_for(r"processor on (\S+)").group(1)
         url = process.wait_for(r"gateway ready on (http://\S+)").group(1)
-        yield RunningGateway(url, process, log_path)
+        yield RunningGateway(url, process, log_path, processor)
     finally:
         process.stop()
 
@@ -146,3 +181,22 @@ def envoy_only(
         yield process, asyncio.run(wait_for_envoy(admin_path, "127.0.0.1"))
     finally:
         process.stop()
+
+
+def quota_usage(config: Path, processor: str | None = None) -> dict[str, dict[str, Any]]:
+    """`extproc usage --json`, as a user runs it, by `scope metric per model`."""
+    argv = extproc("usage", "--config", str(config), "--json")
+    if processor is not None:
+        argv += ["--processor", processor]
+    result = subprocess.run(argv, capture_output=True, check=True, cwd=ROOT, timeout=60)
+    rows = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    return {f"{r['scope']} {r['metric']} {r['per']} {r['model'] or '*'}": r for r in rows}
+
+
+def assert_openai_error(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert isinstance(error["message"], str) and error["message"]
+    return error  # type: ignore[no-any-return]

@@ -18,7 +18,7 @@ from typing import Literal
 from extproc.errors import GatewayError, QuotaExhausted, RateLimited, ServiceUnavailable
 from extproc.quota.limits import Limit, Price
 from extproc.quota.ratelimit_headers import Standing, ratelimit_headers
-from extproc.quota.store import Charge, Clock, Outcome, QuotaStore, StoreUnavailable, window_suffix
+from extproc.quota.store import Charge, Clock, Outcome, QuotaStore, StoreUnavailable
 from extproc.usage import Usage
 
 log = logging.getLogger(__name__)
@@ -140,11 +140,8 @@ class Ledger:
         charges: list[Charge] = []
         for limit in limits:
             amount = limit.cost(estimate, price)
-            if limit.window is None:
-                counter, end, expiry = limit.counter, now, now + self._lease
-            else:
-                start, end = limit.window.bounds(now)
-                counter, expiry = f"{limit.counter}:{window_suffix(start)}", end + EXPIRY_GRACE
+            counter, end = limit.counter_at(now)
+            expiry = now + self._lease if limit.window is None else end + EXPIRY_GRACE
             counted.append(_Counted(limit, counter, amount, end))
             cap = None if limit.shadow else limit.amount
             charges.append(Charge(counter, amount, cap, expiry))

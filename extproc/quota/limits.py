@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,8 +40,16 @@ class Limit:
     @property
     def counter(self) -> str:
         """Stable counter name; a window start is appended per window."""
-        window = self.window.label.replace(" ", "") if self.window else "inflight"
+        window = self.window.key if self.window else "inflight"
         return f"{self.scope}:{self.metric}:{window}:{self.model or '*'}"
+
+    def counter_at(self, now: float) -> tuple[str, float]:
+        """The counter of the window holding `now`, and when that window ends (`now` itself
+        for concurrency, which has no window)."""
+        if self.window is None:
+            return self.counter, now
+        start, end = self.window.bounds(now)
+        return f"{self.counter}:{math.floor(start)}", end
 
     def applies_to(self, alias: str) -> bool:
         return self.model is None or self.model == alias

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from extproc.quota.store import Charge, Outcome, StoreUnavailable
@@ -59,6 +61,9 @@ class RedisStore:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry_on_timeout=False,
+            # One immediate retry replaces a connection that went stale (Redis restarted);
+            # longer retrying would only hold requests that the failure policy should decide.
+            retry=Retry(NoBackoff(), retries=1),
         )
         self._timeout = timeout
         self._reserve = self._client.register_script(_RESERVE)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import grpc
 import orjson
 
-from extproc.quota.store import QuotaStore
+from extproc.quota.store import QuotaStore, StoreUnavailable
 
 SERVICE = "extproc.quota.v1.Counters"
 METHOD = "Read"
@@ -31,11 +31,14 @@ def counters_handler(store: QuotaStore) -> grpc.GenericRpcHandler[bytes, bytes]:
 
 
 async def read_remote(address: str, counters: Sequence[str], *, timeout: float) -> list[int]:
-    """Counter values from the processor listening at `address`."""
+    """Counter values from the processor listening at `address`; raises StoreUnavailable."""
     async with grpc.aio.insecure_channel(address) as channel:
         call = channel.unary_unary(
             f"/{SERVICE}/{METHOD}", request_serializer=None, response_deserializer=None
         )
-        answer = await call(orjson.dumps(list(counters)), timeout=timeout)
+        try:
+            answer = await call(orjson.dumps(list(counters)), timeout=timeout)
+        except grpc.aio.AioRpcError as error:
+            raise StoreUnavailable(f"processor at {address}: {error.details()}") from None
     values = orjson.loads(answer)
     return [int(value) for value in values]

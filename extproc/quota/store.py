@@ -6,7 +6,6 @@ every capped counter and is added to all of them, or changes nothing.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -107,8 +106,3 @@ class MemoryStore:
         now = self._clock()
         for counter in [name for name, (_, expiry) in self._counters.items() if expiry <= now]:
             del self._counters[counter]
-
-
-def window_suffix(start: float) -> str:
-    """The part of a counter name that tells its window apart from the previous one."""
-    return str(math.floor(start))

@@ -24,6 +24,13 @@ class Window:
     calendar: Calendar | None
     tz: ZoneInfo
 
+    @property
+    def key(self) -> str:
+        """Names the window in counter names: equal windows written differently match."""
+        if self.seconds is not None:
+            return f"{self.seconds:g}s"
+        return f"{self.calendar}@{self.tz.key}"
+
     def bounds(self, now: float) -> tuple[float, float]:
         """(start, end) in Unix seconds of the window that holds `now`."""
         if self.seconds is not None:

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from tests.conftest import ALL_SECRETS, ANTHROPIC_KEY, GATEWAY_KEY
-from tests.harness import HTTP, MockProvider, RunningGateway, sha256
+from tests.harness import HTTP, MockProvider, RunningGateway, assert_openai_error, sha256
 
 AUTH = {"authorization": f"Bearer {GATEWAY_KEY}"}
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
@@ -26,15 +26,6 @@ def post(
         content=content,
         headers={**AUTH, "content-type": "application/json", **headers},
     )
-
-
-def assert_openai_error(response: httpx.Response, status: int) -> dict[str, object]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert isinstance(error["message"], str) and error["message"]
-    return error  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,100 @@
+"""What `extproc usage` shows: every configured limit, what its current window used, what is
+left, and when it resets. Read from the store, never from the request path."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from extproc.config import Gateway
+from extproc.quota.limits import MICRO_USD_PER_USD, Limit
+from extproc.quota.remote import read_remote
+from extproc.quota.stores import open_store
+
+PROCESSOR_TIMEOUT = 5.0
+
+ReadCounters = Callable[[Sequence[str]], Awaitable[list[int]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    limit: Limit
+    used: int
+    resets_at: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        scale = MICRO_USD_PER_USD if self.limit.metric == "usd" else 1
+        reset = None
+        if self.resets_at is not None:
+            reset = datetime.datetime.fromtimestamp(self.resets_at, datetime.UTC).isoformat()
+        return {
+            "scope": self.limit.scope,
+            "metric": self.limit.metric,
+            "per": self.limit.window.label if self.limit.window else None,
+            "model": self.limit.model,
+            "mode": "shadow" if self.limit.shadow else "enforce",
+            "limit": self.limit.amount / scale,
+            "used": self.used / scale,
+            "remaining": max(0, self.limit.amount - self.used) / scale,
+            "resets_at": reset,
+        }
+
+
+def configured_limits(gateway: Gateway) -> list[Limit]:
+    """Each key's and team's limits once (a team's appear under every key of the team)."""
+    seen: dict[str, Limit] = {}
+    for principal in gateway.principals.values():
+        for limit in principal.limits:
+            seen.setdefault(limit.counter, limit)
+    return sorted(seen.values(), key=lambda limit: (limit.scope, limit.counter))
+
+
+async def current_usage(gateway: Gateway, *, processor: str | None, now: float) -> list[Row]:
+    """Rows read from the Redis store, or for the memory store from the processor holding it
+    (at `processor`, default the configured address); raises StoreUnavailable."""
+    if gateway.quota.store == "memory":
+        address = processor or gateway.processor.worker_addresses()[0]
+        read = functools.partial(read_remote, address, timeout=PROCESSOR_TIMEOUT)
+        return await usage_rows(gateway, read, now)
+    store = open_store(gateway)
+    try:
+        return await usage_rows(gateway, store.read, now)
+    finally:
+        await store.close()
+
+
+async def usage_rows(gateway: Gateway, read: ReadCounters, now: float) -> list[Row]:
+    limits = configured_limits(gateway)
+    counters = [limit.counter_at(now) for limit in limits]
+    values = await read([name for name, _ in counters])
+    return [
+        Row(limit, value, end if limit.window is not None else None)
+        for limit, value, (_, end) in zip(limits, values, counters, strict=True)
+    ]
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    header = ("SCOPE", "LIMIT", "PER", "MODEL", "MODE", "USED", "REMAINING", "RESETS (UTC)")
+    lines = [header]
+    for row in rows:
+        data = row.as_dict()
+        lines.append(
+            (
+                data["scope"],
+                f"{data['limit']:g} {data['metric']}",
+                data["per"] or "-",
+                data["model"] or "*",
+                data["mode"],
+                f"{data['used']:g}",
+                f"{data['remaining']:g}",
+                (data["resets_at"] or "-")[:19],
+            )
+        )
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )

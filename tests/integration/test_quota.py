@@ -1,0 +1,212 @@
+"""Quotas through a real Envoy, two processor workers and a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from extproc.usage import estimate_input_tokens
+from tests.conftest import OPENAI_KEY
+from tests.harness import (
+    HTTP,
+    MockProvider,
+    RedisServer,
+    RunningGateway,
+    quota_usage,
+    redis_server,
+    running_gateway,
+    sha256,
+)
+
+KEYS = {
+    name: f"sk-gw-quota-{name}-0123456789"
+    for name in ("requests", "tokens", "budget", "usd", "shadow", "stream")
+}
+LIMITS: dict[str, list[dict[str, Any]]] = {
+    "requests": [{"requests": 5, "per": "1d"}],
+    "tokens": [{"tokens": 100_000, "per": "1d"}, {"requests": 1000, "per": "1d"}],
+    "budget": [{"tokens": 1000, "per": "1d"}],
+    "usd": [{"usd": 0.001, "per": "month", "tz": "Europe/Berlin"}],
+    "shadow": [{"tokens": 10, "per": "1d", "mode": "shadow"}],
+    "stream": [{"tokens": 100_000, "per": "1d"}, {"concurrent": 2}],
+}
+PROMPT = [{"role": "user", "content": "Hello"}]
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def quota_config(
+    mock: MockProvider, redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    directory = tmp_path_factory.mktemp("quota")
+    (directory / "openai").write_text(OPENAI_KEY)
+    document = {
+        "processor": {"workers": 2, "message_timeout": "10s"},
+        "providers": {
+            "openai": {"kind": "openai", "base_url": mock.url, "api_key": "${file:openai}"}
+        },
+        "models": {"chat": {"provider": "openai", "model": "gpt-4o-mini"}},
+        "prices": {"chat": {"input_per_million": 10, "output_per_million": 10}},
+        "keys": [
+            {"id": name, "sha256": sha256(key), "models": ["chat"], "limits": LIMITS[name]}
+            for name, key in KEYS.items()
+        ],
+        "quota": {"store": redis.url, "on_store_error": "deny"},
+    }
+    path = directory / "gateway.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.fixture(scope="module")
+def quota_gateway(quota_config: Path) -> Iterator[RunningGateway]:
+    with running_gateway(quota_config, quota_config.parent / "gateway.log") as running:
+        yield running
+
+
+def sdk(gateway: RunningGateway, name: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEYS[name], max_retries=0)
+
+
+def used(config: Path, name: str, metric: str, per: str | None = "1d") -> float:
+    return float(quota_usage(config)[f"key:{name} {metric} {per} *"]["used"])
+
+
+def chat(gateway: RunningGateway, name: str, **fields: Any) -> httpx.Response:
+    body = {"model": "chat", "messages": PROMPT} | fields
+    headers = {"authorization": f"Bearer {KEYS[name]}"} | fields.pop("headers", {})
+    return HTTP.post(gateway.url + "/v1/chat/completions", json=body, headers=headers)
+
+
+def test_a_request_limit_lets_exactly_n_through(quota_gateway: RunningGateway) -> None:
+    with sdk(quota_gateway, "requests") as client:
+        remaining = []
+        for _ in range(5):
+            raw = client.chat.completions.with_raw_response.create(model="chat", messages=PROMPT)
+            assert raw.headers["x-ratelimit-limit-requests"] == "5"
+            remaining.append(raw.headers["x-ratelimit-remaining-requests"])
+            assert raw.headers["x-ratelimit-reset-requests"].endswith("s")
+        assert remaining == ["4", "3", "2", "1", "0"]
+        for _ in range(3):
+            with pytest.raises(openai.RateLimitError) as refused:
+                client.chat.completions.create(model="chat", messages=PROMPT)
+            response = refused.value.response
+            assert refused.value.code == "rate_limit_exceeded"
+            assert int(response.headers["retry-after"]) > 0
+            assert response.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+def test_settlement_charges_real_usage_not_the_reservation(
+    quota_gateway: RunningGateway, quota_config: Path
+) -> None:
+    before = used(quota_config, "tokens", "tokens")
+    response = chat(quota_gateway, "tokens", max_tokens=5000)
+    assert response.status_code == 200
+    # The reservation held 5000 output tokens while the request ran.
+    assert int(response.headers["x-ratelimit-remaining-tokens"]) < 100_000 - 5000
+    assert (
+        used(quota_config, "tokens", "tokens") == before + response.json()["usage"]["total_tokens"]
+    )
+
+
+def test_an_upstream_failure_is_refunded_in_full(
+    quota_gateway: RunningGateway, quota_config: Path
+) -> None:
+    tokens, requests = (
+        used(quota_config, "tokens", "tokens"),
+        used(quota_config, "tokens", "requests"),
+    )
+    response = chat(quota_gateway, "tokens", headers={"x-mock-status": "500"})
+    assert response.status_code == 500
+    assert used(quota_config, "tokens", "tokens") == tokens
+    assert used(quota_config, "tokens", "requests") == requests
+
+
+def test_a_money_budget_ends_with_insufficient_quota(quota_gateway: RunningGateway) -> None:
+    with sdk(quota_gateway, "usd") as client:
+        served = 0
+        with pytest.raises(openai.RateLimitError) as refused:
+            for _ in range(20):
+                client.chat.completions.create(model="chat", messages=PROMPT, max_tokens=20)
+                served += 1
+    assert refused.value.code == "insufficient_quota"
+    # 0.001 USD at 10 USD per million tokens is 100 tokens; each answer uses about 20.
+    assert 2 <= served <= 5
+
+
+def test_shadow_limits_serve_and_report(quota_gateway: RunningGateway) -> None:
+    for _ in range(3):
+        assert chat(quota_gateway, "shadow").status_code == 200
+    log = quota_gateway.log_path.read_text()
+    assert "shadow limit exceeded, request served: key:shadow 10 tokens per 1d" in log
+
+
+def test_two_workers_hammered_never_overshoot_the_budget(
+    quota_gateway: RunningGateway, quota_config: Path
+) -> None:
+    budget = 1000
+
+    async def hammer() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=32)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+            url = quota_gateway.url + "/v1/chat/completions"
+            headers = {"authorization": f"Bearer {KEYS['budget']}"}
+            body = {"model": "chat", "messages": PROMPT, "max_tokens": 50}
+            return await asyncio.gather(
+                *(client.post(url, json=body, headers=headers) for _ in range(150))
+            )
+
+    responses = asyncio.run(hammer())
+    served = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert len(served) + len(refused) == len(responses)
+    charged = sum(r.json()["usage"]["total_tokens"] for r in served)
+    counted = used(quota_config, "budget", "tokens")
+    assert counted == charged, "the store holds exactly the settled usage"
+    assert charged <= budget, f"overshoot of {charged - budget} tokens"
+    largest_reservation = estimate_input_tokens("chat", {"messages": PROMPT}) + 50
+    assert charged > budget - largest_reservation - 30, "refusals left budget unused"
+    assert refused
+
+
+def test_a_client_that_leaves_mid_stream_is_charged_what_was_streamed(
+    quota_gateway: RunningGateway, quota_config: Path
+) -> None:
+    before = used(quota_config, "stream", "tokens")
+    host, port = quota_gateway.url.removeprefix("http://").split(":")
+    payload = (
+        b'{"model":"chat","stream":true,"max_tokens":5000,'
+        b'"messages":[{"role":"user","content":"Hello"}]}'
+    )
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\n"
+        + f"authorization: Bearer {KEYS['stream']}\r\n".encode()
+        + b"x-mock-chunk-delay-ms: 300\r\ncontent-type: application/json\r\n"
+        + f"content-length: {len(payload)}\r\n\r\n".encode()
+        + payload
+    )
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request)
+        received = b""
+        while received.count(b"data: ") < 3:
+            received += connection.recv(65536)
+    deadline = time.monotonic() + 30
+    while used(quota_config, "stream", "concurrent", None) != 0:
+        assert time.monotonic() < deadline, "the stream was never settled"
+    charged = used(quota_config, "stream", "tokens") - before
+    prompt = estimate_input_tokens("chat", {"messages": PROMPT})
+    assert prompt + 3 <= charged < prompt + 13, charged  # 13 words in a whole answer

@@ -1,0 +1,94 @@
+"""The store contract, held by the memory store and by a real redis-server alike."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from extproc.quota.redis_store import KEY_PREFIX, RedisStore
+from extproc.quota.store import Charge, MemoryStore, QuotaStore, StoreUnavailable
+from tests.harness import RedisServer, redis_server
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest, redis: RedisServer) -> AsyncIterator[QuotaStore]:
+    if request.param == "memory":
+        chosen: QuotaStore = MemoryStore()
+    else:
+        async with Redis.from_url(redis.url) as client:
+            await client.flushdb()
+        chosen = RedisStore(redis.url, password=None, timeout=1.0)
+    yield chosen
+    await chosen.close()
+
+
+def charge(counter: str, amount: int, cap: int | None) -> Charge:
+    return Charge(counter, amount, cap, time.time() + 60)
+
+
+async def test_a_reservation_is_all_or_nothing(store: QuotaStore) -> None:
+    granted = await store.reserve([charge("a", 3, 5), charge("b", 7, 10), charge("s", 9, None)])
+    assert granted.granted and granted.values == (3, 7, 9)
+
+    refused = await store.reserve([charge("a", 1, 5), charge("b", 4, 10), charge("s", 1, None)])
+    assert not refused.granted
+    assert refused.refused == (1,)
+    assert refused.values == (3, 7, 9)
+    assert await store.read(["a", "b", "s", "never"]) == [3, 7, 9, 0]
+
+
+async def test_adjust_refunds_never_below_zero_and_skips_gone_counters(store: QuotaStore) -> None:
+    await store.reserve([charge("a", 10, None)])
+    await store.adjust([("a", -4), ("gone", 5)])
+    assert await store.read(["a", "gone"]) == [6, 0]
+    await store.adjust([("a", -100)])
+    assert await store.read(["a"]) == [0]
+
+
+async def test_concurrent_reservations_never_pass_the_cap(store: QuotaStore) -> None:
+    outcomes = await asyncio.gather(*(store.reserve([charge("c", 1, 10)]) for _ in range(50)))
+    assert sum(outcome.granted for outcome in outcomes) == 10
+    assert await store.read(["c"]) == [10]
+
+
+async def test_redis_counters_expire_with_their_window(redis: RedisServer) -> None:
+    store = RedisStore(redis.url, password=None, timeout=1.0)
+    end = time.time() + 30
+    await store.reserve([Charge("w", 1, None, end)])
+    async with Redis.from_url(redis.url) as client:
+        expiry = await client.pexpiretime(KEY_PREFIX + "w")
+    assert expiry == int(end * 1000)
+    await store.close()
+
+
+async def test_memory_counters_expire_with_their_window() -> None:
+    now = [1000.0]
+    store = MemoryStore(lambda: now[0])
+    await store.reserve([Charge("w", 4, None, 1060.0)])
+    now[0] = 1059.9
+    assert await store.read(["w"]) == [4]
+    now[0] = 1060.0
+    assert await store.read(["w"]) == [0]
+    granted = await store.reserve([Charge("w", 1, 1, 1120.0)])
+    assert granted.granted and granted.values == (1,)
+
+
+async def test_an_unreachable_redis_is_a_store_error_not_a_hang() -> None:
+    with redis_server() as server:
+        url = server.url
+    store = RedisStore(url, password=None, timeout=0.25)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await store.reserve([charge("a", 1, 5)])
+    assert time.monotonic() - started < 5
+    await store.close()
