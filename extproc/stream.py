@@ -81,13 +81,14 @@ class Exchange:
             return await self._on_request_body(request.request_body.body)
         if phase == "response_headers":
             return self._on_response_headers(request.response_headers)
-        if phase == "response_body":
+        if phase == "response_body" and self._meter is not None:
             body = request.response_body
-            await self._on_response_body(body.body, end=body.end_of_stream)
+            self._meter.on_body(body.body, end=body.end_of_stream)
         return pass_through(phase)
 
     async def finish(self) -> None:
-        """The stream ended (completed, cut or cancelled): settle whatever is still held."""
+        """The stream ended (completed, cut or cancelled): settle the reservation. Settling
+        here, after the last answer went out, keeps the store off the response's path."""
         if self._reservation is not None:
             usage = self._meter.usage() if self._meter is not None else None
             await self._settle(usage)
@@ -169,13 +170,6 @@ class Exchange:
         content_type = (headers.get(names.CONTENT_TYPE) or [""])[0]
         streamed = self._meter.on_headers(status, content_type)
         return amend_response_headers(self._reservation.headers, stream_body=streamed)
-
-    async def _on_response_body(self, chunk: bytes, *, end: bool) -> None:
-        if self._meter is None:
-            return
-        self._meter.on_body(chunk, end=end)
-        if end:
-            await self._settle(self._meter.usage())
 
     async def _settle(self, usage: Usage | None) -> None:
         reservation, self._reservation = self._reservation, None

@@ -17,14 +17,14 @@ EVENT_STREAM = "text/event-stream"
 
 
 class Meter:
-    __slots__ = ("_estimate", "_json_usage", "_parser", "_status", "_stream")
+    __slots__ = ("_estimate", "_json_body", "_parser", "_status", "_stream")
 
     def __init__(self, estimate: Usage) -> None:
         self._estimate = estimate
         self._status: int | None = None
         self._parser: EventParser | None = None
         self._stream: StreamUsage | None = None
-        self._json_usage: Usage | None = None
+        self._json_body: bytes | None = None
 
     def on_headers(self, status: int, content_type: str) -> bool:
         """Note the response status; True when the body is an event stream to follow."""
@@ -40,10 +40,7 @@ class Meter:
             for event in self._parser.feed(chunk, end=end):
                 self._stream.observe(event)
         elif end and self.succeeded:
-            try:
-                self._json_usage = read_usage(orjson.loads(chunk))
-            except orjson.JSONDecodeError:
-                self._json_usage = None
+            self._json_body = chunk  # parsed by usage(), after the client has its answer
 
     @property
     def succeeded(self) -> bool:
@@ -58,4 +55,9 @@ class Meter:
             if reported is not None:
                 return reported
             return Usage(self._estimate.input_tokens, self._stream.estimated_output())
-        return self._json_usage or self._estimate
+        if self._json_body is None:
+            return self._estimate
+        try:
+            return read_usage(orjson.loads(self._json_body)) or self._estimate
+        except orjson.JSONDecodeError:
+            return self._estimate

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
-ROLES = ("envoy", "processor", "mock")
+ROLES = ("envoy", "processor", "mock", "redis")
 
 
 def role_of(argv: list[str]) -> str | None:
@@ -16,6 +16,8 @@ def role_of(argv: list[str]) -> str | None:
         return "processor"
     if "mock-provider" in argv:
         return "mock"
+    if argv and Path(argv[0]).name.startswith("redis-server"):
+        return "redis"
     return None
 
 

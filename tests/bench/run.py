@@ -1,6 +1,8 @@
 """`make bench`: Envoy alone against the full gateway, same mock provider, same load, one run.
 
-Both setups run side by side and are loaded in turn by `hey`, ROUNDS times; medians of the
+The gateway runs three times: without limits, with limits on the memory store, and with
+limits on a Redis store (a local redis-server), to show what quota checks add.
+All setups run side by side and are loaded in turn by `hey`, ROUNDS times; medians of the
 rounds are printed with the ratios to Envoy alone. A control row loads Envoy's admin endpoint
 (no Python anywhere) to show how much the machine itself stalls during the run: on shared
 virtual machines, wake-ups now and then take hundreds of milliseconds, which lands in the
@@ -18,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from tests.bench.cpu import cpu_by_role
-from tests.harness import ROOT, envoy_only, mock_provider, running_gateway
+from tests.harness import ROOT, envoy_only, mock_provider, redis_server, running_gateway
 
 DURATION_SECONDS = 5
 ROUNDS = 3
@@ -85,12 +87,31 @@ def median(runs: list[Figures]) -> Figures:
     )
 
 
-def configure(mock_url: str, directory: Path) -> Path:
+LIMITS = [
+    {"requests": 10**9, "per": "1m"},
+    {"tokens": 10**12, "per": "1h"},
+    {"usd": 10**6, "per": "month"},
+    {"concurrent": 10**6},
+]
+"""Never reached: every request pays for four counters without ever being refused."""
+PRICES = {"input_per_million": 2.5, "output_per_million": 10}
+
+
+def configure(mock_url: str, directory: Path, name: str, store: str | None = None) -> Path:
+    """The demo configuration on the mock; with `store`, the demo key gets LIMITS there."""
     document = yaml.safe_load((ROOT / "examples" / "gateway.yaml").read_text())
     mock = document["providers"]["mock"]
     mock["base_url"] = mock_url
     mock["api_key"] = "${file:%s}" % (ROOT / "examples/secrets/mock-provider-key")
-    path = directory / "gateway.yaml"
+    for key in document["keys"]:
+        key.pop("limits", None)
+        if store is not None:
+            key["limits"] = LIMITS
+    document.pop("teams", None)
+    if store is not None:
+        document["prices"] = {alias: PRICES for alias in document["models"]}
+        document["quota"] = {"store": store}
+    path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(document))
     return path
 
@@ -101,17 +122,30 @@ def admin_url(directory: Path) -> str:
 
 def main() -> int:
     runs: dict[tuple[str, int], list[Figures]] = {}
-    with tempfile.TemporaryDirectory() as workdir, mock_provider() as mock:
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        mock_provider() as mock,
+        redis_server() as redis,
+    ):
         directory = Path(workdir)
-        config = configure(mock.url, directory)
+        config = configure(mock.url, directory, "plain")
+        memory = configure(mock.url, directory, "memory", "memory")
+        shared = configure(mock.url, directory, "redis", redis.url)
         mock_pid = mock.process.popen.pid
         with (
             envoy_only(config, directory, processor=None) as (alone, alone_url),
             running_gateway(config, directory / "gateway.log") as gateway,
+            running_gateway(memory, directory / "memory.log") as with_memory,
+            running_gateway(shared, directory / "redis.log") as with_redis,
         ):
             targets = {
                 "envoy alone": (alone_url, [alone.popen.pid, mock_pid]),
                 "gateway": (gateway.url, [gateway.process.popen.pid, mock_pid]),
+                "+quota mem": (with_memory.url, [with_memory.process.popen.pid, mock_pid]),
+                "+quota redis": (
+                    with_redis.url,
+                    [with_redis.process.popen.pid, mock_pid, redis.process.popen.pid],
+                ),
             }
             for _ in range(ROUNDS):
                 control = load(admin_url(directory), 1, [alone.popen.pid], post=False)
@@ -131,10 +165,10 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
         "control = Envoy admin /ready"
     )
     columns = ("conns", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors")
-    print(f"{'setup':<12} " + " ".join(f"{column:>8}" for column in columns))
+    print(f"{'setup':<14} " + " ".join(f"{column:>8}" for column in columns))
     for (name, connections), figures in sorted(results.items(), key=lambda item: item[0][1]):
         print(
-            f"{name:<12} {connections:>8} {figures.requests_per_second:>8.0f} "
+            f"{name:<14} {connections:>8} {figures.requests_per_second:>8.0f} "
             f"{figures.p50_ms:>8.2f} {figures.p90_ms:>8.2f} {figures.p99_ms:>8.2f} "
             f"{figures.errors:>8}"
         )
@@ -148,10 +182,19 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
         f"  req/s @32 conns        {gw32.requests_per_second / alone32.requests_per_second:5.2f}x"
     )
     print(f"  p99 latency @32 conns  {gw32.p99_ms / alone32.p99_ms:5.2f}x")
+    print("\nquota checks, gateway with limits / gateway without (same run):")
+    for name in ("+quota mem", "+quota redis"):
+        quota1, quota32 = results[name, 1], results[name, 32]
+        print(
+            f"  {name:<13} p50 @1 conn +{quota1.p50_ms - gw1.p50_ms:.2f} ms"
+            f"  ({quota1.p50_ms / gw1.p50_ms:4.2f}x)"
+            f"   req/s @32 conns {quota32.requests_per_second / gw32.requests_per_second:4.2f}x"
+        )
     print("\nCPU microseconds per request @32 conns (from /proc; stalls do not count):")
-    for name, figures in (("envoy alone", alone32), ("gateway", gw32)):
+    for name in ("envoy alone", "gateway", "+quota mem", "+quota redis"):
+        figures = results[name, 32]
         parts = "  ".join(f"{role} {cpu:6.0f}" for role, cpu in figures.cpu_us.items())
-        print(f"  {name:<12} {parts}   total {sum(figures.cpu_us.values()):6.0f}")
+        print(f"  {name:<13} {parts}   total {sum(figures.cpu_us.values()):6.0f}")
 
 
 if __name__ == "__main__":

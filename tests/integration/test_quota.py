@@ -21,6 +21,8 @@ from tests.harness import (
     MockProvider,
     RedisServer,
     RunningGateway,
+    assert_openai_error,
+    free_port,
     quota_usage,
     redis_server,
     running_gateway,
@@ -29,7 +31,7 @@ from tests.harness import (
 
 KEYS = {
     name: f"sk-gw-quota-{name}-0123456789"
-    for name in ("requests", "tokens", "budget", "usd", "shadow", "stream")
+    for name in ("requests", "tokens", "budget", "usd", "shadow", "stream", "clamp")
 }
 LIMITS: dict[str, list[dict[str, Any]]] = {
     "requests": [{"requests": 5, "per": "1d"}],
@@ -38,6 +40,7 @@ LIMITS: dict[str, list[dict[str, Any]]] = {
     "usd": [{"usd": 0.001, "per": "month", "tz": "Europe/Berlin"}],
     "shadow": [{"tokens": 10, "per": "1d", "mode": "shadow"}],
     "stream": [{"tokens": 100_000, "per": "1d"}, {"concurrent": 2}],
+    "clamp": [{"tokens": 1000, "per": "1d", "clamp_max_tokens": True}],
 }
 PROMPT = [{"role": "user", "content": "Hello"}]
 
@@ -57,12 +60,19 @@ def quota_config(
     document = {
         "processor": {"workers": 2, "message_timeout": "10s"},
         "providers": {
-            "openai": {"kind": "openai", "base_url": mock.url, "api_key": "${file:openai}"}
+            "openai": {"kind": "openai", "base_url": mock.url, "api_key": "${file:openai}"},
+            "down": {"kind": "openai", "base_url": f"http://127.0.0.1:{free_port()}"},
         },
-        "models": {"chat": {"provider": "openai", "model": "gpt-4o-mini"}},
-        "prices": {"chat": {"input_per_million": 10, "output_per_million": 10}},
+        "models": {
+            "chat": {"provider": "openai", "model": "gpt-4o-mini"},
+            "unreachable": {"provider": "down", "model": "gpt-4o-mini"},
+        },
+        "prices": {
+            alias: {"input_per_million": 10, "output_per_million": 10}
+            for alias in ("chat", "unreachable")
+        },
         "keys": [
-            {"id": name, "sha256": sha256(key), "models": ["chat"], "limits": LIMITS[name]}
+            {"id": name, "sha256": sha256(key), "models": ["*"], "limits": LIMITS[name]}
             for name, key in KEYS.items()
         ],
         "quota": {"store": redis.url, "on_store_error": "deny"},
@@ -84,6 +94,13 @@ def sdk(gateway: RunningGateway, name: str) -> openai.OpenAI:
 
 def used(config: Path, name: str, metric: str, per: str | None = "1d") -> float:
     return float(quota_usage(config)[f"key:{name} {metric} {per} *"]["used"])
+
+
+def settles_to(config: Path, name: str, metric: str, expected: float) -> None:
+    """Wait until a counter holds `expected`: settlement runs just after the answer is sent."""
+    deadline = time.monotonic() + 30
+    while (value := used(config, name, metric)) != expected:
+        assert time.monotonic() < deadline, f"{name} {metric}: {value}, expected {expected}"
 
 
 def chat(gateway: RunningGateway, name: str, **fields: Any) -> httpx.Response:
@@ -118,9 +135,7 @@ def test_settlement_charges_real_usage_not_the_reservation(
     assert response.status_code == 200
     # The reservation held 5000 output tokens while the request ran.
     assert int(response.headers["x-ratelimit-remaining-tokens"]) < 100_000 - 5000
-    assert (
-        used(quota_config, "tokens", "tokens") == before + response.json()["usage"]["total_tokens"]
-    )
+    settles_to(quota_config, "tokens", "tokens", before + response.json()["usage"]["total_tokens"])
 
 
 def test_an_upstream_failure_is_refunded_in_full(
@@ -132,8 +147,29 @@ def test_an_upstream_failure_is_refunded_in_full(
     )
     response = chat(quota_gateway, "tokens", headers={"x-mock-status": "500"})
     assert response.status_code == 500
-    assert used(quota_config, "tokens", "tokens") == tokens
-    assert used(quota_config, "tokens", "requests") == requests
+    settles_to(quota_config, "tokens", "tokens", tokens)
+    settles_to(quota_config, "tokens", "requests", requests)
+
+
+def test_an_unreachable_provider_is_refunded_in_full(
+    quota_gateway: RunningGateway, quota_config: Path
+) -> None:
+    tokens, requests = (
+        used(quota_config, "tokens", "tokens"),
+        used(quota_config, "tokens", "requests"),
+    )
+    assert_openai_error(chat(quota_gateway, "tokens", model="unreachable"), 503)
+    settles_to(quota_config, "tokens", "tokens", tokens)
+    settles_to(quota_config, "tokens", "requests", requests)
+
+
+def test_clamping_lowers_max_tokens_to_what_is_left(
+    quota_gateway: RunningGateway, mock: MockProvider
+) -> None:
+    response = chat(quota_gateway, "clamp", max_tokens=5000)
+    assert response.status_code == 200
+    prompt = estimate_input_tokens("chat", {"messages": PROMPT})
+    assert mock.last_request()["body"]["max_tokens"] == 1000 - prompt
 
 
 def test_a_money_budget_ends_with_insufficient_quota(quota_gateway: RunningGateway) -> None:
@@ -175,8 +211,7 @@ def test_two_workers_hammered_never_overshoot_the_budget(
     refused = [r for r in responses if r.status_code == 429]
     assert len(served) + len(refused) == len(responses)
     charged = sum(r.json()["usage"]["total_tokens"] for r in served)
-    counted = used(quota_config, "budget", "tokens")
-    assert counted == charged, "the store holds exactly the settled usage"
+    settles_to(quota_config, "budget", "tokens", charged)  # exactly the real usage
     assert charged <= budget, f"overshoot of {charged - budget} tokens"
     largest_reservation = estimate_input_tokens("chat", {"messages": PROMPT}) + 50
     assert charged > budget - largest_reservation - 30, "refusals left budget unused"
