@@ -7,9 +7,12 @@ It answers chat, completions, embeddings and Anthropic messages, JSON or SSE, wi
   x-mock-body: {...}          answer exactly this body
   x-mock-latency-ms: 250      wait before answering
   x-mock-chunk-delay-ms: 20   wait between streamed events
+  x-mock-words: 500           answer this many words (the reply text repeats)
+  x-mock-cut-after: 3         cut the connection after this many streamed events
 
 `GET /_mock/requests` lists what it received (credential values as SHA-256 digests, never the
-values); `DELETE /_mock/requests` forgets them.
+values) and, for streams, how many events it sent and whether the client stayed to the end;
+`DELETE /_mock/requests` forgets them.
 """
 
 from __future__ import annotations
@@ -66,26 +69,33 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         body = orjson.loads(raw) if raw else {}
     except orjson.JSONDecodeError:
         body = None
-    request.app[_requests].append(_record(request, body))
+    record = _record(request, body)
+    request.app[_requests].append(record)
     if latency := request.headers.get("x-mock-latency-ms"):
         await asyncio.sleep(int(latency) / 1000)
     if "x-mock-status" in request.headers or "x-mock-body" in request.headers:
         return _scripted(request, int(request.headers.get("x-mock-status", "200")))
     if not isinstance(body, dict):
         return _json(_error("The body is not a JSON object.", "invalid_request_error"), 400)
-    return await _answer(request, body)
+    return await _answer(request, body, record)
 
 
-async def _answer(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+async def _answer(
+    request: web.Request, body: dict[str, Any], record: dict[str, Any]
+) -> web.StreamResponse:
     path = request.path
+    words = _reply_words(body, request.headers.get("x-mock-words"))
     if path.endswith("/embeddings"):
         return _json(_embeddings(body))
     if path.endswith("/messages"):
-        return _json(_anthropic_message(body))
+        if body.get("stream"):
+            return await _send_events(request, _anthropic_events(body, words), record)
+        return _json(_anthropic_message(body, words))
     text_completion = path.endswith("/completions") and not path.endswith("/chat/completions")
     if body.get("stream"):
-        return await _stream(request, body, text_completion=text_completion)
-    return _json(_completion(body, text_completion=text_completion))
+        events = _openai_events(body, words, text_completion=text_completion)
+        return await _send_events(request, events, record)
+    return _json(_completion(body, words, text_completion=text_completion))
 
 
 def _scripted(request: web.Request, status: int) -> web.Response:
@@ -108,14 +118,16 @@ def _usage(body: dict[str, Any], completion_tokens: int) -> dict[str, int]:
     }
 
 
-def _reply_words(body: dict[str, Any]) -> list[str]:
+def _reply_words(body: dict[str, Any], count: str | None) -> list[str]:
+    """One token a word; `count` (a header) asks for that many, else the reply once."""
     words = [word + " " for word in REPLY.split(" ")]
+    if count is not None and count.isdigit():
+        words = [words[index % len(words)] for index in range(int(count))]
     cap = body.get("max_tokens") or body.get("max_completion_tokens")
     return words[:cap] if isinstance(cap, int) and cap > 0 else words
 
 
-def _completion(body: dict[str, Any], *, text_completion: bool) -> dict[str, Any]:
-    words = _reply_words(body)
+def _completion(body: dict[str, Any], words: list[str], *, text_completion: bool) -> dict[str, Any]:
     text = "".join(words).rstrip()
     choice: dict[str, Any] = {"index": 0, "finish_reason": "stop", "logprobs": None}
     if text_completion:
@@ -132,19 +144,18 @@ def _completion(body: dict[str, Any], *, text_completion: bool) -> dict[str, Any
     }
 
 
-async def _stream(
-    request: web.Request, body: dict[str, Any], *, text_completion: bool
-) -> web.StreamResponse:
-    delay = int(request.headers.get("x-mock-chunk-delay-ms", "0")) / 1000
-    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
-    await response.prepare(request)
-    words = _reply_words(body)
-    base = {
+def _openai_events(body: dict[str, Any], words: list[str], *, text_completion: bool) -> list[bytes]:
+    """OpenAI's stream: a chunk a word; with include_usage every chunk carries `usage: null`
+    and a last chunk with no choices carries the usage."""
+    options = body.get("stream_options")
+    with_usage = isinstance(options, dict) and options.get("include_usage") is True
+    base: dict[str, Any] = {
         "id": f"mock-{time.monotonic_ns()}",
         "object": "text_completion" if text_completion else "chat.completion.chunk",
         "created": int(time.time()),
         "model": body.get("model", "mock"),
     }
+    events = []
     for index, word in enumerate(words):
         last = index == len(words) - 1
         choice: dict[str, Any] = {"index": 0, "finish_reason": "stop" if last else None}
@@ -152,15 +163,60 @@ async def _stream(
             choice["text"] = word
         else:
             choice["delta"] = {"content": word} | ({"role": "assistant"} if index == 0 else {})
-        await response.write(b"data: " + orjson.dumps(base | {"choices": [choice]}) + b"\n\n")
+        chunk = base | {"choices": [choice]} | ({"usage": None} if with_usage else {})
+        events.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+    if with_usage:
+        usage = base | {"choices": [], "usage": _usage(body, len(words))}
+        events.append(b"data: " + orjson.dumps(usage) + b"\n\n")
+    events.append(b"data: [DONE]\n\n")
+    return events
+
+
+def _anthropic_events(body: dict[str, Any], words: list[str]) -> list[bytes]:
+    """Anthropic's stream: input tokens at the start, output tokens at the end."""
+    message = _anthropic_message(body, []) | {"content": [], "stop_reason": None}
+    payloads: list[dict[str, Any]] = [
+        {"type": "message_start", "message": message},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        *(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}}
+            for w in words
+        ),
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": len(words)},
+        },
+        {"type": "message_stop"},
+    ]
+    return [
+        b"event: " + p["type"].encode() + b"\ndata: " + orjson.dumps(p) + b"\n\n" for p in payloads
+    ]
+
+
+async def _send_events(
+    request: web.Request, events: list[bytes], record: dict[str, Any]
+) -> web.StreamResponse:
+    delay = int(request.headers.get("x-mock-chunk-delay-ms", "0")) / 1000
+    cut_after = request.headers.get("x-mock-cut-after")
+    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await response.prepare(request)
+    record["stream"] = {"sent": 0, "completed": False}
+    for index, event in enumerate(events):
+        if cut_after is not None and index == int(cut_after):
+            assert request.transport is not None
+            request.transport.abort()  # the provider fails mid-stream
+            return response
+        try:
+            await response.write(event)
+        except (ConnectionError, RuntimeError):
+            return response  # the gateway hung up: stop generating
+        record["stream"]["sent"] = index + 1
         if delay:
             await asyncio.sleep(delay)
-    options = body.get("stream_options")
-    if isinstance(options, dict) and options.get("include_usage"):
-        usage = base | {"choices": [], "usage": _usage(body, len(words))}
-        await response.write(b"data: " + orjson.dumps(usage) + b"\n\n")
-    await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
+    record["stream"]["completed"] = True
     return response
 
 
@@ -182,8 +238,7 @@ def _embeddings(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _anthropic_message(body: dict[str, Any]) -> dict[str, Any]:
-    words = _reply_words(body)
+def _anthropic_message(body: dict[str, Any], words: list[str]) -> dict[str, Any]:
     return {
         "id": f"msg_mock{time.monotonic_ns()}",
         "type": "message",

@@ -43,7 +43,9 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):  # type:
         exchange = Exchange(self._source.current, self._ledger, self._rng)
         try:
             async for request in request_iterator:
-                yield await exchange.process(request)
+                response = await exchange.process(request)
+                if response is not None:
+                    yield response
         finally:
             # Also on cancellation (a client or provider cut the request): settle what is held.
             await asyncio.shield(exchange.finish())

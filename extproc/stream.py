@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 
 import orjson
 
 from extproc import headers as names
-from extproc.config import Gateway, ModelRoute, Principal
+from extproc.config import Gateway, ModelRoute, Principal, Provider
 from extproc.endpoints import LocalAnswer, ModelCall, match_endpoint
 from extproc.endpoints.body import check_common, parse_body, read_model
 from extproc.endpoints.spec import JsonObject
@@ -16,7 +17,6 @@ from extproc.envoyapi.messages import (
     HttpHeaders,
     ProcessingRequest,
     ProcessingResponse,
-    amend_response_headers,
     continue_and_read_response,
     local_reply,
     pass_through,
@@ -28,8 +28,15 @@ from extproc.pipeline.auth import authenticate
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.routing import choose_target, resolve_route
 from extproc.providers import TRANSLATORS
-from extproc.quota.ledger import Ledger, Reservation
-from extproc.usage import Usage, estimate_input_tokens, requested_output_cap, with_output_cap
+from extproc.quota.ledger import Ledger
+from extproc.response import ResponsePath
+from extproc.usage import (
+    Usage,
+    estimate_input_tokens,
+    requested_output_cap,
+    with_output_cap,
+    with_stream_usage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +48,10 @@ class Exchange:
         "_call",
         "_gateway",
         "_ledger",
-        "_meter",
         "_principal",
         "_remove_headers",
         "_replied",
-        "_reservation",
+        "_response",
         "_rng",
     )
 
@@ -57,10 +63,10 @@ class Exchange:
         self._principal: Principal | None = None
         self._remove_headers: list[str] = []
         self._replied = False
-        self._reservation: Reservation | None = None
-        self._meter: Meter | None = None
+        self._response: ResponsePath | None = None
 
-    async def process(self, request: ProcessingRequest) -> ProcessingResponse:
+    async def process(self, request: ProcessingRequest) -> ProcessingResponse | None:
+        """The answer to one message; None when Envoy expects none (a stream ended early)."""
         phase = request.WhichOneof("request")
         if phase is None:
             raise ValueError("ProcessingRequest carries no phase")
@@ -74,24 +80,25 @@ class Exchange:
             log.exception("unexpected failure while processing %s", phase)
             return await self._reply_error(INTERNAL_ERROR)
 
-    async def _dispatch(self, phase: str, request: ProcessingRequest) -> ProcessingResponse:
+    async def _dispatch(self, phase: str, request: ProcessingRequest) -> ProcessingResponse | None:
         if phase == "request_headers":
             return self._on_request_headers(request.request_headers)
         if phase == "request_body":
             return await self._on_request_body(request.request_body.body)
+        if self._response is None:
+            return pass_through(phase)
         if phase == "response_headers":
-            return self._on_response_headers(request.response_headers)
-        if phase == "response_body" and self._meter is not None:
+            return self._response.on_headers(request.response_headers)
+        if phase == "response_body":
             body = request.response_body
-            self._meter.on_body(body.body, end=body.end_of_stream)
+            return await self._response.on_body(body.body, end=body.end_of_stream)
         return pass_through(phase)
 
     async def finish(self) -> None:
         """The stream ended (completed, cut or cancelled): settle the reservation. Settling
         here, after the last answer went out, keeps the store off the response's path."""
-        if self._reservation is not None:
-            usage = self._meter.usage() if self._meter is not None else None
-            await self._settle(usage)
+        if self._response is not None:
+            await self._response.finish()
 
     def _on_request_headers(self, message: HttpHeaders) -> ProcessingResponse:
         headers = read_headers(message)
@@ -126,7 +133,10 @@ class Exchange:
         route = resolve_route(self._gateway.models, principal, alias)
         target = choose_target(route, self._rng)
         upstream = TRANSLATORS[target.provider.kind](call, target, body)
-        upstream_body = await self._reserve(call, principal, route, upstream.body)
+        upstream_body, hide_usage = with_stream_usage(call.usage_api, upstream.body)
+        upstream_body = await self._reserve(
+            call, principal, route, upstream_body, hide_usage=hide_usage, provider=target.provider
+        )
         payload = orjson.dumps(upstream_body)
         set_headers = [
             *upstream.headers,
@@ -140,10 +150,17 @@ class Exchange:
         return replace_request(set_headers=set_headers, remove_headers=remove, body=payload)
 
     async def _reserve(
-        self, call: ModelCall, principal: Principal, route: ModelRoute, body: JsonObject
+        self,
+        call: ModelCall,
+        principal: Principal,
+        route: ModelRoute,
+        body: JsonObject,
+        *,
+        hide_usage: bool,
+        provider: Provider,
     ) -> JsonObject:
-        """Reserve the request's estimated cost; returns the body to send (its output cap
-        lowered when a clamping limit asks for that)."""
+        """Reserve the request's estimated cost and prepare its response path; returns the
+        body to send (its output cap lowered when a clamping limit asks for that)."""
         api = call.usage_api
         cap = requested_output_cap(api, body)
         if cap is None:
@@ -156,29 +173,18 @@ class Exchange:
             estimate=estimate,
             policy=self._gateway.quota.on_store_error,
         )
-        self._reservation = reservation
-        self._meter = Meter(estimate)
+        meter = Meter(estimate, schema=call.schema, hide_usage=hide_usage, started=time.monotonic())
+        self._response = ResponsePath(
+            meter, reservation, schema=call.schema, provider=provider.name
+        )
         if reservation.clamped_output is not None:
             return with_output_cap(api, body, reservation.clamped_output)
         return body
 
-    def _on_response_headers(self, message: HttpHeaders) -> ProcessingResponse:
-        if self._meter is None or self._reservation is None:
-            return pass_through("response_headers")
-        headers = read_headers(message)
-        status = int(_single(headers, names.STATUS))
-        content_type = (headers.get(names.CONTENT_TYPE) or [""])[0]
-        streamed = self._meter.on_headers(status, content_type)
-        return amend_response_headers(self._reservation.headers, stream_body=streamed)
-
-    async def _settle(self, usage: Usage | None) -> None:
-        reservation, self._reservation = self._reservation, None
-        if reservation is not None:
-            await reservation.settle(usage)
-
     async def _reply_error(self, error: GatewayError) -> ProcessingResponse:
         self._replied = True
-        await self._settle(None)
+        if self._response is not None:
+            await self._response.refund()
         return local_reply(error.status, error.to_body(), headers=error.headers)
 
 

@@ -66,6 +66,17 @@ def with_output_cap(operation: str, body: dict[str, Any], cap: int) -> dict[str,
     return body | {field: max(1, per_choice)}
 
 
+def with_stream_usage(api: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """For an OpenAI stream, the body asking for the usage event; True when that was added
+    (the client did not ask for it and must not see it)."""
+    if api not in ("chat", "text_completion") or body.get("stream") is not True:
+        return body, False
+    options = body.get("stream_options") or {}
+    if options.get("include_usage") is True:
+        return body, False
+    return body | {"stream_options": options | {"include_usage": True}}, True
+
+
 def read_usage(body: Any) -> Usage | None:
     """`usage` from a JSON answer or stream chunk, in OpenAI's or Anthropic's spelling."""
     usage = body.get("usage") if isinstance(body, dict) else None

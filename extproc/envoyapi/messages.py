@@ -69,7 +69,11 @@ _READ_RESPONSE = _MODE(
 )
 """Buffer the request body, then see the response: headers, and a JSON body up to the body
 limit (a larger one passes unread rather than failing)."""
-_STREAM_RESPONSE_BODY = _MODE(response_body_mode=_MODE.STREAMED)
+_RELAY_RESPONSE_BODY = _MODE(
+    response_body_mode=_MODE.FULL_DUPLEX_STREAMED, response_trailer_mode=_MODE.SEND
+)
+"""Event streams: every chunk comes to the processor, which sends the client's bytes back
+(and can end the response early: Envoy then ends it downstream and resets the upstream)."""
 
 
 def continue_and_read_response() -> ProcessingResponse:
@@ -82,8 +86,8 @@ def continue_and_read_response() -> ProcessingResponse:
 def amend_response_headers(
     set_headers: Iterable[tuple[str, str]], *, stream_body: bool
 ) -> ProcessingResponse:
-    """Answer to the response headers: add headers; `stream_body` switches the response body
-    from buffered to streamed processing (for server-sent events)."""
+    """Answer to the response headers: set headers; `stream_body` switches the response body
+    from buffered to full-duplex streamed processing (for server-sent events)."""
     mutation = ext_proc.HeaderMutation(
         set_headers=[_header(name, value) for name, value in set_headers]
     )
@@ -91,7 +95,28 @@ def amend_response_headers(
         response_headers=ext_proc.HeadersResponse(
             response=ext_proc.CommonResponse(header_mutation=mutation)
         ),
-        mode_override=_STREAM_RESPONSE_BODY if stream_body else None,
+        mode_override=_RELAY_RESPONSE_BODY if stream_body else None,
+    )
+
+
+def relay_body(body: bytes, *, end: bool) -> ProcessingResponse:
+    """Answer to a full-duplex streamed body chunk: what the client gets for it."""
+    streamed = ext_proc.StreamedBodyResponse(body=body, end_of_stream=end)
+    mutation = ext_proc.BodyMutation(streamed_response=streamed)
+    return ext_proc.ProcessingResponse(
+        response_body=ext_proc.BodyResponse(
+            response=ext_proc.CommonResponse(body_mutation=mutation)
+        )
+    )
+
+
+def replace_response_body(body: bytes) -> ProcessingResponse:
+    """Answer to a buffered response body: send this body instead."""
+    mutation = ext_proc.BodyMutation(body=body)
+    return ext_proc.ProcessingResponse(
+        response_body=ext_proc.BodyResponse(
+            response=ext_proc.CommonResponse(body_mutation=mutation)
+        )
     )
 
 

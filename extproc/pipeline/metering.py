@@ -1,63 +1,69 @@
 """What a forwarded request really used, read from the provider's response as it passes.
 
-JSON answers arrive whole (buffered) and carry `usage`; event streams arrive chunk by chunk
-and report usage in a final event. When the real figures never come, the meter says what it
-can vouch for: nothing if the provider failed or never answered, the streamed content so far
-if a stream was cut, the reserved estimate if a JSON answer was lost after a success.
+JSON answers arrive whole (buffered) and carry `usage`; event streams go through a relay that
+reads the usage event and counts the content. When the real figures never come, the meter
+says what it can vouch for: nothing if the provider failed or never answered, the streamed
+content so far if a stream was cut, the reserved estimate if a JSON answer was lost after a
+success.
 """
 
 from __future__ import annotations
 
 import orjson
 
-from extproc.sse import EventParser
-from extproc.usage import StreamUsage, Usage, read_usage
+from extproc.pipeline.streaming import StreamRelay
+from extproc.usage import Usage, read_usage
 
 EVENT_STREAM = "text/event-stream"
 
 
 class Meter:
-    __slots__ = ("_estimate", "_json_body", "_parser", "_status", "_stream")
+    __slots__ = ("_estimate", "_hide_usage", "_json_body", "_schema", "_started", "relay", "status")
 
-    def __init__(self, estimate: Usage) -> None:
+    def __init__(self, estimate: Usage, *, schema: str, hide_usage: bool, started: float) -> None:
         self._estimate = estimate
-        self._status: int | None = None
-        self._parser: EventParser | None = None
-        self._stream: StreamUsage | None = None
+        self._schema = schema
+        self._hide_usage = hide_usage
+        self._started = started
         self._json_body: bytes | None = None
+        self.status: int | None = None
+        self.relay: StreamRelay | None = None
 
     def on_headers(self, status: int, content_type: str) -> bool:
-        """Note the response status; True when the body is an event stream to follow."""
-        self._status = status
+        """Note the response status; True when the body is an event stream to relay."""
+        self.status = status
         if status == 200 and content_type.startswith(EVENT_STREAM):
-            self._parser = EventParser()
-            self._stream = StreamUsage()
+            self.relay = StreamRelay(
+                schema=self._schema, hide_usage=self._hide_usage, started=self._started
+            )
             return True
         return False
 
-    def on_body(self, chunk: bytes, *, end: bool) -> None:
-        if self._parser is not None and self._stream is not None:
-            for event in self._parser.feed(chunk, end=end):
-                self._stream.observe(event)
-        elif end and self.succeeded:
-            self._json_body = chunk  # parsed by usage(), after the client has its answer
+    def on_json_body(self, body: bytes, *, end: bool) -> None:
+        if end and self.succeeded:
+            self._json_body = body  # parsed by usage(), after the client has its answer
 
     @property
     def succeeded(self) -> bool:
-        return self._status is not None and 200 <= self._status < 300
+        return self.status is not None and 200 <= self.status < 300
 
-    def usage(self) -> Usage | None:
-        """The usage to charge; None when the request is to be refunded in full."""
+    def usage(self, reserved_output: int) -> Usage | None:
+        """The usage to charge; None when the request is to be refunded in full.
+        A stream the gateway stopped is charged the output it had reserved."""
         if not self.succeeded:
             return None
-        if self._stream is not None:
-            reported = self._stream.reported()
-            if reported is not None:
-                return reported
-            return Usage(self._estimate.input_tokens, self._stream.estimated_output())
+        if self.relay is not None:
+            return self._streamed_usage(self.relay, reserved_output)
         if self._json_body is None:
             return self._estimate
         try:
             return read_usage(orjson.loads(self._json_body)) or self._estimate
         except orjson.JSONDecodeError:
             return self._estimate
+
+    def _streamed_usage(self, relay: StreamRelay, reserved_output: int) -> Usage:
+        if relay.stopped:
+            return Usage(self._estimate.input_tokens, reserved_output)
+        return relay.usage.reported() or Usage(
+            self._estimate.input_tokens, relay.usage.estimated_output()
+        )

@@ -30,12 +30,16 @@ CONCURRENT_RETRY_AFTER = 1
 StorePolicy = Literal["deny", "allow"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Counted:
     limit: Limit
     counter: str
     reserved: int
     window_end: float
+    cap: int | None
+
+    def charge(self, amount: int, expires_at: float) -> Charge:
+        return Charge(self.counter, amount, self.cap, expires_at)
 
 
 class Reservation:
@@ -49,15 +53,37 @@ class Reservation:
         values: Sequence[int],
         price: Price | None,
         now: float,
+        output_tokens: int = 0,
         clamped_output: int | None = None,
     ) -> None:
         self._ledger = ledger
         self._counted = tuple(counted)
         self._price = price
+        self.output_tokens = output_tokens
+        """The output tokens reserved so far (an answer longer than this needs `extend`)."""
         self.clamped_output = clamped_output
         """Set when a `clamp_max_tokens` limit lowered the output the request may ask for."""
+        self.spent: Limit | None = None
+        """The limit that refused an `extend`."""
         self.headers = ratelimit_headers(_standings(self._counted, values, now))
         """The `x-ratelimit-*` headers for the client's response."""
+
+    @property
+    def metered(self) -> bool:
+        return self._ledger is not None and bool(self._counted)
+
+    async def extend(self, extra_output: int) -> int:
+        """Reserve up to `extra_output` more output tokens for an answer that outgrew its
+        reservation; returns how many were granted (0: a budget is spent)."""
+        if self._ledger is None:
+            return extra_output
+        growing = [item for item in self._counted if _output_cost(item, 1, self._price)]
+        granted, self.spent = await self._ledger.grow(growing, extra_output, self._price)
+        if granted:
+            for item in growing:
+                item.reserved += _output_cost(item, granted, self._price)
+            self.output_tokens += granted
+        return granted
 
     async def settle(self, usage: Usage | None) -> None:
         """Charge the real usage; None means the request did not run: refund everything."""
@@ -122,8 +148,34 @@ class Ledger:
             values=outcome.values,
             price=price,
             now=now,
+            output_tokens=estimate.output_tokens,
             clamped_output=clamped,
         )
+
+    async def grow(
+        self, counted: Sequence[_Counted], extra: int, price: Price | None
+    ) -> tuple[int, Limit | None]:
+        """Add `extra` output tokens (or as many as still fit) to these counters: the tokens
+        granted, and the limit that refused when none were. A store error grants them
+        unreserved, since the request was already admitted."""
+        if not counted:
+            return extra, None
+        now = self._clock()
+        try:
+            outcome = await self._store.reserve(_growth(counted, extra, price, now))
+            if outcome.granted:
+                return extra, None
+            refused = counted[outcome.refused[0]].limit
+            room = _clamped_output(counted, outcome, price, Usage(0, extra), clamping=False)
+            if room is None:
+                return 0, refused
+            outcome = await self._store.reserve(_growth(counted, room, price, now))
+        except StoreUnavailable as error:
+            log.error("quota store unavailable (%s): stream continues unreserved", error)
+            return extra, None
+        if outcome.granted:
+            return room, None
+        return 0, counted[outcome.refused[0]].limit
 
     async def adjust(self, deltas: Sequence[tuple[str, int]]) -> None:
         if not deltas:
@@ -142,25 +194,46 @@ class Ledger:
             amount = limit.cost(estimate, price)
             counter, end = limit.counter_at(now)
             expiry = now + self._lease if limit.window is None else end + EXPIRY_GRACE
-            counted.append(_Counted(limit, counter, amount, end))
-            cap = None if limit.shadow else limit.amount
-            charges.append(Charge(counter, amount, cap, expiry))
+            item = _Counted(limit, counter, amount, end, None if limit.shadow else limit.amount)
+            counted.append(item)
+            charges.append(item.charge(amount, expiry))
         return counted, await self._store.reserve(charges)
 
 
 def _clamped_output(
-    counted: Sequence[_Counted], outcome: Outcome, price: Price | None, estimate: Usage
+    counted: Sequence[_Counted],
+    outcome: Outcome,
+    price: Price | None,
+    estimate: Usage,
+    *,
+    clamping: bool = True,
 ) -> int | None:
-    """The output estimate that would fit when only clamp limits refused; None otherwise."""
+    """The output estimate that would fit when only output-bound limits refused (with
+    `clamping`, only those that allow clamping); None otherwise."""
     room: list[int] = []
     for index in outcome.refused:
         item = counted[index]
         left = item.limit.output_tokens_left(outcome.values[index], estimate, price)
-        if not item.limit.clamp_max_tokens or left is None:
+        if (clamping and not item.limit.clamp_max_tokens) or left is None:
             return None
         room.append(left)
     fitting = min(room)
     return fitting if 0 < fitting < estimate.output_tokens else None
+
+
+def _output_cost(item: _Counted, tokens: int, price: Price | None) -> int:
+    if item.limit.metric in ("requests", "concurrent"):
+        return 0
+    return item.limit.cost(Usage(0, tokens), price)
+
+
+def _growth(
+    counted: Sequence[_Counted], extra: int, price: Price | None, now: float
+) -> list[Charge]:
+    return [
+        item.charge(_output_cost(item, extra, price), max(now, item.window_end) + EXPIRY_GRACE)
+        for item in counted
+    ]
 
 
 def _refusal(counted: Sequence[_Counted], outcome: Outcome, now: float) -> GatewayError:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from extproc.errors import RateLimited
 from extproc.pipeline.metering import Meter
-from extproc.sse import Event, EventParser
+from extproc.pipeline.streaming import StreamRelay
+from extproc.sse import Block, Event, EventParser
 from extproc.usage import (
     StreamUsage,
     Usage,
@@ -26,21 +28,23 @@ OPENAI_STREAM = (
 )
 
 
-def parse_in_pieces(data: bytes, cuts: list[int]) -> list[Event]:
+def parse_in_pieces(data: bytes, cuts: list[int]) -> list[Block]:
     parser = EventParser()
-    events: list[Event] = []
+    blocks: list[Block] = []
     start = 0
     for cut in [*cuts, len(data)]:
-        events += parser.feed(data[start:cut], end=cut == len(data))
+        blocks += parser.feed(data[start:cut], end=cut == len(data))
         start = cut
-    return events
+    return blocks
 
 
 def test_events_parse_the_same_whatever_the_chunking() -> None:
     whole = parse_in_pieces(OPENAI_STREAM, [])
-    assert [event.name for event in whole] == [None, None, "note", None, None]
-    assert whole[2].data == "line one\nline two"
-    assert whole[-1].data == "[DONE]"
+    events = [block.event for block in whole]
+    assert events[0] is None  # the keep-alive comment
+    assert [event.name for event in events[1:] if event] == [None, None, "note", None, None]
+    assert events[3] == Event("note", "line one\nline two")
+    assert b"".join(block.raw for block in whole) == OPENAI_STREAM
     for cut in range(1, len(OPENAI_STREAM)):
         assert parse_in_pieces(OPENAI_STREAM, [cut]) == whole, cut
     assert parse_in_pieces(OPENAI_STREAM, list(range(1, len(OPENAI_STREAM)))) == whole
@@ -48,8 +52,9 @@ def test_events_parse_the_same_whatever_the_chunking() -> None:
 
 def test_stream_usage_prefers_the_reported_figures() -> None:
     usage = StreamUsage()
-    for event in EventParser().feed(OPENAI_STREAM, end=True):
-        usage.observe(event)
+    for block in EventParser().feed(OPENAI_STREAM, end=True):
+        if block.event is not None:
+            usage.observe(block.event)
     assert usage.done
     assert usage.reported() == Usage(12, 2)
 
@@ -67,12 +72,77 @@ def test_anthropic_stream_reports_input_first_and_output_last() -> None:
     assert usage.done
 
 
+def meter(*, hide_usage: bool = False) -> Meter:
+    return Meter(Usage(40, 500), schema="openai", hide_usage=hide_usage, started=0.0)
+
+
 def test_a_cut_stream_is_estimated_from_its_content() -> None:
-    meter = Meter(Usage(input_tokens=40, output_tokens=500))
-    assert meter.on_headers(200, "text/event-stream; charset=utf-8")
+    stream = meter()
+    assert stream.on_headers(200, "text/event-stream; charset=utf-8")
+    assert stream.relay is not None
     chunk = b'data: {"choices":[{"index":0,"delta":{"content":"' + b"x" * 40 + b'"}}]}\n\n'
-    meter.on_body(chunk * 3, end=False)
-    assert meter.usage() == Usage(40, 30)
+    stream.relay.feed(chunk * 3, end=False)
+    assert stream.usage(500) == Usage(40, 30)
+
+
+INJECTED = (
+    b'data: {"id":"a","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}\n\n'
+    b": keep-alive\n\n"
+    b'data: {"id":"a","choices":[{"index":0,"delta":{"content":" there"}}],"usage":null}\n\n'
+    b'data: {"id":"a","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2}}\n\n'
+    b"data: [DONE]\n\n"
+)
+AS_ASKED = (
+    b'data: {"id":"a","choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
+    b": keep-alive\n\n"
+    b'data: {"id":"a","choices":[{"index":0,"delta":{"content":" there"}}]}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+def relay_in_pieces(relay: StreamRelay, data: bytes, size: int) -> bytes:
+    out = b""
+    for start in range(0, len(data), size):
+        end = start + size >= len(data)
+        out += b"".join(piece.raw for piece in relay.feed(data[start : start + size], end=end))
+    return out
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 64, 10_000])
+def test_injected_usage_is_read_and_hidden(size: int) -> None:
+    relay = StreamRelay(schema="openai", hide_usage=True, started=0.0)
+    assert relay_in_pieces(relay, INJECTED, size) == AS_ASKED
+    assert relay.usage.reported() == Usage(9, 2)
+
+
+@pytest.mark.parametrize("size", [1, 5, 10_000])
+def test_a_stream_the_client_asked_usage_for_passes_byte_for_byte(size: int) -> None:
+    relay = StreamRelay(schema="openai", hide_usage=False, started=0.0)
+    assert relay_in_pieces(relay, INJECTED, size) == INJECTED
+
+
+def test_ending_a_stream_early_speaks_each_api() -> None:
+    error = RateLimited("Limit reached during the stream.")
+    openai_end = StreamRelay(schema="openai", hide_usage=False, started=0.0).stop(error)
+    first, second, rest = openai_end.split(b"\n\n")
+    assert orjson.loads(first.removeprefix(b"data: "))["error"]["code"] == "rate_limit_exceeded"
+    assert (second, rest) == (b"data: [DONE]", b"")
+    anthropic_end = StreamRelay(schema="anthropic", hide_usage=False, started=0.0).stop(error)
+    assert anthropic_end.startswith(b"event: error\ndata: ")
+    assert orjson.loads(anthropic_end.split(b"data: ")[1])["error"]["type"] == "rate_limit_error"
+
+
+def test_time_to_first_token_and_per_token() -> None:
+    now = [0.0]
+    relay = StreamRelay(schema="openai", hide_usage=True, started=0.0, clock=lambda: now[0])
+    blocks = INJECTED.split(b"\n\n")
+    now[0] = 0.25
+    relay.feed(blocks[0] + b"\n\n", end=False)
+    now[0] = 0.35
+    relay.feed(b"\n\n".join(blocks[1:]), end=True)
+    timing = relay.timing()
+    assert timing.first_token == 0.25
+    assert timing.per_output_token == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize(
@@ -92,14 +162,14 @@ def test_a_cut_stream_is_estimated_from_its_content() -> None:
 def test_json_answers_settle_on_their_usage(
     status: int, body: bytes, expected: Usage | None
 ) -> None:
-    meter = Meter(Usage(input_tokens=40, output_tokens=500))
-    assert not meter.on_headers(status, "application/json")
-    meter.on_body(body, end=True)
-    assert meter.usage() == expected
+    answer = meter()
+    assert not answer.on_headers(status, "application/json")
+    answer.on_json_body(body, end=True)
+    assert answer.usage(500) == expected
 
 
 def test_no_answer_at_all_refunds() -> None:
-    assert Meter(Usage(1, 1)).usage() is None
+    assert meter().usage(500) is None
 
 
 def test_estimates_cover_the_prompt_and_the_requested_output() -> None:
