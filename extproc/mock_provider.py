@@ -202,21 +202,24 @@ async def _send_events(
     cut_after = request.headers.get("x-mock-cut-after")
     response = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await response.prepare(request)
-    record["stream"] = {"sent": 0, "completed": False}
-    for index, event in enumerate(events):
-        if cut_after is not None and index == int(cut_after):
-            assert request.transport is not None
-            request.transport.abort()  # the provider fails mid-stream
-            return response
-        try:
-            await response.write(event)
-        except (ConnectionError, RuntimeError):
-            return response  # the gateway hung up: stop generating
-        record["stream"]["sent"] = index + 1
-        if delay:
-            await asyncio.sleep(delay)
-    await response.write_eof()
-    record["stream"]["completed"] = True
+    record["stream"] = {"sent": 0, "completed": False, "ended": False}
+    try:
+        for index, event in enumerate(events):
+            if cut_after is not None and index == int(cut_after):
+                assert request.transport is not None
+                request.transport.abort()  # the provider fails mid-stream
+                return response
+            try:
+                await response.write(event)
+            except (ConnectionError, RuntimeError):
+                return response  # the gateway hung up: stop generating
+            record["stream"]["sent"] = index + 1
+            if delay:
+                await asyncio.sleep(delay)
+        await response.write_eof()
+        record["stream"]["completed"] = True
+    finally:
+        record["stream"]["ended"] = True
     return response
 
 

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -200,3 +201,31 @@ def assert_openai_error(response: httpx.Response, status: int) -> dict[str, obje
     assert set(error) == {"message", "type", "param", "code"}
     assert isinstance(error["message"], str) and error["message"]
     return error  # type: ignore[no-any-return]
+
+
+def counter_used(
+    config: Path, key: str, metric: str, per: str | None = "1d", processor: str | None = None
+) -> float:
+    """What a key's limit (any model) used in its current window, per `extproc usage`."""
+    return float(quota_usage(config, processor)[f"key:{key} {metric} {per} *"]["used"])
+
+
+def settles_to(
+    config: Path,
+    key: str,
+    metric: str,
+    expected: float,
+    *,
+    per: str | None = "1d",
+    processor: str | None = None,
+) -> None:
+    """Wait until a counter holds `expected`: settlement runs just after the answer is sent."""
+    deadline = time.monotonic() + 30
+    while (value := counter_used(config, key, metric, per, processor)) != expected:
+        assert time.monotonic() < deadline, f"{key} {metric}: {value}, expected {expected}"
+
+
+def write_config(directory: Path, document: dict[str, Any]) -> Path:
+    path = directory / "gateway.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path

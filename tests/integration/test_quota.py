@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import yaml
 
 from extproc.usage import estimate_input_tokens
 from tests.conftest import OPENAI_KEY
@@ -22,11 +21,13 @@ from tests.harness import (
     RedisServer,
     RunningGateway,
     assert_openai_error,
+    counter_used,
     free_port,
-    quota_usage,
     redis_server,
     running_gateway,
+    settles_to,
     sha256,
+    write_config,
 )
 
 KEYS = {
@@ -77,9 +78,7 @@ def quota_config(
         ],
         "quota": {"store": redis.url, "on_store_error": "deny"},
     }
-    path = directory / "gateway.yaml"
-    path.write_text(yaml.safe_dump(document))
-    return path
+    return write_config(directory, document)
 
 
 @pytest.fixture(scope="module")
@@ -90,17 +89,6 @@ def quota_gateway(quota_config: Path) -> Iterator[RunningGateway]:
 
 def sdk(gateway: RunningGateway, name: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEYS[name], max_retries=0)
-
-
-def used(config: Path, name: str, metric: str, per: str | None = "1d") -> float:
-    return float(quota_usage(config)[f"key:{name} {metric} {per} *"]["used"])
-
-
-def settles_to(config: Path, name: str, metric: str, expected: float) -> None:
-    """Wait until a counter holds `expected`: settlement runs just after the answer is sent."""
-    deadline = time.monotonic() + 30
-    while (value := used(config, name, metric)) != expected:
-        assert time.monotonic() < deadline, f"{name} {metric}: {value}, expected {expected}"
 
 
 def chat(gateway: RunningGateway, name: str, **fields: Any) -> httpx.Response:
@@ -130,7 +118,7 @@ def test_a_request_limit_lets_exactly_n_through(quota_gateway: RunningGateway) -
 def test_settlement_charges_real_usage_not_the_reservation(
     quota_gateway: RunningGateway, quota_config: Path
 ) -> None:
-    before = used(quota_config, "tokens", "tokens")
+    before = counter_used(quota_config, "tokens", "tokens")
     response = chat(quota_gateway, "tokens", max_tokens=5000)
     assert response.status_code == 200
     # The reservation held 5000 output tokens while the request ran.
@@ -142,8 +130,8 @@ def test_an_upstream_failure_is_refunded_in_full(
     quota_gateway: RunningGateway, quota_config: Path
 ) -> None:
     tokens, requests = (
-        used(quota_config, "tokens", "tokens"),
-        used(quota_config, "tokens", "requests"),
+        counter_used(quota_config, "tokens", "tokens"),
+        counter_used(quota_config, "tokens", "requests"),
     )
     response = chat(quota_gateway, "tokens", headers={"x-mock-status": "500"})
     assert response.status_code == 500
@@ -155,8 +143,8 @@ def test_an_unreachable_provider_is_refunded_in_full(
     quota_gateway: RunningGateway, quota_config: Path
 ) -> None:
     tokens, requests = (
-        used(quota_config, "tokens", "tokens"),
-        used(quota_config, "tokens", "requests"),
+        counter_used(quota_config, "tokens", "tokens"),
+        counter_used(quota_config, "tokens", "requests"),
     )
     assert_openai_error(chat(quota_gateway, "tokens", model="unreachable"), 503)
     settles_to(quota_config, "tokens", "tokens", tokens)
@@ -221,7 +209,7 @@ def test_two_workers_hammered_never_overshoot_the_budget(
 def test_a_client_that_leaves_mid_stream_is_charged_what_was_streamed(
     quota_gateway: RunningGateway, quota_config: Path
 ) -> None:
-    before = used(quota_config, "stream", "tokens")
+    before = counter_used(quota_config, "stream", "tokens")
     host, port = quota_gateway.url.removeprefix("http://").split(":")
     payload = (
         b'{"model":"chat","stream":true,"max_tokens":5000,'
@@ -240,8 +228,8 @@ def test_a_client_that_leaves_mid_stream_is_charged_what_was_streamed(
         while received.count(b"data: ") < 3:
             received += connection.recv(65536)
     deadline = time.monotonic() + 30
-    while used(quota_config, "stream", "concurrent", None) != 0:
+    while counter_used(quota_config, "stream", "concurrent", None) != 0:
         assert time.monotonic() < deadline, "the stream was never settled"
-    charged = used(quota_config, "stream", "tokens") - before
+    charged = counter_used(quota_config, "stream", "tokens") - before
     prompt = estimate_input_tokens("chat", {"messages": PROMPT})
     assert prompt + 3 <= charged < prompt + 13, charged  # 13 words in a whole answer

@@ -16,10 +16,11 @@ from tests.harness import (
     RunningGateway,
     assert_openai_error,
     free_port,
-    quota_usage,
     redis_server,
     running_gateway,
+    settles_to,
     sha256,
+    write_config,
 )
 
 KEY = "sk-gw-quota-outage-0123456789"
@@ -49,9 +50,7 @@ def document(mock: MockProvider, policy: str) -> dict[str, object]:
 def config(mock: MockProvider, tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("outage")
     (directory / "openai").write_text(OPENAI_KEY)
-    path = directory / "gateway.yaml"
-    path.write_text(yaml.safe_dump(document(mock, "deny")))
-    return path
+    return write_config(directory, document(mock, "deny"))
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +103,4 @@ def test_redis_outage_follows_the_policy_and_recovers(
     with redis_server(PORT):
         status, body = chat(gateway)
         assert status == 200
-        expected = body["usage"]["total_tokens"]  # type: ignore[index]
-        deadline = time.monotonic() + 30
-        while (value := quota_usage(config)["key:app tokens 1d *"]["used"]) != expected:
-            assert time.monotonic() < deadline, f"counted {value}, expected {expected}"
+        settles_to(config, "app", "tokens", body["usage"]["total_tokens"])  # type: ignore[index]
