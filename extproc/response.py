@@ -77,6 +77,14 @@ class ResponsePath:
         if not self._settled:
             self._settled = True
             await self._reservation.settle(self._meter.usage(self._reservation.output_tokens))
+            if self._meter.relay is not None and log.isEnabledFor(logging.DEBUG):
+                timing = self._meter.relay.timing()
+                log.debug(
+                    "stream from %s: first token after %s s, %s s per output token",
+                    self._provider,
+                    timing.first_token,
+                    timing.per_output_token,
+                )
 
     async def refund(self) -> None:
         if not self._settled:

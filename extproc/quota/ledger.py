@@ -75,7 +75,8 @@ class Reservation:
     async def extend(self, extra_output: int) -> int:
         """Reserve up to `extra_output` more output tokens for an answer that outgrew its
         reservation; returns how many were granted (0: a budget is spent)."""
-        if self._ledger is None:
+        if self._ledger is None:  # nothing is counted: any length is fine
+            self.output_tokens += extra_output
             return extra_output
         growing = [item for item in self._counted if _output_cost(item, 1, self._price)]
         granted, self.spent = await self._ledger.grow(growing, extra_output, self._price)

@@ -14,9 +14,11 @@ from __future__ import annotations
 import statistics
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import yaml
 
 from tests.bench.cpu import cpu_by_role
@@ -27,6 +29,7 @@ ROUNDS = 3
 CONNECTIONS = (1, 32)
 DEMO_KEY = "sk-demo-gateway-key"
 BODY = '{"model":"gpt-4o","messages":[{"role":"user","content":"Say hello in one sentence."}]}'
+STREAMS_PER_ROUND = 40
 
 
 @dataclass
@@ -67,6 +70,37 @@ def load(url: str, connections: int, roots: list[int], *, post: bool = True) -> 
         p99_ms=_percentile(latencies, 99),
         errors=sum(1 for row in rows if row[6] != "200"),
         cpu_us={role: (after[role] - before[role]) * 1e6 / len(rows) for role in after},
+    )
+
+
+@dataclass
+class StreamFigures:
+    first_token_ms: float
+    whole_stream_ms: float
+
+
+def stream_once(client: httpx.Client, url: str) -> tuple[float, float]:
+    """(time to the first content event, time to the end) of one streamed chat, in ms."""
+    body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
+    headers = {"authorization": f"Bearer {DEMO_KEY}", "x-extproc-route": "mock"}
+    started = time.perf_counter()
+    first = None
+    with client.stream("POST", url, json=body, headers=headers) as response:
+        for chunk in response.iter_raw():
+            if first is None and b'"content"' in chunk:
+                first = time.perf_counter()
+    end = time.perf_counter()
+    assert first is not None, "no content streamed"
+    return (first - started) * 1000, (end - started) * 1000
+
+
+def load_streams(url: str) -> StreamFigures:
+    with httpx.Client(timeout=30) as client:
+        stream_once(client, url)  # connection set up outside the measurement
+        runs = [stream_once(client, url) for _ in range(STREAMS_PER_ROUND)]
+    return StreamFigures(
+        first_token_ms=statistics.median(first for first, _ in runs),
+        whole_stream_ms=statistics.median(whole for _, whole in runs),
     )
 
 
@@ -122,6 +156,7 @@ def admin_url(directory: Path) -> str:
 
 def main() -> int:
     runs: dict[tuple[str, int], list[Figures]] = {}
+    streams: dict[str, list[StreamFigures]] = {}
     with (
         tempfile.TemporaryDirectory() as workdir,
         mock_provider() as mock,
@@ -154,9 +189,29 @@ def main() -> int:
                     for name, (url, roots) in targets.items():
                         figures = load(url + "/v1/chat/completions", connections, roots)
                         runs.setdefault((name, connections), []).append(figures)
+                for name in ("envoy alone", "gateway"):
+                    url = targets[name][0] + "/v1/chat/completions"
+                    streams.setdefault(name, []).append(load_streams(url))
     results = {key: median(value) for key, value in runs.items()}
     report(results)
+    report_streams(streams)
     return 0
+
+
+def report_streams(streams: dict[str, list[StreamFigures]]) -> None:
+    print(
+        f"\nstreaming (13 events, no pacing), medians of {ROUNDS} rounds of "
+        f"{STREAMS_PER_ROUND} sequential streams:"
+    )
+    medians = {}
+    for name, rounds in streams.items():
+        first = statistics.median(r.first_token_ms for r in rounds)
+        whole = statistics.median(r.whole_stream_ms for r in rounds)
+        medians[name] = first
+        print(f"  {name:<13} first token {first:6.2f} ms   whole stream {whole:6.2f} ms")
+    added = medians["gateway"] - medians["envoy alone"]
+    ratio = medians["gateway"] / medians["envoy alone"]
+    print(f"  added time to first token: +{added:.2f} ms ({ratio:.2f}x)")
 
 
 def report(results: dict[tuple[str, int], Figures]) -> None:

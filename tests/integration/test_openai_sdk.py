@@ -130,3 +130,18 @@ def test_provider_errors_reach_the_client_as_openai_errors(sdk: openai.OpenAI) -
             messages=[{"role": "user", "content": "x"}],
             extra_headers={"x-mock-status": "429"},
         )
+
+
+def test_streams_work_for_keys_without_limits(sdk: openai.OpenAI, mock: MockProvider) -> None:
+    chunks = list(
+        sdk.chat.completions.create(
+            model="gpt-4o",
+            messages=[{"role": "user", "content": "Hello"}],
+            stream=True,
+            extra_headers={"x-mock-words": "300"},
+        )
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    assert len(text.split()) == 64, "the forced max_tokens of 64, all streamed"
+    assert all(chunk.usage is None for chunk in chunks)
+    assert mock.last_request()["stream"]["completed"]
