@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True, type=Path)
     serve.add_argument("--address", help="host:port or unix:/path (overrides processor.address)")
     serve.add_argument("--workers", type=int, help="worker processes (overrides processor.workers)")
+    # Set by the worker supervisor: worker i serves /metrics on the configured port + i.
+    serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     serve.set_defaults(command=_serve)
 
     envoy = commands.add_parser("envoy-config", help="write the Envoy bootstrap for a config")
@@ -126,7 +128,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     addresses = processor.worker_addresses()
     if len(addresses) == 1:
-        asyncio.run(serve(gateway, addresses[0]))
+        asyncio.run(serve(gateway, addresses[0], worker=args.worker_index))
         return 0
     return asyncio.run(serve_workers(gateway.source, addresses))
 

@@ -45,6 +45,8 @@ class GatewayError(Exception):
         self.code = code if code is not None else self.default_code
         self.headers = self.default_headers + tuple(headers)
         """Response headers that go with the error (`retry-after`, rate limit state)."""
+        self.labels: dict[str, str] = {}
+        """Details for telemetry only (which quota scope refused), never sent to clients."""
 
     def to_body(self) -> bytes:
         error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}

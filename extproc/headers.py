@@ -13,6 +13,8 @@ METHOD = ":method"
 STATUS = ":status"
 CONTENT_TYPE = "content-type"
 CONTENT_LENGTH = "content-length"
+REQUEST_ID = "x-request-id"
+"""Set by Envoy on every request; ties the access log, spans and Envoy's logs together."""
 
 AUTHORIZATION = "authorization"
 API_KEY = "api-key"

@@ -22,7 +22,10 @@ from extproc.pipeline.provider_errors import (
     client_status,
     openai_error_body,
 )
-from extproc.quota.ledger import Reservation
+from extproc.quota.ledger import Reservation, refusal_labels
+from extproc.quota.limits import MICRO_USD_PER_USD, Price
+from extproc.telemetry.record import RequestRecord
+from extproc.telemetry.setup import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +34,33 @@ STREAM_EXTENSION = 256
 
 
 class ResponsePath:
-    __slots__ = ("_meter", "_provider", "_reservation", "_schema", "_settled", "_stopped")
+    __slots__ = (
+        "_meter",
+        "_price",
+        "_record",
+        "_reservation",
+        "_schema",
+        "_settled",
+        "_stopped",
+        "_telemetry",
+    )
 
     def __init__(
-        self, meter: Meter, reservation: Reservation, *, schema: str, provider: str
+        self,
+        meter: Meter,
+        reservation: Reservation,
+        *,
+        schema: str,
+        price: Price | None,
+        record: RequestRecord,
+        telemetry: Telemetry,
     ) -> None:
         self._meter = meter
         self._reservation = reservation
         self._schema = schema
-        self._provider = provider
+        self._price = price
+        self._record = record
+        self._telemetry = telemetry
         self._stopped = False
         self._settled = False
 
@@ -48,13 +69,18 @@ class ResponsePath:
         status = int(headers[names.STATUS][0])
         content_type = (headers.get(names.CONTENT_TYPE) or [""])[0]
         streamed = self._meter.on_headers(status, content_type)
+        self._record.status = client_status(status)
+        if status >= 400:
+            self._record.error_type = str(status)
         set_headers = list(self._reservation.headers)
         if status >= 400 and self._schema == "openai":
             set_headers.append((names.CONTENT_TYPE, "application/json"))
             if status != client_status(status):
                 set_headers.append((names.STATUS, str(client_status(status))))
         if status in PROVIDER_CREDENTIALS_REFUSED:
-            log.error("provider %s refused the gateway's credentials (%d)", self._provider, status)
+            log.error(
+                "provider %s refused the gateway's credentials (%d)", self._record.provider, status
+            )
         return amend_response_headers(set_headers, stream_body=streamed)
 
     async def on_body(self, chunk: bytes, *, end: bool) -> ProcessingResponse | None:
@@ -74,17 +100,24 @@ class ResponsePath:
 
     async def finish(self) -> None:
         """Settle once: the real usage, or what the meter can vouch for."""
-        if not self._settled:
-            self._settled = True
-            await self._reservation.settle(self._meter.usage(self._reservation.output_tokens))
-            if self._meter.relay is not None and log.isEnabledFor(logging.DEBUG):
-                timing = self._meter.relay.timing()
-                log.debug(
-                    "stream from %s: first token after %s s, %s s per output token",
-                    self._provider,
-                    timing.first_token,
-                    timing.per_output_token,
-                )
+        if self._settled:
+            return
+        self._settled = True
+        usage = self._meter.usage(self._reservation.output_tokens)
+        await self._reservation.settle(usage)
+        record = self._record
+        if usage is not None:
+            record.input_tokens, record.output_tokens = usage.input_tokens, usage.output_tokens
+            if self._price is not None:
+                record.cost_usd = self._price.micro_usd(usage) / MICRO_USD_PER_USD
+        record.response_model = self._meter.response_model()
+        record.output_content = self._telemetry.content(self._meter.output_text())
+        if self._meter.relay is not None:
+            timing = self._meter.relay.timing()
+            record.first_token, record.per_output_token = (
+                timing.first_token,
+                timing.per_output_token,
+            )
 
     async def refund(self) -> None:
         if not self._settled:
@@ -116,6 +149,15 @@ class ResponsePath:
         limit = self._reservation.spent
         described = limit.describe() if limit is not None else "a budget"
         message = f"Limit reached during the stream: {described}. The answer ends here."
+        error: GatewayError = RateLimited(message)
         if limit is not None and limit.metric == "usd":
-            return QuotaExhausted(message)
-        return RateLimited(message)
+            error = QuotaExhausted(message)
+        self._record.error_type = error.code
+        self._record.quota = "stopped"
+        if limit is not None:
+            labels = refusal_labels(limit)
+            self._record.refused_scope, self._record.refused_metric = (
+                labels["scope"],
+                labels["metric"],
+            )
+        return error

@@ -15,10 +15,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from extproc.config import Gateway
 from extproc.config.watcher import GatewaySource
 from extproc.envoyapi.messages import ProcessingRequest, ProcessingResponse
-from extproc.quota.ledger import Ledger
 from extproc.quota.remote import counters_handler
 from extproc.quota.stores import open_ledger
-from extproc.stream import Exchange
+from extproc.stream import Exchange, Services
+from extproc.telemetry.setup import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +30,17 @@ SHUTDOWN_GRACE = 10.0
 class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     """ext_proc service: one Exchange per stream (one stream per HTTP request)."""
 
-    def __init__(self, source: GatewaySource, ledger: Ledger) -> None:
+    def __init__(self, source: GatewaySource, services: Services) -> None:
         self._source = source
-        self._ledger = ledger
-        self._rng = random.Random()  # noqa: S311 - load spreading, not security
+        self._services = services
 
     async def Process(  # noqa: N802 - the gRPC method name
         self,
         request_iterator: AsyncIterator[ProcessingRequest],
         context: grpc.aio.ServicerContext[ProcessingRequest, ProcessingResponse],
     ) -> AsyncIterator[ProcessingResponse]:
-        exchange = Exchange(self._source.current, self._ledger, self._rng)
+        metadata = context.invocation_metadata() or ()
+        exchange = Exchange(self._source.current, self._services, metadata)
         try:
             async for request in request_iterator:
                 response = await exchange.process(request)
@@ -52,7 +52,7 @@ class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):  # type:
 
 
 def build_server(
-    source: GatewaySource, ledger: Ledger, address: str
+    source: GatewaySource, services: Services, address: str
 ) -> tuple[grpc.aio.Server, health.HealthServicer]:
     """A server bound to `address` (`host:port` or `unix:/path`), not yet started."""
     limit = source.current.listen.max_request_body + GRPC_OVERHEAD
@@ -63,9 +63,9 @@ def build_server(
             ("grpc.so_reuseport", 0),
         ]
     )
-    processor = Processor(source, ledger)
+    processor = Processor(source, services)
     external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(processor, server)
-    server.add_generic_rpc_handlers([counters_handler(ledger.store)])
+    server.add_generic_rpc_handlers([counters_handler(services.ledger.store)])
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if server.add_insecure_port(address) == 0 and not address.startswith("unix:"):
@@ -73,12 +73,23 @@ def build_server(
     return server, health_servicer
 
 
-async def serve(gateway: Gateway, address: str) -> None:
+def open_services(gateway: Gateway, source: GatewaySource, *, worker: int = 0) -> Services:
+    ledger = open_ledger(gateway)
+    telemetry = Telemetry(
+        gateway.telemetry,
+        worker=worker,
+        store_errors=lambda: ledger.store_errors,
+        reloads=lambda: source.reloads,
+    )
+    return Services(ledger, telemetry, random.Random())  # noqa: S311 - load spreading
+
+
+async def serve(gateway: Gateway, address: str, *, worker: int = 0) -> None:
     """Serve until SIGINT or SIGTERM, then drain: health says NOT_SERVING, streams finish.
     The configuration file is followed meanwhile (see `extproc.config.watcher`)."""
     source = GatewaySource(gateway)
-    ledger = open_ledger(gateway)
-    server, health_servicer = build_server(source, ledger, address)
+    services = open_services(gateway, source, worker=worker)
+    server, health_servicer = build_server(source, services, address)
     await server.start()
     follow = asyncio.create_task(source.follow())
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -92,4 +103,5 @@ async def serve(gateway: Gateway, address: str) -> None:
     follow.cancel()
     health_servicer.enter_graceful_shutdown()
     await server.stop(SHUTDOWN_GRACE)
-    await ledger.store.close()
+    await services.ledger.store.close()
+    services.telemetry.shutdown()

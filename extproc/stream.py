@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
+from opentelemetry.trace import Span
 
 from extproc import headers as names
-from extproc.config import Gateway, ModelRoute, Principal, Provider
+from extproc.config import Gateway, ModelRoute, Principal
 from extproc.endpoints import LocalAnswer, ModelCall, match_endpoint
 from extproc.endpoints.body import check_common, parse_body, read_model
 from extproc.endpoints.spec import JsonObject
@@ -30,9 +34,12 @@ from extproc.pipeline.routing import choose_target, resolve_route
 from extproc.providers import TRANSLATORS
 from extproc.quota.ledger import Ledger
 from extproc.response import ResponsePath
+from extproc.telemetry.record import RequestRecord
+from extproc.telemetry.setup import Telemetry
 from extproc.usage import (
     Usage,
     estimate_input_tokens,
+    input_text,
     requested_output_cap,
     with_output_cap,
     with_stream_usage,
@@ -41,29 +48,45 @@ from extproc.usage import (
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What every exchange of one processor shares."""
+
+    ledger: Ledger
+    telemetry: Telemetry
+    rng: random.Random
+
+
 class Exchange:
     """Per-request state for one stream; the gateway snapshot is fixed when the stream opens."""
 
     __slots__ = (
         "_call",
         "_gateway",
-        "_ledger",
+        "_metadata",
         "_principal",
+        "_record",
         "_remove_headers",
         "_replied",
         "_response",
-        "_rng",
+        "_services",
+        "_span",
     )
 
-    def __init__(self, gateway: Gateway, ledger: Ledger, rng: random.Random) -> None:
+    def __init__(
+        self, gateway: Gateway, services: Services, metadata: Iterable[tuple[str, Any]] = ()
+    ) -> None:
+        """`metadata`: the gRPC metadata of the ext_proc stream (Envoy's trace context)."""
         self._gateway = gateway
-        self._ledger = ledger
-        self._rng = rng
+        self._services = services
+        self._metadata = metadata
         self._call: ModelCall | None = None
         self._principal: Principal | None = None
         self._remove_headers: list[str] = []
         self._replied = False
         self._response: ResponsePath | None = None
+        self._record = RequestRecord()
+        self._span: Span | None = None
 
     async def process(self, request: ProcessingRequest) -> ProcessingResponse | None:
         """The answer to one message; None when Envoy expects none (a stream ended early)."""
@@ -95,22 +118,28 @@ class Exchange:
         return pass_through(phase)
 
     async def finish(self) -> None:
-        """The stream ended (completed, cut or cancelled): settle the reservation. Settling
-        here, after the last answer went out, keeps the store off the response's path."""
+        """The stream ended (completed, cut or cancelled): settle the reservation and report
+        the request. Both happen after the last answer went out, off the response's path."""
         if self._response is not None:
             await self._response.finish()
+        if self._record.method is not None:
+            self._services.telemetry.finish(self._record, self._span)
 
     def _on_request_headers(self, message: HttpHeaders) -> ProcessingResponse:
         headers = read_headers(message)
-        method = _single(headers, names.METHOD)
-        path = _single(headers, names.PATH)
-        endpoint = match_endpoint(method, path)
+        record = self._record
+        record.method = _single(headers, names.METHOD)
+        record.path = path = _single(headers, names.PATH).partition("?")[0]
+        request_ids = headers.get(names.REQUEST_ID)
+        record.request_id = request_ids[0] if request_ids else None
+        self._span = self._services.telemetry.begin(record, self._metadata, headers)
+        endpoint = match_endpoint(record.method, path)
         principal = authenticate(headers, self._gateway.principals)
+        record.key_id, record.team = principal.key_id, principal.team
         if isinstance(endpoint, LocalAnswer):
             self._replied = True
-            return local_reply(
-                200, endpoint.answer(self._gateway, principal, path.partition("?")[0])
-            )
+            record.status = 200
+            return local_reply(200, endpoint.answer(self._gateway, principal, path))
         if message.end_of_stream:
             raise BadRequest("The request has no body; send a JSON object.")
         self._call = endpoint
@@ -130,13 +159,19 @@ class Exchange:
         check_common(body)
         alias = read_model(body)
         call.check(body)
+        record = self._record
+        record.operation, record.alias, record.stream = (
+            call.operation,
+            alias,
+            bool(body.get("stream")),
+        )
         route = resolve_route(self._gateway.models, principal, alias)
-        target = choose_target(route, self._rng)
+        target = choose_target(route, self._services.rng)
+        record.provider, record.provider_kind = target.provider.name, target.provider.kind
+        record.upstream_model = target.model
         upstream = TRANSLATORS[target.provider.kind](call, target, body)
         upstream_body, hide_usage = with_stream_usage(call.usage_api, upstream.body)
-        upstream_body = await self._reserve(
-            call, principal, route, upstream_body, hide_usage=hide_usage, provider=target.provider
-        )
+        upstream_body = await self._reserve(call, principal, route, upstream_body, hide_usage)
         payload = orjson.dumps(upstream_body)
         set_headers = [
             *upstream.headers,
@@ -155,9 +190,7 @@ class Exchange:
         principal: Principal,
         route: ModelRoute,
         body: JsonObject,
-        *,
         hide_usage: bool,
-        provider: Provider,
     ) -> JsonObject:
         """Reserve the request's estimated cost and prepare its response path; returns the
         body to send (its output cap lowered when a clamping limit asks for that)."""
@@ -166,16 +199,35 @@ class Exchange:
         if cap is None:
             cap = route.max_output_tokens or self._gateway.quota.default_max_output_tokens
         estimate = Usage(estimate_input_tokens(api, body), cap)
-        reservation = await self._ledger.reserve(
-            principal.limits,
-            alias=route.alias,
-            price=route.price,
-            estimate=estimate,
-            policy=self._gateway.quota.on_store_error,
+        telemetry = self._services.telemetry
+        span = telemetry.child(self._span, "gateway.quota.reserve")
+        try:
+            reservation = await self._services.ledger.reserve(
+                principal.limits,
+                alias=route.alias,
+                price=route.price,
+                estimate=estimate,
+                policy=self._gateway.quota.on_store_error,
+            )
+        finally:
+            if span is not None:
+                span.end()
+        self._record.quota = reservation.decision
+        self._record.input_content = telemetry.content(input_text(api, body))
+        meter = Meter(
+            estimate,
+            schema=call.schema,
+            hide_usage=hide_usage,
+            started=time.monotonic(),
+            keep_text=telemetry.records_content,
         )
-        meter = Meter(estimate, schema=call.schema, hide_usage=hide_usage, started=time.monotonic())
         self._response = ResponsePath(
-            meter, reservation, schema=call.schema, provider=provider.name
+            meter,
+            reservation,
+            schema=call.schema,
+            price=route.price,
+            record=self._record,
+            telemetry=telemetry,
         )
         if reservation.clamped_output is not None:
             return with_output_cap(api, body, reservation.clamped_output)
@@ -183,6 +235,12 @@ class Exchange:
 
     async def _reply_error(self, error: GatewayError) -> ProcessingResponse:
         self._replied = True
+        record = self._record
+        record.status, record.error_type = error.status, error.code or error.type
+        if error.labels:
+            record.quota = "refused"
+            record.refused_scope = error.labels["scope"]
+            record.refused_metric = error.labels["metric"]
         if self._response is not None:
             await self._response.refund()
         return local_reply(error.status, error.to_body(), headers=error.headers)

@@ -43,6 +43,12 @@ def estimate_input_tokens(operation: str, body: dict[str, Any]) -> int:
     return math.ceil(size / BYTES_PER_TOKEN)
 
 
+def input_text(api: str, body: dict[str, Any]) -> str:
+    """The request's input as JSON text (for recording, when that is enabled)."""
+    fields = {name: body[name] for name in _INPUT_FIELDS[api] if name in body}
+    return orjson.dumps(fields).decode()
+
+
 def requested_output_cap(operation: str, body: dict[str, Any]) -> int | None:
     """The completion size the request asks for (times `n`), 0 for embeddings, None if unset."""
     if operation == "embeddings":
@@ -103,14 +109,17 @@ class StreamUsage:
     """Follows a streamed answer: the provider's usage when it reports it, and otherwise an
     estimate of the output from the content seen so far (for streams that are cut)."""
 
-    __slots__ = ("_chars", "_chunks", "_input", "_output", "done")
+    __slots__ = ("_chars", "_chunks", "_input", "_output", "done", "model", "texts")
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_text: bool = False) -> None:
         self._input: int | None = None
         self._output: int | None = None
         self._chunks = 0
         self._chars = 0
         self.done = False
+        self.model: str | None = None
+        self.texts: list[str] | None = [] if keep_text else None
+        """The streamed content, kept only when it is to be recorded."""
 
     def observe(self, event: Event) -> dict[str, Any] | None:
         """Account one event; returns its JSON payload (None for `[DONE]` or non-JSON)."""
@@ -124,10 +133,14 @@ class StreamUsage:
         if not isinstance(payload, dict):
             return None
         self._read_reported(payload)
+        if self.model is None:
+            self.model = response_model(payload)
         text = _content_text(payload)
         if text:
             self._chunks += 1
             self._chars += len(text)
+            if self.texts is not None:
+                self.texts.append(text)
         if payload.get("type") == "message_stop":
             self.done = True
         return payload
@@ -156,6 +169,32 @@ class StreamUsage:
                 self._input = usage.input_tokens
         else:
             self._input, self._output = usage.input_tokens, usage.output_tokens
+
+
+def response_model(payload: Any) -> str | None:
+    """The model that answered, from a JSON answer or stream event (either API's shape)."""
+    if not isinstance(payload, dict):
+        return None
+    message = payload.get("message")
+    model = message.get("model") if isinstance(message, dict) else payload.get("model")
+    return model if isinstance(model, str) else None
+
+
+def answer_text(payload: Any) -> str:
+    """The generated text of a JSON answer (OpenAI choices or Anthropic content blocks)."""
+    if not isinstance(payload, dict):
+        return ""
+    parts: list[str] = []
+    for choice in payload.get("choices") or ():
+        if isinstance(choice, dict):
+            message = choice.get("message")
+            text = message.get("content") if isinstance(message, dict) else choice.get("text")
+            if isinstance(text, str):
+                parts.append(text)
+    for block in payload.get("content") or ():
+        if isinstance(block, dict) and isinstance(block.get("text"), str):
+            parts.append(block["text"])
+    return "".join(parts)
 
 
 def _content_text(payload: dict[str, Any]) -> str:

@@ -18,7 +18,8 @@ async def serve_workers(config: Path, addresses: list[str]) -> int:
         for index, address in enumerate(addresses):
             argv = [sys.executable, "-m", "extproc", "serve", "--config", str(config)]
             await supervisor.start(
-                f"worker {index}", [*argv, "--address", address, "--workers", "1"]
+                f"worker {index}",
+                [*argv, "--address", address, "--workers", "1", "--worker-index", str(index)],
             )
         exited = await supervisor.wait()
         if exited is not None:

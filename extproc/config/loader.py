@@ -186,7 +186,9 @@ def _compile(
             limits=limits + (team_limits.get(key.team, ()) if key.team else ()),
         )
     quota = _compile_quota(spec.quota, source.parent, environ, problems)
-    return Gateway(source, spec.listen, spec.processor, providers, models, principals, quota)
+    return Gateway(
+        source, spec.listen, spec.processor, providers, models, principals, quota, spec.telemetry
+    )
 
 
 def _compile_limits(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from extproc.config.schema import ListenSpec, ProcessorSpec, ProviderKind
+from extproc.config.schema import ListenSpec, ProcessorSpec, ProviderKind, TelemetrySpec
 from extproc.config.secrets import Secret
 from extproc.quota.limits import Limit, Price
 
@@ -91,3 +91,4 @@ class Gateway:
     principals: Mapping[str, Principal]
     """By SHA-256 hex digest of the gateway key."""
     quota: QuotaSettings
+    telemetry: TelemetrySpec

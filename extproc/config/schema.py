@@ -257,6 +257,46 @@ class QuotaSpec(Strict):
         return self
 
 
+def _check_patterns(values: list[str]) -> list[str]:
+    for value in values:
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"{value!r} is not a valid regular expression: {error}") from None
+    return values
+
+
+class TracingSpec(Strict):
+    enabled: bool = False
+    endpoint: str | None = None
+    """OTLP/gRPC collector, e.g. `http://otel-collector:4317`; unset: the processor follows
+    `OTEL_EXPORTER_OTLP_ENDPOINT` and Envoy's configuration is rendered with it (default
+    `http://127.0.0.1:4317`)."""
+    sampling: float = Field(default=1.0, ge=0, le=1)
+    """Share of requests traced; Envoy decides, the processor follows its parent."""
+    service_name: str = "extproc-gateway"
+    record_content: bool = False
+    """Record prompts and completions on spans (off: they never leave the gateway)."""
+    redact: Annotated[list[str], AfterValidator(_check_patterns)] = Field(default_factory=list)
+    """Regular expressions whose matches are replaced in recorded content."""
+
+
+class MetricsSpec(Strict):
+    prometheus_port: int | None = Field(default=None, ge=0, le=65535)
+    """Serve `/metrics` on this port (worker i on port+i); unset: no endpoint."""
+    prometheus_address: str = "127.0.0.1"
+    otlp: bool = False
+    """Also push metrics to the tracing collector over OTLP."""
+    export_interval: Seconds = 15.0
+
+
+class TelemetrySpec(Strict):
+    tracing: TracingSpec = Field(default_factory=TracingSpec)
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    access_log: str = "stdout"
+    """`stdout`, `stderr`, `off`, or a file path: one JSON line per request."""
+
+
 class GatewaySpec(Strict):
     version: Literal[1] = 1
     listen: ListenSpec = Field(default_factory=ListenSpec)
@@ -268,6 +308,7 @@ class GatewaySpec(Strict):
     prices: dict[Name, PriceSpec] = Field(default_factory=dict)
     """By model alias."""
     quota: QuotaSpec = Field(default_factory=QuotaSpec)
+    telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec)
 
     @model_validator(mode="after")
     def _check_memory_store_workers(self) -> GatewaySpec:

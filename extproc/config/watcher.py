@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from pathlib import Path
 
 from extproc.config.loader import ConfigError, load_gateway
@@ -27,6 +28,8 @@ class GatewaySource:
     def __init__(self, gateway: Gateway) -> None:
         self.current = gateway
         self._stamp = _stamp(gateway.source)
+        self.reloads: Counter[str] = Counter(applied=0, invalid=0, needs_restart=0)
+        """Reload attempts by result: `applied`, `invalid`, `needs_restart`."""
 
     def reload_if_changed(self) -> bool:
         """Load the file again if it changed; True when a new snapshot took effect."""
@@ -37,15 +40,18 @@ class GatewaySource:
         try:
             candidate = load_gateway(self.current.source)
         except ConfigError as error:
+            self.reloads["invalid"] += 1
             log.error("configuration not reloaded, keeping the previous one:\n%s", error)
             return False
         if _fixed_at_start(candidate) != _fixed_at_start(self.current):
+            self.reloads["needs_restart"] += 1
             log.error(
-                "configuration not reloaded: providers, listener, processor or quota store "
-                "changed; re-render Envoy's configuration and restart the gateway"
+                "configuration not reloaded: providers, listener, processor, quota store or "
+                "telemetry changed; re-render Envoy's configuration and restart the gateway"
             )
             return False
         self.current = candidate
+        self.reloads["applied"] += 1
         log.info(
             "configuration reloaded: %d models, %d keys",
             len(candidate.models),
@@ -69,13 +75,20 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 
 
 def _fixed_at_start(gateway: Gateway) -> tuple[object, ...]:
-    """What only a restart changes: Envoy's rendered configuration (provider keys excepted)
-    and the quota store connection."""
+    """What only a restart changes: Envoy's rendered configuration (provider keys excepted),
+    the quota store connection and telemetry."""
     providers = tuple(
         (name, _without_key(provider)) for name, provider in sorted(gateway.providers.items())
     )
     quota = gateway.quota
-    return providers, gateway.listen, gateway.processor, quota.store, quota.timeout
+    return (
+        providers,
+        gateway.listen,
+        gateway.processor,
+        quota.store,
+        quota.timeout,
+        gateway.telemetry,
+    )
 
 
 def _without_key(provider: Provider) -> tuple[object, ...]:

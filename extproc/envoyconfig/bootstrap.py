@@ -6,9 +6,12 @@ Built from typed envoy-data-plane classes so that a wrong field name fails here,
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import betterproto2
 from envoy_data_plane.envoy.config.accesslog.v3 import (
@@ -60,6 +63,7 @@ from envoy_data_plane.envoy.config.route.v3 import (
     RouteMatch,
     VirtualHost,
 )
+from envoy_data_plane.envoy.config.trace.v3 import OpenTelemetryConfig, TracingHttp
 from envoy_data_plane.envoy.extensions.access_loggers.filters.cel.v3 import ExpressionFilter
 from envoy_data_plane.envoy.extensions.filters.http.ext_proc.v3 import (
     ExternalProcessor,
@@ -71,6 +75,7 @@ from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
     HttpConnectionManager,
     HttpConnectionManagerCodecType,
+    HttpConnectionManagerTracing,
     HttpFilter,
     LocalReplyConfig,
     ResponseMapper,
@@ -91,11 +96,12 @@ from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
     HttpProtocolOptionsExplicitHttpConfig,
 )
 from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
-from envoy_data_plane.envoy.type.v3 import HttpStatus, StatusCode
+from envoy_data_plane.envoy.type.v3 import HttpStatus, Percent, StatusCode
 from envoy_data_plane.google.protobuf import Any as AnyMessage
 
 from extproc import headers
 from extproc.config import Gateway, Provider
+from extproc.config.schema import TracingSpec
 from extproc.envoyapi.messages import REPLY_DETAILS
 from extproc.errors import (
     INTERNAL_ERROR,
@@ -108,6 +114,8 @@ from extproc.errors import (
 )
 
 PROCESSOR_CLUSTER = "extproc"
+COLLECTOR_CLUSTER = "otel_collector"
+DEFAULT_COLLECTOR = "http://127.0.0.1:4317"
 GRPC_OVERHEAD = 1024 * 1024
 """Room above the body limit for the rest of an ext_proc message."""
 MAX_DOWNSTREAM_CONNECTIONS = 50_000
@@ -141,6 +149,8 @@ def build_bootstrap(
     clusters = [_provider_cluster(provider) for provider in gateway.providers.values()]
     if with_processor:
         clusters.append(_processor_cluster(placement.processor_addresses, gateway))
+    if gateway.telemetry.tracing.enabled:
+        clusters.append(_collector_cluster(gateway.telemetry.tracing))
     return Bootstrap(
         node=Node(id="extproc-gateway", cluster="extproc-gateway"),
         admin=Admin(address=_socket_address("127.0.0.1", placement.admin_port)),
@@ -184,6 +194,7 @@ def _listener(gateway: Gateway, placement: Placement, with_processor: bool) -> L
         route_config=_routes(gateway),
         http_filters=filters,
         local_reply_config=_local_replies(),
+        tracing=_tracing(gateway.telemetry.tracing) if gateway.telemetry.tracing.enabled else None,
     )
     return Listener(
         name="public",
@@ -323,20 +334,71 @@ def _all_of(*filters: AccessLogFilter) -> AccessLogFilter:
     return AccessLogFilter(and_filter=AndFilter(filters=list(filters)))
 
 
+def _tracing(spec: TracingSpec) -> HttpConnectionManagerTracing:
+    """Envoy's OpenTelemetry tracer: it starts (or continues) each request's trace, decides
+    the sampling, and passes the context to the processor in the ext_proc call's metadata."""
+    exporter = OpenTelemetryConfig(
+        grpc_service=GrpcService(envoy_grpc=GrpcServiceEnvoyGrpc(cluster_name=COLLECTOR_CLUSTER)),
+        service_name=f"{spec.service_name}-envoy",
+    )
+    return HttpConnectionManagerTracing(
+        random_sampling=Percent(value=spec.sampling * 100),
+        provider=TracingHttp(
+            name="envoy.tracers.opentelemetry", typed_config=AnyMessage.pack(exporter)
+        ),
+    )
+
+
+def collector_endpoint(spec: TracingSpec, environ: Mapping[str, str] = os.environ) -> str:
+    """The OTLP/gRPC endpoint: the configured one, else the standard OTEL_* variables."""
+    return (
+        spec.endpoint
+        or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or DEFAULT_COLLECTOR
+    )
+
+
+def _http2_only() -> dict[str, AnyMessage]:
+    """Cluster protocol options for gRPC services: HTTP/2 without negotiation."""
+    options = HttpProtocolOptions(
+        explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
+            http2_protocol_options=Http2ProtocolOptions()
+        )
+    )
+    return {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": AnyMessage.pack(options)}
+
+
+def _collector_cluster(spec: TracingSpec) -> Cluster:
+    url = urlsplit(collector_endpoint(spec))
+    return Cluster(
+        name=COLLECTOR_CLUSTER,
+        type=ClusterDiscoveryType.STRICT_DNS,
+        connect_timeout=timedelta(seconds=1),
+        typed_extension_protocol_options=_http2_only(),
+        load_assignment=ClusterLoadAssignment(
+            cluster_name=COLLECTOR_CLUSTER,
+            endpoints=[
+                LocalityLbEndpoints(
+                    lb_endpoints=[
+                        LbEndpoint(
+                            endpoint=Endpoint(
+                                address=_socket_address(url.hostname or "", url.port or 4317)
+                            )
+                        )
+                    ]
+                )
+            ],
+        ),
+    )
+
+
 def _processor_cluster(addresses: tuple[str, ...], gateway: Gateway) -> Cluster:
     return Cluster(
         name=PROCESSOR_CLUSTER,
         type=ClusterDiscoveryType.STATIC,
         connect_timeout=timedelta(seconds=1),
-        typed_extension_protocol_options={
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": AnyMessage.pack(
-                HttpProtocolOptions(
-                    explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
-                        http2_protocol_options=Http2ProtocolOptions()
-                    )
-                )
-            )
-        },
+        typed_extension_protocol_options=_http2_only(),
         circuit_breakers=_breakers(BREAKER_LIMIT),
         load_assignment=ClusterLoadAssignment(
             cluster_name=PROCESSOR_CLUSTER,

@@ -9,23 +9,45 @@ success.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from extproc.pipeline.streaming import StreamRelay
-from extproc.usage import Usage, read_usage
+from extproc.usage import Usage, answer_text, read_usage, response_model
 
 EVENT_STREAM = "text/event-stream"
 
 
 class Meter:
-    __slots__ = ("_estimate", "_hide_usage", "_json_body", "_schema", "_started", "relay", "status")
+    __slots__ = (
+        "_estimate",
+        "_hide_usage",
+        "_json_body",
+        "_keep_text",
+        "_parsed",
+        "_schema",
+        "_started",
+        "relay",
+        "status",
+    )
 
-    def __init__(self, estimate: Usage, *, schema: str, hide_usage: bool, started: float) -> None:
+    def __init__(
+        self,
+        estimate: Usage,
+        *,
+        schema: str,
+        hide_usage: bool,
+        started: float,
+        keep_text: bool = False,
+    ) -> None:
         self._estimate = estimate
         self._schema = schema
         self._hide_usage = hide_usage
         self._started = started
+        self._keep_text = keep_text
         self._json_body: bytes | None = None
+        self._parsed: Any = None
         self.status: int | None = None
         self.relay: StreamRelay | None = None
 
@@ -34,7 +56,10 @@ class Meter:
         self.status = status
         if status == 200 and content_type.startswith(EVENT_STREAM):
             self.relay = StreamRelay(
-                schema=self._schema, hide_usage=self._hide_usage, started=self._started
+                schema=self._schema,
+                hide_usage=self._hide_usage,
+                started=self._started,
+                keep_text=self._keep_text,
             )
             return True
         return False
@@ -54,12 +79,27 @@ class Meter:
             return None
         if self.relay is not None:
             return self._streamed_usage(self.relay, reserved_output)
-        if self._json_body is None:
-            return self._estimate
-        try:
-            return read_usage(orjson.loads(self._json_body)) or self._estimate
-        except orjson.JSONDecodeError:
-            return self._estimate
+        return read_usage(self._answer()) or self._estimate
+
+    def response_model(self) -> str | None:
+        if self.relay is not None:
+            return self.relay.usage.model
+        return response_model(self._answer())
+
+    def output_text(self) -> str:
+        if self.relay is not None:
+            return "".join(self.relay.usage.texts or ())
+        return answer_text(self._answer())
+
+    def _answer(self) -> Any:
+        """The JSON answer, parsed once (None when there is none or it is not JSON)."""
+        if self._parsed is None and self._json_body is not None:
+            try:
+                self._parsed = orjson.loads(self._json_body)
+            except orjson.JSONDecodeError:
+                self._parsed = None
+            self._json_body = None
+        return self._parsed
 
     def _streamed_usage(self, relay: StreamRelay, reserved_output: int) -> Usage:
         if relay.stopped:

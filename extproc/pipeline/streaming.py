@@ -58,6 +58,7 @@ class StreamRelay:
         schema: str,
         hide_usage: bool,
         started: float,
+        keep_text: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`started`: when the request went upstream, on `clock`."""
@@ -68,7 +69,7 @@ class StreamRelay:
         self._started = started
         self._first_at: float | None = None
         self._last_at: float | None = None
-        self.usage = StreamUsage()
+        self.usage = StreamUsage(keep_text=keep_text)
         self.stopped = False
 
     def feed(self, chunk: bytes, *, end: bool) -> list[Piece]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -28,6 +29,7 @@ EXPIRY_GRACE = 5.0
 CONCURRENT_RETRY_AFTER = 1
 
 StorePolicy = Literal["deny", "allow"]
+STORE_ERROR_KINDS = ("deny", "allow", "settle", "extend")
 
 
 @dataclass(slots=True)
@@ -55,8 +57,11 @@ class Reservation:
         now: float,
         output_tokens: int = 0,
         clamped_output: int | None = None,
+        decision: str = "metered",
     ) -> None:
         self._ledger = ledger
+        self.decision = decision
+        """`metered`, `unmetered` (no limit applies) or `store_unavailable` (served anyway)."""
         self._counted = tuple(counted)
         self._price = price
         self.output_tokens = output_tokens
@@ -108,6 +113,8 @@ class Ledger:
         self._lease = lease
         """How long a concurrency slot is held at most, should its holder vanish."""
         self._clock = clock
+        self.store_errors: Counter[str] = Counter(dict.fromkeys(STORE_ERROR_KINDS, 0))
+        """Store failures by what followed: `deny`, `allow` (admission), `settle`, `extend`."""
 
     @property
     def store(self) -> QuotaStore:
@@ -141,6 +148,7 @@ class Ledger:
                 if not outcome.granted:
                     raise _refusal(counted, outcome, now)
         except StoreUnavailable as error:
+            self.store_errors[policy] += 1
             return _on_store_error(policy, error)
         _report_shadow(counted, outcome.values)
         return Reservation(
@@ -172,6 +180,7 @@ class Ledger:
                 return 0, refused
             outcome = await self._store.reserve(_growth(counted, room, price, now))
         except StoreUnavailable as error:
+            self.store_errors["extend"] += 1
             log.error("quota store unavailable (%s): stream continues unreserved", error)
             return extra, None
         if outcome.granted:
@@ -184,6 +193,7 @@ class Ledger:
         try:
             await self._store.adjust(deltas)
         except StoreUnavailable as error:
+            self.store_errors["settle"] += 1
             log.error("quota store unavailable (%s): a settlement was lost", error)
 
     async def _try(
@@ -249,9 +259,17 @@ def _refusal(counted: Sequence[_Counted], outcome: Outcome, now: float) -> Gatew
         *ratelimit_headers(_standings(counted, outcome.values, now)),
     ]
     message = f"Limit reached: {first.limit.describe()}. Retry after {retry_after} s."
+    error: GatewayError
     if any(item.limit.metric == "usd" for item in refused):
-        return QuotaExhausted(f"Budget exhausted: {first.limit.describe()}.", headers=headers)
-    return RateLimited(message, headers=headers)
+        error = QuotaExhausted(f"Budget exhausted: {first.limit.describe()}.", headers=headers)
+    else:
+        error = RateLimited(message, headers=headers)
+    error.labels = refusal_labels(first.limit)
+    return error
+
+
+def refusal_labels(limit: Limit) -> dict[str, str]:
+    return {"scope": limit.scope.partition(":")[0], "metric": limit.metric}
 
 
 def _standings(counted: Sequence[_Counted], values: Sequence[int], now: float) -> list[Standing]:
@@ -275,7 +293,7 @@ def _report_shadow(counted: Sequence[_Counted], values: Sequence[int]) -> None:
 def _on_store_error(policy: StorePolicy, error: StoreUnavailable) -> Reservation:
     if policy == "allow":
         log.warning("quota store unavailable (%s): serving without quota (policy allow)", error)
-        return UNMETERED
+        return STORE_UNAVAILABLE
     log.error("quota store unavailable (%s): refusing (policy deny)", error)
     raise ServiceUnavailable(
         "The quota service is unavailable, so the request was not sent. Retry shortly.",
@@ -284,5 +302,9 @@ def _on_store_error(policy: StorePolicy, error: StoreUnavailable) -> Reservation
     )
 
 
-UNMETERED = Reservation(None, counted=(), values=(), price=None, now=0.0)
-"""Served without counting (no limits apply, or the store failed under `allow`)."""
+UNMETERED = Reservation(None, counted=(), values=(), price=None, now=0.0, decision="unmetered")
+"""Served without counting: no limit applies."""
+STORE_UNAVAILABLE = Reservation(
+    None, counted=(), values=(), price=None, now=0.0, decision="store_unavailable"
+)
+"""Served without counting: the store failed and the policy is `allow`."""

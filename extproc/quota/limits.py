@@ -22,6 +22,12 @@ class Price:
     input_per_million: float
     output_per_million: float
 
+    def micro_usd(self, usage: Usage) -> float:
+        return (
+            usage.input_tokens * self.input_per_million
+            + usage.output_tokens * self.output_per_million
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Limit:
@@ -75,12 +81,7 @@ class Limit:
             return usage.input_tokens
         if self.metric == "output_tokens":
             return usage.output_tokens
-        if price is None:
-            return 0
-        return round(
-            usage.input_tokens * price.input_per_million
-            + usage.output_tokens * price.output_per_million
-        )
+        return 0 if price is None else round(price.micro_usd(usage))
 
     def output_tokens_left(self, used: int, usage: Usage, price: Price | None) -> int | None:
         """How many output tokens still fit beside this usage's input; None if output is free

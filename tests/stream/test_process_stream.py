@@ -16,8 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from extproc.config import Gateway, parse_gateway
 from extproc.config.watcher import GatewaySource
 from extproc.pipeline.auth import digest_key
-from extproc.quota.stores import open_ledger
-from extproc.server import build_server
+from extproc.server import build_server, open_services
 
 KEY = "sk-gw-stream-test"
 PROVIDER_KEY = "sk-provider-stream"
@@ -62,7 +61,8 @@ def gateway() -> Gateway:
 @pytest.fixture
 async def channel(gateway: Gateway, tmp_path: Path) -> AsyncIterator[grpc.aio.Channel]:
     address = f"unix:{tmp_path}/p.sock"
-    server, health = build_server(GatewaySource(gateway), open_ledger(gateway), address)
+    source = GatewaySource(gateway)
+    server, health = build_server(source, open_services(gateway, source), address)
     await server.start()
     health.set("", health_pb2.HealthCheckResponse.SERVING)
     limit = [(f"grpc.max_{way}_message_length", 16 * 1024 * 1024) for way in ("send", "receive")]

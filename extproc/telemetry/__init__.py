@@ -1,0 +1,1 @@
+"""Traces, metrics and the access log; only `setup.py` touches the OpenTelemetry SDK."""

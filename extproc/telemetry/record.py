@@ -1,0 +1,41 @@
+"""Everything worth reporting about one request, filled in as it passes through the gateway."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    started: float = field(default_factory=time.monotonic)
+    started_ns: int = field(default_factory=time.time_ns)
+    method: str | None = None
+    path: str | None = None
+    request_id: str | None = None
+    key_id: str | None = None
+    team: str | None = None
+    operation: str | None = None
+    """The GenAI operation (`chat`, `text_completion`, `embeddings`); None for local answers."""
+    alias: str | None = None
+    provider: str | None = None
+    provider_kind: str | None = None
+    upstream_model: str | None = None
+    response_model: str | None = None
+    stream: bool = False
+    status: int | None = None
+    error_type: str | None = None
+    quota: str | None = None
+    """`metered`, `unmetered`, `refused`, `store_unavailable`."""
+    refused_scope: str | None = None
+    refused_metric: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    first_token: float | None = None
+    per_output_token: float | None = None
+    input_content: str | None = None
+    output_content: str | None = None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started

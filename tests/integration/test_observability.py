@@ -1,0 +1,264 @@
+"""Traces from Envoy and the processor in one trace, GenAI metrics, and the access log."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from tests.conftest import ALL_SECRETS, GATEWAY_KEY, OPENAI_KEY
+from tests.harness import (
+    HTTP,
+    MockProvider,
+    RunningGateway,
+    free_port,
+    running_gateway,
+    sha256,
+    write_config,
+)
+from tests.otlp_receiver import Received, otlp_receiver
+
+LIMITED = "sk-gw-observed-limited-0123456789"
+METRICS_PORT = free_port()
+DASHBOARD = Path(__file__).resolve().parents[2] / "dashboards" / "extproc-gateway.json"
+WRONG_KEY = "sk-gw-not-a-real-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[tuple[str, Received]]:
+    with otlp_receiver() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def config(
+    mock: MockProvider, receiver: tuple[str, Received], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    directory = tmp_path_factory.mktemp("observability")
+    (directory / "openai").write_text(OPENAI_KEY)
+    endpoint, _ = receiver
+    return write_config(
+        directory,
+        {
+            "processor": {"message_timeout": "10s"},
+            "providers": {
+                "openai": {"kind": "openai", "base_url": mock.url, "api_key": "${file:openai}"}
+            },
+            "models": {"chat": {"provider": "openai", "model": "gpt-4o-mini"}},
+            "prices": {"chat": {"input_per_million": 1, "output_per_million": 2}},
+            "keys": [
+                {"id": "full", "sha256": sha256(GATEWAY_KEY), "team": "core", "models": ["*"]},
+                {
+                    "id": "limited",
+                    "sha256": sha256(LIMITED),
+                    "models": ["*"],
+                    "limits": [{"requests": 1, "per": "1d"}],
+                },
+            ],
+            "telemetry": {
+                "tracing": {
+                    "enabled": True,
+                    "endpoint": endpoint,
+                    "record_content": True,
+                    "redact": [r"card-\d+"],
+                },
+                "metrics": {"prometheus_port": METRICS_PORT, "otlp": True, "export_interval": "1s"},
+                "access_log": str(directory / "access.log"),
+            },
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def gateway(config: Path) -> Iterator[RunningGateway]:
+    with running_gateway(config, config.parent / "gateway.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def traffic(gateway: RunningGateway) -> dict[str, Any]:
+    """A scripted mix: two chats, a stream, a refusal, a bad key; returns what was served."""
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=GATEWAY_KEY, max_retries=0) as sdk:
+        answers = [
+            sdk.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "Pay with card-4242"}]
+            )
+            for _ in range(2)
+        ]
+        list(
+            sdk.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "Hi"}], stream=True
+            )
+        )
+    limited = {"authorization": f"Bearer {LIMITED}"}
+    body = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}]}
+    statuses = [
+        HTTP.post(gateway.url + "/v1/chat/completions", json=body, headers=limited).status_code
+        for _ in range(2)
+    ]
+    bad = HTTP.get(gateway.url + "/v1/models", headers={"authorization": f"Bearer {WRONG_KEY}"})
+    assert statuses == [200, 429] and bad.status_code == 401
+    return {"answers": answers}
+
+
+def wait_for_spans(received: Received, count: int) -> list[dict[str, Any]]:
+    """The spans received once `count` chat spans and each one's parent have arrived (Envoy
+    and the processor export on their own schedules)."""
+    deadline = time.monotonic() + 30
+    while True:
+        with received.lock:
+            spans = list(received.spans)
+        ids = {span["span_id"] for span in spans}
+        chats = [span for span in spans if span["name"].startswith("chat ")]
+        if len(chats) >= count and all(chat["parent_id"] in ids for chat in chats):
+            return spans
+        assert time.monotonic() < deadline, f"{len(chats)} chat spans, parents missing"
+
+
+def metrics_text() -> str:
+    return httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics").text
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The sum of every sample of `name` whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        match = re.match(r"^(\w+)\{(.*)\} (\S+)$", line)
+        if not match or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2)))
+        if all(found.get(key) == value for key, value in labels.items()):
+            total += float(match.group(3))
+    return total
+
+
+def test_one_trace_spans_envoy_and_the_processor(
+    traffic: dict[str, Any], receiver: tuple[str, Received]
+) -> None:
+    _, received = receiver
+    spans = wait_for_spans(received, 4)
+    chats = [s for s in spans if s["name"] == "chat gpt-4o-mini"]
+    assert len(chats) >= 3, [s["name"] for s in spans]
+    envoy_spans = {s["span_id"]: s for s in spans if s["service"] == "extproc-gateway-envoy"}
+    for chat in chats:
+        assert chat["service"] == "extproc-gateway"
+        parent = envoy_spans.get(chat["parent_id"])
+        assert parent is not None, "the processor's span must hang under Envoy's"
+        assert "ExternalProcessor" in parent["name"]
+        assert parent["trace_id"] == chat["trace_id"]
+        ingress = [s for s in envoy_spans.values() if s["trace_id"] == chat["trace_id"]]
+        assert len(ingress) >= 2, "Envoy's request span and its ext_proc span share the trace"
+    first = chats[0]["attributes"]
+    assert first["gen_ai.operation.name"] == "chat"
+    assert first["gen_ai.provider.name"] == "openai"
+    assert first["gen_ai.request.model"] == "gpt-4o-mini"
+    assert first["gen_ai.response.model"] == "gpt-4o-mini"
+    assert first["gen_ai.usage.input_tokens"] == traffic["answers"][0].usage.prompt_tokens
+    assert first["gen_ai.usage.output_tokens"] == traffic["answers"][0].usage.completion_tokens
+    assert first["extproc.key.id"] == "full" and first["extproc.team"] == "core"
+    assert first["extproc.model.alias"] == "chat"
+    assert first["extproc.target"] == "openai/gpt-4o-mini"
+    assert first["extproc.quota.decision"] == "unmetered"
+    # Content is recorded here (enabled), with the redaction applied.
+    assert "[REDACTED]" in first["gen_ai.input.messages"]
+    assert "card-4242" not in first["gen_ai.input.messages"]
+    assert first["gen_ai.output.messages"].startswith("Hello from the mock provider")
+    refused = [s for s in spans if s["attributes"].get("http.response.status_code") == 429]
+    assert refused and refused[0]["attributes"]["error.type"] == "rate_limit_exceeded"
+
+
+def test_metrics_count_tokens_and_refusals(traffic: dict[str, Any]) -> None:
+    text = metrics_text()
+    answers = traffic["answers"]
+    # The stream reports the mock's own counts: its prompt estimate, and 13 words.
+    streamed = {"input": len(orjson.dumps([{"role": "user", "content": "Hi"}])) // 4, "output": 13}
+    for kind, field in (("input", "prompt_tokens"), ("output", "completion_tokens")):
+        expected = sum(getattr(a.usage, field) for a in answers) + streamed[kind]
+        assert (
+            sample(
+                text, "gen_ai_client_token_usage_sum", gen_ai_token_type=kind, extproc_key_id="full"
+            )
+            == expected
+        )
+    assert sample(text, "gen_ai_server_request_duration_seconds_count") >= 5
+    assert sample(text, "gen_ai_server_time_to_first_token_seconds_count") == 1
+    assert sample(text, "extproc_requests_total", http_response_status_code="429") == 1
+    assert sample(text, "extproc_requests_total", http_response_status_code="401") == 1
+    assert (
+        sample(
+            text,
+            "extproc_quota_refusals_total",
+            extproc_quota_scope="key",
+            extproc_key_id="limited",
+        )
+        == 1
+    )
+    assert sample(text, "extproc_cost_usd_total", extproc_key_id="full") > 0
+
+
+def test_metrics_also_go_out_over_otlp(
+    traffic: dict[str, Any], receiver: tuple[str, Received]
+) -> None:
+    _, received = receiver
+    deadline = time.monotonic() + 30
+    while "gen_ai.client.token.usage" not in received.metric_names:
+        assert time.monotonic() < deadline, received.metric_names
+    assert {"gen_ai.server.request.duration", "extproc.requests"} <= received.metric_names
+
+
+def test_the_access_log_has_one_line_per_request(traffic: dict[str, Any], config: Path) -> None:
+    lines = [orjson.loads(line) for line in (config.parent / "access.log").read_text().splitlines()]
+    assert len(lines) == 6
+    first = lines[0]
+    assert first["key_id"] == "full" and first["team"] == "core" and first["alias"] == "chat"
+    assert first["provider"] == "openai" and first["model"] == "gpt-4o-mini"
+    assert first["status"] == 200 and first["request_id"]
+    assert first["input_tokens"] == traffic["answers"][0].usage.prompt_tokens
+    assert first["cost_usd"] > 0 and first["latency_ms"] > 0
+    assert lines[2]["stream"] is True and lines[2]["ttft_ms"] > 0
+    assert [line["status"] for line in lines[3:]] == [200, 429, 401]
+    assert lines[4]["error_type"] == "rate_limit_exceeded"
+
+
+def test_no_key_appears_in_any_exported_byte(
+    traffic: dict[str, Any], receiver: tuple[str, Received], gateway: RunningGateway, config: Path
+) -> None:
+    _, received = receiver
+    wait_for_spans(received, 4)
+    with received.lock:
+        exported = b"".join(received.raw)
+    everything = [
+        exported,
+        metrics_text().encode(),
+        (config.parent / "access.log").read_bytes(),
+        gateway.log_path.read_bytes(),
+    ]
+    for secret in (*ALL_SECRETS, LIMITED, WRONG_KEY):
+        for blob in everything:
+            assert secret.encode() not in blob
+
+
+def test_every_dashboard_query_names_an_exported_metric(traffic: dict[str, Any]) -> None:
+    dashboard = orjson.loads(DASHBOARD.read_bytes())
+    exported = {
+        line.split("{")[0].split(" ")[0]
+        for line in metrics_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    queries = [
+        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
+    ]
+    assert len(queries) >= 10
+    for query in queries:
+        # Label names appear in matchers and by (...) clauses; metric names everywhere else.
+        bare = re.sub(r"\{[^}]*\}|\b(?:by|without)\s*\([^)]*\)", "", query)
+        names = set(re.findall(r"\b((?:gen_ai|extproc)_[a-z_]+)\b", bare))
+        assert names, query
+        assert names <= exported, (query, names - exported)
