@@ -1,7 +1,8 @@
 """`make bench`: Envoy alone against the full gateway, same mock provider, same load, one run.
 
-The gateway runs three times: without limits, with limits on the memory store, and with
-limits on a Redis store (a local redis-server), to show what quota checks add.
+The gateway runs four times: plain, with limits on the memory store, with limits on a Redis
+store (a local redis-server), and with every request traced to an in-process OTLP receiver,
+to show what quota checks and tracing add.
 All setups run side by side and are loaded in turn by `hey`, ROUNDS times; medians of the
 rounds are printed with the ratios to Envoy alone. A control row loads Envoy's admin endpoint
 (no Python anywhere) to show how much the machine itself stalls during the run: on shared
@@ -23,6 +24,7 @@ import yaml
 
 from tests.bench.cpu import cpu_by_role
 from tests.harness import ROOT, envoy_only, mock_provider, redis_server, running_gateway
+from tests.otlp_receiver import otlp_receiver
 
 DURATION_SECONDS = 5
 ROUNDS = 3
@@ -131,8 +133,15 @@ LIMITS = [
 PRICES = {"input_per_million": 2.5, "output_per_million": 10}
 
 
-def configure(mock_url: str, directory: Path, name: str, store: str | None = None) -> Path:
-    """The demo configuration on the mock; with `store`, the demo key gets LIMITS there."""
+def configure(
+    mock_url: str,
+    directory: Path,
+    name: str,
+    store: str | None = None,
+    collector: str | None = None,
+) -> Path:
+    """The demo configuration on the mock; with `store`, the demo key gets LIMITS there;
+    with `collector`, every request is traced (Envoy and processor) to that OTLP endpoint."""
     document = yaml.safe_load((ROOT / "examples" / "gateway.yaml").read_text())
     mock = document["providers"]["mock"]
     mock["base_url"] = mock_url
@@ -142,9 +151,12 @@ def configure(mock_url: str, directory: Path, name: str, store: str | None = Non
         if store is not None:
             key["limits"] = LIMITS
     document.pop("teams", None)
+    document.pop("telemetry", None)  # several gateways share the machine: no fixed ports
     if store is not None:
         document["prices"] = {alias: PRICES for alias in document["models"]}
         document["quota"] = {"store": store}
+    if collector is not None:
+        document["telemetry"] = {"tracing": {"enabled": True, "endpoint": collector}}
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(document))
     return path
@@ -161,17 +173,20 @@ def main() -> int:
         tempfile.TemporaryDirectory() as workdir,
         mock_provider() as mock,
         redis_server() as redis,
+        otlp_receiver() as (collector, _),
     ):
         directory = Path(workdir)
         config = configure(mock.url, directory, "plain")
         memory = configure(mock.url, directory, "memory", "memory")
         shared = configure(mock.url, directory, "redis", redis.url)
+        traced = configure(mock.url, directory, "traced", collector=collector)
         mock_pid = mock.process.popen.pid
         with (
             envoy_only(config, directory, processor=None) as (alone, alone_url),
             running_gateway(config, directory / "gateway.log") as gateway,
             running_gateway(memory, directory / "memory.log") as with_memory,
             running_gateway(shared, directory / "redis.log") as with_redis,
+            running_gateway(traced, directory / "traced.log") as with_tracing,
         ):
             targets = {
                 "envoy alone": (alone_url, [alone.popen.pid, mock_pid]),
@@ -181,6 +196,7 @@ def main() -> int:
                     with_redis.url,
                     [with_redis.process.popen.pid, mock_pid, redis.process.popen.pid],
                 ),
+                "+tracing": (with_tracing.url, [with_tracing.process.popen.pid, mock_pid]),
             }
             for _ in range(ROUNDS):
                 control = load(admin_url(directory), 1, [alone.popen.pid], post=False)
@@ -237,8 +253,8 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
         f"  req/s @32 conns        {gw32.requests_per_second / alone32.requests_per_second:5.2f}x"
     )
     print(f"  p99 latency @32 conns  {gw32.p99_ms / alone32.p99_ms:5.2f}x")
-    print("\nquota checks, gateway with limits / gateway without (same run):")
-    for name in ("+quota mem", "+quota redis"):
+    print("\nadded features / the gateway without them (same run):")
+    for name in ("+quota mem", "+quota redis", "+tracing"):
         quota1, quota32 = results[name, 1], results[name, 32]
         print(
             f"  {name:<13} p50 @1 conn +{quota1.p50_ms - gw1.p50_ms:.2f} ms"
@@ -246,7 +262,7 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
             f"   req/s @32 conns {quota32.requests_per_second / gw32.requests_per_second:4.2f}x"
         )
     print("\nCPU microseconds per request @32 conns (from /proc; stalls do not count):")
-    for name in ("envoy alone", "gateway", "+quota mem", "+quota redis"):
+    for name in ("envoy alone", "gateway", "+quota mem", "+quota redis", "+tracing"):
         figures = results[name, 32]
         parts = "  ".join(f"{role} {cpu:6.0f}" for role, cpu in figures.cpu_us.items())
         print(f"  {name:<13} {parts}   total {sum(figures.cpu_us.values()):6.0f}")

@@ -12,7 +12,8 @@ import yaml
 
 from extproc.cli import main
 from extproc.config import load_gateway
-from extproc.envoyconfig.bootstrap import build_bootstrap, placement_of, render
+from extproc.config.schema import TracingSpec
+from extproc.envoyconfig.bootstrap import build_bootstrap, collector_endpoint, placement_of, render
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -92,3 +93,15 @@ def test_rendering_needs_no_secret_and_contains_none(
         == 0
     )
     assert "api_key" not in output.read_text()
+
+
+def test_tracing_points_envoy_at_the_collector_from_config_or_environment() -> None:
+    spec = TracingSpec(enabled=True)
+    assert collector_endpoint(spec, {}) == "http://127.0.0.1:4317"
+    assert collector_endpoint(spec, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"}) == (
+        "http://c:4317"
+    )
+    configured = TracingSpec(enabled=True, endpoint="http://mine:4317")
+    assert collector_endpoint(configured, {"OTEL_EXPORTER_OTLP_ENDPOINT": "x"}) == (
+        "http://mine:4317"
+    )

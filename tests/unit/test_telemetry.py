@@ -1,0 +1,17 @@
+"""Telemetry settings that a user relies on for privacy."""
+
+from __future__ import annotations
+
+from extproc.config.schema import TelemetrySpec
+from extproc.telemetry.setup import Telemetry
+
+
+def test_content_is_not_recorded_unless_enabled() -> None:
+    quiet = Telemetry(TelemetrySpec.model_validate({"access_log": "off"}))
+    assert quiet.content("my prompt") is None
+    recording = Telemetry(
+        TelemetrySpec.model_validate(
+            {"access_log": "off", "tracing": {"record_content": True, "redact": [r"\d{4}"]}}
+        )
+    )
+    assert recording.content("pin 1234, card 5678") == "pin [REDACTED], card [REDACTED]"
