@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     hash_.add_argument("key")
     hash_.set_defaults(command=_keys_hash)
 
+    health = commands.add_parser("health", help="probe the processor or Envoy (exit 0 = good)")
+    probe = health.add_mutually_exclusive_group(required=True)
+    probe.add_argument("--processor", metavar="ADDRESS", help="gRPC health of a processor")
+    probe.add_argument("--envoy-admin", metavar="HOST:PORT", help="Envoy admin /ready")
+    health.set_defaults(command=_health)
+
     usage = commands.add_parser("usage", help="show what each limit used and has left")
     usage.add_argument("--config", required=True, type=Path)
     usage.add_argument(
@@ -86,6 +92,14 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--host", default="127.0.0.1")
     mock.set_defaults(command=_mock_provider)
     return parser
+
+
+def _health(args: argparse.Namespace) -> int:
+    from extproc.health import envoy_ready, processor_serving
+
+    healthy = processor_serving(args.processor) if args.processor else envoy_ready(args.envoy_admin)
+    print("ok" if healthy else "not ready")
+    return 0 if healthy else 1
 
 
 def _usage(args: argparse.Namespace) -> int:

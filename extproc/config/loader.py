@@ -25,8 +25,8 @@ from extproc.config.model import (
     QuotaSettings,
     Target,
 )
-from extproc.config.schema import GatewaySpec, LimitSpec, ProviderSpec, QuotaSpec
-from extproc.config.secrets import Secret, resolve_secret
+from extproc.config.schema import GatewaySpec, LimitSpec, ProviderSpec, QuotaSpec, store_problem
+from extproc.config.secrets import REFERENCE, Secret, resolve_secret
 from extproc.config.units import parse_duration
 from extproc.quota.limits import MICRO_USD_PER_USD, Limit, Metric, Price
 from extproc.quota.windows import Window, calendar_window, fixed_window
@@ -248,6 +248,15 @@ def _compile_quota(
     environ: Mapping[str, str] | None,
     problems: list[tuple[str, str]],
 ) -> QuotaSettings:
+    store = spec.store
+    if REFERENCE.match(store) and environ is not None:
+        try:
+            store = resolve_secret(store, base_dir=base_dir, environ=environ).reveal()
+        except ValueError as error:
+            problems.append(("quota.store", str(error)))
+        else:
+            if problem := store_problem(store):
+                problems.append(("quota.store", problem))
     password: Secret | None = None
     if spec.password is not None and environ is not None:
         try:
@@ -255,7 +264,7 @@ def _compile_quota(
         except ValueError as error:
             problems.append(("quota.password", str(error)))
     return QuotaSettings(
-        store=spec.store,
+        store=store,
         password=password,
         on_store_error=spec.on_store_error,
         timeout=spec.timeout,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from extproc.config.secrets import REFERENCE
 from extproc.config.units import Bytes, Seconds, parse_duration
 
 ProviderKind = Literal["openai", "azure", "anthropic"]
@@ -234,6 +236,7 @@ class PriceSpec(Strict):
 
 class QuotaSpec(Strict):
     store: str = "memory"
+    """Or a reference, `${env:NAME}`, so one file serves deployments with different stores."""
     """`memory` (one process) or `redis://host:port/db` (`rediss://` for TLS), shared."""
     password: str | None = None
     """The Redis password, by reference: `${env:NAME}` or `${file:path}`."""
@@ -246,15 +249,20 @@ class QuotaSpec(Strict):
 
     @model_validator(mode="after")
     def _check_store(self) -> QuotaSpec:
-        if self.store == "memory":
-            return self
-        if not self.store.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("store must be memory or a redis:// URL")
-        if re.match(r"^[a-z]+://[^/@]*:[^/@]*@", self.store):
-            raise ValueError(
-                "put the Redis password in quota.password as ${env:NAME}, not in the URL"
-            )
+        if not REFERENCE.match(self.store) and (problem := store_problem(self.store)):
+            raise ValueError(problem)
         return self
+
+
+def store_problem(store: str) -> str | None:
+    """What is wrong with a quota store setting, if anything."""
+    if store == "memory":
+        return None
+    if not store.startswith(("redis://", "rediss://", "unix://")):
+        return "store must be memory or a redis:// URL"
+    if re.match(r"^[a-z]+://[^/@]*:[^/@]*@", store):
+        return "put the Redis password in quota.password as ${env:NAME}, not in the URL"
+    return None
 
 
 def _check_patterns(values: list[str]) -> list[str]:
@@ -279,6 +287,11 @@ class TracingSpec(Strict):
     """Record prompts and completions on spans (off: they never leave the gateway)."""
     redact: Annotated[list[str], AfterValidator(_check_patterns)] = Field(default_factory=list)
     """Regular expressions whose matches are replaced in recorded content."""
+
+    def active(self, environ: Mapping[str, str]) -> bool:
+        """Enabled here, and not switched off by the standard `OTEL_SDK_DISABLED=true` (which
+        lets one file serve deployments with and without a collector)."""
+        return self.enabled and environ.get("OTEL_SDK_DISABLED", "").lower() != "true"
 
 
 class MetricsSpec(Strict):

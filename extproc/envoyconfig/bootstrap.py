@@ -149,7 +149,7 @@ def build_bootstrap(
     clusters = [_provider_cluster(provider) for provider in gateway.providers.values()]
     if with_processor:
         clusters.append(_processor_cluster(placement.processor_addresses, gateway))
-    if gateway.telemetry.tracing.enabled:
+    if gateway.telemetry.tracing.active(os.environ):
         clusters.append(_collector_cluster(gateway.telemetry.tracing))
     return Bootstrap(
         node=Node(id="extproc-gateway", cluster="extproc-gateway"),
@@ -194,7 +194,9 @@ def _listener(gateway: Gateway, placement: Placement, with_processor: bool) -> L
         route_config=_routes(gateway),
         http_filters=filters,
         local_reply_config=_local_replies(),
-        tracing=_tracing(gateway.telemetry.tracing) if gateway.telemetry.tracing.enabled else None,
+        tracing=_tracing(gateway.telemetry.tracing)
+        if gateway.telemetry.tracing.active(os.environ)
+        else None,
     )
     return Listener(
         name="public",

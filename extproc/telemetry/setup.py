@@ -8,6 +8,7 @@ the `extproc.` prefix. Keys appear only by id, never by value.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TextIO
@@ -76,7 +77,7 @@ class Telemetry:
         self._redactions = [re.compile(pattern) for pattern in spec.tracing.redact]
         self._tracer_provider: TracerProvider | None = None
         self._tracer: trace.Tracer | None = None
-        if spec.tracing.enabled:
+        if spec.tracing.active(os.environ):
             self._tracer_provider = TracerProvider(
                 resource=resource,
                 sampler=ParentBased(TraceIdRatioBased(spec.tracing.sampling)),
