@@ -9,7 +9,7 @@ MOCK_PORT ?= 18080
 DEMO_KEY := sk-demo-gateway-key
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint format bench redis-server hey envoy-examples clean
+.PHONY: help venv run test lint format bench redis-server hey kubectl envoy-examples clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ run: venv ## run the demo gateway on http://127.0.0.1:10000 with the mock provid
 	@echo "demo gateway key: $(DEMO_KEY)"
 	$(BIN)/extproc run --config $(CONFIG) --mock-provider $(MOCK_PORT)
 
-test: venv redis-server ## run every test (unit, stream, integration with a real Envoy)
+test: venv redis-server kubectl ## run every test (unit, stream, integration with a real Envoy)
 	$(BIN)/python -m pytest
 
 lint: venv ## ruff (lint + format check) and mypy --strict
@@ -50,6 +50,9 @@ envoy-examples: venv ## re-render envoy/*.yaml from examples/*.yaml
 
 redis-server: ## install redis-server when missing (Debian)
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+kubectl: ## install kubectl (with its built-in kustomize) when missing (Debian)
+	@command -v kubectl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null; }
 
 hey: ## install hey (HTTP load generator) when missing (Debian)
 	@command -v hey >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey >/dev/null; }

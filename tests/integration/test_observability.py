@@ -27,7 +27,9 @@ from tests.otlp_receiver import Received, otlp_receiver
 
 LIMITED = "sk-gw-observed-limited-0123456789"
 METRICS_PORT = free_port()
-DASHBOARD = Path(__file__).resolve().parents[2] / "dashboards" / "extproc-gateway.json"
+DASHBOARD = (
+    Path(__file__).resolve().parents[2] / "manifests/overlays/observability/grafana-dashboard.json"
+)
 WRONG_KEY = "sk-gw-not-a-real-key-0123456789"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,10 @@ from extproc.cli import main
 from extproc.config import load_gateway
 from extproc.config.schema import TracingSpec
 from extproc.envoyconfig.bootstrap import build_bootstrap, collector_endpoint, placement_of, render
+from tests.harness import ENVOY
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
-ENVOY = str(Path(sys.executable).parent / "envoy")
 
 
 def rendered(example: Path) -> dict[str, Any]:
