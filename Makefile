@@ -9,7 +9,7 @@ MOCK_PORT ?= 18080
 DEMO_KEY := sk-demo-gateway-key
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint format bench redis-server hey kubectl envoy-examples clean
+.PHONY: help venv run test lint format bench redis-server hey kubectl k8s-models checkov envoy-examples clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ run: venv ## run the demo gateway on http://127.0.0.1:10000 with the mock provid
 	@echo "demo gateway key: $(DEMO_KEY)"
 	$(BIN)/extproc run --config $(CONFIG) --mock-provider $(MOCK_PORT)
 
-test: venv redis-server kubectl ## run every test (unit, stream, integration with a real Envoy)
+test: venv redis-server kubectl k8s-models checkov ## run every test (unit, stream, integration with a real Envoy)
 	$(BIN)/python -m pytest
 
 lint: venv ## ruff (lint + format check) and mypy --strict
@@ -54,8 +54,21 @@ redis-server: ## install redis-server when missing (Debian)
 kubectl: ## install kubectl (with its built-in kustomize) when missing (Debian)
 	@command -v kubectl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null; }
 
+k8s-models: tests/k8s-models/node_modules ## schemas for the Istio and Gateway API manifests (npm)
+
+tests/k8s-models/node_modules: tests/k8s-models/package-lock.json
+	npm ci --prefix tests/k8s-models --silent --no-audit --no-fund
+	touch $@
+
+checkov: .venv-tools/bin/checkov ## the manifests' security scanner, in its own virtualenv
+
+# checkov pins many libraries of its own; it must not share the gateway's virtualenv.
+.venv-tools/bin/checkov:
+	$(PYTHON) -m venv .venv-tools
+	.venv-tools/bin/pip install --quiet checkov==3.3.30
+
 hey: ## install hey (HTTP load generator) when missing (Debian)
 	@command -v hey >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey >/dev/null; }
 
 clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-tools .mypy_cache .ruff_cache .pytest_cache tests/k8s-models/node_modules
