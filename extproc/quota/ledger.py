@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,9 +40,11 @@ class _Counted:
     reserved: int
     window_end: float
     cap: int | None
+    holder: str | None = None
+    """In-flight limits: the slot this request holds (released on settle, or by its lease)."""
 
     def charge(self, amount: int, expires_at: float) -> Charge:
-        return Charge(self.counter, amount, self.cap, expires_at)
+        return Charge(self.counter, amount, self.cap, expires_at, self.holder)
 
 
 class Reservation:
@@ -97,14 +100,15 @@ class Reservation:
         if ledger is None or not self._counted:
             return
         deltas = []
+        releases = []
         for item in self._counted:
-            if item.limit.metric == "concurrent" or usage is None:
-                final = 0
-            else:
-                final = item.limit.cost(usage, self._price)
+            if item.holder is not None:
+                releases.append((item.counter, item.holder))
+                continue
+            final = 0 if usage is None else item.limit.cost(usage, self._price)
             if final != item.reserved:
                 deltas.append((item.counter, final - item.reserved))
-        await ledger.adjust(deltas)
+        await ledger.settle(deltas, releases)
 
 
 class Ledger:
@@ -187,11 +191,13 @@ class Ledger:
             return room, None
         return 0, counted[outcome.refused[0]].limit
 
-    async def adjust(self, deltas: Sequence[tuple[str, int]]) -> None:
-        if not deltas:
+    async def settle(
+        self, deltas: Sequence[tuple[str, int]], releases: Sequence[tuple[str, str]]
+    ) -> None:
+        if not deltas and not releases:
             return
         try:
-            await self._store.adjust(deltas)
+            await self._store.settle(deltas, releases)
         except StoreUnavailable as error:
             self.store_errors["settle"] += 1
             log.error("quota store unavailable (%s): a settlement was lost", error)
@@ -201,11 +207,14 @@ class Ledger:
     ) -> tuple[list[_Counted], Outcome]:
         counted: list[_Counted] = []
         charges: list[Charge] = []
+        holder = uuid.uuid4().hex
         for limit in limits:
             amount = limit.cost(estimate, price)
             counter, end = limit.counter_at(now)
-            expiry = now + self._lease if limit.window is None else end + EXPIRY_GRACE
-            item = _Counted(limit, counter, amount, end, None if limit.shadow else limit.amount)
+            in_flight = limit.window is None
+            expiry = now + self._lease if in_flight else end + EXPIRY_GRACE
+            cap = None if limit.shadow else limit.amount
+            item = _Counted(limit, counter, amount, end, cap, holder if in_flight else None)
             counted.append(item)
             charges.append(item.charge(amount, expiry))
         return counted, await self._store.reserve(charges)

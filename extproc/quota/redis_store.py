@@ -8,6 +8,7 @@ All keys share one hash tag so the multi-key scripts also work on a Redis Cluste
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,13 +22,22 @@ from extproc.quota.store import Charge, Outcome, StoreUnavailable
 KEY_PREFIX = "{extproc}:quota:"
 
 _RESERVE = """
+local now = tonumber(ARGV[1])
 local found = {}
 local refused = {}
 for i = 1, #KEYS do
-  local value = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local at = 4 * i - 2
+  local holder = ARGV[at + 3]
+  local value
+  if holder ~= '' then
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+    value = redis.call('ZCARD', KEYS[i])
+  else
+    value = tonumber(redis.call('GET', KEYS[i]) or '0')
+  end
   found[i] = value
-  local cap = tonumber(ARGV[3 * i - 1])
-  if cap >= 0 and value + tonumber(ARGV[3 * i - 2]) > cap then
+  local cap = tonumber(ARGV[at + 1])
+  if cap >= 0 and value + tonumber(ARGV[at]) > cap then
     refused[#refused + 1] = i - 1
   end
 end
@@ -35,22 +45,58 @@ if #refused > 0 then
   return {0, found, refused}
 end
 for i = 1, #KEYS do
-  found[i] = redis.call('INCRBY', KEYS[i], ARGV[3 * i - 2])
-  redis.call('PEXPIREAT', KEYS[i], ARGV[3 * i])
+  local at = 4 * i - 2
+  local expiry = tonumber(ARGV[at + 2])
+  local holder = ARGV[at + 3]
+  if holder ~= '' then
+    redis.call('ZADD', KEYS[i], expiry, holder)
+    found[i] = found[i] + 1
+    if redis.call('PEXPIRETIME', KEYS[i]) < expiry then
+      redis.call('PEXPIREAT', KEYS[i], expiry)
+    end
+  else
+    found[i] = redis.call('INCRBY', KEYS[i], ARGV[at])
+    redis.call('PEXPIREAT', KEYS[i], expiry)
+  end
 end
 return {1, found, refused}
 """
 
-_ADJUST = """
+_SETTLE = """
+local deltas = tonumber(ARGV[1])
 for i = 1, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    if redis.call('INCRBY', KEYS[i], ARGV[i]) < 0 then
-      redis.call('SET', KEYS[i], 0, 'KEEPTTL')
+  if i <= deltas then
+    if redis.call('EXISTS', KEYS[i]) == 1 then
+      if redis.call('INCRBY', KEYS[i], ARGV[i + 1]) < 0 then
+        redis.call('SET', KEYS[i], 0, 'KEEPTTL')
+      end
     end
+  else
+    redis.call('ZREM', KEYS[i], ARGV[i + 1])
   end
 end
 return 0
 """
+
+_READ = """
+local now = tonumber(ARGV[1])
+local values = {}
+for i = 1, #KEYS do
+  local kind = redis.call('TYPE', KEYS[i])['ok']
+  if kind == 'zset' then
+    values[i] = redis.call('ZCOUNT', KEYS[i], '(' .. now, '+inf')
+  elseif kind == 'string' then
+    values[i] = tonumber(redis.call('GET', KEYS[i]))
+  else
+    values[i] = 0
+  end
+end
+return values
+"""
+
+
+def _milliseconds(seconds: float) -> int:
+    return int(seconds * 1000)
 
 
 class RedisStore:
@@ -67,26 +113,33 @@ class RedisStore:
         )
         self._timeout = timeout
         self._reserve = self._client.register_script(_RESERVE)
-        self._adjust = self._client.register_script(_ADJUST)
+        self._settle = self._client.register_script(_SETTLE)
+        self._read = self._client.register_script(_READ)
 
     async def reserve(self, charges: Sequence[Charge]) -> Outcome:
         keys = [KEY_PREFIX + charge.counter for charge in charges]
-        args: list[int] = []
+        args: list[int | str] = [_milliseconds(time.time())]
         for charge in charges:
             cap = -1 if charge.cap is None else charge.cap
-            args += [charge.amount, cap, int(charge.expires_at * 1000)]
+            args += [charge.amount, cap, _milliseconds(charge.expires_at), charge.holder or ""]
         granted, values, refused = await self._call(self._reserve(keys=keys, args=args))
         return Outcome(bool(granted), tuple(int(v) for v in values), tuple(refused))
 
-    async def adjust(self, deltas: Sequence[tuple[str, int]]) -> None:
-        keys = [KEY_PREFIX + counter for counter, _ in deltas]
-        await self._call(self._adjust(keys=keys, args=[delta for _, delta in deltas]))
+    async def settle(
+        self, deltas: Sequence[tuple[str, int]], releases: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        keys = [KEY_PREFIX + counter for counter, _ in (*deltas, *releases)]
+        args: list[int | str] = [len(deltas)]
+        args += [delta for _, delta in deltas]
+        args += [holder for _, holder in releases]
+        await self._call(self._settle(keys=keys, args=args))
 
     async def read(self, counters: Sequence[str]) -> list[int]:
         if not counters:
             return []
-        values = await self._call(self._client.mget([KEY_PREFIX + c for c in counters]))
-        return [int(value) if value is not None else 0 for value in values]
+        keys = [KEY_PREFIX + counter for counter in counters]
+        values = await self._call(self._read(keys=keys, args=[_milliseconds(time.time())]))
+        return [int(value) for value in values]
 
     async def close(self) -> None:
         await self._client.aclose()

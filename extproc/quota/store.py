@@ -2,6 +2,10 @@
 
 Every operation is atomic across all the counters it names: a reservation either fits in
 every capped counter and is added to all of them, or changes nothing.
+
+Two kinds of counter: amounts (requests, tokens, money in a window), and holder sets for
+requests in flight, where each holder is one request with its own lease. A holder that
+vanishes (its processor killed) frees its slot when its lease ends, whatever else happens.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ class Charge:
     cap: int | None
     """Refuse if the counter would go above this; None never refuses (shadow limits)."""
     expires_at: float
-    """Unix seconds after which the counter may be forgotten."""
+    """Unix seconds after which the counter (or, for a holder, its slot) may be forgotten."""
+    holder: str | None = None
+    """For in-flight counters: the request taking a slot (the amount is then 1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +46,15 @@ class QuotaStore(Protocol):
         """Add every charge if each capped one fits; otherwise change nothing."""
         ...
 
-    async def adjust(self, deltas: Sequence[tuple[str, int]]) -> None:
-        """Add (or with a negative delta, refund) to counters that still exist; never below 0."""
+    async def settle(
+        self, deltas: Sequence[tuple[str, int]], releases: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """Add (or with a negative delta, refund) to amount counters that still exist, never
+        below 0; and free the (counter, holder) slots in `releases`."""
         ...
 
     async def read(self, counters: Sequence[str]) -> list[int]:
-        """Current values; 0 for counters that do not exist."""
+        """Current values (live holders for in-flight counters); 0 when absent."""
         ...
 
     async def close(self) -> None: ...
@@ -58,16 +67,17 @@ SWEEP_EVERY = 1024
 
 
 class MemoryStore:
-    """Counters in a dict. Exact for one process; asyncio never interleaves an operation."""
+    """Counters in dicts. Exact for one process; asyncio never interleaves an operation."""
 
     def __init__(self, clock: Clock = time.time) -> None:
         self._clock = clock
         self._counters: dict[str, tuple[int, float]] = {}
+        self._holders: dict[str, dict[str, float]] = {}
         self._operations = 0
 
     async def reserve(self, charges: Sequence[Charge]) -> Outcome:
         self._maybe_sweep()
-        found = [self._value(charge.counter) for charge in charges]
+        found = [self._value(charge) for charge in charges]
         refused = tuple(
             index
             for index, (charge, value) in enumerate(zip(charges, found, strict=True))
@@ -75,29 +85,48 @@ class MemoryStore:
         )
         if refused:
             return Outcome(False, tuple(found), refused)
-        values = []
         for charge, value in zip(charges, found, strict=True):
-            self._counters[charge.counter] = (value + charge.amount, charge.expires_at)
-            values.append(value + charge.amount)
-        return Outcome(True, tuple(values), ())
+            if charge.holder is not None:
+                self._holders.setdefault(charge.counter, {})[charge.holder] = charge.expires_at
+            else:
+                self._counters[charge.counter] = (value + charge.amount, charge.expires_at)
+        return Outcome(True, tuple(v + c.amount for v, c in zip(found, charges, strict=True)), ())
 
-    async def adjust(self, deltas: Sequence[tuple[str, int]]) -> None:
+    async def settle(
+        self, deltas: Sequence[tuple[str, int]], releases: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        now = self._clock()
         for counter, delta in deltas:
             entry = self._counters.get(counter)
-            if entry is not None and entry[1] > self._clock():
+            if entry is not None and entry[1] > now:
                 self._counters[counter] = (max(0, entry[0] + delta), entry[1])
+        for counter, holder in releases:
+            self._holders.get(counter, {}).pop(holder, None)
 
     async def read(self, counters: Sequence[str]) -> list[int]:
-        return [self._value(counter) for counter in counters]
+        now = self._clock()
+        values = []
+        for counter in counters:
+            if counter in self._holders:
+                values.append(sum(1 for end in self._holders[counter].values() if end > now))
+            else:
+                entry = self._counters.get(counter)
+                values.append(entry[0] if entry is not None and entry[1] > now else 0)
+        return values
 
     async def close(self) -> None:
         self._counters.clear()
+        self._holders.clear()
 
-    def _value(self, counter: str) -> int:
-        entry = self._counters.get(counter)
-        if entry is None or entry[1] <= self._clock():
-            return 0
-        return entry[0]
+    def _value(self, charge: Charge) -> int:
+        now = self._clock()
+        if charge.holder is not None:
+            holders = self._holders.get(charge.counter, {})
+            for holder in [name for name, end in holders.items() if end <= now]:
+                del holders[holder]
+            return len(holders)
+        entry = self._counters.get(charge.counter)
+        return entry[0] if entry is not None and entry[1] > now else 0
 
     def _maybe_sweep(self) -> None:
         self._operations += 1
@@ -106,3 +135,8 @@ class MemoryStore:
         now = self._clock()
         for counter in [name for name, (_, expiry) in self._counters.items() if expiry <= now]:
             del self._counters[counter]
+        for counter, holders in list(self._holders.items()):
+            for holder in [name for name, end in holders.items() if end <= now]:
+                del holders[holder]
+            if not holders:
+                del self._holders[counter]

@@ -49,9 +49,9 @@ async def test_a_reservation_is_all_or_nothing(store: QuotaStore) -> None:
 
 async def test_adjust_refunds_never_below_zero_and_skips_gone_counters(store: QuotaStore) -> None:
     await store.reserve([charge("a", 10, None)])
-    await store.adjust([("a", -4), ("gone", 5)])
+    await store.settle([("a", -4), ("gone", 5)])
     assert await store.read(["a", "gone"]) == [6, 0]
-    await store.adjust([("a", -100)])
+    await store.settle([("a", -100)])
     assert await store.read(["a"]) == [0]
 
 
@@ -59,6 +59,29 @@ async def test_concurrent_reservations_never_pass_the_cap(store: QuotaStore) -> 
     outcomes = await asyncio.gather(*(store.reserve([charge("c", 1, 10)]) for _ in range(50)))
     assert sum(outcome.granted for outcome in outcomes) == 10
     assert await store.read(["c"]) == [10]
+
+
+def slot(holder: str, lease: float) -> Charge:
+    return Charge("inflight", 1, 2, time.time() + lease, holder)
+
+
+async def test_in_flight_slots_are_held_released_and_counted(store: QuotaStore) -> None:
+    assert (await store.reserve([slot("a", 60)])).values == (1,)
+    assert (await store.reserve([slot("b", 60), charge("n", 5, None)])).values == (2, 5)
+    refused = await store.reserve([slot("c", 60), charge("n", 5, None)])
+    assert not refused.granted and refused.refused == (0,)
+    assert await store.read(["inflight", "n"]) == [2, 5]
+    await store.settle([("n", -1)], [("inflight", "a")])
+    assert await store.read(["inflight", "n"]) == [1, 4]
+    assert (await store.reserve([slot("c", 60)])).granted
+
+
+async def test_a_vanished_holder_frees_its_slot_when_its_lease_ends(store: QuotaStore) -> None:
+    # A holder whose processor died never releases: its lease (already over here) does.
+    await store.reserve([slot("alive", 60)])
+    await store.reserve([slot("crashed", -1)])
+    assert await store.read(["inflight"]) == [1]
+    assert (await store.reserve([slot("next", 60)])).values == (2,)
 
 
 async def test_redis_counters_expire_with_their_window(redis: RedisServer) -> None:
