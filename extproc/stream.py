@@ -170,7 +170,9 @@ class Exchange:
         record.provider, record.provider_kind = target.provider.name, target.provider.kind
         record.upstream_model = target.model
         upstream = TRANSLATORS[target.provider.kind](call, target, body)
-        upstream_body, hide_usage = with_stream_usage(call.usage_api, upstream.body)
+        upstream_body, hide_usage = upstream.body, False
+        if target.provider.stream_usage:
+            upstream_body, hide_usage = with_stream_usage(call.usage_api, upstream.body)
         upstream_body = await self._reserve(call, principal, route, upstream_body, hide_usage)
         payload = orjson.dumps(upstream_body)
         set_headers = [

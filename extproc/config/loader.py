@@ -309,4 +309,5 @@ def _compile_provider(
         connect_timeout=spec.connect_timeout,
         max_concurrent_requests=spec.max_concurrent_requests,
         ca_file=spec.ca_file,
+        stream_usage=spec.stream_usage,
     )

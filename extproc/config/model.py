@@ -28,6 +28,7 @@ class Provider:
     connect_timeout: float
     max_concurrent_requests: int
     ca_file: str
+    stream_usage: bool = True
 
     @property
     def tls(self) -> bool:

@@ -102,6 +102,10 @@ class ProviderSpec(Strict):
     """Envoy's circuit breaker for this provider (Envoy's own default of 1024 is low for LLMs)."""
     ca_file: str = "/etc/ssl/certs/ca-certificates.crt"
     """CA bundle that verifies an https provider's certificate."""
+    stream_usage: bool = True
+    """Ask OpenAI-style streams for their usage event (`stream_options.include_usage`) when the
+    client did not; turn off for APIs that reject the field (Azure OpenAI before
+    2024-09-01-preview): such streams are then charged from their counted content."""
 
     @model_validator(mode="after")
     def _check_kind_fields(self) -> ProviderSpec:

@@ -24,11 +24,13 @@ CONFIG = f"""
 listen: {{max_request_body: 8MiB}}
 providers:
   up: {{kind: openai, base_url: "http://127.0.0.1:9", api_key: "${{env:P}}"}}
+  legacy: {{kind: openai, base_url: "http://127.0.0.1:9", stream_usage: false}}
 models:
   m: {{provider: up, model: upstream-m, options: {{max_tokens: 7}}}}
+  old: {{provider: legacy, model: o}}
   hidden: {{provider: up, model: h}}
 keys:
-  - {{id: k, sha256: {digest_key(KEY)}, models: [m]}}
+  - {{id: k, sha256: {digest_key(KEY)}, models: [m, old]}}
 """
 
 
@@ -107,6 +109,17 @@ async def test_chat_request_is_rewritten_for_the_provider(channel: grpc.aio.Chan
     assert "x-extproc-route" not in common.header_mutation.remove_headers, "overwritten instead"
 
 
+@pytest.mark.parametrize(("model", "asked"), [("m", True), ("old", False)])
+async def test_streams_ask_for_usage_unless_the_provider_rejects_it(
+    channel: grpc.aio.Channel, model: str, asked: bool
+) -> None:
+    messages = [{"role": "user", "content": "hi"}]
+    payload = orjson.dumps({"model": model, "stream": True, "messages": messages})
+    _, second = await exchange(channel, CHAT_HEADERS, body(payload))
+    sent = orjson.loads(second.request_body.response.body_mutation.body)
+    assert ("stream_options" in sent) is asked
+
+
 async def test_missing_key_is_a_local_401_and_later_phases_pass(channel: grpc.aio.Channel) -> None:
     no_key = headers((":method", "POST"), (":path", "/v1/chat/completions"))
 
@@ -127,7 +140,7 @@ async def test_models_are_answered_locally(channel: grpc.aio.Channel) -> None:
     (reply,) = await exchange(channel, listing)
 
     assert reply.immediate_response.status.code == 200
-    assert [m["id"] for m in orjson.loads(reply.immediate_response.body)["data"]] == ["m"]
+    assert [m["id"] for m in orjson.loads(reply.immediate_response.body)["data"]] == ["m", "old"]
 
 
 async def test_post_without_body_is_400(channel: grpc.aio.Channel) -> None:
