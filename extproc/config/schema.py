@@ -278,6 +278,13 @@ def _check_patterns(values: list[str]) -> list[str]:
     return values
 
 
+def _switch_as_text(value: object) -> object:
+    """YAML reads an unquoted `off`/`on` as a boolean; here it means the word."""
+    if isinstance(value, bool):
+        return "stdout" if value else "off"
+    return value
+
+
 class TracingSpec(Strict):
     enabled: bool = False
     endpoint: str | None = None
@@ -310,7 +317,7 @@ class MetricsSpec(Strict):
 class TelemetrySpec(Strict):
     tracing: TracingSpec = Field(default_factory=TracingSpec)
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
-    access_log: str = "stdout"
+    access_log: Annotated[str, BeforeValidator(_switch_as_text)] = "stdout"
     """`stdout`, `stderr`, `off`, or a file path: one JSON line per request."""
 
 
