@@ -370,3 +370,44 @@ def test_a_security_scan_of_every_variant_finds_nothing(tmp_path: Path) -> None:
     ]
     assert summary["failed"] == 0, failed
     assert summary["passed"] > 500
+
+
+def routed_providers(objects: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Which provider names each routing object sends `x-extproc-route` to."""
+    found: dict[str, set[str]] = {}
+    for document in objects:
+        if document["kind"] == "VirtualService":
+            found["VirtualService"] = {
+                match["headers"]["x-extproc-route"]["exact"]
+                for route in document["spec"]["http"]
+                for match in route.get("match", [])
+                if "headers" in match
+            }
+        if document["kind"] == "HTTPRoute":
+            found["HTTPRoute"] = {
+                header["value"]
+                for rule in document["spec"]["rules"]
+                for match in rule["matches"]
+                for header in match.get("headers", [])
+                if header["name"] == "x-extproc-route"
+            }
+    return found
+
+
+def test_mesh_and_gateway_api_routes_cover_every_configured_provider() -> None:
+    gateway = load_gateway(GATEWAY_YAML, resolve_secrets=False)
+    providers = set(gateway.providers)
+    hosts = {provider.host for provider in gateway.providers.values()}
+    istio = rendered("overlays/istio")
+    assert routed_providers(istio) == {"VirtualService": providers}
+    assert {h for o in istio if o["kind"] == "ServiceEntry" for h in o["spec"]["hosts"]} == hosts
+    assert {o["spec"]["host"] for o in istio if o["kind"] == "DestinationRule"} == hosts
+    envoy_gateway = rendered("overlays/envoy-gateway")
+    assert routed_providers(envoy_gateway) == {"HTTPRoute": providers}
+    backends = {
+        endpoint["fqdn"]["hostname"]
+        for o in envoy_gateway
+        if o["kind"] == "Backend"
+        for endpoint in o["spec"]["endpoints"]
+    }
+    assert backends == hosts
