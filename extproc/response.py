@@ -111,7 +111,8 @@ class ResponsePath:
             if self._price is not None:
                 record.cost_usd = self._price.micro_usd(usage) / MICRO_USD_PER_USD
         record.response_model = self._meter.response_model()
-        record.output_content = self._telemetry.content(self._meter.output_text())
+        if self._telemetry.records_content:
+            record.output_content = self._telemetry.content(self._meter.output_text())
         if self._meter.relay is not None:
             timing = self._meter.relay.timing()
             record.first_token, record.per_output_token = (
@@ -152,12 +153,8 @@ class ResponsePath:
         error: GatewayError = RateLimited(message)
         if limit is not None and limit.metric == "usd":
             error = QuotaExhausted(message)
-        self._record.error_type = error.code
-        self._record.quota = "stopped"
         if limit is not None:
-            labels = refusal_labels(limit)
-            self._record.refused_scope, self._record.refused_metric = (
-                labels["scope"],
-                labels["metric"],
-            )
+            error.labels = refusal_labels(limit)
+        self._record.error_type = error.code
+        self._record.note_refusal(error.labels, "stopped")
         return error

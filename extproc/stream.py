@@ -215,7 +215,8 @@ class Exchange:
             if span is not None:
                 span.end()
         self._record.quota = reservation.decision
-        self._record.input_content = telemetry.content(input_text(api, body))
+        if telemetry.records_content:
+            self._record.input_content = telemetry.content(input_text(api, body))
         meter = Meter(
             estimate,
             schema=call.schema,
@@ -240,9 +241,7 @@ class Exchange:
         record = self._record
         record.status, record.error_type = error.status, error.code or error.type
         if error.labels:
-            record.quota = "refused"
-            record.refused_scope = error.labels["scope"]
-            record.refused_metric = error.labels["metric"]
+            record.note_refusal(error.labels, "refused")
         if self._response is not None:
             await self._response.refund()
         return local_reply(error.status, error.to_body(), headers=error.headers)

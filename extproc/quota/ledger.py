@@ -76,10 +76,6 @@ class Reservation:
         self.headers = ratelimit_headers(_standings(self._counted, values, now))
         """The `x-ratelimit-*` headers for the client's response."""
 
-    @property
-    def metered(self) -> bool:
-        return self._ledger is not None and bool(self._counted)
-
     async def extend(self, extra_output: int) -> int:
         """Reserve up to `extra_output` more output tokens for an answer that outgrew its
         reservation; returns how many were granted (0: a budget is spent)."""

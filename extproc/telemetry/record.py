@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -36,6 +37,11 @@ class RequestRecord:
     per_output_token: float | None = None
     input_content: str | None = None
     output_content: str | None = None
+
+    def note_refusal(self, labels: Mapping[str, str], decision: str) -> None:
+        """A quota said no (`refused` before upstream, `stopped` during a stream)."""
+        self.quota = decision
+        self.refused_scope, self.refused_metric = labels.get("scope"), labels.get("metric")
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
