@@ -87,9 +87,18 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     usage.set_defaults(command=_usage)
 
-    mock = commands.add_parser("mock-provider", help="run the fake OpenAI/Anthropic upstream")
+    mock = commands.add_parser(
+        "mock-provider", help="run the fake OpenAI/Azure/Anthropic/Gemini upstream"
+    )
     mock.add_argument("--port", type=int, default=18080, help="0 picks a free port")
     mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument(
+        "--key-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="accept only the provider keys in these files (default: any key)",
+    )
     mock.set_defaults(command=_mock_provider)
     return parser
 
@@ -190,7 +199,8 @@ def _keys_hash(args: argparse.Namespace) -> int:
 
 
 def _mock_provider(args: argparse.Namespace) -> int:
-    from extproc.mock_provider import serve
+    from extproc.mockprovider import serve
 
-    asyncio.run(serve(args.host, args.port))
+    keys = [Path(path).read_text(encoding="utf-8").strip() for path in args.key_file]
+    asyncio.run(serve(args.host, args.port, keys))
     return 0

@@ -7,12 +7,16 @@ GatewayError                   500 server_error (also the generic answer to anyt
  ├── NotFound                  404 invalid_request_error
  ├── MethodNotAllowed          405 invalid_request_error
  ├── PayloadTooLarge           413 invalid_request_error
+ ├── UnsupportedMediaType      415 invalid_request_error
  ├── RateLimited               429 rate_limit_exceeded (requests, tokens, concurrency)
  ├── QuotaExhausted            429 insufficient_quota (money budgets)
+ ├── BadGateway                502 upstream_error (a provider answer the gateway cannot use)
  ├── ServiceUnavailable        503 service_unavailable
  └── GatewayTimeout            504 timeout
 
 Only these classes reach a client; their messages never contain keys or exception text.
+A client of another schema (Anthropic's Messages API) gets the same error in its own shape
+(`api_error()` is the neutral form the translators write).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import orjson
+
+from extproc.translators.ir import ApiError
 
 
 class GatewayError(Exception):
@@ -49,8 +55,17 @@ class GatewayError(Exception):
         """Details for telemetry only (which quota scope refused), never sent to clients."""
 
     def to_body(self) -> bytes:
-        error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
-        return orjson.dumps({"error": error})
+        """The OpenAI-shaped body."""
+        return openai_error_body(self.api_error())
+
+    def api_error(self) -> ApiError:
+        return ApiError(self.status, self.message, self.type, self.code, self.param)
+
+
+def openai_error_body(error: ApiError) -> bytes:
+    """`{"error": {"message", "type", "param", "code"}}`, OpenAI's error shape."""
+    body = {"message": error.message, "type": error.type, "param": error.param, "code": error.code}
+    return orjson.dumps({"error": body})
 
 
 class BadRequest(GatewayError):
@@ -99,6 +114,14 @@ class PayloadTooLarge(GatewayError):
     default_code = "request_too_large"
 
 
+class UnsupportedMediaType(GatewayError):
+    """The body is encoded in a way the gateway does not decode."""
+
+    status = 415
+    type = "invalid_request_error"
+    default_code = "unsupported_content_encoding"
+
+
 class RateLimited(GatewayError):
     """A request, token or concurrency limit is reached; retrying later helps."""
 
@@ -113,6 +136,13 @@ class QuotaExhausted(GatewayError):
     status = 429
     type = "insufficient_quota"
     default_code = "insufficient_quota"
+
+
+class BadGateway(GatewayError):
+    """The provider's answer cannot be used (nor translated for the client)."""
+
+    status = 502
+    type = "upstream_error"
 
 
 class ServiceUnavailable(GatewayError):

@@ -16,10 +16,16 @@ CONTENT_LENGTH = "content-length"
 REQUEST_ID = "x-request-id"
 """Set by Envoy on every request; ties the access log, spans and Envoy's logs together."""
 
+ACCEPT_ENCODING = "accept-encoding"
+CONTENT_ENCODING = "content-encoding"
+
 AUTHORIZATION = "authorization"
 API_KEY = "api-key"
 X_API_KEY = "x-api-key"
+GOOG_API_KEY = "x-goog-api-key"
 ANTHROPIC_VERSION = "anthropic-version"
 
 CREDENTIAL_HEADERS = (AUTHORIZATION, API_KEY, X_API_KEY)
 """Headers a client may carry its gateway key in; all of them are removed before upstream."""
+REMOVED_FROM_CLIENTS = (*CREDENTIAL_HEADERS, GOOG_API_KEY)
+"""Client headers that never go upstream: its key, and any provider credential it sent."""

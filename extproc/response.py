@@ -1,5 +1,5 @@
-"""The response side of one model call: rate-limit headers, provider errors in OpenAI's shape,
-event streams relayed (and cut when a budget runs out), and the quota settlement."""
+"""The response side of one model call: rate-limit headers, answers and errors in the client's
+schema, event streams relayed (and cut when a budget runs out), and the quota settlement."""
 
 from __future__ import annotations
 
@@ -15,22 +15,27 @@ from extproc.envoyapi.messages import (
     relay_body,
     replace_response_body,
 )
-from extproc.errors import GatewayError, QuotaExhausted, RateLimited
+from extproc.errors import BadGateway, GatewayError, QuotaExhausted, RateLimited
 from extproc.pipeline.metering import Meter
-from extproc.pipeline.provider_errors import (
-    PROVIDER_CREDENTIALS_REFUSED,
-    client_status,
-    openai_error_body,
-)
 from extproc.quota.ledger import Reservation, refusal_labels
 from extproc.quota.limits import MICRO_USD_PER_USD, Price
 from extproc.telemetry.record import RequestRecord
 from extproc.telemetry.setup import Telemetry
+from extproc.translators.translation import Translation
 
 log = logging.getLogger(__name__)
 
 STREAM_EXTENSION = 256
 """Output tokens reserved at a time when a stream outgrows its reservation."""
+CREDENTIALS_REFUSED = (401, 403)
+PROVIDER_AUTH_FAILED = BadGateway(
+    "The provider refused the gateway's credentials; the gateway operator has been told "
+    "(see its logs).",
+    code="provider_auth_failed",
+)
+"""The provider refusing the gateway's own key is the operator's problem, not the client's:
+a 502 that says so, without echoing the provider's text."""
+JSON = "application/json"
 
 
 class ResponsePath:
@@ -39,10 +44,10 @@ class ResponsePath:
         "_price",
         "_record",
         "_reservation",
-        "_schema",
         "_settled",
         "_stopped",
         "_telemetry",
+        "_translation",
     )
 
     def __init__(
@@ -50,14 +55,14 @@ class ResponsePath:
         meter: Meter,
         reservation: Reservation,
         *,
-        schema: str,
+        translation: Translation,
         price: Price | None,
         record: RequestRecord,
         telemetry: Telemetry,
     ) -> None:
         self._meter = meter
         self._reservation = reservation
-        self._schema = schema
+        self._translation = translation
         self._price = price
         self._record = record
         self._telemetry = telemetry
@@ -69,19 +74,24 @@ class ResponsePath:
         status = int(headers[names.STATUS][0])
         content_type = (headers.get(names.CONTENT_TYPE) or [""])[0]
         streamed = self._meter.on_headers(status, content_type)
-        self._record.status = client_status(status)
+        set_headers = list(self._reservation.headers)
+        self._record.status = status
         if status >= 400:
             self._record.error_type = str(status)
-        set_headers = list(self._reservation.headers)
-        if status >= 400 and self._schema == "openai":
-            set_headers.append((names.CONTENT_TYPE, "application/json"))
-            if status != client_status(status):
-                set_headers.append((names.STATUS, str(client_status(status))))
-        if status in PROVIDER_CREDENTIALS_REFUSED:
-            log.error(
-                "provider %s refused the gateway's credentials (%d)", self._record.provider, status
-            )
-        return amend_response_headers(set_headers, stream_body=streamed)
+            set_headers.append((names.CONTENT_TYPE, JSON))
+            if status in CREDENTIALS_REFUSED:
+                set_headers.append((names.STATUS, str(self._credentials_refused(status))))
+        elif self._translation.translated and not streamed:
+            set_headers.append((names.CONTENT_TYPE, JSON))
+        if streamed:
+            return amend_response_headers(set_headers, body="relay")
+        rewritten = status >= 400 or self._translation.translated
+        # A body the processor may rewrite comes whole; its length is Envoy's to set.
+        return amend_response_headers(
+            set_headers,
+            remove_headers=[names.CONTENT_LENGTH] if rewritten else [],
+            body="whole" if rewritten else None,
+        )
 
     async def on_body(self, chunk: bytes, *, end: bool) -> ProcessingResponse | None:
         """The answer for a body chunk; None once a stream was ended early (Envoy has
@@ -92,11 +102,39 @@ class ResponsePath:
             return await self._relay(chunk, end=end)
         self._meter.on_json_body(chunk, end=end)
         status = self._meter.status or 0
-        if end and status >= 400 and self._schema == "openai":
-            reshaped = openai_error_body(status, chunk)
-            if reshaped is not None:
-                return replace_response_body(reshaped)
+        if not end:
+            return pass_through("response_body")
+        if status >= 400:
+            return self._error_answer(status, chunk)
+        if self._translation.translated and self._meter.succeeded:
+            answer = self._meter.answer()
+            if not isinstance(answer, dict):
+                raise BadGateway("The provider's answer is not a JSON object.", code="bad_answer")
+            return replace_response_body(self._translation.answer(answer, self._meter.estimate))
         return pass_through("response_body")
+
+    def _error_answer(self, status: int, body: bytes) -> ProcessingResponse:
+        """A provider's error in the client's schema (unchanged when it already is)."""
+        error = self._translation.error(status, body)
+        client = self._translation.client
+        if error.credentials_refused:
+            if status in CREDENTIALS_REFUSED:  # the headers said so already
+                return replace_response_body(client.build_error(PROVIDER_AUTH_FAILED.api_error()))
+            # Some providers refuse a key with a 400 that only its body explains.
+            status_header = (names.STATUS, str(self._credentials_refused(status)))
+            return replace_response_body(
+                client.build_error(PROVIDER_AUTH_FAILED.api_error()), set_headers=[status_header]
+            )
+        if not self._translation.translated and client.is_native_error(body):
+            return pass_through("response_body")
+        return replace_response_body(client.build_error(error))
+
+    def _credentials_refused(self, status: int) -> int:
+        log.error(
+            "provider %s refused the gateway's credentials (%d)", self._record.provider, status
+        )
+        self._record.status = PROVIDER_AUTH_FAILED.status
+        return PROVIDER_AUTH_FAILED.status
 
     async def finish(self) -> None:
         """Settle once: the real usage, or what the meter can vouch for."""
@@ -107,7 +145,7 @@ class ResponsePath:
         await self._reservation.settle(usage)
         record = self._record
         if usage is not None:
-            record.input_tokens, record.output_tokens = usage.input_tokens, usage.output_tokens
+            record.usage = usage
             if self._price is not None:
                 record.cost_usd = self._price.micro_usd(usage) / MICRO_USD_PER_USD
         record.response_model = self._meter.response_model()

@@ -16,7 +16,6 @@ from extproc import headers as names
 from extproc.config import Gateway, ModelRoute, Principal
 from extproc.endpoints import LocalAnswer, ModelCall, match_endpoint
 from extproc.endpoints.body import check_common, parse_body, read_model
-from extproc.endpoints.spec import JsonObject
 from extproc.envoyapi.messages import (
     HttpHeaders,
     ProcessingRequest,
@@ -27,23 +26,26 @@ from extproc.envoyapi.messages import (
     read_headers,
     replace_request,
 )
-from extproc.errors import INTERNAL_ERROR, BadRequest, GatewayError
+from extproc.errors import (
+    INTERNAL_ERROR,
+    BadRequest,
+    GatewayError,
+    UnsupportedMediaType,
+    shorten,
+)
 from extproc.pipeline.auth import authenticate
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.routing import choose_target, resolve_route
-from extproc.providers import TRANSLATORS
+from extproc.providers import PROVIDER_APIS
 from extproc.quota.ledger import Ledger
 from extproc.response import ResponsePath
 from extproc.telemetry.record import RequestRecord
 from extproc.telemetry.setup import Telemetry
-from extproc.usage import (
-    Usage,
-    estimate_input_tokens,
-    input_text,
-    requested_output_cap,
-    with_output_cap,
-    with_stream_usage,
-)
+from extproc.translators.ir import JsonObject
+from extproc.translators.openai import OPENAI
+from extproc.translators.schema import ClientSide
+from extproc.translators.translation import Translation, translate_request
+from extproc.usage import Usage, estimate_tokens
 
 log = logging.getLogger(__name__)
 
@@ -134,20 +136,22 @@ class Exchange:
         record.request_id = request_ids[0] if request_ids else None
         self._span = self._services.telemetry.begin(record, self._metadata, headers)
         endpoint = match_endpoint(record.method, path)
+        if isinstance(endpoint, ModelCall):
+            self._call = endpoint  # from here on, errors speak the client's schema
         principal = authenticate(headers, self._gateway.principals)
         record.key_id, record.team = principal.key_id, principal.team
         if isinstance(endpoint, LocalAnswer):
             self._replied = True
             record.status = 200
-            return local_reply(200, endpoint.answer(self._gateway, principal, path))
+            return local_reply(200, endpoint.answer(self._gateway, principal, path, headers))
         if message.end_of_stream:
             raise BadRequest("The request has no body; send a JSON object.")
-        self._call = endpoint
+        _check_encoding(headers)
         self._principal = principal
         self._remove_headers = [
             name
             for name in headers
-            if name.startswith(names.INTERNAL_PREFIX) or name in names.CREDENTIAL_HEADERS
+            if name.startswith(names.INTERNAL_PREFIX) or name in names.REMOVED_FROM_CLIENTS
         ]
         return continue_and_read_response()
 
@@ -167,40 +171,53 @@ class Exchange:
         )
         route = resolve_route(self._gateway.models, principal, alias)
         target = choose_target(route, self._services.rng)
-        record.provider, record.provider_kind = target.provider.name, target.provider.kind
+        provider = target.provider
+        api = PROVIDER_APIS[provider.kind]
+        record.provider, record.provider_name = provider.name, api.otel_name
         record.upstream_model = target.model
-        upstream = TRANSLATORS[target.provider.kind](call, target, body)
-        upstream_body, hide_usage = upstream.body, False
-        if target.provider.stream_usage:
-            upstream_body, hide_usage = with_stream_usage(call.usage_api, upstream.body)
-        upstream_body = await self._reserve(call, principal, route, upstream_body, hide_usage)
+        default_cap = route.max_output_tokens or self._gateway.quota.default_max_output_tokens
+        translation, upstream_body = translate_request(
+            call.schema,
+            api.schema,
+            call.operation,
+            body,
+            model=target.model,
+            provider_kind=provider.kind,
+            options=target.options,
+            default_max_tokens=default_cap,
+            stream_usage=provider.stream_usage,
+        )
+        if self._services.telemetry.records_content:
+            record.input_content = self._services.telemetry.content(_input_text(call, body))
+        upstream_body = await self._reserve(principal, route, translation, upstream_body)
+        location = api.locate(call.operation, target, translation.stream)
         payload = orjson.dumps(upstream_body)
         set_headers = [
-            *upstream.headers,
-            (names.ROUTE, target.provider.name),
-            (names.PATH, upstream.path),
+            *location.headers,
+            (names.ROUTE, provider.name),
+            (names.PATH, location.path),
             (names.CONTENT_TYPE, "application/json"),
             (names.CONTENT_LENGTH, str(len(payload))),
+            # Answers the gateway reads must come uncompressed; Envoy compresses them again
+            # for clients that accept it.
+            (names.ACCEPT_ENCODING, "identity"),
         ]
         provided = {name for name, _ in set_headers}
         remove = [name for name in self._remove_headers if name not in provided]
         return replace_request(set_headers=set_headers, remove_headers=remove, body=payload)
 
     async def _reserve(
-        self,
-        call: ModelCall,
-        principal: Principal,
-        route: ModelRoute,
-        body: JsonObject,
-        hide_usage: bool,
+        self, principal: Principal, route: ModelRoute, translation: Translation, body: JsonObject
     ) -> JsonObject:
-        """Reserve the request's estimated cost and prepare its response path; returns the
-        body to send (its output cap lowered when a clamping limit asks for that)."""
-        api = call.usage_api
-        cap = requested_output_cap(api, body)
+        """Reserve the request's estimated cost (read from the body as the provider will get
+        it) and prepare its response path; returns the body to send (its output cap lowered
+        when a clamping limit asks for that)."""
+        provider, operation = translation.provider, translation.operation
+        cap = provider.output_cap(operation, body)
         if cap is None:
             cap = route.max_output_tokens or self._gateway.quota.default_max_output_tokens
-        estimate = Usage(estimate_input_tokens(api, body), cap)
+        fields = provider.input_fields.get(operation, ())
+        estimate = Usage(estimate_tokens(body[name] for name in fields if name in body), cap)
         telemetry = self._services.telemetry
         span = telemetry.child(self._span, "gateway.quota.reserve")
         try:
@@ -215,25 +232,19 @@ class Exchange:
             if span is not None:
                 span.end()
         self._record.quota = reservation.decision
-        if telemetry.records_content:
-            self._record.input_content = telemetry.content(input_text(api, body))
         meter = Meter(
-            estimate,
-            schema=call.schema,
-            hide_usage=hide_usage,
-            started=time.monotonic(),
-            keep_text=telemetry.records_content,
+            estimate, translation, started=time.monotonic(), keep_text=telemetry.records_content
         )
         self._response = ResponsePath(
             meter,
             reservation,
-            schema=call.schema,
+            translation=translation,
             price=route.price,
             record=self._record,
             telemetry=telemetry,
         )
         if reservation.clamped_output is not None:
-            return with_output_cap(api, body, reservation.clamped_output)
+            return provider.with_output_cap(operation, body, reservation.clamped_output)
         return body
 
     async def _reply_error(self, error: GatewayError) -> ProcessingResponse:
@@ -244,7 +255,34 @@ class Exchange:
             record.note_refusal(error.labels, "refused")
         if self._response is not None:
             await self._response.refund()
-        return local_reply(error.status, error.to_body(), headers=error.headers)
+        client = self._client_schema()
+        return local_reply(
+            error.status, client.build_error(error.api_error()), headers=error.headers
+        )
+
+    def _client_schema(self) -> ClientSide:
+        """The schema errors are answered in: the endpoint's, else OpenAI's."""
+        schema = self._call.schema if self._call is not None else OPENAI
+        assert schema.client is not None
+        return schema.client
+
+
+def _check_encoding(headers: dict[str, list[str]]) -> None:
+    """Gzip bodies are decoded by Envoy before the processor sees them; any other encoding
+    would be read as garbage."""
+    encodings = [value.strip().lower() for value in headers.get(names.CONTENT_ENCODING, ())]
+    unknown = [value for value in encodings if value not in ("", "identity")]
+    if unknown:
+        raise UnsupportedMediaType(
+            f"Content-Encoding {shorten(unknown[0])} is not supported; send the body "
+            "uncompressed or gzip-compressed."
+        )
+
+
+def _input_text(call: ModelCall, body: JsonObject) -> str:
+    """The request's input as JSON text (for recording, when that is on)."""
+    fields = call.schema.provider.input_fields.get(call.operation, ())
+    return orjson.dumps({name: body[name] for name in fields if name in body}).decode()
 
 
 def _single(headers: dict[str, list[str]], name: str) -> str:

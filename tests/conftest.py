@@ -15,13 +15,26 @@ LIMITED_KEY = "sk-gw-test-limited-0123456789"
 OPENAI_KEY = "sk-provider-openai-secret-value"
 AZURE_KEY = "azure-provider-secret-value"
 ANTHROPIC_KEY = "sk-ant-provider-secret-value"
-ALL_SECRETS = (GATEWAY_KEY, LIMITED_KEY, OPENAI_KEY, AZURE_KEY, ANTHROPIC_KEY)
+GEMINI_KEY = "AIza-provider-gemini-secret-value"
+PROVIDER_KEYS = {
+    "openai": OPENAI_KEY,
+    "azure": AZURE_KEY,
+    "anthropic": ANTHROPIC_KEY,
+    "gemini": GEMINI_KEY,
+}
+ALL_SECRETS = (GATEWAY_KEY, LIMITED_KEY, *PROVIDER_KEYS.values())
+
+
+def write_provider_keys(secrets_dir: Path) -> tuple[Path, ...]:
+    """One file per provider key (what the gateway references and the mock accepts)."""
+    for name, value in PROVIDER_KEYS.items():
+        (secrets_dir / name).write_text(value + "\n")
+    return tuple(secrets_dir / name for name in PROVIDER_KEYS)
 
 
 def gateway_document(mock_url: str, secrets_dir: Path) -> dict[str, object]:
     """The test configuration: one provider of each kind, all served by the mock."""
-    for name, value in (("openai", OPENAI_KEY), ("azure", AZURE_KEY), ("anthropic", ANTHROPIC_KEY)):
-        (secrets_dir / name).write_text(value + "\n")
+    write_provider_keys(secrets_dir)
     return {
         "version": 1,
         "listen": {"port": 10000, "max_request_body": "4MiB"},
@@ -44,6 +57,11 @@ def gateway_document(mock_url: str, secrets_dir: Path) -> dict[str, object]:
                 "base_url": mock_url,
                 "api_key": f"${{file:{secrets_dir}/anthropic}}",
             },
+            "gemini": {
+                "kind": "gemini",
+                "base_url": mock_url,
+                "api_key": f"${{file:{secrets_dir}/gemini}}",
+            },
         },
         "models": {
             "gpt-4o": {
@@ -53,6 +71,8 @@ def gateway_document(mock_url: str, secrets_dir: Path) -> dict[str, object]:
             },
             "azure-gpt": {"provider": "azure", "model": "my-deployment"},
             "claude": {"provider": "anthropic", "model": "claude-sonnet-4-5"},
+            "gemini": {"provider": "gemini", "model": "gemini-2.5-flash"},
+            "gemini-embed": {"provider": "gemini", "model": "gemini-embedding-001"},
             "embed": {"provider": "openai", "model": "text-embedding-3-small"},
             "split": {
                 "targets": [
@@ -69,8 +89,9 @@ def gateway_document(mock_url: str, secrets_dir: Path) -> dict[str, object]:
 
 
 @pytest.fixture(scope="session")
-def mock() -> Iterator[MockProvider]:
-    with mock_provider() as provider:
+def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockProvider]:
+    """The mock provider, accepting only the test provider keys."""
+    with mock_provider(write_provider_keys(tmp_path_factory.mktemp("mock-keys"))) as provider:
         yield provider
 
 

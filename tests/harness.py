@@ -107,8 +107,10 @@ class MockProvider:
 
 
 @contextmanager
-def mock_provider() -> Iterator[MockProvider]:
-    process = Process(extproc("mock-provider", "--port", "0"))
+def mock_provider(key_files: tuple[Path, ...] = ()) -> Iterator[MockProvider]:
+    """The mock provider; with `key_files`, it refuses any other provider key."""
+    keys = [argument for path in key_files for argument in ("--key-file", str(path))]
+    process = Process(extproc("mock-provider", "--port", "0", *keys))
     try:
         url = process.wait_for(r"listening on (http://\S+)").group(1)
         yield MockProvider(url, process)

@@ -121,7 +121,12 @@ def _compile(
         if alias not in spec.models:
             problems.append((f"prices.{alias}", f"unknown model {alias!r}"))
     prices = {
-        alias: Price(price.input_per_million, price.output_per_million)
+        alias: Price(
+            price.input_per_million,
+            price.output_per_million,
+            cached_input_per_million=price.cached_input_per_million,
+            cache_write_per_million=price.cache_write_per_million,
+        )
         for alias, price in spec.prices.items()
     }
     models: dict[str, ModelRoute] = {}

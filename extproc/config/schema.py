@@ -13,8 +13,9 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from extproc.config.secrets import REFERENCE
 from extproc.config.units import Bytes, Seconds, parse_duration
 
-ProviderKind = Literal["openai", "azure", "anthropic"]
-"""openai: any OpenAI-compatible API; azure: Azure OpenAI; anthropic: Anthropic's native API."""
+ProviderKind = Literal["openai", "azure", "anthropic", "gemini"]
+"""openai: any OpenAI-compatible API; azure: Azure OpenAI; anthropic: Anthropic's Messages
+API; gemini: Google's Gemini API (generateContent)."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,255}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -93,7 +94,8 @@ class ProviderSpec(Strict):
     api_key: str | None = None
     """A reference, `${env:NAME}` or `${file:/path}`; never the key itself."""
     api_version: Annotated[str | None, BeforeValidator(_date_as_text)] = None
-    """Azure OpenAI only: the `api-version` query parameter."""
+    """Azure OpenAI: the `api-version` query parameter (required). Gemini: the API version in
+    the path (default `v1beta`)."""
     anthropic_version: str = "2023-06-01"
     timeout: Seconds = 600.0
     """Upper bound on one upstream response, streams included."""
@@ -111,8 +113,8 @@ class ProviderSpec(Strict):
     def _check_kind_fields(self) -> ProviderSpec:
         if self.kind == "azure" and not self.api_version:
             raise ValueError("azure providers need api_version")
-        if self.kind != "azure" and self.api_version is not None:
-            raise ValueError("api_version applies to azure providers only")
+        if self.kind not in ("azure", "gemini") and self.api_version is not None:
+            raise ValueError("api_version applies to azure and gemini providers only")
         return self
 
 
@@ -233,9 +235,14 @@ class TeamSpec(Strict):
 
 
 class PriceSpec(Strict):
+    """USD per million tokens."""
+
     input_per_million: float = Field(ge=0)
     output_per_million: float = Field(ge=0)
-    """USD per million tokens."""
+    cached_input_per_million: float | None = Field(default=None, ge=0)
+    """Input read from the provider's prompt cache; unset: priced as other input."""
+    cache_write_per_million: float | None = Field(default=None, ge=0)
+    """Input written to the prompt cache (Anthropic); unset: priced as other input."""
 
 
 class QuotaSpec(Strict):

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from extproc.endpoints import chat_completions, completions, embeddings, messages, models
+from extproc.endpoints import models
+from extproc.endpoints.calls import MODEL_CALLS
 from extproc.endpoints.spec import Endpoint, LocalAnswer, ModelCall
 from extproc.errors import MethodNotAllowed, NotFound, shorten
-
-MODEL_CALLS: dict[str, ModelCall] = {
-    endpoint.path: endpoint
-    for endpoint in (
-        chat_completions.ENDPOINT,
-        completions.ENDPOINT,
-        embeddings.ENDPOINT,
-        messages.ENDPOINT,
-    )
-}
 
 
 def match_endpoint(method: str, path: str) -> Endpoint:

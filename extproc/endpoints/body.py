@@ -6,10 +6,12 @@ from typing import Any
 
 import orjson
 
-from extproc.endpoints.spec import JsonObject
 from extproc.errors import BadRequest
+from extproc.translators.ir import JsonObject
 
 MAX_MODEL_NAME = 256
+MAX_CHOICES = 128
+"""The most choices (`n`) one request may ask for."""
 BOM = b"\xef\xbb\xbf"
 
 CLIENT_FORBIDDEN_FIELDS = (

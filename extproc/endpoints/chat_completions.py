@@ -1,9 +1,9 @@
-"""POST /v1/chat/completions (OpenAI schema)."""
+"""POST /v1/chat/completions (OpenAI schema), for aliases on any provider kind."""
 
-from extproc.endpoints.body import check_positive_int, require_messages
-from extproc.endpoints.spec import JsonObject, ModelCall
-
-MAX_CHOICES = 128
+from extproc.endpoints.body import MAX_CHOICES, check_positive_int, require_messages
+from extproc.endpoints.spec import ModelCall
+from extproc.translators.ir import JsonObject
+from extproc.translators.openai import OPENAI
 
 
 def check(body: JsonObject) -> None:
@@ -16,7 +16,6 @@ def check(body: JsonObject) -> None:
 ENDPOINT = ModelCall(
     path="/v1/chat/completions",
     operation="chat",
-    schema="openai",
+    schema=OPENAI,
     check=check,
-    suffix="chat/completions",
 )

@@ -1,9 +1,9 @@
 """POST /v1/completions (OpenAI legacy text completions)."""
 
-from extproc.endpoints.body import check_positive_int, require
-from extproc.endpoints.spec import JsonObject, ModelCall
-
-MAX_CHOICES = 128
+from extproc.endpoints.body import MAX_CHOICES, check_positive_int, require
+from extproc.endpoints.spec import ModelCall
+from extproc.translators.ir import JsonObject
+from extproc.translators.openai import OPENAI
 
 
 def check(body: JsonObject) -> None:
@@ -15,7 +15,6 @@ def check(body: JsonObject) -> None:
 ENDPOINT = ModelCall(
     path="/v1/completions",
     operation="text_completion",
-    schema="openai",
+    schema=OPENAI,
     check=check,
-    suffix="completions",
 )

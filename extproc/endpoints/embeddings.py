@@ -1,7 +1,9 @@
 """POST /v1/embeddings (OpenAI schema)."""
 
 from extproc.endpoints.body import check_positive_int, require
-from extproc.endpoints.spec import JsonObject, ModelCall
+from extproc.endpoints.spec import ModelCall
+from extproc.translators.ir import JsonObject
+from extproc.translators.openai import OPENAI
 
 
 def check(body: JsonObject) -> None:
@@ -12,7 +14,6 @@ def check(body: JsonObject) -> None:
 ENDPOINT = ModelCall(
     path="/v1/embeddings",
     operation="embeddings",
-    schema="openai",
+    schema=OPENAI,
     check=check,
-    suffix="embeddings",
 )

@@ -1,7 +1,9 @@
-"""POST /v1/messages (Anthropic Messages API, passed through to Anthropic providers)."""
+"""POST /v1/messages (Anthropic Messages API), for aliases on any provider kind."""
 
 from extproc.endpoints.body import check_positive_int, require, require_messages
-from extproc.endpoints.spec import JsonObject, ModelCall
+from extproc.endpoints.spec import ModelCall
+from extproc.translators.anthropic import ANTHROPIC
+from extproc.translators.ir import JsonObject
 
 
 def check(body: JsonObject) -> None:
@@ -13,7 +15,6 @@ def check(body: JsonObject) -> None:
 ENDPOINT = ModelCall(
     path="/v1/messages",
     operation="chat",
-    schema="anthropic",
+    schema=ANTHROPIC,
     check=check,
-    suffix="messages",
 )

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
 
 from extproc.config import Gateway, Principal
-
-ApiSchema = Literal["openai", "anthropic"]
-JsonObject = dict[str, Any]
+from extproc.translators.ir import JsonObject
+from extproc.translators.schema import Operation, WireSchema
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,26 +15,20 @@ class ModelCall:
     """A POST whose JSON body names a model; the gateway rewrites it and sends it upstream."""
 
     path: str
-    operation: str
+    operation: Operation
     """The OpenTelemetry GenAI operation name (`chat`, `text_completion`, `embeddings`)."""
-    schema: ApiSchema
+    schema: WireSchema
+    """The schema the client speaks (its requests, answers, streams and errors)."""
     check: Callable[[JsonObject], None]
     """Raises BadRequest when the fields this endpoint needs are missing or of the wrong type."""
-    suffix: str
-    """The path after the API version, as providers that rebuild paths (Azure) need it."""
-
-    @property
-    def usage_api(self) -> str:
-        """Which body fields hold the input and the output cap (see `extproc.usage`)."""
-        return "messages" if self.schema == "anthropic" else self.operation
 
 
 @dataclass(frozen=True, slots=True)
 class LocalAnswer:
     """A GET the gateway answers itself, with a JSON body."""
 
-    answer: Callable[[Gateway, Principal, str], bytes]
-    """(gateway, caller, request path) → response body."""
+    answer: Callable[[Gateway, Principal, str, Mapping[str, list[str]]], bytes]
+    """(gateway, caller, request path, request headers) → response body."""
 
 
 Endpoint = ModelCall | LocalAnswer

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
@@ -69,11 +69,15 @@ _READ_RESPONSE = _MODE(
 )
 """Buffer the request body, then see the response: headers, and a JSON body up to the body
 limit (a larger one passes unread rather than failing)."""
-_RELAY_RESPONSE_BODY = _MODE(
-    response_body_mode=_MODE.FULL_DUPLEX_STREAMED, response_trailer_mode=_MODE.SEND
-)
-"""Event streams: every chunk comes to the processor, which sends the client's bytes back
-(and can end the response early: Envoy then ends it downstream and resets the upstream)."""
+_RESPONSE_BODY_MODES = {
+    "relay": _MODE(response_body_mode=_MODE.FULL_DUPLEX_STREAMED, response_trailer_mode=_MODE.SEND),
+    "whole": _MODE(response_body_mode=_MODE.BUFFERED),
+}
+"""`relay`: event streams — every chunk comes to the processor, which sends the client's bytes
+back (and can end the response early: Envoy then ends it downstream and resets the upstream).
+`whole`: a body the processor rewrites (a translated answer, an error): all of it at once,
+with the response headers held until it is done."""
+ResponseBodyMode = Literal["relay", "whole"]
 
 
 def continue_and_read_response() -> ProcessingResponse:
@@ -84,18 +88,22 @@ def continue_and_read_response() -> ProcessingResponse:
 
 
 def amend_response_headers(
-    set_headers: Iterable[tuple[str, str]], *, stream_body: bool
+    set_headers: Iterable[tuple[str, str]],
+    *,
+    remove_headers: Iterable[str] = (),
+    body: ResponseBodyMode | None = None,
 ) -> ProcessingResponse:
-    """Answer to the response headers: set headers; `stream_body` switches the response body
-    from buffered to full-duplex streamed processing (for server-sent events)."""
+    """Answer to the response headers: change headers, and how the body comes (None: read
+    as it is, up to the body limit)."""
     mutation = ext_proc.HeaderMutation(
-        set_headers=[_header(name, value) for name, value in set_headers]
+        set_headers=[_header(name, value) for name, value in set_headers],
+        remove_headers=remove_headers,
     )
     return ext_proc.ProcessingResponse(
         response_headers=ext_proc.HeadersResponse(
             response=ext_proc.CommonResponse(header_mutation=mutation)
         ),
-        mode_override=_RELAY_RESPONSE_BODY if stream_body else None,
+        mode_override=None if body is None else _RESPONSE_BODY_MODES[body],
     )
 
 
@@ -110,12 +118,18 @@ def relay_body(body: bytes, *, end: bool) -> ProcessingResponse:
     )
 
 
-def replace_response_body(body: bytes) -> ProcessingResponse:
-    """Answer to a buffered response body: send this body instead."""
+def replace_response_body(
+    body: bytes, *, set_headers: Iterable[tuple[str, str]] = ()
+) -> ProcessingResponse:
+    """Answer to a whole response body: send this body instead (and change headers, which
+    are still held)."""
     mutation = ext_proc.BodyMutation(body=body)
+    headers = ext_proc.HeaderMutation(
+        set_headers=[_header(name, value) for name, value in set_headers]
+    )
     return ext_proc.ProcessingResponse(
         response_body=ext_proc.BodyResponse(
-            response=ext_proc.CommonResponse(body_mutation=mutation)
+            response=ext_proc.CommonResponse(header_mutation=headers, body_mutation=mutation)
         )
     )
 

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import betterproto2
@@ -41,10 +41,12 @@ from envoy_data_plane.envoy.config.core.v3 import (
     Http2ProtocolOptions,
     Node,
     Pipe,
+    RuntimeFeatureFlag,
     RuntimeUInt32,
     SocketAddress,
     SubstitutionFormatString,
     TransportSocket,
+    TypedExtensionConfig,
 )
 from envoy_data_plane.envoy.config.endpoint.v3 import (
     ClusterLoadAssignment,
@@ -65,6 +67,17 @@ from envoy_data_plane.envoy.config.route.v3 import (
 )
 from envoy_data_plane.envoy.config.trace.v3 import OpenTelemetryConfig, TracingHttp
 from envoy_data_plane.envoy.extensions.access_loggers.filters.cel.v3 import ExpressionFilter
+from envoy_data_plane.envoy.extensions.compression.gzip.compressor.v3 import Gzip as GzipCompressor
+from envoy_data_plane.envoy.extensions.compression.gzip.decompressor.v3 import (
+    Gzip as GzipDecompressor,
+)
+from envoy_data_plane.envoy.extensions.filters.http.compressor.v3 import Compressor
+from envoy_data_plane.envoy.extensions.filters.http.decompressor.v3 import (
+    Decompressor,
+    DecompressorCommonDirectionConfig,
+    DecompressorRequestDirectionConfig,
+    DecompressorResponseDirectionConfig,
+)
 from envoy_data_plane.envoy.extensions.filters.http.ext_proc.v3 import (
     ExternalProcessor,
     ProcessingMode,
@@ -178,7 +191,13 @@ def render(bootstrap: Bootstrap) -> dict[str, Any]:
 
 
 def _listener(gateway: Gateway, placement: Placement, with_processor: bool) -> Listener:
-    filters = [_ext_proc_filter(gateway)] if with_processor else []
+    # Requests pass the filters in this order, responses in the reverse one: gzip request
+    # bodies are inflated before the processor reads them; provider answers reach it
+    # uncompressed (it asks for identity, the response decompressor covers providers that
+    # compress anyway), and the client gets them compressed when it accepts gzip.
+    filters = [_gunzip("requests"), _compressor()]
+    if with_processor:
+        filters += [_ext_proc_filter(gateway), _gunzip("responses")]
     # No x-envoy-* headers towards providers or clients: they describe our internals.
     router = Router(suppress_envoy_headers=True)
     filters.append(
@@ -243,6 +262,46 @@ def _ext_proc_filter(gateway: Gateway) -> HttpFilter:
         ),
     )
     return HttpFilter(name="envoy.filters.http.ext_proc", typed_config=AnyMessage.pack(processor))
+
+
+def _compressor() -> HttpFilter:
+    """Gzip toward clients that accept it (JSON answers and errors; event streams pass
+    uncompressed, as Envoy's default content types leave them out)."""
+    library = TypedExtensionConfig(
+        name="envoy.compression.gzip.compressor", typed_config=AnyMessage.pack(GzipCompressor())
+    )
+    config = Compressor(compressor_library=library)
+    return HttpFilter(name="envoy.filters.http.compressor", typed_config=AnyMessage.pack(config))
+
+
+def _gunzip(direction: Literal["requests", "responses"]) -> HttpFilter:
+    """Inflates gzip bodies in one direction only (two instances sit on either side of the
+    processor)."""
+    requests = direction == "requests"
+    config = Decompressor(
+        decompressor_library=TypedExtensionConfig(
+            name="envoy.compression.gzip.decompressor",
+            typed_config=AnyMessage.pack(GzipDecompressor()),
+        ),
+        request_direction_config=DecompressorRequestDirectionConfig(
+            common_config=_switch(requests),
+            # The processor chooses what the provider may send (identity).
+            advertise_accept_encoding=False,
+        ),
+        response_direction_config=DecompressorResponseDirectionConfig(
+            common_config=_switch(not requests)
+        ),
+    )
+    return HttpFilter(
+        name=f"envoy.filters.http.decompressor.{direction}",
+        typed_config=AnyMessage.pack(config),
+    )
+
+
+def _switch(enabled: bool) -> DecompressorCommonDirectionConfig:
+    return DecompressorCommonDirectionConfig(
+        enabled=RuntimeFeatureFlag(default_value=enabled, runtime_key="unused")
+    )
 
 
 def _routes(gateway: Gateway) -> RouteConfiguration:

@@ -1,10 +1,10 @@
 """What a forwarded request really used, read from the provider's response as it passes.
 
-JSON answers arrive whole (buffered) and carry `usage`; event streams go through a relay that
-reads the usage event and counts the content. When the real figures never come, the meter
-says what it can vouch for: nothing if the provider failed or never answered, the streamed
-content so far if a stream was cut, the reserved estimate if a JSON answer was lost after a
-success.
+JSON answers arrive whole (buffered) and carry their usage; event streams go through a relay
+that reads the usage events and counts the content. When the real figures never come, the
+meter says what it can vouch for: nothing if the provider failed or never answered, the
+streamed content so far if a stream was cut, the reserved estimate if a JSON answer was lost
+after a success.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 
 from extproc.pipeline.streaming import StreamRelay
-from extproc.usage import Usage, answer_text, read_usage, response_model
+from extproc.translators.translation import Translation
+from extproc.usage import Usage
 
 EVENT_STREAM = "text/event-stream"
 
@@ -22,28 +23,20 @@ EVENT_STREAM = "text/event-stream"
 class Meter:
     __slots__ = (
         "_estimate",
-        "_hide_usage",
         "_json_body",
         "_keep_text",
         "_parsed",
-        "_schema",
         "_started",
+        "_translation",
         "relay",
         "status",
     )
 
     def __init__(
-        self,
-        estimate: Usage,
-        *,
-        schema: str,
-        hide_usage: bool,
-        started: float,
-        keep_text: bool = False,
+        self, estimate: Usage, translation: Translation, *, started: float, keep_text: bool = False
     ) -> None:
         self._estimate = estimate
-        self._schema = schema
-        self._hide_usage = hide_usage
+        self._translation = translation
         self._started = started
         self._keep_text = keep_text
         self._json_body: bytes | None = None
@@ -51,22 +44,23 @@ class Meter:
         self.status: int | None = None
         self.relay: StreamRelay | None = None
 
+    @property
+    def estimate(self) -> Usage:
+        return self._estimate
+
     def on_headers(self, status: int, content_type: str) -> bool:
         """Note the response status; True when the body is an event stream to relay."""
         self.status = status
         if status == 200 and content_type.startswith(EVENT_STREAM):
             self.relay = StreamRelay(
-                schema=self._schema,
-                hide_usage=self._hide_usage,
-                started=self._started,
-                keep_text=self._keep_text,
+                self._translation, started=self._started, keep_text=self._keep_text
             )
             return True
         return False
 
     def on_json_body(self, body: bytes, *, end: bool) -> None:
         if end and self.succeeded:
-            self._json_body = body  # parsed by usage(), after the client has its answer
+            self._json_body = body  # parsed when needed, after the client has its answer
 
     @property
     def succeeded(self) -> bool:
@@ -79,19 +73,19 @@ class Meter:
             return None
         if self.relay is not None:
             return self._streamed_usage(self.relay, reserved_output)
-        return read_usage(self._answer()) or self._estimate
+        return self._translation.provider.read_usage(self.answer()) or self._estimate
 
     def response_model(self) -> str | None:
         if self.relay is not None:
             return self.relay.usage.model
-        return response_model(self._answer())
+        return self._translation.provider.read_model(self.answer())
 
     def output_text(self) -> str:
         if self.relay is not None:
             return "".join(self.relay.usage.texts or ())
-        return answer_text(self._answer())
+        return self._translation.provider.read_text(self.answer())
 
-    def _answer(self) -> Any:
+    def answer(self) -> Any:
         """The JSON answer, parsed once (None when there is none or it is not JSON)."""
         if self._parsed is None and self._json_body is not None:
             try:

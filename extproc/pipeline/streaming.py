@@ -1,32 +1,40 @@
 """Relaying a provider's event stream to the client, event by event.
 
-The relay passes the stream on as it comes, reads the usage the provider reports and counts
-the content it streams. When the gateway asked for usage the client did not ask for
-(`stream_options.include_usage`), the relay hides it again: the usage-only chunk is dropped and
-the `"usage": null` OpenAI adds to every other chunk is removed, so the client gets exactly the
-stream it asked for. A relay can also end the stream early with an error event.
+Every event is read with the provider's schema (usage, content so far). When the client speaks
+the same schema the event passes on byte for byte — except the usage the gateway asked for on
+the client's behalf (`stream_options.include_usage`), which is taken out again so the client
+gets exactly the stream it asked for. Otherwise the event is written anew in the client's
+schema. A relay can also end the stream early with an error event in the client's schema.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
 from extproc.errors import GatewayError
 from extproc.sse import Block, EventParser
-from extproc.usage import StreamUsage
-
-_NULL_USAGE = (b',"usage":null', b'"usage":null,')
+from extproc.translators.ir import (
+    ReasoningDelta,
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    ToolArgumentsDelta,
+    UsageReport,
+)
+from extproc.translators.schema import EventData
+from extproc.translators.translation import Translation
+from extproc.usage import Usage, estimate_text_tokens
 
 
 @dataclass(frozen=True, slots=True)
 class Piece:
     raw: bytes
-    """What to send on for this block (may be empty: a hidden block)."""
+    """What to send on for this block (may be empty: a hidden or untranslatable block)."""
     output_tokens: int
     """Output tokens streamed so far, this block included (an estimate from content)."""
 
@@ -39,55 +47,88 @@ class Timing:
     per_output_token: float | None
 
 
+class StreamAccount:
+    """What a stream said so far: the provider's usage when it reports it, and otherwise an
+    estimate of the output from the content seen (for streams that are cut)."""
+
+    __slots__ = ("_chars", "_pieces", "_reported", "done", "model", "texts")
+
+    def __init__(self, *, keep_text: bool = False) -> None:
+        self._chars = 0
+        self._pieces = 0
+        self._reported: Usage | None = None
+        self.done = False
+        self.model: str | None = None
+        self.texts: list[str] | None = [] if keep_text else None
+        """The streamed text, kept only when it is to be recorded."""
+
+    def observe(self, events: Iterable[StreamEvent]) -> None:
+        for event in events:
+            if isinstance(event, TextDelta | ReasoningDelta | ToolArgumentsDelta):
+                text = event.fragment if isinstance(event, ToolArgumentsDelta) else event.text
+                self._pieces += 1
+                self._chars += len(text)
+                if self.texts is not None and isinstance(event, TextDelta):
+                    self.texts.append(text)
+            elif isinstance(event, UsageReport):
+                self._reported = event.usage
+            elif isinstance(event, StreamStart):
+                self.model = event.model
+            elif isinstance(event, StreamEnd):
+                self.done = True
+
+    def reported(self) -> Usage | None:
+        return self._reported
+
+    def estimated_output(self) -> int:
+        return estimate_text_tokens(self._chars, self._pieces)
+
+
 class StreamRelay:
     __slots__ = (
         "_clock",
+        "_decoder",
+        "_encoder",
         "_first_at",
-        "_hide_usage",
         "_last_at",
         "_parser",
-        "_schema",
         "_started",
+        "_translation",
         "stopped",
         "usage",
     )
 
     def __init__(
         self,
+        translation: Translation,
         *,
-        schema: str,
-        hide_usage: bool,
         started: float,
         keep_text: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`started`: when the request went upstream, on `clock`."""
-        self._schema = schema
-        self._hide_usage = hide_usage
+        self._translation = translation
+        self._decoder = translation.decoder()
+        self._encoder = translation.encoder()
         self._clock = clock
         self._parser = EventParser()
         self._started = started
         self._first_at: float | None = None
         self._last_at: float | None = None
-        self.usage = StreamUsage(keep_text=keep_text)
+        self.usage = StreamAccount(keep_text=keep_text)
         self.stopped = False
 
     def feed(self, chunk: bytes, *, end: bool) -> list[Piece]:
         """The blocks this chunk completes, each as it should reach the client."""
-        pieces = []
-        for block in self._parser.feed(chunk, end=end):
-            raw = self._relay(block)
-            pieces.append(Piece(raw, self.usage.estimated_output()))
+        pieces = [self._piece(self._relay(block)) for block in self._parser.feed(chunk, end=end)]
+        if end:
+            pieces.append(self._piece(self._emit(self._decoder.end())))
         return pieces
 
     def stop(self, error: GatewayError) -> bytes:
-        """The bytes that end the stream early with `error`, in the client's API shape."""
+        """The bytes that end the stream early with `error`, in the client's schema."""
         self.stopped = True
-        if self._schema == "anthropic":
-            kind = "rate_limit_error" if error.status == 429 else "api_error"
-            payload = {"type": "error", "error": {"type": kind, "message": error.message}}
-            return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
-        return b"data: " + error.to_body() + b"\n\ndata: [DONE]\n\n"
+        return self._translation.client.stream_error(error.api_error())
 
     def timing(self) -> Timing:
         if self._first_at is None or self._last_at is None:
@@ -99,32 +140,40 @@ class StreamRelay:
         per_token = (self._last_at - self._first_at) / (tokens - 1) if tokens > 1 else None
         return Timing(self._first_at - self._started, per_token)
 
+    def _piece(self, raw: bytes) -> Piece:
+        return Piece(raw, self.usage.estimated_output())
+
     def _relay(self, block: Block) -> bytes:
         if block.event is None:
-            return block.raw
+            return block.raw  # a comment (keep-alive): valid in every schema
+        data = _event_data(block.event.data)
+        events = self._decoder.decode(data)
+        if self._encoder is not None:
+            return self._emit(events)
+        self._account(events)
+        without_usage = self._translation.provider.without_usage
+        if self._translation.hide_usage and without_usage is not None and isinstance(data, dict):
+            return without_usage(block.raw, data)
+        return block.raw
+
+    def _emit(self, events: list[StreamEvent]) -> bytes:
+        self._account(events)
+        if self._encoder is None:
+            return b""
+        return b"".join(self._encoder.encode(event) for event in events)
+
+    def _account(self, events: list[StreamEvent]) -> None:
         before = self.usage.estimated_output()
-        payload = self.usage.observe(block.event)
+        self.usage.observe(events)
         if self.usage.estimated_output() > before:
             now = self._clock()
             self._first_at = self._first_at or now
             self._last_at = now
-        if not self._hide_usage or payload is None or "usage" not in payload:
-            return block.raw
-        if payload["usage"] is not None and not payload.get("choices"):
-            return b""  # the usage-only chunk the client did not ask for
-        return _without_usage(block.raw, payload)
 
 
-def _without_usage(raw: bytes, payload: dict[str, Any]) -> bytes:
-    """The block with the `usage` member removed, bytes otherwise untouched when possible."""
-    expected = {name: value for name, value in payload.items() if name != "usage"}
-    for pattern in _NULL_USAGE:
-        if raw.count(pattern) == 1:
-            candidate = raw.replace(pattern, b"")
-            data = candidate.partition(b"data:")[2].strip()
-            try:
-                if orjson.loads(data) == expected:
-                    return candidate
-            except orjson.JSONDecodeError:
-                pass
-    return b"data: " + orjson.dumps(expected) + b"\n\n"
+def _event_data(data: str) -> EventData:
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data
+    return parsed if isinstance(parsed, dict) else data

@@ -1,13 +1,14 @@
-"""One translator per provider kind; they know nothing about Envoy."""
+"""One module per provider kind: its wire schema, paths and credentials."""
 
 from extproc.config.schema import ProviderKind
-from extproc.providers import anthropic, azure, openai
-from extproc.providers.base import Translator, UpstreamRequest
+from extproc.providers import anthropic, azure, gemini, openai
+from extproc.providers.base import Location, ProviderApi
 
-TRANSLATORS: dict[ProviderKind, Translator] = {
-    "openai": openai.translate,
-    "azure": azure.translate,
-    "anthropic": anthropic.translate,
+PROVIDER_APIS: dict[ProviderKind, ProviderApi] = {
+    "openai": openai.API,
+    "azure": azure.API,
+    "anthropic": anthropic.API,
+    "gemini": gemini.API,
 }
 
-__all__ = ["TRANSLATORS", "Translator", "UpstreamRequest"]
+__all__ = ["PROVIDER_APIS", "Location", "ProviderApi"]

@@ -1,21 +1,29 @@
-"""Azure OpenAI: the deployment is in the path, the key in `api-key`."""
+"""Azure OpenAI: the deployment and `api-version` are in the path, the key in `api-key`."""
 
 from urllib.parse import quote
 
 from extproc.config import Target
-from extproc.endpoints.spec import JsonObject, ModelCall
 from extproc.headers import API_KEY
-from extproc.providers.base import UpstreamRequest, with_target
-from extproc.providers.schema import require_schema
+from extproc.providers.base import Location, ProviderApi
+from extproc.translators.openai import OPENAI
+from extproc.translators.schema import Operation
+
+SUFFIXES: dict[Operation, str] = {
+    "chat": "chat/completions",
+    "text_completion": "completions",
+    "embeddings": "embeddings",
+}
 
 
-def translate(endpoint: ModelCall, target: Target, body: JsonObject) -> UpstreamRequest:
+def locate(operation: Operation, target: Target, stream: bool) -> Location:
     provider = target.provider
-    require_schema(endpoint, target, "openai")
     deployment = quote(target.model, safe="")
     path = (
-        f"{provider.base_path}/openai/deployments/{deployment}/{endpoint.suffix}"
+        f"{provider.base_path}/openai/deployments/{deployment}/{SUFFIXES[operation]}"
         f"?api-version={quote(provider.api_version or '', safe='')}"
     )
-    headers = () if provider.api_key is None else ((API_KEY, provider.api_key.reveal()),)
-    return UpstreamRequest(path, headers, with_target(target, body))
+    key = provider.api_key
+    return Location(path, () if key is None else ((API_KEY, key.reveal()),))
+
+
+API = ProviderApi(OPENAI, locate, "azure.ai.openai")

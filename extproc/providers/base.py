@@ -1,28 +1,27 @@
-"""What a provider translator returns: the upstream request, as plain values."""
+"""How the gateway talks to one kind of provider: its wire schema, where each call goes and
+which credential headers go with it. Plain values; nothing here knows Envoy."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from extproc.config import Target
-from extproc.endpoints.spec import JsonObject, ModelCall
+from extproc.translators.schema import Operation, WireSchema
 
 
 @dataclass(frozen=True, slots=True)
-class UpstreamRequest:
+class Location:
     path: str
+    """The upstream path, query included."""
     headers: tuple[tuple[str, str], ...]
-    """Headers to set (overwriting any client copy): the provider credential and its companions."""
-    body: JsonObject
+    """Headers to set (overwriting any client copy): the credential and its companions."""
 
 
-class Translator(Protocol):
-    def __call__(self, endpoint: ModelCall, target: Target, body: JsonObject) -> UpstreamRequest:
-        """Rewrite a client request for the target's provider; raises BadRequest if it cannot."""
-        ...
-
-
-def with_target(target: Target, body: JsonObject) -> JsonObject:
-    """The body with the upstream model name and the target's forced options."""
-    return body | dict(target.options) | {"model": target.model}
+@dataclass(frozen=True, slots=True)
+class ProviderApi:
+    schema: WireSchema
+    locate: Callable[[Operation, Target, bool], Location]
+    """(operation, target, streamed) → where the call goes."""
+    otel_name: str
+    """The `gen_ai.provider.name` of this kind of provider."""

@@ -1,18 +1,23 @@
 """Any OpenAI-compatible API (OpenAI, vLLM, Ollama, Groq, …): `Authorization: Bearer`."""
 
 from extproc.config import Target
-from extproc.endpoints.spec import JsonObject, ModelCall
 from extproc.headers import AUTHORIZATION
-from extproc.providers.base import UpstreamRequest, with_target
-from extproc.providers.schema import require_schema
+from extproc.providers.base import Location, ProviderApi
+from extproc.translators.openai import OPENAI
+from extproc.translators.schema import Operation
+
+PATHS: dict[Operation, str] = {
+    "chat": "/v1/chat/completions",
+    "text_completion": "/v1/completions",
+    "embeddings": "/v1/embeddings",
+}
 
 
-def translate(endpoint: ModelCall, target: Target, body: JsonObject) -> UpstreamRequest:
+def locate(operation: Operation, target: Target, stream: bool) -> Location:
     provider = target.provider
-    require_schema(endpoint, target, "openai")
-    headers = (
-        ()
-        if provider.api_key is None
-        else ((AUTHORIZATION, f"Bearer {provider.api_key.reveal()}"),)
-    )
-    return UpstreamRequest(provider.base_path + endpoint.path, headers, with_target(target, body))
+    key = provider.api_key
+    headers = () if key is None else ((AUTHORIZATION, f"Bearer {key.reveal()}"),)
+    return Location(provider.base_path + PATHS[operation], headers)
+
+
+API = ProviderApi(OPENAI, locate, "openai")

@@ -17,14 +17,21 @@ MICRO_USD_PER_USD = 1_000_000
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per million tokens; the product with a token count is micro-dollars."""
+    """USD per million tokens; the product with a token count is micro-dollars. Cached input
+    has prices of its own when the table gives them (else the input price)."""
 
     input_per_million: float
     output_per_million: float
+    cached_input_per_million: float | None = None
+    cache_write_per_million: float | None = None
 
     def micro_usd(self, usage: Usage) -> float:
+        cached = self.cached_input_per_million
+        written = self.cache_write_per_million
         return (
-            usage.input_tokens * self.input_per_million
+            usage.uncached_input_tokens * self.input_per_million
+            + usage.cached_input_tokens * (self.input_per_million if cached is None else cached)
+            + usage.cache_write_tokens * (self.input_per_million if written is None else written)
             + usage.output_tokens * self.output_per_million
         )
 

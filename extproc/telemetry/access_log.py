@@ -25,6 +25,7 @@ def open_access_log(target: str) -> TextIO | None:
 
 def access_line(record: RequestRecord) -> bytes:
     started = datetime.datetime.fromtimestamp(record.started_ns / 1e9, datetime.UTC)
+    usage = record.usage
     entry = {
         "time": started.isoformat(timespec="milliseconds"),
         "request_id": record.request_id,
@@ -41,8 +42,11 @@ def access_line(record: RequestRecord) -> bytes:
         "operation": record.operation,
         "stream": record.stream,
         "quota": record.quota,
-        "input_tokens": record.input_tokens,
-        "output_tokens": record.output_tokens,
+        "input_tokens": usage.input_tokens if usage else None,
+        "output_tokens": usage.output_tokens if usage else None,
+        "cached_input_tokens": usage.cached_input_tokens if usage else None,
+        "cache_write_tokens": usage.cache_write_tokens if usage else None,
+        "reasoning_tokens": usage.reasoning_tokens if usage else None,
         "cost_usd": record.cost_usd,
         "latency_ms": round(record.elapsed() * 1000, 2),
         "ttft_ms": None if record.first_token is None else round(record.first_token * 1000, 2),

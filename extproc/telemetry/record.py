@@ -6,6 +6,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from extproc.usage import Usage
+
 
 @dataclass(slots=True)
 class RequestRecord:
@@ -20,7 +22,8 @@ class RequestRecord:
     """The GenAI operation (`chat`, `text_completion`, `embeddings`); None for local answers."""
     alias: str | None = None
     provider: str | None = None
-    provider_kind: str | None = None
+    provider_name: str | None = None
+    """`gen_ai.provider.name` of the provider kind (`openai`, `anthropic`, `gcp.gemini`, …)."""
     upstream_model: str | None = None
     response_model: str | None = None
     stream: bool = False
@@ -30,8 +33,8 @@ class RequestRecord:
     """`metered`, `unmetered`, `refused`, `store_unavailable`."""
     refused_scope: str | None = None
     refused_metric: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
+    usage: Usage | None = None
+    """What the request used (the provider's figures, else the gateway's estimate)."""
     cost_usd: float | None = None
     first_token: float | None = None
     per_output_token: float | None = None

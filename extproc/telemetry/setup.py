@@ -33,11 +33,10 @@ from prometheus_client import start_http_server
 from extproc.config.schema import TelemetrySpec
 from extproc.telemetry.access_log import access_line, open_access_log
 from extproc.telemetry.record import RequestRecord
+from extproc.usage import Usage
 
 log = logging.getLogger(__name__)
 
-PROVIDER_NAMES = {"openai": "openai", "azure": "azure.ai.openai", "anthropic": "anthropic"}
-"""`gen_ai.provider.name` values for each provider kind."""
 SPAN_EXPORT_DELAY_MS = 500
 CONTENT_LIMIT = 16 * 1024
 """Characters of prompt or completion recorded on a span, at most."""
@@ -189,7 +188,7 @@ class Telemetry:
         attributes = _attributes(
             {
                 "gen_ai.operation.name": record.operation,
-                "gen_ai.provider.name": PROVIDER_NAMES.get(record.provider_kind or ""),
+                "gen_ai.provider.name": record.provider_name,
                 "gen_ai.request.model": record.upstream_model,
                 "extproc.model.alias": record.alias,
                 "error.type": record.error_type,
@@ -201,8 +200,11 @@ class Telemetry:
         if record.per_output_token is not None:
             self._per_token.record(record.per_output_token, attributes)
         owner = _attributes({"extproc.key.id": record.key_id, "extproc.team": record.team})
-        for kind, tokens in (("input", record.input_tokens), ("output", record.output_tokens)):
-            if tokens is not None:
+        if record.usage is not None:
+            for kind, tokens in (
+                ("input", record.usage.input_tokens),
+                ("output", record.usage.output_tokens),
+            ):
                 self._tokens.record(tokens, attributes | owner | {"gen_ai.token.type": kind})
         if record.cost_usd:
             self._cost.add(record.cost_usd, owner | {"extproc.model.alias": record.alias or ""})
@@ -238,11 +240,10 @@ def _end_span(span: Span, record: RequestRecord) -> None:
         _attributes(
             {
                 "gen_ai.operation.name": record.operation,
-                "gen_ai.provider.name": PROVIDER_NAMES.get(record.provider_kind or ""),
+                "gen_ai.provider.name": record.provider_name,
                 "gen_ai.request.model": record.upstream_model,
                 "gen_ai.response.model": record.response_model,
-                "gen_ai.usage.input_tokens": record.input_tokens,
-                "gen_ai.usage.output_tokens": record.output_tokens,
+                **_usage_attributes(record.usage),
                 "gen_ai.input.messages": record.input_content,
                 "gen_ai.output.messages": record.output_content,
                 "http.request.method": record.method,
@@ -266,6 +267,18 @@ def _end_span(span: Span, record: RequestRecord) -> None:
     if record.error_type is not None:
         span.set_status(Status(StatusCode.ERROR, record.error_type))
     span.end()
+
+
+def _usage_attributes(usage: Usage | None) -> dict[str, int | None]:
+    if usage is None:
+        return {}
+    return {
+        "gen_ai.usage.input_tokens": usage.input_tokens,
+        "gen_ai.usage.output_tokens": usage.output_tokens,
+        "gen_ai.usage.cache_read.input_tokens": usage.cached_input_tokens,
+        "gen_ai.usage.cache_creation.input_tokens": usage.cache_write_tokens,
+        "gen_ai.usage.reasoning.output_tokens": usage.reasoning_tokens,
+    }
 
 
 def _attributes(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -65,6 +65,8 @@ def test_models_lists_exactly_what_the_key_may_use(gateway: RunningGateway) -> N
             "gpt-4o",
             "azure-gpt",
             "claude",
+            "gemini",
+            "gemini-embed",
             "embed",
             "split",
         }

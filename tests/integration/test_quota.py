@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from extproc.usage import estimate_input_tokens
+from extproc.usage import estimate_tokens
 from tests.conftest import OPENAI_KEY
 from tests.harness import (
     HTTP,
@@ -156,7 +156,7 @@ def test_clamping_lowers_max_tokens_to_what_is_left(
 ) -> None:
     response = chat(quota_gateway, "clamp", max_tokens=5000)
     assert response.status_code == 200
-    prompt = estimate_input_tokens("chat", {"messages": PROMPT})
+    prompt = estimate_tokens([PROMPT])
     assert mock.last_request()["body"]["max_tokens"] == 1000 - prompt
 
 
@@ -201,7 +201,7 @@ def test_two_workers_hammered_never_overshoot_the_budget(
     charged = sum(r.json()["usage"]["total_tokens"] for r in served)
     settles_to(quota_config, "budget", "tokens", charged)  # exactly the real usage
     assert charged <= budget, f"overshoot of {charged - budget} tokens"
-    largest_reservation = estimate_input_tokens("chat", {"messages": PROMPT}) + 50
+    largest_reservation = estimate_tokens([PROMPT]) + 50
     assert charged > budget - largest_reservation - 30, "refusals left budget unused"
     assert refused
 
@@ -231,5 +231,5 @@ def test_a_client_that_leaves_mid_stream_is_charged_what_was_streamed(
     while counter_used(quota_config, "stream", "concurrent", None) != 0:
         assert time.monotonic() < deadline, "the stream was never settled"
     charged = counter_used(quota_config, "stream", "tokens") - before
-    prompt = estimate_input_tokens("chat", {"messages": PROMPT})
+    prompt = estimate_tokens([PROMPT])
     assert prompt + 3 <= charged < prompt + 13, charged  # 13 words in a whole answer

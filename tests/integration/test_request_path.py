@@ -157,9 +157,23 @@ def test_anthropic_messages_pass_through_with_provider_headers(
     assert upstream["body"]["model"] == "claude-sonnet-4-5"
 
 
-def test_openai_endpoint_on_an_anthropic_model_is_a_clear_400(gateway: RunningGateway) -> None:
-    error = assert_openai_error(post(gateway, CHAT | {"model": "claude"}), 400)
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/embeddings", {"model": "claude", "input": "x"}),
+        ("/v1/completions", {"model": "claude", "prompt": "x"}),
+        ("/v1/completions", {"model": "gemini", "prompt": "x"}),
+    ],
+)
+def test_an_endpoint_the_provider_does_not_offer_is_a_clear_400(
+    gateway: RunningGateway, mock: MockProvider, path: str, body: dict[str, object]
+) -> None:
+    mock.clear()
+    response = HTTP.post(gateway.url + path, json=body, headers=AUTH)
+
+    error = assert_openai_error(response, 400)
     assert error["code"] == "unsupported_endpoint"
+    assert mock.requests() == []
 
 
 def test_one_mebibyte_prompt_goes_through(gateway: RunningGateway, mock: MockProvider) -> None:

@@ -15,7 +15,7 @@ import openai
 import orjson
 import pytest
 
-from extproc.usage import estimate_input_tokens
+from extproc.usage import estimate_tokens
 from tests.conftest import ANTHROPIC_KEY, OPENAI_KEY
 from tests.harness import (
     HTTP,
@@ -114,11 +114,16 @@ def test_events_arrive_as_the_provider_sends_them(
     body = {"model": "chat", "stream": True, "messages": PROMPT}
     pacing = {"x-mock-chunk-delay-ms": "150", "x-mock-words": "8"}
     with envoy_only(config, tmp_path, processor=None) as (_, alone_url):
-        plain = {"x-extproc-route": "openai", **pacing}
-        alone = stream_events(alone_url, body | {"model": "gpt-4o-mini"}, plain)
+        # Envoy alone: the client talks to the provider with the provider's own key.
+        direct = {
+            "x-extproc-route": "openai",
+            "authorization": f"Bearer {OPENAI_KEY}",
+            "accept-encoding": "identity",  # read raw: no provider gzip to undo
+        }
+        alone = stream_events(alone_url, body | {"model": "gpt-4o-mini"}, direct | pacing)
     through = stream_events(gateway.url, body, auth(**pacing))
 
-    assert len(through) == len(alone) == 9  # 8 words and [DONE]
+    assert len(through) == len(alone) == 11  # the role chunk, 8 words, the finish, [DONE]
 
     def gaps(events: list[tuple[float, bytes]]) -> list[float]:
         return [later[0] - earlier[0] for earlier, later in itertools.pairwise(events)]
@@ -200,13 +205,14 @@ def test_a_stream_the_provider_cuts_is_charged_what_was_streamed(
     before = used(config, gateway, "app", "tokens", "1d")
     body = {"model": "chat", "stream": True, "messages": PROMPT}
     with pytest.raises(httpx.RemoteProtocolError):
-        cut = {"x-mock-cut-after": "4", "x-mock-chunk-delay-ms": "50"}
+        cut = {"x-mock-cut-after": "5", "x-mock-chunk-delay-ms": "50"}
         stream_events(gateway.url, body, auth(**cut))
     deadline = time.monotonic() + 30
     while used(config, gateway, "app", "concurrent", None) != 0:
         assert time.monotonic() < deadline, "the cut stream was never settled"
-    prompt = estimate_input_tokens("chat", {"messages": PROMPT})
-    streamed = len("Hello from the mock ") // 4  # 4 words streamed, about 4 bytes a token
+    prompt = estimate_tokens([PROMPT])
+    # The role chunk and 4 words streamed, about 4 bytes a token.
+    streamed = len("Hello from the mock ") // 4
     settles_to(config, "app", "tokens", before + prompt + streamed, processor=gateway.processor)
 
 
@@ -224,7 +230,7 @@ def test_a_stream_that_outruns_its_budget_ends_with_an_error_event(
     assert "during the stream" in error["message"]
     text = "".join(chunk["choices"][0]["delta"]["content"] for chunk in payloads(events[:-2]))
     streamed = math.ceil(len(text) / 4)  # the gateway's estimate: about 4 bytes a token
-    prompt = estimate_input_tokens("chat", {"messages": PROMPT})
+    prompt = estimate_tokens([PROMPT])
     # Past the 5 tokens first reserved, as far as the budget paid for, and no further.
     assert 5 < streamed <= BUDGET - prompt < streamed + 3
     # The provider was stopped: it never finished its 200 words.

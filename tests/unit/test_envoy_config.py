@@ -29,6 +29,10 @@ def http_filters(bootstrap: dict[str, Any]) -> list[dict[str, Any]]:
     return manager["typed_config"]["http_filters"]  # type: ignore[no-any-return]
 
 
+def filter_config(bootstrap: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(f["typed_config"] for f in http_filters(bootstrap) if f["name"] == name)
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.name)
 def test_envoy_accepts_every_rendered_example(example: Path, tmp_path: Path) -> None:
     config = tmp_path / "envoy.yaml"
@@ -53,13 +57,27 @@ def test_committed_rendering_is_fresh(example: Path) -> None:
 
 def test_ext_proc_fails_closed_with_a_body_limit_for_long_prompts() -> None:
     bootstrap = rendered(ROOT / "examples" / "gateway.yaml")
-    ext_proc = http_filters(bootstrap)[0]["typed_config"]
+    ext_proc = filter_config(bootstrap, "envoy.filters.http.ext_proc")
 
     assert ext_proc.get("failure_mode_allow", False) is False
     assert ext_proc["status_on_error"]["code"] == "ServiceUnavailable"
     assert ext_proc["processing_mode"]["request_body_mode"] == "BUFFERED"
     listener = bootstrap["static_resources"]["listeners"][0]
     assert listener["per_connection_buffer_limit_bytes"] >= 1024 * 1024
+
+
+def test_bodies_are_inflated_before_the_processor_and_compressed_after_it() -> None:
+    names = [item["name"] for item in http_filters(rendered(ROOT / "examples" / "gateway.yaml"))]
+
+    # Requests run down this list, responses up it: the processor reads plain bodies both
+    # ways, and clients get answers compressed when they accept it.
+    assert names == [
+        "envoy.filters.http.decompressor.requests",
+        "envoy.filters.http.compressor",
+        "envoy.filters.http.ext_proc",
+        "envoy.filters.http.decompressor.responses",
+        "envoy.filters.http.router",
+    ]
 
 
 def test_https_providers_verify_certificates_with_sni() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,8 @@ from extproc.endpoints import MODEL_CALLS, match_endpoint
 from extproc.endpoints.body import check_common, parse_body, read_model
 from extproc.pipeline.auth import authenticate, digest_key
 from extproc.pipeline.routing import choose_target, resolve_route
-from extproc.providers import TRANSLATORS
+from extproc.providers import PROVIDER_APIS, Location
+from extproc.translators.translation import translate_request
 
 KEY = "sk-gw-unit-test"
 CONFIG = f"""
@@ -114,35 +116,57 @@ def test_endpoint_matching() -> None:
         match_endpoint("POST", "/v2/chat/completions")
 
 
-def test_openai_translation_rewrites_model_and_forces_options(gateway: Gateway) -> None:
-    target = gateway.models["a"].targets[0]
-    call = MODEL_CALLS["/v1/chat/completions"]
+def upstream(
+    gateway: Gateway, alias: str, path: str, body: dict[str, Any]
+) -> tuple[Location, dict[str, Any]]:
+    """Where a call goes and what it sends, as the request path prepares it."""
+    target = gateway.models[alias].targets[0]
+    call = MODEL_CALLS[path]
+    api = PROVIDER_APIS[target.provider.kind]
+    translation, sent = translate_request(
+        call.schema,
+        api.schema,
+        call.operation,
+        body,
+        model=target.model,
+        provider_kind=target.provider.kind,
+        options=target.options,
+        default_max_tokens=100,
+        stream_usage=True,
+    )
+    return api.locate(call.operation, target, translation.stream), sent
 
-    upstream = TRANSLATORS["openai"](
-        call, target, {"model": "a", "max_tokens": 500, "messages": []}
+
+def test_openai_upstream_gets_its_model_and_the_forced_options(gateway: Gateway) -> None:
+    location, body = upstream(
+        gateway, "a", "/v1/chat/completions", {"model": "a", "max_tokens": 500, "messages": []}
     )
 
-    assert upstream.path == "/proxy/v1/chat/completions"
-    assert upstream.headers == (("authorization", "Bearer sk-provider"),)
-    assert upstream.body == {"model": "up-a", "max_tokens": 9, "temperature": 0, "messages": []}
+    assert location.path == "/proxy/v1/chat/completions"
+    assert location.headers == (("authorization", "Bearer sk-provider"),)
+    assert body == {"model": "up-a", "max_tokens": 9, "temperature": 0, "messages": []}
 
 
-def test_azure_translation_puts_the_deployment_in_the_path(gateway: Gateway) -> None:
-    target = gateway.models["z"].targets[0]
+def test_azure_puts_the_deployment_in_the_path(gateway: Gateway) -> None:
+    location, _ = upstream(gateway, "z", "/v1/embeddings", {"input": "x"})
 
-    upstream = TRANSLATORS["azure"](MODEL_CALLS["/v1/embeddings"], target, {"input": "x"})
-
-    assert upstream.path == "/openai/deployments/dep%2F1/embeddings?api-version=2024-10-21"
-    assert upstream.headers == (("api-key", "sk-provider"),)
+    assert location.path == "/openai/deployments/dep%2F1/embeddings?api-version=2024-10-21"
+    assert location.headers == (("api-key", "sk-provider"),)
 
 
-def test_anthropic_passthrough_and_schema_mismatch(gateway: Gateway) -> None:
-    target = gateway.models["c"].targets[0]
+def test_anthropic_gets_its_headers_and_every_schema_reaches_it(gateway: Gateway) -> None:
+    location, body = upstream(gateway, "c", "/v1/messages", {"max_tokens": 5, "messages": []})
+    assert dict(location.headers) == {"anthropic-version": "2023-06-01", "x-api-key": "sk-provider"}
+    assert body == {"model": "claude-x", "max_tokens": 5, "messages": []}
 
-    upstream = TRANSLATORS["anthropic"](MODEL_CALLS["/v1/messages"], target, {"max_tokens": 5})
-
-    assert dict(upstream.headers) == {"anthropic-version": "2023-06-01", "x-api-key": "sk-provider"}
-    with pytest.raises(errors.BadRequest):
-        TRANSLATORS["anthropic"](MODEL_CALLS["/v1/chat/completions"], target, {})
-    with pytest.raises(errors.BadRequest):
-        TRANSLATORS["openai"](MODEL_CALLS["/v1/messages"], gateway.models["a"].targets[0], {})
+    chat = {"messages": [{"role": "user", "content": "hi"}]}
+    location, body = upstream(gateway, "c", "/v1/chat/completions", chat)
+    assert location.path == "/v1/messages"
+    assert body == {
+        "model": "claude-x",
+        "max_tokens": 100,  # Anthropic requires it: the cap quotas use
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+    }
+    with pytest.raises(errors.BadRequest) as refused:
+        upstream(gateway, "c", "/v1/embeddings", {"input": "x"})
+    assert refused.value.code == "unsupported_endpoint"

@@ -9,14 +9,11 @@ from extproc.errors import RateLimited
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.streaming import StreamRelay
 from extproc.sse import Block, Event, EventParser
-from extproc.usage import (
-    StreamUsage,
-    Usage,
-    estimate_input_tokens,
-    read_usage,
-    requested_output_cap,
-    with_output_cap,
-)
+from extproc.translators.anthropic import ANTHROPIC
+from extproc.translators.openai import OPENAI
+from extproc.translators.schema import WireSchema
+from extproc.translators.translation import Translation
+from extproc.usage import Usage, estimate_tokens
 
 OPENAI_STREAM = (
     b": keep-alive\r\n\r\n"
@@ -50,30 +47,39 @@ def test_events_parse_the_same_whatever_the_chunking() -> None:
     assert parse_in_pieces(OPENAI_STREAM, list(range(1, len(OPENAI_STREAM)))) == whole
 
 
+def passing_through(schema: WireSchema = OPENAI, *, hide_usage: bool = False) -> Translation:
+    """The translation of a call whose client and provider speak the same schema."""
+    assert schema.client is not None
+    return Translation(schema.client, schema.provider, "chat", "m", hide_usage=hide_usage)
+
+
+def relay(schema: WireSchema = OPENAI, *, hide_usage: bool = False) -> StreamRelay:
+    return StreamRelay(passing_through(schema, hide_usage=hide_usage), started=0.0)
+
+
 def test_stream_usage_prefers_the_reported_figures() -> None:
-    usage = StreamUsage()
-    for block in EventParser().feed(OPENAI_STREAM, end=True):
-        if block.event is not None:
-            usage.observe(block.event)
-    assert usage.done
-    assert usage.reported() == Usage(12, 2)
+    stream = relay()
+    stream.feed(OPENAI_STREAM, end=True)
+    assert stream.usage.done
+    assert stream.usage.reported() == Usage(12, 2)
 
 
 def test_anthropic_stream_reports_input_first_and_output_last() -> None:
-    usage = StreamUsage()
+    stream = relay(ANTHROPIC)
+    usage = {"input_tokens": 30, "cache_read_input_tokens": 10, "output_tokens": 1}
     for payload in (
-        {"type": "message_start", "message": {"usage": {"input_tokens": 30, "output_tokens": 1}}},
-        {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Hi there"}},
+        {"type": "message_start", "message": {"usage": usage}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
         {"type": "message_delta", "usage": {"output_tokens": 7}},
         {"type": "message_stop"},
     ):
-        usage.observe(Event(payload["type"], orjson.dumps(payload).decode()))  # type: ignore[arg-type]
-    assert usage.reported() == Usage(30, 7)
-    assert usage.done
+        stream.feed(b"data: " + orjson.dumps(payload) + b"\n\n", end=False)
+    assert stream.usage.reported() == Usage(40, 7, cached_input_tokens=10)
+    assert stream.usage.done
 
 
 def meter(*, hide_usage: bool = False) -> Meter:
-    return Meter(Usage(40, 500), schema="openai", hide_usage=hide_usage, started=0.0)
+    return Meter(Usage(40, 500), passing_through(hide_usage=hide_usage), started=0.0)
 
 
 def test_a_cut_stream_is_estimated_from_its_content() -> None:
@@ -100,47 +106,46 @@ AS_ASKED = (
 )
 
 
-def relay_in_pieces(relay: StreamRelay, data: bytes, size: int) -> bytes:
+def relay_in_pieces(stream: StreamRelay, data: bytes, size: int) -> bytes:
     out = b""
     for start in range(0, len(data), size):
         end = start + size >= len(data)
-        out += b"".join(piece.raw for piece in relay.feed(data[start : start + size], end=end))
+        out += b"".join(piece.raw for piece in stream.feed(data[start : start + size], end=end))
     return out
 
 
 @pytest.mark.parametrize("size", [1, 2, 7, 64, 10_000])
 def test_injected_usage_is_read_and_hidden(size: int) -> None:
-    relay = StreamRelay(schema="openai", hide_usage=True, started=0.0)
-    assert relay_in_pieces(relay, INJECTED, size) == AS_ASKED
-    assert relay.usage.reported() == Usage(9, 2)
+    stream = relay(hide_usage=True)
+    assert relay_in_pieces(stream, INJECTED, size) == AS_ASKED
+    assert stream.usage.reported() == Usage(9, 2)
 
 
 @pytest.mark.parametrize("size", [1, 5, 10_000])
 def test_a_stream_the_client_asked_usage_for_passes_byte_for_byte(size: int) -> None:
-    relay = StreamRelay(schema="openai", hide_usage=False, started=0.0)
-    assert relay_in_pieces(relay, INJECTED, size) == INJECTED
+    assert relay_in_pieces(relay(), INJECTED, size) == INJECTED
 
 
 def test_ending_a_stream_early_speaks_each_api() -> None:
     error = RateLimited("Limit reached during the stream.")
-    openai_end = StreamRelay(schema="openai", hide_usage=False, started=0.0).stop(error)
+    openai_end = relay().stop(error)
     first, second, rest = openai_end.split(b"\n\n")
     assert orjson.loads(first.removeprefix(b"data: "))["error"]["code"] == "rate_limit_exceeded"
     assert (second, rest) == (b"data: [DONE]", b"")
-    anthropic_end = StreamRelay(schema="anthropic", hide_usage=False, started=0.0).stop(error)
+    anthropic_end = relay(ANTHROPIC).stop(error)
     assert anthropic_end.startswith(b"event: error\ndata: ")
     assert orjson.loads(anthropic_end.split(b"data: ")[1])["error"]["type"] == "rate_limit_error"
 
 
 def test_time_to_first_token_and_per_token() -> None:
     now = [0.0]
-    relay = StreamRelay(schema="openai", hide_usage=True, started=0.0, clock=lambda: now[0])
+    stream = StreamRelay(passing_through(hide_usage=True), started=0.0, clock=lambda: now[0])
     blocks = INJECTED.split(b"\n\n")
     now[0] = 0.25
-    relay.feed(blocks[0] + b"\n\n", end=False)
+    stream.feed(blocks[0] + b"\n\n", end=False)
     now[0] = 0.35
-    relay.feed(b"\n\n".join(blocks[1:]), end=True)
-    timing = relay.timing()
+    stream.feed(b"\n\n".join(blocks[1:]), end=True)
+    timing = stream.timing()
     assert timing.first_token == 0.25
     assert timing.per_output_token == pytest.approx(0.1)
 
@@ -151,8 +156,10 @@ def test_time_to_first_token_and_per_token() -> None:
         (200, b'{"usage":{"prompt_tokens":5,"completion_tokens":9}}', Usage(5, 9)),
         (
             200,
-            b'{"usage":{"input_tokens":5,"cache_read_input_tokens":100,"output_tokens":9}}',
-            Usage(105, 9),
+            b'{"usage":{"prompt_tokens":105,"completion_tokens":9,'
+            b'"prompt_tokens_details":{"cached_tokens":100},'
+            b'"completion_tokens_details":{"reasoning_tokens":4}}}',
+            Usage(105, 9, cached_input_tokens=100, reasoning_tokens=4),
         ),
         (200, b"not json", Usage(40, 500)),
         (500, b'{"error":{"message":"boom"}}', None),
@@ -174,16 +181,21 @@ def test_no_answer_at_all_refunds() -> None:
 
 def test_estimates_cover_the_prompt_and_the_requested_output() -> None:
     chat = {"model": "m", "messages": [{"role": "user", "content": "x" * 400}], "n": 2}
-    assert estimate_input_tokens("chat", chat) >= 100
-    assert requested_output_cap("chat", chat) is None
-    assert requested_output_cap("chat", chat | {"max_completion_tokens": 50}) == 100
-    assert requested_output_cap("text_completion", {"prompt": "hi"}) == 16
-    assert requested_output_cap("embeddings", {"input": "hi"}) == 0
-    assert with_output_cap("chat", chat | {"max_tokens": 500}, 100)["max_tokens"] == 50
-    assert with_output_cap("messages", {"max_tokens": 500}, 30) == {"max_tokens": 30}
+    openai, anthropic = OPENAI.provider, ANTHROPIC.provider
+    assert estimate_tokens([chat["messages"]]) >= 100
+    assert openai.output_cap("chat", chat) is None
+    assert openai.output_cap("chat", chat | {"max_completion_tokens": 50}) == 100
+    assert openai.output_cap("text_completion", {"prompt": "hi"}) == 16
+    assert openai.output_cap("embeddings", {"input": "hi"}) == 0
+    assert openai.with_output_cap("chat", chat | {"max_tokens": 500}, 100)["max_tokens"] == 50
+    assert anthropic.with_output_cap("chat", {"max_tokens": 500}, 30) == {"max_tokens": 30}
 
 
-def test_usage_is_read_in_both_spellings() -> None:
-    assert read_usage({"usage": {"prompt_tokens": 3, "total_tokens": 3}}) == Usage(3, 0)
-    assert read_usage({"usage": None}) is None
-    assert read_usage(["not", "an", "object"]) is None
+def test_usage_is_read_in_each_spelling() -> None:
+    assert OPENAI.provider.read_usage({"usage": {"prompt_tokens": 3}}) == Usage(3, 0)
+    assert OPENAI.provider.read_usage({"usage": None}) is None
+    assert OPENAI.provider.read_usage(["not", "an", "object"]) is None
+    anthropic = {"input_tokens": 5, "cache_read_input_tokens": 100, "output_tokens": 9}
+    assert ANTHROPIC.provider.read_usage(
+        {"usage": anthropic | {"cache_creation_input_tokens": 7}}
+    ) == Usage(112, 9, cached_input_tokens=100, cache_write_tokens=7)

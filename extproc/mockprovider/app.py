@@ -1,0 +1,261 @@
+"""The mock's HTTP side: which provider a path belongs to, its credential check, recording,
+scripted failures, and compression.
+
+Routes: `…/v1/chat/completions`, `…/v1/completions`, `…/v1/embeddings` (OpenAI, Bearer key);
+`…/openai/deployments/{deployment}/…?api-version=` (Azure OpenAI, `api-key`);
+`…/v1/messages` (Anthropic, `x-api-key` + `anthropic-version`);
+`…/{version}/models/{model}:generateContent|streamGenerateContent|batchEmbedContents`
+(Gemini, `x-goog-api-key` or `?key=`).
+
+Headers that script a request (beside those of `script`):
+
+  x-mock-status: 429           answer this status with the provider's error shape
+  x-mock-body: {...}           answer exactly this body (with x-mock-status, or 200)
+  x-mock-latency-ms: 250       wait before answering
+  x-mock-chunk-delay-ms: 20    wait between streamed events
+  x-mock-cut-after: 3          cut the connection after this many streamed events
+  x-mock-force-gzip: 1         compress the answer even when the client did not accept gzip
+
+Answers are gzip-compressed whenever the request accepts gzip, as hosted APIs do (streams
+too, flushed event by event). `GET /_mock/requests` lists what the mock received (credential
+values as SHA-256 digests, never the values) and, for streams, how many events it sent and
+whether the client stayed to the end; `DELETE /_mock/requests` forgets them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import re
+import zlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from extproc.mockprovider import anthropic, gemini, openai
+from extproc.mockprovider.script import MockError, plan_reply
+
+RECORDED = 1000
+CREDENTIALS = ("authorization", "api-key", "x-api-key", "x-goog-api-key")
+_GEMINI = re.compile(r"/(?P<version>v1(?:beta|alpha)?)/models/(?P<model>[^/:]+):(?P<method>\w+)$")
+
+_requests = web.AppKey("requests", deque[dict[str, Any]])
+_keys = web.AppKey("keys", frozenset[str])
+ErrorBody = Callable[[int, str], bytes]
+
+
+def _record(request: web.Request, body: Any) -> dict[str, Any]:
+    def digest(value: str) -> str:
+        return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+    headers = {
+        name.lower(): digest(value) if name.lower() in CREDENTIALS else value
+        for name, value in request.headers.items()
+    }
+    query = "&".join(
+        f"{name}={digest(value) if name == 'key' else value}"
+        for name, value in request.query.items()
+    )
+    return {
+        "method": request.method,
+        "path": request.path,
+        "query": query,
+        "headers": headers,
+        "body": body,
+    }
+
+
+async def _handle(request: web.Request) -> web.StreamResponse:
+    raw = await request.read()
+    try:
+        body = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        body = None
+    record = _record(request, body)
+    request.app[_requests].append(record)
+    if latency := request.headers.get("x-mock-latency-ms"):
+        await asyncio.sleep(int(latency) / 1000)
+    gemini_path = _GEMINI.search(request.path)
+    if gemini_path:
+        return await _serve(request, body, record, _gemini_error, _gemini(gemini_path))
+    if request.path.endswith("/v1/messages"):
+        return await _serve(request, body, record, anthropic.error, _anthropic)
+    azure = "/openai/deployments/" in request.path
+    return await _serve(request, body, record, _openai_error, _openai(azure))
+
+
+Answer = Callable[[web.Request, dict[str, Any], dict[str, Any]], Awaitable[web.StreamResponse]]
+
+
+async def _serve(
+    request: web.Request,
+    body: Any,
+    record: dict[str, Any],
+    error_body: ErrorBody,
+    answer: Answer,
+) -> web.StreamResponse:
+    if "x-mock-status" in request.headers or "x-mock-body" in request.headers:
+        status = int(request.headers.get("x-mock-status", "200"))
+        text = request.headers.get("x-mock-body")
+        scripted = (
+            text.encode()
+            if text is not None
+            else error_body(status, f"Mock provider answered {status}.")
+        )
+        return _json(request, scripted, status)
+    if not isinstance(body, dict):
+        return _json(request, error_body(400, "The body is not a JSON object."), 400)
+    try:
+        return await answer(request, body, record)
+    except MockError as error:
+        return _json(request, error_body(error.status, str(error)), error.status)
+
+
+def _openai_error(status: int, message: str) -> bytes:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return openai.error(message, kind)
+
+
+def _gemini_error(status: int, message: str) -> bytes:
+    return gemini.error(status, message)
+
+
+def _openai(azure: bool) -> Answer:
+    async def answer(
+        request: web.Request, body: dict[str, Any], record: dict[str, Any]
+    ) -> web.StreamResponse:
+        refused = openai.check_key(request.headers, request.app[_keys], azure=azure)
+        if refused is not None:
+            return _json(request, openai.error(refused, code="invalid_api_key"), 401)
+        if azure and "api-version" not in request.query:
+            return _json(request, openai.error("Resource not found", code="404"), 404)
+        path = request.path
+        if path.endswith("/embeddings"):
+            return _json(request, orjson.dumps(openai.embeddings(body)))
+        chat = path.endswith("/chat/completions")
+        if not chat and not path.endswith("/completions"):
+            raise MockError(f"Unknown request URL: POST {path}.", status=404)
+        check = openai.check_chat if chat else openai.check_completion
+        reply = plan_reply(check(body), request.headers, "call_")
+        if body.get("stream"):
+            stream = openai.chat_events if chat else openai.completion_events
+            return await _send_events(request, stream(body, reply), record)
+        answer = openai.chat_answer if chat else openai.completion_answer
+        return _json(request, orjson.dumps(answer(body, reply)))
+
+    return answer
+
+
+async def _anthropic(
+    request: web.Request, body: dict[str, Any], record: dict[str, Any]
+) -> web.StreamResponse:
+    refused = anthropic.check_headers(request.headers, request.app[_keys])
+    if refused is not None:
+        status, message = refused
+        return _json(request, anthropic.error(status, message), status)
+    reply = plan_reply(anthropic.check_message(body), request.headers, "toolu_")
+    if body.get("stream"):
+        return await _send_events(request, anthropic.events(body, reply), record)
+    return _json(request, orjson.dumps(anthropic.message(body, reply)))
+
+
+def _gemini(path: re.Match[str]) -> Answer:
+    model, method = path["model"], path["method"]
+
+    async def answer(
+        request: web.Request, body: dict[str, Any], record: dict[str, Any]
+    ) -> web.StreamResponse:
+        refused = gemini.check_key(
+            request.headers, request.query.get("key", ""), request.app[_keys]
+        )
+        if refused is not None:
+            return _json(request, refused, orjson.loads(refused)["error"]["code"])
+        if method == "batchEmbedContents":
+            requests = gemini.check_embed(body, model)
+            return _json(request, orjson.dumps(gemini.embeddings(requests)))
+        if method not in ("generateContent", "streamGenerateContent"):
+            raise MockError(f"Method {method} is not supported by the mock.", status=404)
+        reply = plan_reply(gemini.check_generate(body), request.headers, "")
+        if method == "generateContent":
+            return _json(request, orjson.dumps(gemini.answer(model, reply)))
+        if request.query.get("alt") != "sse":
+            raise MockError("The mock streams server-sent events only: add ?alt=sse.")
+        return await _send_events(request, gemini.events(model, reply), record)
+
+    return answer
+
+
+def _compress(request: web.Request) -> bool:
+    accepted = request.headers.get("accept-encoding", "")
+    return "gzip" in accepted.lower() or "x-mock-force-gzip" in request.headers
+
+
+def _json(request: web.Request, body: bytes, status: int = 200) -> web.Response:
+    headers = {"content-type": "application/json"}
+    if _compress(request):
+        body = gzip.compress(body)
+        headers["content-encoding"] = "gzip"
+    return web.Response(body=body, status=status, headers=headers)
+
+
+async def _send_events(
+    request: web.Request, events: list[bytes], record: dict[str, Any]
+) -> web.StreamResponse:
+    delay = int(request.headers.get("x-mock-chunk-delay-ms", "0")) / 1000
+    cut_after = request.headers.get("x-mock-cut-after")
+    headers = {"content-type": "text/event-stream", "cache-control": "no-cache"}
+    compressor = None
+    if _compress(request):
+        compressor = zlib.compressobj(wbits=31)  # gzip, flushed after every event
+        headers["content-encoding"] = "gzip"
+    response = web.StreamResponse(headers=headers)
+    await response.prepare(request)
+    record["stream"] = {"sent": 0, "completed": False, "ended": False}
+    try:
+        for index, event in enumerate(events):
+            if cut_after is not None and index == int(cut_after):
+                assert request.transport is not None
+                request.transport.abort()  # the provider fails mid-stream
+                return response
+            data = event
+            if compressor is not None:
+                data = compressor.compress(event) + compressor.flush(zlib.Z_SYNC_FLUSH)
+            try:
+                await response.write(data)
+            except (ConnectionError, RuntimeError):
+                return response  # the gateway hung up: stop generating
+            record["stream"]["sent"] = index + 1
+            if delay:
+                await asyncio.sleep(delay)
+        if compressor is not None:
+            await response.write(compressor.flush())
+        await response.write_eof()
+        record["stream"]["completed"] = True
+    finally:
+        record["stream"]["ended"] = True
+    return response
+
+
+async def _list_requests(request: web.Request) -> web.Response:
+    recorded: deque[dict[str, Any]] = request.app[_requests]
+    return web.Response(body=orjson.dumps(list(recorded)), content_type="application/json")
+
+
+async def _forget_requests(request: web.Request) -> web.Response:
+    request.app[_requests].clear()
+    return web.Response(body=b'{"cleared":true}', content_type="application/json")
+
+
+def build_app(keys: frozenset[str] = frozenset()) -> web.Application:
+    """`keys`: the provider keys the mock accepts (any, when empty)."""
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[_requests] = deque(maxlen=RECORDED)
+    app[_keys] = keys
+    app.router.add_get("/_mock/requests", _list_requests)
+    app.router.add_delete("/_mock/requests", _forget_requests)
+    app.router.add_post("/{tail:.*}", _handle)
+    return app

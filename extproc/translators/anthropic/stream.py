@@ -1,0 +1,220 @@
+"""Anthropic event streams ⇄ neutral stream events.
+
+Anthropic's sequence: `message_start` (with the input usage), then for each content block
+`content_block_start`, `content_block_delta`s (`text_delta`, `input_json_delta`, …) and
+`content_block_stop`, then `message_delta` (stop reason, cumulative usage) and
+`message_stop`; `ping` events may come at any time, and `error` ends a failed stream.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from extproc.translators.anthropic.answer import (
+    ANTHROPIC_STOP,
+    STOP_REASONS,
+    usage_from,
+    usage_object,
+)
+from extproc.translators.anthropic.errors import error_from_object, error_object
+from extproc.translators.common import arguments_text, as_object, new_id
+from extproc.translators.ir import (
+    ApiError,
+    ChatRequest,
+    Finish,
+    JsonObject,
+    ReasoningDelta,
+    StopReason,
+    StreamEnd,
+    StreamEvent,
+    StreamFailed,
+    StreamStart,
+    TextDelta,
+    ToolArgumentsDelta,
+    ToolCallStart,
+    UsageReport,
+)
+from extproc.translators.schema import EventData
+from extproc.usage import Usage
+
+
+class StreamDecoder:
+    __slots__ = ("_ended", "_model", "_tool_blocks", "_usage")
+
+    def __init__(self, model: str) -> None:
+        self._model = model
+        self._usage: JsonObject = {}
+        self._tool_blocks: dict[int, int] = {}
+        """Content block index → the tool call's position among the answer's calls."""
+        self._ended = False
+
+    def decode(self, data: EventData) -> list[StreamEvent]:  # noqa: PLR0911 - one case per event
+        if isinstance(data, str):
+            return []
+        kind = data.get("type")
+        if kind == "message_start":
+            message = as_object(data.get("message"))
+            usage = message.get("usage")
+            self._usage = dict(usage) if isinstance(usage, dict) else {}
+            model = message.get("model")
+            return [
+                StreamStart(
+                    message.get("id") or new_id("msg_"),
+                    model if isinstance(model, str) else self._model,
+                    usage_from(self._usage) if self._usage else None,
+                )
+            ]
+        if kind == "content_block_start":
+            return self._block_start(data)
+        if kind == "content_block_delta":
+            return self._delta(data)
+        if kind == "message_delta":
+            return self._message_delta(data)
+        if kind == "message_stop":
+            self._ended = True
+            return [StreamEnd()]
+        if kind == "error" and isinstance(data.get("error"), dict):
+            return [StreamFailed(error_from_object(data["error"], 500))]
+        return []
+
+    def _block_start(self, data: JsonObject) -> list[StreamEvent]:
+        block = data.get("content_block")
+        index = data.get("index")
+        if not isinstance(block, dict) or not isinstance(index, int):
+            return []
+        if block.get("type") == "tool_use":
+            position = self._tool_blocks[index] = len(self._tool_blocks)
+            events: list[StreamEvent] = [
+                ToolCallStart(
+                    position, block.get("id") or new_id("toolu_"), block.get("name") or ""
+                )
+            ]
+            if isinstance(block.get("input"), dict) and block["input"]:
+                events.append(ToolArgumentsDelta(position, arguments_text(block["input"])))
+            return events
+        if block.get("type") == "text" and block.get("text"):
+            return [TextDelta(block["text"])]
+        return []
+
+    def _delta(self, data: JsonObject) -> list[StreamEvent]:
+        delta = as_object(data.get("delta"))
+        kind = delta.get("type")
+        if kind == "text_delta" and isinstance(delta.get("text"), str):
+            return [TextDelta(delta["text"])]
+        if kind == "input_json_delta" and delta.get("partial_json"):
+            position = self._tool_blocks.get(data.get("index"))  # type: ignore[arg-type]
+            if position is not None:
+                return [ToolArgumentsDelta(position, delta["partial_json"])]
+        if kind == "thinking_delta" and isinstance(delta.get("thinking"), str):
+            return [ReasoningDelta(delta["thinking"])]
+        return []
+
+    def _message_delta(self, data: JsonObject) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        delta = as_object(data.get("delta"))
+        if isinstance(delta.get("stop_reason"), str):
+            sequence = delta.get("stop_sequence")
+            reason: StopReason = STOP_REASONS.get(delta["stop_reason"], "other")
+            events.append(Finish(reason, sequence if isinstance(sequence, str) else None))
+        usage = data.get("usage")
+        if isinstance(usage, dict):
+            # Cumulative: later figures replace earlier ones; absent ones keep theirs.
+            self._usage |= {name: value for name, value in usage.items() if value is not None}
+            events.append(UsageReport(usage_from(self._usage)))
+        return events
+
+    def end(self) -> list[StreamEvent]:
+        if self._ended:
+            return []
+        self._ended = True
+        return [StreamEnd()]
+
+
+class StreamEncoder:
+    """Writes Anthropic's event sequence. Content blocks open as text or tool calls arrive;
+    the stop reason and usage go out in `message_delta` when the provider's stream ends."""
+
+    __slots__ = ("_block", "_open", "_stop", "_tool_blocks", "_usage")
+
+    def __init__(self, request: ChatRequest, model: str) -> None:
+        self._block = -1
+        self._open: str | None = None
+        """The type of the open content block (`text`, `tool_use`), None when none is."""
+        self._tool_blocks: dict[int, int] = {}
+        self._stop = Finish("stop")
+        self._usage: Usage | None = None
+
+    def encode(self, event: StreamEvent) -> bytes:  # noqa: PLR0911 - one answer per event kind
+        if isinstance(event, StreamStart):
+            self._usage = event.usage
+            message: JsonObject = {
+                "id": event.id,
+                "type": "message",
+                "role": "assistant",
+                "model": event.model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": usage_object(event.usage or Usage(0, 0)),
+            }
+            return _event("message_start", {"message": message})
+        if isinstance(event, TextDelta):
+            opening = b"" if self._open == "text" else self._start({"type": "text", "text": ""})
+            delta = {"index": self._block, "delta": {"type": "text_delta", "text": event.text}}
+            return opening + _event("content_block_delta", delta)
+        if isinstance(event, ToolCallStart):
+            block = {"type": "tool_use", "id": event.id, "name": event.name, "input": {}}
+            opening = self._start(block)
+            self._tool_blocks[event.index] = self._block
+            return opening
+        if isinstance(event, ToolArgumentsDelta):
+            index = self._tool_blocks.get(event.index)
+            if index is None:
+                return b""
+            delta = {"type": "input_json_delta", "partial_json": event.fragment}
+            return _event("content_block_delta", {"index": index, "delta": delta})
+        if isinstance(event, Finish):
+            self._stop = event
+            return b""
+        if isinstance(event, UsageReport):
+            self._usage = event.usage
+            return b""
+        if isinstance(event, StreamFailed):
+            return stream_error(event.error)
+        if isinstance(event, StreamEnd):
+            return self._close() + self._finish()
+        return b""  # reasoning: a thinking block needs a signature only Anthropic can make
+
+    def _start(self, block: JsonObject) -> bytes:
+        closing = self._close()
+        self._block += 1
+        self._open = block["type"]
+        start = {"index": self._block, "content_block": block}
+        return closing + _event("content_block_start", start)
+
+    def _close(self) -> bytes:
+        if self._open is None:
+            return b""
+        self._open = None
+        return _event("content_block_stop", {"index": self._block})
+
+    def _finish(self) -> bytes:
+        delta = {
+            "stop_reason": ANTHROPIC_STOP[self._stop.reason],
+            "stop_sequence": self._stop.stop_sequence,
+        }
+        usage = usage_object(self._usage or Usage(0, 0))
+        return _event("message_delta", {"delta": delta, "usage": usage}) + _event(
+            "message_stop", {}
+        )
+
+
+def _event(kind: str, fields: JsonObject) -> bytes:
+    data = orjson.dumps({"type": kind} | fields)
+    return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
+
+
+def stream_error(error: ApiError) -> bytes:
+    """Anthropic's `error` event: the SDKs raise it from their stream iterators."""
+    body = error_object(error)
+    return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"

@@ -1,0 +1,236 @@
+"""The neutral form of a model call, between one wire schema and another.
+
+Every wire schema translates its requests into these values and back, its answers, stream
+events and errors too; a call from an OpenAI client to an Anthropic provider goes
+OpenAI → neutral → Anthropic, and its answer Anthropic → neutral → OpenAI. Adding a schema is
+adding its translations to and from this form, not one per pair of schemas.
+
+The values hold meaning, not spelling: two requests that ask a model the same thing are equal
+here whatever schema they came from (consecutive turns of the same role are merged, tool
+results are user turns, arguments are parsed JSON).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from extproc.usage import Usage
+
+JsonObject = dict[str, Any]
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """An image by value (base64 `data` of type `media_type`) or by `url`."""
+
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: JsonObject
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    call_id: str
+    name: str
+    """The called tool's name, found through `call_id` (Gemini answers by name)."""
+    content: tuple[Text | Image, ...]
+    is_error: bool = False
+
+
+Part = Text | Image | ToolCall | ToolResult
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    parts: tuple[Part, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str | None
+    parameters: JsonObject
+    """A JSON Schema of the arguments."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    mode: Literal["auto", "none", "required", "tool"]
+    name: str | None = None
+    """The tool to call when `mode` is `tool`."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFormat:
+    """Structured output: any JSON object, or one that follows `schema`."""
+
+    kind: Literal["json_object", "json_schema"]
+    schema: JsonObject | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    messages: tuple[Message, ...]
+    system: tuple[str, ...] = ()
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    stop: tuple[str, ...] = ()
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    output_format: OutputFormat | None = None
+    user: str | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    stream: bool = False
+    stream_usage: bool = False
+    """The client wants the usage in its stream (Anthropic streams always carry it)."""
+    param_names: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """The client's name for a field where it differs from the field's name here; errors
+    about a field name it as the client wrote it."""
+
+    def param(self, name: str) -> str:
+        return self.param_names.get(name, name)
+
+
+StopReason = Literal["stop", "length", "tool_calls", "stop_sequence", "content_filter", "other"]
+"""Why generation ended: naturally, at the token cap, to call tools, at one of the request's
+stop sequences, blocked by a content filter, or for a provider-specific reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatAnswer:
+    id: str
+    model: str
+    parts: tuple[Text | ToolCall, ...]
+    stop: StopReason
+    usage: Usage | None
+    """None when the provider did not report it (the gateway's estimate then stands in)."""
+    stop_sequence: str | None = None
+    created: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingRequest:
+    inputs: tuple[str, ...]
+    dimensions: int | None = None
+    base64: bool = False
+    """The client wants each vector as base64 of little-endian float32 (OpenAI's option)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingAnswer:
+    vectors: tuple[tuple[float, ...], ...]
+    model: str
+    usage: Usage | None
+    """None when the provider does not report it (the gateway's estimate then stands)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiError:
+    """An error answer. `type` uses OpenAI's vocabulary (the gateway's own errors are
+    OpenAI-typed); each schema maps it to its own words."""
+
+    status: int
+    message: str
+    type: str
+    code: str | int | None = None
+    param: str | None = None
+    credentials_refused: bool = False
+    """The provider refused the gateway's credentials: the operator's problem, not the
+    client's (reported as 502 `provider_auth_failed`)."""
+
+
+# Stream events: what a provider's event stream says, one step at a time. Usage figures are
+# cumulative: the last `UsageReport` holds the totals.
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStart:
+    id: str
+    model: str
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """Thinking the provider streams (other schemas' clients do not get it; it counts as
+    output all the same)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStart:
+    index: int
+    """The call's position among this answer's tool calls, from 0."""
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolArgumentsDelta:
+    index: int
+    fragment: str
+    """A piece of the arguments' JSON text."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    reason: StopReason
+    stop_sequence: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFailed:
+    """The provider reported an error inside the stream."""
+
+    error: ApiError
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The provider ended its stream properly (`[DONE]`, `message_stop`, end of body)."""
+
+
+StreamEvent = (
+    StreamStart
+    | TextDelta
+    | ReasoningDelta
+    | ToolCallStart
+    | ToolArgumentsDelta
+    | Finish
+    | UsageReport
+    | StreamFailed
+    | StreamEnd
+)

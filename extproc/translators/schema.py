@@ -1,0 +1,114 @@
+"""What a wire schema knows, as the request path uses it.
+
+A schema has a provider side (what the gateway sends to a provider that speaks it and reads
+back) and, for the schemas clients speak, a client side (what the gateway reads from such a
+client and answers it). Both sides translate to and from the neutral form in `ir`.
+Translators know nothing about Envoy: they take and return plain values and bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from extproc.translators.ir import (
+    ApiError,
+    ChatAnswer,
+    ChatRequest,
+    EmbeddingAnswer,
+    EmbeddingRequest,
+    JsonObject,
+    StreamEvent,
+)
+from extproc.usage import Usage
+
+SchemaName = Literal["openai", "anthropic", "gemini"]
+Operation = Literal["chat", "text_completion", "embeddings"]
+"""The OpenTelemetry GenAI operation names of the calls the gateway serves."""
+
+EventData = JsonObject | str
+"""A stream event's data: its JSON object, or the text when it is not one (`[DONE]`)."""
+
+
+class StreamDecoder(Protocol):
+    """Reads a provider's event stream, one event's data at a time."""
+
+    def decode(self, data: EventData) -> list[StreamEvent]: ...
+
+    def end(self) -> list[StreamEvent]:
+        """The events the end of the body implies (a schema without an end event)."""
+        ...
+
+
+class StreamEncoder(Protocol):
+    """Writes a client's event stream from neutral events."""
+
+    def encode(self, event: StreamEvent) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSide:
+    operations: frozenset[Operation]
+    """The calls providers of this schema serve."""
+    model_in_body: bool
+    """Whether the body names the model (else the path does)."""
+
+    # The quota's view of a body in this schema.
+    input_fields: Mapping[Operation, tuple[str, ...]]
+    """The body fields that make up the input (the prompt estimate is their size)."""
+    output_cap: Callable[[Operation, JsonObject], int | None]
+    """The output the body asks for at most (all choices together); None if it sets none."""
+    with_output_cap: Callable[[Operation, JsonObject, int], JsonObject]
+    """The body asking for at most this much output in all."""
+
+    # Requests.
+    build_chat: Callable[[ChatRequest, int], JsonObject]
+    """(request, output cap to use when the request sets none) → body; raises BadRequest
+    naming a field the schema cannot express."""
+    build_embeddings: Callable[[EmbeddingRequest, str], JsonObject] | None
+    """(request, upstream model) → body."""
+
+    # Answers.
+    read_usage: Callable[[Any], Usage | None]
+    read_model: Callable[[Any], str | None]
+    read_text: Callable[[Any], str]
+    """The generated text of a JSON answer (for recording, when that is on)."""
+    parse_chat_answer: Callable[[JsonObject, str], ChatAnswer]
+    """(answer, the upstream model asked for) → neutral answer."""
+    parse_embeddings_answer: Callable[[JsonObject, str], EmbeddingAnswer] | None
+    decoder: Callable[[str], StreamDecoder]
+    """A stream decoder for one answer to the given upstream model."""
+    parse_error: Callable[[int, bytes], ApiError]
+
+    # Streams whose usage the gateway asked for itself (OpenAI's `include_usage`).
+    with_stream_usage: Callable[[Operation, JsonObject], tuple[JsonObject, bool]] | None = None
+    """The streaming body asking for its usage; True when that was added."""
+    without_usage: Callable[[bytes, JsonObject], bytes] | None = None
+    """A relayed event (raw bytes, parsed data) with the usage the client did not ask for
+    removed; empty when nothing is left of it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSide:
+    parse_chat: Callable[[JsonObject, str], ChatRequest]
+    """(body, provider kind) → neutral request; raises BadRequest naming a field that cannot
+    be carried to that provider."""
+    parse_embeddings: Callable[[JsonObject, str], EmbeddingRequest] | None
+    build_chat_answer: Callable[[ChatAnswer], JsonObject]
+    build_embeddings_answer: Callable[[EmbeddingAnswer, EmbeddingRequest], JsonObject] | None
+    encoder: Callable[[ChatRequest, str], StreamEncoder]
+    """(request, upstream model) → a stream encoder for its answer."""
+    stream_error: Callable[[ApiError], bytes]
+    """The bytes that end a stream with an error, in this schema."""
+    build_error: Callable[[ApiError], bytes]
+    is_native_error: Callable[[bytes], bool]
+    """Whether an error body already has this schema's shape (then it passes unchanged)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WireSchema:
+    name: SchemaName
+    provider: ProviderSide
+    client: ClientSide | None = None
+    """None for schemas only providers speak."""

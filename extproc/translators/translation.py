@@ -1,0 +1,147 @@
+"""One call's way between its client's schema and its provider's.
+
+When both speak the same schema the call passes through: the body keeps every field the client
+sent, answers and streams go back byte for byte, and the provider's schema is only read (for
+usage). Otherwise the request is parsed into the neutral form and written in the provider's
+schema, and answers, streams and errors are translated back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+
+from extproc.errors import BadRequest
+from extproc.translators.ir import (
+    ApiError,
+    ChatRequest,
+    EmbeddingRequest,
+    JsonObject,
+)
+from extproc.translators.schema import (
+    ClientSide,
+    Operation,
+    ProviderSide,
+    StreamDecoder,
+    StreamEncoder,
+    WireSchema,
+)
+from extproc.usage import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    client: ClientSide
+    provider: ProviderSide
+    operation: Operation
+    model: str
+    """The upstream model."""
+    request: ChatRequest | EmbeddingRequest | None = None
+    """The neutral request when the call is translated; None when it passes through."""
+    hide_usage: bool = False
+    """The gateway asked the provider's stream for usage the client did not ask for."""
+    stream: bool = False
+
+    @property
+    def translated(self) -> bool:
+        return self.request is not None
+
+    def answer(self, payload: JsonObject, fallback_usage: Usage) -> bytes:
+        """The client's JSON answer to a translated call; `fallback_usage` stands in when the
+        provider reports none (what the gateway charges)."""
+        request = self.request
+        if isinstance(request, EmbeddingRequest):
+            assert self.provider.parse_embeddings_answer is not None
+            assert self.client.build_embeddings_answer is not None
+            embeddings = self.provider.parse_embeddings_answer(payload, self.model)
+            if embeddings.usage is None:
+                embeddings = replace(embeddings, usage=fallback_usage)
+            return orjson.dumps(self.client.build_embeddings_answer(embeddings, request))
+        answer = self.provider.parse_chat_answer(payload, self.model)
+        if answer.usage is None:
+            answer = replace(answer, usage=fallback_usage)
+        return orjson.dumps(self.client.build_chat_answer(answer))
+
+    def decoder(self) -> StreamDecoder:
+        return self.provider.decoder(self.model)
+
+    def encoder(self) -> StreamEncoder | None:
+        """The client's stream encoder; None when the stream passes through."""
+        if not isinstance(self.request, ChatRequest):
+            return None
+        return self.client.encoder(self.request, self.model)
+
+    def error(self, status: int, body: bytes) -> ApiError:
+        return self.provider.parse_error(status, body)
+
+
+def translate_request(
+    client: WireSchema,
+    provider: WireSchema,
+    operation: Operation,
+    body: JsonObject,
+    *,
+    model: str,
+    provider_kind: str,
+    options: Mapping[str, Any],
+    default_max_tokens: int,
+    stream_usage: bool,
+) -> tuple[Translation, JsonObject]:
+    """The call's translation and the body to send upstream: in the provider's schema, with
+    the target's forced `options` merged in and the upstream `model`.
+
+    `stream_usage`: ask an OpenAI-style stream for its usage when the client did not."""
+    if operation not in provider.provider.operations:
+        raise BadRequest(
+            f"This model is served by a provider ({provider_kind}) that does not offer "
+            f"this endpoint.",
+            param="model",
+            code="unsupported_endpoint",
+        )
+    assert client.client is not None, "clients speak a schema with a client side"
+    request: ChatRequest | EmbeddingRequest | None = None
+    if client.name == provider.name:
+        upstream = body
+    elif operation == "chat":
+        request = client.client.parse_chat(body, provider_kind)
+        upstream = provider.provider.build_chat(request, default_max_tokens)
+    else:
+        # Embeddings: only OpenAI's schema has clients, and a provider schema that offers
+        # them has a builder (operations says so).
+        assert client.client.parse_embeddings is not None
+        assert provider.provider.build_embeddings is not None
+        request = client.client.parse_embeddings(body, provider_kind)
+        upstream = provider.provider.build_embeddings(request, model)
+    upstream = merge_options(upstream, options)
+    if provider.provider.model_in_body:
+        upstream["model"] = model
+    hide_usage = False
+    if stream_usage and provider.provider.with_stream_usage is not None:
+        upstream, added = provider.provider.with_stream_usage(operation, upstream)
+        hide_usage = added and request is None
+    translation = Translation(
+        client=client.client,
+        provider=provider.provider,
+        operation=operation,
+        model=model,
+        request=request,
+        hide_usage=hide_usage,
+        stream=body.get("stream") is True,
+    )
+    return translation, upstream
+
+
+def merge_options(body: JsonObject, options: Mapping[str, Any]) -> JsonObject:
+    """The body with the target's forced options; objects merge field by field (so
+    `{generationConfig: {temperature: 0}}` keeps the other generation settings)."""
+    merged = dict(body)
+    for name, value in options.items():
+        current = merged.get(name)
+        if isinstance(value, Mapping) and isinstance(current, dict):
+            merged[name] = merge_options(current, value)
+        else:
+            merged[name] = value
+    return merged
