@@ -134,9 +134,11 @@ class StreamEncoder:
     """Writes Anthropic's event sequence. Content blocks open as text or tool calls arrive;
     the stop reason and usage go out in `message_delta` when the provider's stream ends."""
 
-    __slots__ = ("_block", "_open", "_stop", "_tool_blocks", "_usage")
+    __slots__ = ("_block", "_closed", "_open", "_stop", "_tool_blocks", "_usage")
 
     def __init__(self, request: ChatRequest, model: str) -> None:
+        self._closed = False
+        """The stream ended (`message_stop` or an error): nothing may follow."""
         self._block = -1
         self._open: str | None = None
         """The type of the open content block (`text`, `tool_use`), None when none is."""
@@ -145,6 +147,8 @@ class StreamEncoder:
         self._usage: Usage | None = None
 
     def encode(self, event: StreamEvent) -> bytes:  # noqa: PLR0911 - one answer per event kind
+        if self._closed:
+            return b""
         if isinstance(event, StreamStart):
             self._usage = event.usage
             message: JsonObject = {
@@ -179,6 +183,8 @@ class StreamEncoder:
         if isinstance(event, UsageReport):
             self._usage = event.usage
             return b""
+        if isinstance(event, StreamFailed | StreamEnd):
+            self._closed = True
         if isinstance(event, StreamFailed):
             return stream_error(event.error)
         if isinstance(event, StreamEnd):

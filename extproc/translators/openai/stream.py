@@ -110,11 +110,13 @@ class StreamEncoder:
     for it (`stream_options.include_usage`), with `"usage": null` on the others as OpenAI
     does."""
 
-    __slots__ = ("_base", "_usage", "_with_usage")
+    __slots__ = ("_base", "_closed", "_usage", "_with_usage")
 
     def __init__(self, request: ChatRequest, model: str) -> None:
         self._with_usage = request.stream_usage
         self._usage: Usage | None = None
+        self._closed = False
+        """An error event ended the client's stream: nothing may follow it."""
         self._base: JsonObject = {
             "id": new_id("chatcmpl-"),
             "object": "chat.completion.chunk",
@@ -123,6 +125,8 @@ class StreamEncoder:
         }
 
     def encode(self, event: StreamEvent) -> bytes:  # noqa: PLR0911 - one answer per event kind
+        if self._closed:
+            return b""
         if isinstance(event, StreamStart):
             self._base |= {"id": event.id, "model": event.model}
             return self._chunk({"role": "assistant", "content": ""})
@@ -140,6 +144,8 @@ class StreamEncoder:
         if isinstance(event, UsageReport):
             self._usage = event.usage
             return b""
+        if isinstance(event, StreamFailed | StreamEnd):
+            self._closed = True
         if isinstance(event, StreamFailed):
             return stream_error(event.error)
         if isinstance(event, StreamEnd):
