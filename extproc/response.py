@@ -15,7 +15,8 @@ from extproc.envoyapi.messages import (
     relay_body,
     replace_response_body,
 )
-from extproc.errors import BadGateway, GatewayError, QuotaExhausted, RateLimited
+from extproc.errors import BadGateway, GatewayError, QuotaExhausted, RateLimited, shorten
+from extproc.pipeline.inflate import INFLATABLE, Inflater
 from extproc.pipeline.metering import Meter
 from extproc.quota.ledger import Reservation, refusal_labels
 from extproc.quota.limits import MICRO_USD_PER_USD, Price
@@ -40,6 +41,7 @@ JSON = "application/json"
 
 class ResponsePath:
     __slots__ = (
+        "_inflater",
         "_meter",
         "_price",
         "_record",
@@ -68,11 +70,18 @@ class ResponsePath:
         self._telemetry = telemetry
         self._stopped = False
         self._settled = False
+        self._inflater: Inflater | None = None
+        """Set when the provider compressed its answer anyway."""
 
     def on_headers(self, message: HttpHeaders) -> ProcessingResponse:
         headers = read_headers(message)
         status = int(headers[names.STATUS][0])
         content_type = (headers.get(names.CONTENT_TYPE) or [""])[0]
+        encoding = (headers.get(names.CONTENT_ENCODING) or ["identity"])[0].strip().lower()
+        if encoding in INFLATABLE:
+            self._inflater = Inflater()
+        elif encoding != "identity":
+            return self._unreadable(encoding, status)
         streamed = self._meter.on_headers(status, content_type)
         set_headers = list(self._reservation.headers)
         self._record.status = status
@@ -83,51 +92,76 @@ class ResponsePath:
                 set_headers.append((names.STATUS, str(self._credentials_refused(status))))
         elif self._translation.translated and not streamed:
             set_headers.append((names.CONTENT_TYPE, JSON))
+        rewritten = status >= 400 or self._translation.translated or self._inflater is not None
+        # A body the processor rewrites has its length (and encoding) set anew.
+        remove = [names.CONTENT_LENGTH] if rewritten else []
+        if self._inflater is not None:
+            remove.append(names.CONTENT_ENCODING)
         if streamed:
-            return amend_response_headers(set_headers, body="relay")
-        rewritten = status >= 400 or self._translation.translated
-        # A body the processor may rewrite comes whole; its length is Envoy's to set.
+            return amend_response_headers(set_headers, remove_headers=remove, body="relay")
         return amend_response_headers(
-            set_headers,
-            remove_headers=[names.CONTENT_LENGTH] if rewritten else [],
-            body="whole" if rewritten else None,
+            set_headers, remove_headers=remove, body="whole" if rewritten else None
         )
+
+    def _unreadable(self, encoding: str, status: int) -> ProcessingResponse:
+        """An answer in an encoding the gateway cannot decode (though it asked for none):
+        passed on untouched and charged its estimate, unless it needed translating."""
+        log.warning(
+            "provider %s answered with content-encoding %s although identity was asked for",
+            self._record.provider,
+            shorten(encoding),
+        )
+        if self._translation.translated:
+            raise BadGateway(
+                "The provider's answer is in an encoding the gateway cannot translate.",
+                code="bad_encoding",
+            )
+        self._record.status = status
+        self._meter.on_headers(status, "")  # its body goes unread: the estimate stands
+        return amend_response_headers(self._reservation.headers, body="skip")
 
     async def on_body(self, chunk: bytes, *, end: bool) -> ProcessingResponse | None:
         """The answer for a body chunk; None once a stream was ended early (Envoy has
         finished the response and needs nothing more)."""
         if self._stopped:
             return None
+        if self._inflater is not None:
+            chunk = self._inflater.feed(chunk, end=end)
         if self._meter.relay is not None:
             return await self._relay(chunk, end=end)
         self._meter.on_json_body(chunk, end=end)
         status = self._meter.status or 0
         if not end:
             return pass_through("response_body")
+        answer: bytes | None = None
+        set_headers: list[tuple[str, str]] = []
         if status >= 400:
-            return self._error_answer(status, chunk)
-        if self._translation.translated and self._meter.succeeded:
-            answer = self._meter.answer()
-            if not isinstance(answer, dict):
+            answer, set_headers = self._error_answer(status, chunk)
+        elif self._translation.translated and self._meter.succeeded:
+            parsed = self._meter.answer()
+            if not isinstance(parsed, dict):
                 raise BadGateway("The provider's answer is not a JSON object.", code="bad_answer")
-            return replace_response_body(self._translation.answer(answer, self._meter.estimate))
-        return pass_through("response_body")
+            answer = self._translation.answer(parsed, self._meter.estimate)
+        if answer is None and self._inflater is not None:
+            answer = chunk  # the inflated body, as the provider meant it
+        if answer is None:
+            return pass_through("response_body")
+        return replace_response_body(answer, set_headers=set_headers)
 
-    def _error_answer(self, status: int, body: bytes) -> ProcessingResponse:
-        """A provider's error in the client's schema (unchanged when it already is)."""
+    def _error_answer(self, status: int, body: bytes) -> tuple[bytes | None, list[tuple[str, str]]]:
+        """A provider's error in the client's schema (None: unchanged, it already is), and
+        the headers that change with it."""
         error = self._translation.error(status, body)
         client = self._translation.client
         if error.credentials_refused:
+            refused = client.build_error(PROVIDER_AUTH_FAILED.api_error())
             if status in CREDENTIALS_REFUSED:  # the headers said so already
-                return replace_response_body(client.build_error(PROVIDER_AUTH_FAILED.api_error()))
+                return refused, []
             # Some providers refuse a key with a 400 that only its body explains.
-            status_header = (names.STATUS, str(self._credentials_refused(status)))
-            return replace_response_body(
-                client.build_error(PROVIDER_AUTH_FAILED.api_error()), set_headers=[status_header]
-            )
+            return refused, [(names.STATUS, str(self._credentials_refused(status)))]
         if not self._translation.translated and client.is_native_error(body):
-            return pass_through("response_body")
-        return replace_response_body(client.build_error(error))
+            return None, []
+        return client.build_error(error), []
 
     def _credentials_refused(self, status: int) -> int:
         log.error(

@@ -72,12 +72,14 @@ limit (a larger one passes unread rather than failing)."""
 _RESPONSE_BODY_MODES = {
     "relay": _MODE(response_body_mode=_MODE.FULL_DUPLEX_STREAMED, response_trailer_mode=_MODE.SEND),
     "whole": _MODE(response_body_mode=_MODE.BUFFERED),
+    "skip": _MODE(response_body_mode=_MODE.NONE),
 }
 """`relay`: event streams — every chunk comes to the processor, which sends the client's bytes
 back (and can end the response early: Envoy then ends it downstream and resets the upstream).
 `whole`: a body the processor rewrites (a translated answer, an error): all of it at once,
-with the response headers held until it is done."""
-ResponseBodyMode = Literal["relay", "whole"]
+with the response headers held until it is done. `skip`: a body the processor cannot read
+goes to the client untouched."""
+ResponseBodyMode = Literal["relay", "whole", "skip"]
 
 
 def continue_and_read_response() -> ProcessingResponse:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import betterproto2
@@ -192,12 +192,13 @@ def render(bootstrap: Bootstrap) -> dict[str, Any]:
 
 def _listener(gateway: Gateway, placement: Placement, with_processor: bool) -> Listener:
     # Requests pass the filters in this order, responses in the reverse one: gzip request
-    # bodies are inflated before the processor reads them; provider answers reach it
-    # uncompressed (it asks for identity, the response decompressor covers providers that
-    # compress anyway), and the client gets them compressed when it accepts gzip.
-    filters = [_gunzip("requests"), _compressor()]
+    # bodies are inflated before the processor reads them, and answers are compressed after
+    # it for clients that accept gzip. Answers reach the processor plain because it asks
+    # providers for identity (and inflates those that compress anyway itself: behind Envoy's
+    # decompressor the processor never receives the response body, envoyproxy/envoy#21205).
+    filters = [_request_decompressor(), _compressor()]
     if with_processor:
-        filters += [_ext_proc_filter(gateway), _gunzip("responses")]
+        filters.append(_ext_proc_filter(gateway))
     # No x-envoy-* headers towards providers or clients: they describe our internals.
     router = Router(suppress_envoy_headers=True)
     filters.append(
@@ -274,34 +275,25 @@ def _compressor() -> HttpFilter:
     return HttpFilter(name="envoy.filters.http.compressor", typed_config=AnyMessage.pack(config))
 
 
-def _gunzip(direction: Literal["requests", "responses"]) -> HttpFilter:
-    """Inflates gzip bodies in one direction only (two instances sit on either side of the
-    processor)."""
-    requests = direction == "requests"
+def _request_decompressor() -> HttpFilter:
+    """Inflates gzip request bodies (the limit on the body applies to the inflated size);
+    responses pass untouched."""
     config = Decompressor(
         decompressor_library=TypedExtensionConfig(
             name="envoy.compression.gzip.decompressor",
             typed_config=AnyMessage.pack(GzipDecompressor()),
         ),
         request_direction_config=DecompressorRequestDirectionConfig(
-            common_config=_switch(requests),
             # The processor chooses what the provider may send (identity).
             advertise_accept_encoding=False,
         ),
         response_direction_config=DecompressorResponseDirectionConfig(
-            common_config=_switch(not requests)
+            common_config=DecompressorCommonDirectionConfig(
+                enabled=RuntimeFeatureFlag(default_value=False, runtime_key="unused")
+            )
         ),
     )
-    return HttpFilter(
-        name=f"envoy.filters.http.decompressor.{direction}",
-        typed_config=AnyMessage.pack(config),
-    )
-
-
-def _switch(enabled: bool) -> DecompressorCommonDirectionConfig:
-    return DecompressorCommonDirectionConfig(
-        enabled=RuntimeFeatureFlag(default_value=enabled, runtime_key="unused")
-    )
+    return HttpFilter(name="envoy.filters.http.decompressor", typed_config=AnyMessage.pack(config))
 
 
 def _routes(gateway: Gateway) -> RouteConfiguration:

@@ -84,8 +84,9 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return await _serve(request, body, record, _gemini_error, _gemini(gemini_path))
     if request.path.endswith("/v1/messages"):
         return await _serve(request, body, record, anthropic.error, _anthropic)
-    azure = "/openai/deployments/" in request.path
-    return await _serve(request, body, record, _openai_error, _openai(azure))
+    if "/openai/deployments/" in request.path:
+        return await _serve(request, body, record, openai.azure_error, _openai(azure=True))
+    return await _serve(request, body, record, openai.status_error, _openai(azure=False))
 
 
 Answer = Callable[[web.Request, dict[str, Any], dict[str, Any]], Awaitable[web.StreamResponse]]
@@ -115,11 +116,6 @@ async def _serve(
         return _json(request, error_body(error.status, str(error)), error.status)
 
 
-def _openai_error(status: int, message: str) -> bytes:
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    return openai.error(message, kind)
-
-
 def _gemini_error(status: int, message: str) -> bytes:
     return gemini.error(status, message)
 
@@ -128,11 +124,12 @@ def _openai(azure: bool) -> Answer:
     async def answer(
         request: web.Request, body: dict[str, Any], record: dict[str, Any]
     ) -> web.StreamResponse:
+        error = openai.azure_error if azure else openai.status_error
         refused = openai.check_key(request.headers, request.app[_keys], azure=azure)
         if refused is not None:
-            return _json(request, openai.error(refused, code="invalid_api_key"), 401)
+            return _json(request, error(401, refused), 401)
         if azure and "api-version" not in request.query:
-            return _json(request, openai.error("Resource not found", code="404"), 404)
+            return _json(request, error(404, "Resource not found"), 404)
         path = request.path
         if path.endswith("/embeddings"):
             return _json(request, orjson.dumps(openai.embeddings(body)))

@@ -37,8 +37,27 @@ ROLES = ("system", "developer", "user", "assistant", "tool")
 FINISH = {"stop": "stop", "stop_sequence": "stop", "length": "length", "tool_calls": "tool_calls"}
 
 
+_ERRORS = {
+    401: ("invalid_request_error", "invalid_api_key"),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
 def error(message: str, kind: str = "invalid_request_error", code: str | None = None) -> bytes:
     return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
+
+
+def status_error(status: int, message: str) -> bytes:
+    """OpenAI's error for a status, typed as OpenAI types it."""
+    default = ("invalid_request_error", None) if status < 500 else ("server_error", None)
+    kind, code = _ERRORS.get(status, default)
+    return error(message, kind, code)
+
+
+def azure_error(status: int, message: str) -> bytes:
+    """Azure OpenAI's own error shape: a code and a message, no type."""
+    return orjson.dumps({"error": {"code": str(status), "message": message}})
 
 
 def check_key(headers: Mapping[str, str], keys: frozenset[str], *, azure: bool) -> str | None:
