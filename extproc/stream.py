@@ -36,7 +36,7 @@ from extproc.errors import (
 from extproc.pipeline.auth import authenticate
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.routing import choose_target, resolve_route
-from extproc.providers import PROVIDER_APIS
+from extproc.pipeline.upstream import prepare_upstream
 from extproc.quota.ledger import Ledger
 from extproc.response import ResponsePath
 from extproc.telemetry.record import RequestRecord
@@ -44,7 +44,7 @@ from extproc.telemetry.setup import Telemetry
 from extproc.translators.ir import JsonObject
 from extproc.translators.openai import OPENAI
 from extproc.translators.schema import ClientSide
-from extproc.translators.translation import Translation, translate_request
+from extproc.translators.translation import Translation
 from extproc.usage import Usage, estimate_tokens
 
 log = logging.getLogger(__name__)
@@ -172,25 +172,17 @@ class Exchange:
         route = resolve_route(self._gateway.models, principal, alias)
         target = choose_target(route, self._services.rng)
         provider = target.provider
-        api = PROVIDER_APIS[provider.kind]
-        record.provider, record.provider_name = provider.name, api.otel_name
-        record.upstream_model = target.model
         default_cap = route.max_output_tokens or self._gateway.quota.default_max_output_tokens
-        translation, upstream_body = translate_request(
-            call.schema,
-            api.schema,
-            call.operation,
-            body,
-            model=target.model,
-            provider_kind=provider.kind,
-            options=target.options,
-            default_max_tokens=default_cap,
-            stream_usage=provider.stream_usage,
-        )
+        upstream = prepare_upstream(call, target, body, default_max_tokens=default_cap)
+        translation = upstream.translation
+        record.provider, record.provider_name = provider.name, upstream.api.otel_name
+        record.upstream_model = target.model
         if self._services.telemetry.records_content:
             record.input_content = self._services.telemetry.content(_input_text(call, body))
-        upstream_body = await self._reserve(principal, route, translation, upstream_body)
-        location = api.locate(call.operation, target, translation.stream)
+        upstream_body = await self._reserve(
+            principal, route, translation, upstream.body, default_cap
+        )
+        location = upstream.api.locate(call.operation, target, translation.stream)
         payload = orjson.dumps(upstream_body)
         set_headers = [
             *location.headers,
@@ -207,15 +199,20 @@ class Exchange:
         return replace_request(set_headers=set_headers, remove_headers=remove, body=payload)
 
     async def _reserve(
-        self, principal: Principal, route: ModelRoute, translation: Translation, body: JsonObject
+        self,
+        principal: Principal,
+        route: ModelRoute,
+        translation: Translation,
+        body: JsonObject,
+        default_cap: int,
     ) -> JsonObject:
         """Reserve the request's estimated cost (read from the body as the provider will get
-        it) and prepare its response path; returns the body to send (its output cap lowered
-        when a clamping limit asks for that)."""
+        it; `default_cap` when it asks for no output cap) and prepare its response path;
+        returns the body to send (its output cap lowered when a clamping limit asks)."""
         provider, operation = translation.provider, translation.operation
         cap = provider.output_cap(operation, body)
         if cap is None:
-            cap = route.max_output_tokens or self._gateway.quota.default_max_output_tokens
+            cap = default_cap
         fields = provider.input_fields.get(operation, ())
         estimate = Usage(estimate_tokens(body[name] for name in fields if name in body), cap)
         telemetry = self._services.telemetry

@@ -75,6 +75,12 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def token_count(values: Any, name: str) -> int:
+    """A token count from a provider's usage object: 0 when absent or not a count."""
+    value = values.get(name) if isinstance(values, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def parse_arguments(text: Any, param: str) -> JsonObject:
     """Tool call arguments given as JSON text: they must be a JSON object."""
     expect(text, str, param, "a string of JSON")

@@ -2,7 +2,10 @@
 
 The gateway runs four times: plain, with limits on the memory store, with limits on a Redis
 store (a local redis-server), and with every request traced to an in-process OTLP receiver,
-to show what quota checks and tracing add.
+to show what quota checks and tracing add. The plain gateway is also loaded with a call it
+translates (an OpenAI client to an alias on an Anthropic-kind provider), with a client that
+accepts gzip (Envoy compresses the answers), and with a provider that compresses although it
+was asked not to (the processor inflates the answers).
 All setups run side by side and are loaded in turn by `hey`, ROUNDS times; medians of the
 rounds are printed with the ratios to Envoy alone. A control row loads Envoy's admin endpoint
 (no Python anywhere) to show how much the machine itself stalls during the run: on shared
@@ -30,7 +33,10 @@ DURATION_SECONDS = 5
 ROUNDS = 3
 CONNECTIONS = (1, 32)
 DEMO_KEY = "sk-demo-gateway-key"
-BODY = '{"model":"gpt-4o","messages":[{"role":"user","content":"Say hello in one sentence."}]}'
+PROMPT = '"messages":[{"role":"user","content":"Say hello in one sentence."}]'
+BODY = '{"model":"gpt-4o",' + PROMPT + "}"
+TRANSLATED_BODY = '{"model":"claude-sonnet",' + PROMPT + "}"
+"""The demo's alias on an Anthropic-kind provider (the same mock, speaking Messages)."""
 STREAMS_PER_ROUND = 40
 
 
@@ -45,13 +51,29 @@ class Figures:
     """CPU microseconds per request, by process role."""
 
 
-def load(url: str, connections: int, roots: list[int], *, post: bool = True) -> Figures:
-    request = ["-m", "POST", "-T", "application/json", "-d", BODY] if post else []
+@dataclass(frozen=True)
+class Setup:
+    url: str
+    roots: list[int]
+    """The processes whose CPU time counts for this setup."""
+    body: str = BODY
+    gzip: bool = False
+    """The client accepts gzip (hey's default; the other rows ask for identity)."""
+    extra: tuple[str, ...] = ()
+    """More `-H` arguments for hey."""
+
+
+def load(url: str, connections: int, setup: Setup, *, post: bool = True) -> Figures:
+    request = ["-m", "POST", "-T", "application/json", "-d", setup.body] if post else []
     headers = [
         "-H", f"Authorization: Bearer {DEMO_KEY}",
         # Envoy alone routes on the header the processor would set; the gateway strips it.
         "-H", "x-extproc-route: mock",
+        *(argument for header in setup.extra for argument in ("-H", header)),
     ]  # fmt: skip
+    if not setup.gzip:
+        headers.append("-disable-compression")
+    roots = setup.roots
     before = cpu_by_role(roots)
     output = subprocess.run(
         ["hey", "-z", f"{DURATION_SECONDS}s", "-c", str(connections), "-o", "csv",
@@ -81,10 +103,14 @@ class StreamFigures:
     whole_stream_ms: float
 
 
-def stream_once(client: httpx.Client, url: str) -> tuple[float, float]:
+def stream_once(client: httpx.Client, url: str, model: str) -> tuple[float, float]:
     """(time to the first content event, time to the end) of one streamed chat, in ms."""
-    body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
-    headers = {"authorization": f"Bearer {DEMO_KEY}", "x-extproc-route": "mock"}
+    body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
+    headers = {
+        "authorization": f"Bearer {DEMO_KEY}",
+        "x-extproc-route": "mock",
+        "accept-encoding": "identity",  # the raw events, as they arrive
+    }
     started = time.perf_counter()
     first = None
     with client.stream("POST", url, json=body, headers=headers) as response:
@@ -96,10 +122,10 @@ def stream_once(client: httpx.Client, url: str) -> tuple[float, float]:
     return (first - started) * 1000, (end - started) * 1000
 
 
-def load_streams(url: str) -> StreamFigures:
+def load_streams(url: str, model: str) -> StreamFigures:
     with httpx.Client(timeout=30) as client:
-        stream_once(client, url)  # connection set up outside the measurement
-        runs = [stream_once(client, url) for _ in range(STREAMS_PER_ROUND)]
+        stream_once(client, url, model)  # connection set up outside the measurement
+        runs = [stream_once(client, url, model) for _ in range(STREAMS_PER_ROUND)]
     return StreamFigures(
         first_token_ms=statistics.median(first for first, _ in runs),
         whole_stream_ms=statistics.median(whole for _, whole in runs),
@@ -143,9 +169,9 @@ def configure(
     """The demo configuration on the mock; with `store`, the demo key gets LIMITS there;
     with `collector`, every request is traced (Envoy and processor) to that OTLP endpoint."""
     document = yaml.safe_load((ROOT / "examples" / "gateway.yaml").read_text())
-    mock = document["providers"]["mock"]
-    mock["base_url"] = mock_url
-    mock["api_key"] = "${file:%s}" % (ROOT / "examples/secrets/mock-provider-key")
+    for provider in document["providers"].values():  # every demo provider is the mock
+        provider["base_url"] = mock_url
+        provider["api_key"] = "${file:%s}" % (ROOT / "examples/secrets/mock-provider-key")
     for key in document["keys"]:
         key.pop("limits", None)
         if store is not None:
@@ -188,26 +214,35 @@ def main() -> int:
             running_gateway(shared, directory / "redis.log") as with_redis,
             running_gateway(traced, directory / "traced.log") as with_tracing,
         ):
+            plain = [gateway.process.popen.pid, mock_pid]
             targets = {
-                "envoy alone": (alone_url, [alone.popen.pid, mock_pid]),
-                "gateway": (gateway.url, [gateway.process.popen.pid, mock_pid]),
-                "+quota mem": (with_memory.url, [with_memory.process.popen.pid, mock_pid]),
-                "+quota redis": (
+                "envoy alone": Setup(alone_url, [alone.popen.pid, mock_pid]),
+                "gateway": Setup(gateway.url, plain),
+                "+translation": Setup(gateway.url, plain, body=TRANSLATED_BODY),
+                "+gzip client": Setup(gateway.url, plain, gzip=True),
+                "+gzip provider": Setup(gateway.url, plain, extra=("x-mock-force-gzip: 1",)),
+                "+quota mem": Setup(with_memory.url, [with_memory.process.popen.pid, mock_pid]),
+                "+quota redis": Setup(
                     with_redis.url,
                     [with_redis.process.popen.pid, mock_pid, redis.process.popen.pid],
                 ),
-                "+tracing": (with_tracing.url, [with_tracing.process.popen.pid, mock_pid]),
+                "+tracing": Setup(with_tracing.url, [with_tracing.process.popen.pid, mock_pid]),
             }
+            control_setup = Setup(admin_url(directory), [alone.popen.pid])
             for _ in range(ROUNDS):
-                control = load(admin_url(directory), 1, [alone.popen.pid], post=False)
+                control = load(control_setup.url, 1, control_setup, post=False)
                 runs.setdefault(("control", 1), []).append(control)
                 for connections in CONNECTIONS:
-                    for name, (url, roots) in targets.items():
-                        figures = load(url + "/v1/chat/completions", connections, roots)
+                    for name, setup in targets.items():
+                        figures = load(setup.url + "/v1/chat/completions", connections, setup)
                         runs.setdefault((name, connections), []).append(figures)
-                for name in ("envoy alone", "gateway"):
-                    url = targets[name][0] + "/v1/chat/completions"
-                    streams.setdefault(name, []).append(load_streams(url))
+                for name, url, model in (
+                    ("envoy alone", alone_url, "gpt-4o"),
+                    ("gateway", gateway.url, "gpt-4o"),
+                    ("translated", gateway.url, "claude-sonnet"),
+                ):
+                    result = load_streams(url + "/v1/chat/completions", model)
+                    streams.setdefault(name, []).append(result)
     results = {key: median(value) for key, value in runs.items()}
     report(results)
     report_streams(streams)
@@ -225,9 +260,10 @@ def report_streams(streams: dict[str, list[StreamFigures]]) -> None:
         whole = statistics.median(r.whole_stream_ms for r in rounds)
         medians[name] = first
         print(f"  {name:<13} first token {first:6.2f} ms   whole stream {whole:6.2f} ms")
-    added = medians["gateway"] - medians["envoy alone"]
-    ratio = medians["gateway"] / medians["envoy alone"]
-    print(f"  added time to first token: +{added:.2f} ms ({ratio:.2f}x)")
+    for name in ("gateway", "translated"):
+        added = medians[name] - medians["envoy alone"]
+        ratio = medians[name] / medians["envoy alone"]
+        print(f"  added time to first token, {name}: +{added:.2f} ms ({ratio:.2f}x)")
 
 
 def report(results: dict[tuple[str, int], Figures]) -> None:
@@ -254,7 +290,14 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
     )
     print(f"  p99 latency @32 conns  {gw32.p99_ms / alone32.p99_ms:5.2f}x")
     print("\nadded features / the gateway without them (same run):")
-    for name in ("+quota mem", "+quota redis", "+tracing"):
+    for name in (
+        "+translation",
+        "+gzip client",
+        "+gzip provider",
+        "+quota mem",
+        "+quota redis",
+        "+tracing",
+    ):
         quota1, quota32 = results[name, 1], results[name, 32]
         print(
             f"  {name:<13} p50 @1 conn +{quota1.p50_ms - gw1.p50_ms:.2f} ms"
@@ -262,7 +305,10 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
             f"   req/s @32 conns {quota32.requests_per_second / gw32.requests_per_second:4.2f}x"
         )
     print("\nCPU microseconds per request @32 conns (from /proc; stalls do not count):")
-    for name in ("envoy alone", "gateway", "+quota mem", "+quota redis", "+tracing"):
+    for name in (
+        "envoy alone", "gateway", "+translation", "+gzip client", "+gzip provider",
+        "+quota mem", "+quota redis", "+tracing",
+    ):  # fmt: skip
         figures = results[name, 32]
         parts = "  ".join(f"{role} {cpu:6.0f}" for role, cpu in figures.cpu_us.items())
         print(f"  {name:<13} {parts}   total {sum(figures.cpu_us.values()):6.0f}")

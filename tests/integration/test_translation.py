@@ -590,6 +590,21 @@ def test_provider_errors_reach_anthropic_clients_in_their_shape(
     }
 
 
+def test_an_answer_that_cannot_be_translated_is_a_clear_502(
+    oai: openai.OpenAI, gateway: RunningGateway, config: Path
+) -> None:
+    before = quota_usage(config, gateway.processor)["key:app tokens 1d *"]["used"]
+    with pytest.raises(openai.InternalServerError) as raised:
+        oai.chat.completions.create(
+            model="an",
+            messages=[{"role": "user", "content": "Hi"}],
+            extra_headers={"x-mock-status": "200", "x-mock-body": "<html>maintenance</html>"},
+        )
+    assert raised.value.status_code == 502
+    assert raised.value.code == "bad_answer"
+    settles_to(config, "app", "tokens", float(before), processor=gateway.processor)
+
+
 def test_the_gateways_own_errors_speak_anthropic_on_messages(gateway: RunningGateway) -> None:
     sdk = anthropic.Anthropic(base_url=gateway.url, api_key="sk-unknown", max_retries=0)
     with sdk, pytest.raises(anthropic.AuthenticationError) as raised:

@@ -15,8 +15,8 @@ from extproc.endpoints import MODEL_CALLS, match_endpoint
 from extproc.endpoints.body import check_common, parse_body, read_model
 from extproc.pipeline.auth import authenticate, digest_key
 from extproc.pipeline.routing import choose_target, resolve_route
-from extproc.providers import PROVIDER_APIS, Location
-from extproc.translators.translation import translate_request
+from extproc.pipeline.upstream import prepare_upstream
+from extproc.providers import Location
 
 KEY = "sk-gw-unit-test"
 CONFIG = f"""
@@ -122,19 +122,9 @@ def upstream(
     """Where a call goes and what it sends, as the request path prepares it."""
     target = gateway.models[alias].targets[0]
     call = MODEL_CALLS[path]
-    api = PROVIDER_APIS[target.provider.kind]
-    translation, sent = translate_request(
-        call.schema,
-        api.schema,
-        call.operation,
-        body,
-        model=target.model,
-        provider_kind=target.provider.kind,
-        options=target.options,
-        default_max_tokens=100,
-        stream_usage=True,
-    )
-    return api.locate(call.operation, target, translation.stream), sent
+    prepared = prepare_upstream(call, target, body, default_max_tokens=100)
+    location = prepared.api.locate(call.operation, target, prepared.translation.stream)
+    return location, prepared.body
 
 
 def test_openai_upstream_gets_its_model_and_the_forced_options(gateway: Gateway) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from extproc.translators.common import new_id
+from extproc.translators.common import new_id, token_count
 from extproc.translators.ir import ChatAnswer, JsonObject, StopReason, Text, ToolCall
 from extproc.usage import Usage
 
@@ -41,19 +41,14 @@ def read_usage(payload: Any) -> Usage | None:
 
 
 def usage_from(usage: JsonObject) -> Usage:
-    cached = _count(usage, "cache_read_input_tokens")
-    written = _count(usage, "cache_creation_input_tokens")
+    cached = token_count(usage, "cache_read_input_tokens")
+    written = token_count(usage, "cache_creation_input_tokens")
     return Usage(
-        _count(usage, "input_tokens") + cached + written,
-        _count(usage, "output_tokens"),
+        token_count(usage, "input_tokens") + cached + written,
+        token_count(usage, "output_tokens"),
         cached_input_tokens=cached,
         cache_write_tokens=written,
     )
-
-
-def _count(usage: JsonObject, name: str) -> int:
-    value = usage.get(name)
-    return value if isinstance(value, int) and value > 0 else 0
 
 
 def usage_object(usage: Usage) -> JsonObject:

@@ -132,11 +132,23 @@ class StreamDecoder:
 
 class StreamEncoder:
     """Writes Anthropic's event sequence. Content blocks open as text or tool calls arrive;
-    the stop reason and usage go out in `message_delta` when the provider's stream ends."""
+    the stop reason and usage go out in `message_delta` when the provider's stream ends.
+    `message_start` always comes first, even when the provider's stream began otherwise."""
 
-    __slots__ = ("_block", "_closed", "_open", "_stop", "_tool_blocks", "_usage")
+    __slots__ = (
+        "_block",
+        "_closed",
+        "_model",
+        "_open",
+        "_started",
+        "_stop",
+        "_tool_blocks",
+        "_usage",
+    )
 
     def __init__(self, request: ChatRequest, model: str) -> None:
+        self._model = model
+        self._started = False
         self._closed = False
         """The stream ended (`message_stop` or an error): nothing may follow."""
         self._block = -1
@@ -146,22 +158,32 @@ class StreamEncoder:
         self._stop = Finish("stop")
         self._usage: Usage | None = None
 
-    def encode(self, event: StreamEvent) -> bytes:  # noqa: PLR0911 - one answer per event kind
+    def encode(self, event: StreamEvent) -> bytes:
         if self._closed:
             return b""
         if isinstance(event, StreamStart):
-            self._usage = event.usage
-            message: JsonObject = {
-                "id": event.id,
-                "type": "message",
-                "role": "assistant",
-                "model": event.model,
-                "content": [],
-                "stop_reason": None,
-                "stop_sequence": None,
-                "usage": usage_object(event.usage or Usage(0, 0)),
-            }
-            return _event("message_start", {"message": message})
+            return self._message_start(event) if not self._started else b""
+        opening = (
+            b"" if self._started else self._message_start(StreamStart(new_id("msg_"), self._model))
+        )
+        return opening + self._content(event)
+
+    def _message_start(self, start: StreamStart) -> bytes:
+        self._started = True
+        self._usage = start.usage
+        message: JsonObject = {
+            "id": start.id,
+            "type": "message",
+            "role": "assistant",
+            "model": start.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": usage_object(start.usage or Usage(0, 0)),
+        }
+        return _event("message_start", {"message": message})
+
+    def _content(self, event: StreamEvent) -> bytes:  # noqa: PLR0911 - one answer per event kind
         if isinstance(event, TextDelta):
             opening = b"" if self._open == "text" else self._start({"type": "text", "text": ""})
             delta = {"index": self._block, "delta": {"type": "text_delta", "text": event.text}}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from extproc.translators.common import new_id
+from extproc.translators.common import new_id, token_count
 from extproc.translators.ir import (
     ChatAnswer,
     EmbeddingAnswer,
@@ -46,18 +46,14 @@ def read_usage(payload: Any) -> Usage | None:
         "promptTokenCount" in metadata or "candidatesTokenCount" in metadata
     ):
         return None
-    thoughts = _count(metadata, "thoughtsTokenCount")
+    thoughts = token_count(metadata, "thoughtsTokenCount")
+    tool_prompt = token_count(metadata, "toolUsePromptTokenCount")
     return Usage(
-        _count(metadata, "promptTokenCount") + _count(metadata, "toolUsePromptTokenCount"),
-        _count(metadata, "candidatesTokenCount") + thoughts,
-        cached_input_tokens=_count(metadata, "cachedContentTokenCount"),
+        token_count(metadata, "promptTokenCount") + tool_prompt,
+        token_count(metadata, "candidatesTokenCount") + thoughts,
+        cached_input_tokens=token_count(metadata, "cachedContentTokenCount"),
         reasoning_tokens=thoughts,
     )
-
-
-def _count(values: JsonObject, name: str) -> int:
-    value = values.get(name)
-    return value if isinstance(value, int) and value > 0 else 0
 
 
 def read_model(payload: Any) -> str | None:

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from extproc.errors import BadGateway
-from extproc.translators.common import arguments_text, new_id
+from extproc.translators.common import arguments_text, new_id, token_count
 from extproc.translators.ir import (
     ChatAnswer,
     EmbeddingAnswer,
@@ -47,16 +47,11 @@ def read_usage(payload: Any) -> Usage | None:
     prompt = usage.get("prompt_tokens_details")
     completion = usage.get("completion_tokens_details")
     return Usage(
-        _count(usage, "prompt_tokens"),
-        _count(usage, "completion_tokens"),
-        cached_input_tokens=_count(prompt, "cached_tokens"),
-        reasoning_tokens=_count(completion, "reasoning_tokens"),
+        token_count(usage, "prompt_tokens"),
+        token_count(usage, "completion_tokens"),
+        cached_input_tokens=token_count(prompt, "cached_tokens"),
+        reasoning_tokens=token_count(completion, "reasoning_tokens"),
     )
-
-
-def _count(values: Any, name: str) -> int:
-    value = values.get(name) if isinstance(values, dict) else None
-    return value if isinstance(value, int) and value > 0 else 0
 
 
 def usage_object(usage: Usage) -> JsonObject:

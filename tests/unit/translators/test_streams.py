@@ -41,9 +41,9 @@ def relay(
 
 def run(stream: StreamRelay, raw: bytes, size: int | None = None) -> bytes:
     """The client's bytes for a provider stream fed in pieces of `size` bytes."""
-    size = size or len(raw)
+    size = size or len(raw) or 1
     out = b""
-    for start in range(0, len(raw), size):
+    for start in range(0, max(len(raw), 1), size):
         end = start + size >= len(raw)
         out += b"".join(piece.raw for piece in stream.feed(raw[start : start + size], end=end))
     return out
@@ -278,3 +278,9 @@ def test_streamed_usage_is_metered_from_any_schema() -> None:
     assert reported is not None and (reported.input_tokens, reported.output_tokens) == (1, 9)
     assert stream.usage.done
     assert stream.usage.model == "gemini-3.1-flash-lite-preview"
+
+
+def test_an_anthropic_client_gets_a_whole_sequence_even_from_an_empty_stream() -> None:
+    kinds, message = read_anthropic(run(relay(ANTHROPIC, GEMINI), b""))
+    assert kinds == ["message_start", "message_delta", "message_stop"]
+    assert message["content"] == [] and message["stop_reason"] == "end_turn"

@@ -1,0 +1,40 @@
+"""What goes upstream for a model call: the target provider's API, the call's translation
+between the client's schema and the provider's, and the body in the provider's schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from extproc.config import Target
+from extproc.endpoints.spec import ModelCall
+from extproc.providers import PROVIDER_APIS, ProviderApi
+from extproc.translators.ir import JsonObject
+from extproc.translators.translation import Translation, translate_request
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    api: ProviderApi
+    translation: Translation
+    body: JsonObject
+
+
+def prepare_upstream(
+    call: ModelCall, target: Target, body: JsonObject, *, default_max_tokens: int
+) -> Upstream:
+    """`default_max_tokens`: the output cap for providers that require one when the client
+    sets none."""
+    provider = target.provider
+    api = PROVIDER_APIS[provider.kind]
+    translation, upstream_body = translate_request(
+        call.schema,
+        api.schema,
+        call.operation,
+        body,
+        model=target.model,
+        provider_kind=provider.kind,
+        options=target.options,
+        default_max_tokens=default_max_tokens,
+        stream_usage=provider.stream_usage,
+    )
+    return Upstream(api, translation, upstream_body)
