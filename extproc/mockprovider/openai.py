@@ -86,11 +86,30 @@ def check_chat(body: dict[str, Any]) -> Prompt:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise MockError("[] is too short - 'messages'")
+    if "max_tokens" in body and "max_completion_tokens" in body:
+        raise MockError(
+            "Setting 'max_tokens' and 'max_completion_tokens' at the same time is not supported."
+        )
     if body.get("stream_options") is not None and body.get("stream") is not True:
         raise MockError("The 'stream_options' parameter is only allowed when 'stream' is enabled.")
     if body.get("parallel_tool_calls") is not None and not body.get("tools"):
         raise MockError("'parallel_tool_calls' is only allowed when 'tools' are specified.")
     tools = [_tool_name(tool) for tool in body.get("tools") or ()]
+    results = _tool_results(messages)
+    cap = body.get("max_completion_tokens") or body.get("max_tokens")
+    stop = body.get("stop")
+    return Prompt(
+        input_tokens=estimate_tokens(messages),
+        tools=tools,
+        tool_results=results,
+        max_tokens=cap if isinstance(cap, int) else None,
+        stop=[stop] if isinstance(stop, str) else stop or [],
+    )
+
+
+def _tool_results(messages: list[Any]) -> list[str]:
+    """OpenAI's pairing rules for tool calls and tool messages; the results the last turn
+    gives."""
     pending: set[str] = set()
     results: list[str] = []
     for index, message in enumerate(messages):
@@ -118,15 +137,7 @@ def check_chat(body: dict[str, Any]) -> Prompt:
                 pending.add(call["id"])
         else:
             results = []
-    cap = body.get("max_completion_tokens") or body.get("max_tokens")
-    stop = body.get("stop")
-    return Prompt(
-        input_tokens=estimate_tokens(messages),
-        tools=tools,
-        tool_results=results if messages[-1].get("role") == "tool" else [],
-        max_tokens=cap if isinstance(cap, int) else None,
-        stop=[stop] if isinstance(stop, str) else stop or [],
-    )
+    return results if messages[-1].get("role") == "tool" else []
 
 
 def _tool_name(tool: Any) -> str:

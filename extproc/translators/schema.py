@@ -31,6 +31,19 @@ EventData = JsonObject | str
 """A stream event's data: its JSON object, or the text when it is not one (`[DONE]`)."""
 
 
+def merged_with(body: JsonObject, options: Mapping[str, Any]) -> JsonObject:
+    """The body with forced options; objects merge field by field (so
+    `{generationConfig: {temperature: 0}}` keeps the other generation settings)."""
+    merged = dict(body)
+    for name, value in options.items():
+        current = merged.get(name)
+        if isinstance(value, Mapping) and isinstance(current, dict):
+            merged[name] = merged_with(current, value)
+        else:
+            merged[name] = value
+    return merged
+
+
 class StreamDecoder(Protocol):
     """Reads a provider's event stream, one event's data at a time."""
 
@@ -80,6 +93,9 @@ class ProviderSide:
     decoder: Callable[[str], StreamDecoder]
     """A stream decoder for one answer to the given upstream model."""
     parse_error: Callable[[int, bytes], ApiError]
+
+    merge_options: Callable[[JsonObject, Mapping[str, Any]], JsonObject] = merged_with
+    """The body with a target's forced options (in this schema) merged in."""
 
     # Streams whose usage the gateway asked for itself (OpenAI's `include_usage`).
     with_stream_usage: Callable[[Operation, JsonObject], tuple[JsonObject, bool]] | None = None

@@ -115,7 +115,7 @@ def translate_request(
         assert provider.provider.build_embeddings is not None
         request = client.client.parse_embeddings(body, provider_kind)
         upstream = provider.provider.build_embeddings(request, model)
-    upstream = merge_options(upstream, options)
+    upstream = provider.provider.merge_options(upstream, options)
     if provider.provider.model_in_body:
         upstream["model"] = model
     hide_usage = False
@@ -132,16 +132,3 @@ def translate_request(
         stream=body.get("stream") is True,
     )
     return translation, upstream
-
-
-def merge_options(body: JsonObject, options: Mapping[str, Any]) -> JsonObject:
-    """The body with the target's forced options; objects merge field by field (so
-    `{generationConfig: {temperature: 0}}` keeps the other generation settings)."""
-    merged = dict(body)
-    for name, value in options.items():
-        current = merged.get(name)
-        if isinstance(value, Mapping) and isinstance(current, dict):
-            merged[name] = merge_options(current, value)
-        else:
-            merged[name] = value
-    return merged

@@ -101,6 +101,11 @@ def config(mock: MockProvider, tmp_path_factory: pytest.TempPathFactory) -> Path
     write_provider_keys(directory)
     models = {
         "oa": {"provider": "openai", "model": "gpt-4o-2024-08-06"},
+        "oa-capped": {
+            "provider": "openai",
+            "model": "gpt-4o-2024-08-06",
+            "options": {"max_tokens": 5},
+        },
         "az": {"provider": "azure", "model": "gpt4o-deployment"},
         "an": {"provider": "anthropic", "model": "claude-sonnet-4-5"},
         "ge": {"provider": "gemini", "model": "gemini-2.5-flash"},
@@ -428,6 +433,19 @@ def test_anthropic_sdk_tools_round_trip_on_every_provider_kind(
     )
     assert second.content[0].type == "text"
     assert second.content[0].text == "Tool results: 18C | 12C."
+
+
+def test_an_alias_forcing_max_tokens_still_answers_anthropic_clients(
+    ant: anthropic.Anthropic, mock: MockProvider
+) -> None:
+    message = ant.messages.create(
+        model="oa-capped", max_tokens=300, messages=[{"role": "user", "content": "Hello"}]
+    )
+
+    body = mock.last_request()["body"]
+    assert body["max_tokens"] == 5 and "max_completion_tokens" not in body
+    assert message.stop_reason == "max_tokens"
+    assert message.usage.output_tokens == 5
 
 
 def test_anthropic_sdk_lists_the_models(ant: anthropic.Anthropic, oai: openai.OpenAI) -> None:

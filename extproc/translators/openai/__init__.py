@@ -21,6 +21,7 @@ OPENAI = WireSchema(
         parse_embeddings_answer=answer.parse_embeddings_answer,
         decoder=stream.StreamDecoder,
         parse_error=errors.parse_error,
+        merge_options=request.merge_options,
         with_stream_usage=request.with_stream_usage,
         without_usage=stream.without_usage,
     ),

@@ -3,6 +3,7 @@ of an OpenAI body (which fields are the prompt, which the output cap)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 from extproc.translators.common import (
@@ -34,7 +35,7 @@ from extproc.translators.ir import (
     ToolChoice,
     ToolResult,
 )
-from extproc.translators.schema import Operation
+from extproc.translators.schema import Operation, merged_with
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 """OpenAI's documented default for /v1/completions."""
@@ -412,6 +413,15 @@ def with_output_cap(operation: Operation, body: JsonObject, cap: int) -> JsonObj
 def _choices(body: JsonObject) -> int:
     choices = body.get("n")
     return choices if isinstance(choices, int) and choices > 1 else 1
+
+
+def merge_options(body: JsonObject, options: Mapping[str, Any]) -> JsonObject:
+    """Forced options win; a forced output cap replaces the client's in either spelling
+    (OpenAI refuses a body with both `max_tokens` and `max_completion_tokens`)."""
+    forced = [name for name in _CAP_FIELDS if name in options]
+    if forced:
+        body = {name: value for name, value in body.items() if name not in _CAP_FIELDS}
+    return merged_with(body, options)
 
 
 def with_stream_usage(operation: Operation, body: JsonObject) -> tuple[JsonObject, bool]:

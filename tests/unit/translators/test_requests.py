@@ -626,3 +626,17 @@ def test_an_endpoint_the_provider_lacks_is_refused() -> None:
     assert refused.value.code == "unsupported_endpoint"
     with pytest.raises(BadRequest):
         translate(OPENAI, GEMINI, {"model": "a", "input": [[1, 2]]}, operation="embeddings")
+
+
+@pytest.mark.parametrize("client", [OPENAI, ANTHROPIC], ids=lambda schema: schema.name)
+def test_a_forced_output_cap_replaces_the_clients_in_either_spelling(client: WireSchema) -> None:
+    """OpenAI refuses a body with both `max_tokens` and `max_completion_tokens`."""
+    if client is OPENAI:
+        body = chat(max_completion_tokens=300)
+    else:
+        body = {"model": "a", "max_tokens": 300, "messages": [{"role": "user", "content": "x"}]}
+
+    _, sent = translate(client, OPENAI, body, options={"max_tokens": 64})
+
+    assert sent["max_tokens"] == 64
+    assert "max_completion_tokens" not in sent
