@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -32,6 +33,33 @@ def write_provider_keys(secrets_dir: Path) -> tuple[Path, ...]:
     return tuple(secrets_dir / name for name in PROVIDER_KEYS)
 
 
+def provider_document(mock_url: str, secrets_dir: Path) -> dict[str, Any]:
+    """One provider of each kind, all served by the mock, keys from `secrets_dir`."""
+    return {
+        "openai": {
+            "kind": "openai",
+            "base_url": mock_url,
+            "api_key": f"${{file:{secrets_dir}/openai}}",
+        },
+        "azure": {
+            "kind": "azure",
+            "base_url": mock_url + "/azure",
+            "api_key": f"${{file:{secrets_dir}/azure}}",
+            "api_version": "2024-10-21",
+        },
+        "anthropic": {
+            "kind": "anthropic",
+            "base_url": mock_url,
+            "api_key": f"${{file:{secrets_dir}/anthropic}}",
+        },
+        "gemini": {
+            "kind": "gemini",
+            "base_url": mock_url,
+            "api_key": f"${{file:{secrets_dir}/gemini}}",
+        },
+    }
+
+
 def gateway_document(mock_url: str, secrets_dir: Path) -> dict[str, object]:
     """The test configuration: one provider of each kind, all served by the mock."""
     write_provider_keys(secrets_dir)
@@ -40,29 +68,7 @@ def gateway_document(mock_url: str, secrets_dir: Path) -> dict[str, object]:
         "listen": {"port": 10000, "max_request_body": "4MiB"},
         # Shared test machines pause processes for a second or more now and then.
         "processor": {"message_timeout": "10s"},
-        "providers": {
-            "openai": {
-                "kind": "openai",
-                "base_url": mock_url,
-                "api_key": f"${{file:{secrets_dir}/openai}}",
-            },
-            "azure": {
-                "kind": "azure",
-                "base_url": mock_url + "/azure",
-                "api_key": f"${{file:{secrets_dir}/azure}}",
-                "api_version": "2024-10-21",
-            },
-            "anthropic": {
-                "kind": "anthropic",
-                "base_url": mock_url,
-                "api_key": f"${{file:{secrets_dir}/anthropic}}",
-            },
-            "gemini": {
-                "kind": "gemini",
-                "base_url": mock_url,
-                "api_key": f"${{file:{secrets_dir}/gemini}}",
-            },
-        },
+        "providers": provider_document(mock_url, secrets_dir),
         "models": {
             "gpt-4o": {
                 "provider": "openai",

@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from extproc.mockprovider.script import REPLY, estimate_tokens
-from tests.conftest import write_provider_keys
+from tests.conftest import provider_document, write_provider_keys
 from tests.harness import (
     HTTP,
     MockProvider,
@@ -67,32 +67,6 @@ TWO_CALLS = json.dumps(
         {"name": "get_weather", "arguments": {"city": "London"}},
     ]
 )
-
-
-def provider_document(mock_url: str, secrets: Path) -> dict[str, Any]:
-    return {
-        "openai": {
-            "kind": "openai",
-            "base_url": mock_url,
-            "api_key": f"${{file:{secrets}/openai}}",
-        },
-        "azure": {
-            "kind": "azure",
-            "base_url": mock_url + "/azure",
-            "api_key": f"${{file:{secrets}/azure}}",
-            "api_version": "2024-10-21",
-        },
-        "anthropic": {
-            "kind": "anthropic",
-            "base_url": mock_url,
-            "api_key": f"${{file:{secrets}/anthropic}}",
-        },
-        "gemini": {
-            "kind": "gemini",
-            "base_url": mock_url,
-            "api_key": f"${{file:{secrets}/gemini}}",
-        },
-    }
 
 
 @pytest.fixture(scope="module")
