@@ -135,6 +135,9 @@ MAX_DOWNSTREAM_CONNECTIONS = 50_000
 BREAKER_LIMIT = 1_000_000
 """Every HTTP request is one stream to the processor: never let a breaker refuse those."""
 JSON = "application/json"
+MAX_INFLATE_RATIO = 1032
+"""The most Envoy's gzip decompressor allows (its default, 100, cuts highly repetitive bodies
+short and hands the processor a partial one)."""
 
 
 @dataclass(frozen=True)
@@ -281,7 +284,9 @@ def _request_decompressor() -> HttpFilter:
     config = Decompressor(
         decompressor_library=TypedExtensionConfig(
             name="envoy.compression.gzip.decompressor",
-            typed_config=AnyMessage.pack(GzipDecompressor()),
+            # Deflate cannot inflate past ~1032:1: at that ratio no well-formed body is cut
+            # short, and `max_request_body` (Envoy's buffer limit) is what stops a bomb.
+            typed_config=AnyMessage.pack(GzipDecompressor(max_inflate_ratio=MAX_INFLATE_RATIO)),
         ),
         request_direction_config=DecompressorRequestDirectionConfig(
             # The processor chooses what the provider may send (identity).

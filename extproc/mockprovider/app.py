@@ -81,7 +81,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(int(latency) / 1000)
     gemini_path = _GEMINI.search(request.path)
     if gemini_path:
-        return await _serve(request, body, record, _gemini_error, _gemini(gemini_path))
+        return await _serve(request, body, record, gemini.error, _gemini(gemini_path))
     if request.path.endswith("/v1/messages"):
         return await _serve(request, body, record, anthropic.error, _anthropic)
     if "/openai/deployments/" in request.path:
@@ -114,10 +114,6 @@ async def _serve(
         return await answer(request, body, record)
     except MockError as error:
         return _json(request, error_body(error.status, str(error)), error.status)
-
-
-def _gemini_error(status: int, message: str) -> bytes:
-    return gemini.error(status, message)
 
 
 def _openai(azure: bool) -> Answer:

@@ -71,10 +71,6 @@ def as_object(value: Any) -> JsonObject:
     return value if isinstance(value, dict) else {}
 
 
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def token_count(values: Any, name: str) -> int:
     """A token count from a provider's usage object: 0 when absent or not a count."""
     value = values.get(name) if isinstance(values, dict) else None

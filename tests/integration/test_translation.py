@@ -668,6 +668,38 @@ def test_gzip_request_bodies_are_accepted_and_others_get_415(
     assert mock.requests() == []
 
 
+def test_gzip_bodies_are_inflated_whole_and_bombs_get_413(
+    gateway: RunningGateway, mock: MockProvider
+) -> None:
+    """A repetitive prompt inflates ~1000:1 (past Envoy's default ratio guard, which would cut
+    it short); the body limit alone stops a bomb."""
+    headers = {
+        "authorization": f"Bearer {KEY}",
+        "content-type": "application/json",
+        "content-encoding": "gzip",
+    }
+    prompt = "x" * (1024 * 1024)
+    body = {"model": "oa", "messages": [{"role": "user", "content": prompt}]}
+    whole = HTTP.post(
+        gateway.url + "/v1/chat/completions",
+        content=gzip.compress(orjson.dumps(body)),
+        headers=headers,
+    )
+    assert whole.status_code == 200, whole.text
+    assert mock.last_request()["body"]["messages"][0]["content"] == prompt
+
+    mock.clear()
+    bomb = {"model": "oa", "messages": [{"role": "user", "content": "x" * (20 * 1024 * 1024)}]}
+    refused = HTTP.post(
+        gateway.url + "/v1/chat/completions",
+        content=gzip.compress(orjson.dumps(bomb)),
+        headers=headers,
+    )
+    assert refused.status_code == 413
+    assert refused.json()["error"]["code"] == "request_too_large"
+    assert mock.requests() == []
+
+
 def test_a_key_the_provider_refuses_is_a_502_for_the_client(tmp_path: Path) -> None:
     """Gemini refuses a wrong key with a 400 whose details say API_KEY_INVALID: the client
     learns that the gateway's credentials failed, not that its request was bad."""
