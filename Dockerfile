@@ -6,9 +6,6 @@ RUN python -m venv /opt/extproc
 COPY pyproject.toml README.md /src/
 COPY extproc /src/extproc
 RUN /opt/extproc/bin/pip install /src \
- # xds-protos bundles old copies of the OpenTelemetry protos; the exporters need the real ones.
- && /opt/extproc/bin/pip install --force-reinstall --no-deps \
-      "opentelemetry-proto==$(/opt/extproc/bin/python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')" \
  && /opt/extproc/bin/python -m compileall -q /opt/extproc
 
 FROM python:3.11.14-slim-bookworm

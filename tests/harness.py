@@ -45,10 +45,12 @@ def sha256(value: str) -> str:
 class Process:
     """A child process whose stdout lines are collected in the background."""
 
-    def __init__(self, argv: list[str], *, stderr_path: Path | None = None) -> None:
+    def __init__(
+        self, argv: list[str], *, stderr_path: Path | None = None, cwd: Path = ROOT
+    ) -> None:
         self._stderr = stderr_path.open("wb") if stderr_path else subprocess.DEVNULL
         self.popen = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=self._stderr, cwd=ROOT, env=os.environ.copy()
+            argv, stdout=subprocess.PIPE, stderr=self._stderr, cwd=cwd, env=os.environ.copy()
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -158,9 +160,14 @@ class RunningGateway:
 
 
 @contextmanager
-def running_gateway(config: Path, log_path: Path) -> Iterator[RunningGateway]:
-    """`extproc run --config … --port 0`, as a user runs it."""
-    process = Process(extproc("run", "--config", str(config), "--port", "0"), stderr_path=log_path)
+def running_gateway(
+    config: Path, log_path: Path, *, program: tuple[str, ...] = ()
+) -> Iterator[RunningGateway]:
+    """`extproc run --config … --port 0`, as a user runs it (`program`: another installed
+    `extproc`, run outside the source tree)."""
+    argv = [*(program or extproc()), "run", "--config", str(config), "--port", "0"]
+    cwd = log_path.parent if program else ROOT
+    process = Process(argv, stderr_path=log_path, cwd=cwd)
     try:
         processor = process.wait_for(r"processor on (\S+)").group(1)
         url = process.wait_for(r"gateway ready on (http://\S+)").group(1)

@@ -26,6 +26,18 @@ class Received:
     metric_names: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def __post_init__(self) -> None:
+        self.arrived = threading.Condition(self.lock)
+
+    def wait_for_span(self, name: str, timeout: float) -> dict[str, Any]:
+        """The first span called `name`, waiting up to `timeout` seconds for it."""
+        with self.arrived:
+            found = self.arrived.wait_for(
+                lambda: next((s for s in self.spans if s["name"] == name), None), timeout
+            )
+        assert found is not None, f"no span {name!r} within {timeout} s"
+        return found
+
 
 class _Traces(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
     def __init__(self, received: Received) -> None:
@@ -48,6 +60,7 @@ class _Traces(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc
                                 "attributes": _attributes(span.attributes),
                             }
                         )
+            self._received.arrived.notify_all()
         return trace_service_pb2.ExportTraceServiceResponse()
 
 

@@ -1,1 +1,1 @@
-"""The only code that touches Envoy's ext_proc message classes (xds-protos, upb)."""
+"""The only code that touches Envoy's ext_proc message classes (generated into `protos`)."""

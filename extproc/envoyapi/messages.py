@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal, TypeAlias
+from typing import Literal, cast
 
-from envoy.config.core.v3 import base_pb2
-from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
-from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
-from envoy.type.v3 import http_status_pb2
+from extproc.envoyapi.protos.envoy.config.core.v3 import base_pb2
+from extproc.envoyapi.protos.envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
+from extproc.envoyapi.protos.envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
+from extproc.envoyapi.protos.envoy.type.v3 import http_status_pb2
 
-# xds-protos ships no type stubs; these names document intent, the tests check the shapes.
-ProcessingRequest: TypeAlias = Any
-ProcessingResponse: TypeAlias = Any
-HttpHeaders: TypeAlias = Any
+ProcessingRequest = ext_proc.ProcessingRequest
+ProcessingResponse = ext_proc.ProcessingResponse
+HttpHeaders = ext_proc.HttpHeaders
 
 REPLY_DETAILS = "extproc_"
 """Prefix of the response code details of every local reply the processor sends."""
@@ -143,7 +142,7 @@ def local_reply(
     all_headers = [("content-type", "application/json"), *headers]
     return ext_proc.ProcessingResponse(
         immediate_response=ext_proc.ImmediateResponse(
-            status=http_status_pb2.HttpStatus(code=status),
+            status=http_status_pb2.HttpStatus(code=cast(http_status_pb2.StatusCode, status)),
             headers=ext_proc.HeaderMutation(
                 set_headers=[_header(name, value) for name, value in all_headers]
             ),

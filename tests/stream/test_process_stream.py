@@ -8,15 +8,14 @@ from pathlib import Path
 import grpc
 import orjson
 import pytest
-from envoy.config.core.v3 import base_pb2
-from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
-from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extproc.config import Gateway, parse_gateway
 from extproc.config.watcher import GatewaySource
+from extproc.envoyapi.protos.envoy.config.core.v3 import base_pb2
+from extproc.envoyapi.protos.envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from extproc.pipeline.auth import digest_key
-from extproc.server import build_server, open_services
+from extproc.server import SERVICE, build_server, open_services
 
 KEY = "sk-gw-stream-test"
 PROVIDER_KEY = "sk-provider-stream"
@@ -76,9 +75,12 @@ async def channel(gateway: Gateway, tmp_path: Path) -> AsyncIterator[grpc.aio.Ch
 async def exchange(
     channel: grpc.aio.Channel, *requests: ext_proc.ProcessingRequest
 ) -> list[ext_proc.ProcessingResponse]:
-    stub = external_processor_pb2_grpc.ExternalProcessorStub(channel)
-    call = stub.Process(iter(requests))
-    return [response async for response in call]
+    process = channel.stream_stream(
+        f"/{SERVICE}/Process",
+        request_serializer=ext_proc.ProcessingRequest.SerializeToString,
+        response_deserializer=ext_proc.ProcessingResponse.FromString,
+    )
+    return [response async for response in process(iter(requests))]
 
 
 def mutation(response: ext_proc.ProcessingResponse) -> dict[str, str]:

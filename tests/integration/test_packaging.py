@@ -1,0 +1,105 @@
+"""The gateway as someone building their own image gets it: a wheel built from this tree,
+installed with its dependencies into a clean virtualenv, run outside the source tree, serving
+with tracing and metrics on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import GATEWAY_KEY, OPENAI_KEY
+from tests.harness import ROOT, MockProvider, free_port, running_gateway, sha256, write_config
+from tests.otlp_receiver import Received, otlp_receiver
+
+INSTALL_TIMEOUT = 900
+OWNERS = """
+import collections, importlib.metadata, json
+owners = collections.defaultdict(set)
+for dist in importlib.metadata.distributions():
+    for file in dist.files or ():
+        if file.suffix in (".py", ".pyi", ".so") and "__pycache__" not in file.parts:
+            owners[str(file)].add(dist.metadata["Name"])
+print(json.dumps({path: sorted(names) for path, names in owners.items() if len(names) > 1}))
+"""
+"""Prints every module file that more than one installed distribution wrote."""
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtualenv with the gateway's wheel and its dependencies, nothing else."""
+    directory = tmp_path_factory.mktemp("packaging")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--wheel-dir", str(directory), str(ROOT)],
+        check=True,
+        timeout=INSTALL_TIMEOUT,
+    )
+    (wheel,) = directory.glob("extproc_gateway-*.whl")
+    venv = directory / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [venv / "bin/pip", "--disable-pip-version-check", "--quiet", "install", str(wheel)],
+        check=True,
+        timeout=INSTALL_TIMEOUT,
+    )
+    return venv
+
+
+def test_no_two_installed_distributions_write_the_same_module(installed: Path) -> None:
+    shared = subprocess.run(
+        [installed / "bin/python", "-c", OWNERS], check=True, capture_output=True, text=True
+    )
+    assert json.loads(shared.stdout) == {}
+    check = subprocess.run(
+        [installed / "bin/pip", "check"], check=False, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, Received]]:
+    with otlp_receiver() as running:
+        yield running
+
+
+def test_installed_gateway_serves_with_tracing_and_metrics(
+    installed: Path, mock: MockProvider, receiver: tuple[str, Received], tmp_path: Path
+) -> None:
+    endpoint, received = receiver
+    metrics_port = free_port()
+    (tmp_path / "openai").write_text(OPENAI_KEY)
+    config = write_config(
+        tmp_path,
+        {
+            "providers": {
+                "openai": {"kind": "openai", "base_url": mock.url, "api_key": "${file:openai}"}
+            },
+            "models": {"chat": {"provider": "openai", "model": "gpt-4o-mini"}},
+            "keys": [{"id": "full", "sha256": sha256(GATEWAY_KEY), "models": ["*"]}],
+            "telemetry": {
+                "tracing": {"enabled": True, "endpoint": endpoint},
+                "metrics": {"prometheus_port": metrics_port},
+            },
+        },
+    )
+    program = (str(installed / "bin/extproc"),)
+    with running_gateway(config, tmp_path / "gateway.log", program=program) as gateway:
+        answer = httpx.post(
+            gateway.url + "/v1/chat/completions",
+            json={"model": "chat", "messages": [{"role": "user", "content": "Hi"}]},
+            headers={"authorization": f"Bearer {GATEWAY_KEY}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["usage"]["total_tokens"] > 0
+        span = received.wait_for_span("chat gpt-4o-mini", timeout=30)
+        assert span["attributes"]["gen_ai.usage.input_tokens"] > 0
+        # The request's metrics are recorded where its span ends, before that span is exported.
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert "extproc_requests_total{" in metrics and "gen_ai_client_token_usage" in metrics
