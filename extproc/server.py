@@ -1,33 +1,42 @@
-"""The gRPC server: ext_proc `Process` streams and the standard health service."""
+"""The gRPC server: ext_proc `Process` streams, the standard health service and the quota
+counters, on grpclib (pure-Python HTTP/2 on asyncio).
+
+grpclib rather than grpcio's asyncio server: through a real Envoy, a processor that answers
+four ext_proc messages per request without doing anything took 270-280 µs of CPU per request
+on grpclib against 370-400 µs on grpcio, and Envoy's own side of the stream was cheaper too
+(190 µs against 260 µs per request): +25-30 % requests per second on two cores.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import signal
-from collections.abc import AsyncIterator
+import weakref
+from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
+from grpclib.const import Cardinality, Handler
+from grpclib.protocol import H2Protocol
+from grpclib.server import Server, Stream
 
 from extproc.config import Gateway
 from extproc.config.watcher import GatewaySource
 from extproc.envoyapi.messages import ProcessingRequest, ProcessingResponse
-from extproc.quota.remote import counters_handler
+from extproc.quota.remote import CountersService
 from extproc.quota.stores import open_ledger
 from extproc.stream import Exchange, Services
 from extproc.telemetry.setup import Telemetry
 
 log = logging.getLogger(__name__)
 
-GRPC_OVERHEAD = 1024 * 1024
-"""Room above the body limit for the rest of a ProcessingRequest (headers, framing)."""
 SHUTDOWN_GRACE = 10.0
-
-
 SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
 """The gRPC service Envoy's ext_proc filter calls; its one method is `Process`."""
+HEALTH = "grpc.health.v1.Health"
+_Status = health_pb2.HealthCheckResponse
 
 
 class Processor:
@@ -36,53 +45,105 @@ class Processor:
     def __init__(self, source: GatewaySource, services: Services) -> None:
         self._source = source
         self._services = services
+        self._open_streams = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
 
-    async def process(
-        self,
-        request_iterator: AsyncIterator[ProcessingRequest],
-        context: grpc.aio.ServicerContext[ProcessingRequest, ProcessingResponse],
-    ) -> AsyncIterator[ProcessingResponse]:
-        metadata = context.invocation_metadata() or ()
+    async def process(self, stream: Stream[ProcessingRequest, ProcessingResponse]) -> None:
+        metadata = stream.metadata.items() if stream.metadata is not None else ()
         exchange = Exchange(self._source.current, self._services, metadata)
+        self._open_streams += 1
+        self.idle.clear()
         try:
-            async for request in request_iterator:
+            async for request in stream:
                 response = await exchange.process(request)
                 if response is not None:
-                    yield response
+                    await stream.send_message(response)
         finally:
             # Also on cancellation (a client or provider cut the request): settle what is held.
             await asyncio.shield(exchange.finish())
+            self._open_streams -= 1
+            if not self._open_streams:
+                self.idle.set()
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {
+            f"/{SERVICE}/Process": Handler(
+                self.process, Cardinality.STREAM_STREAM, ProcessingRequest, ProcessingResponse
+            )
+        }
 
 
-def build_server(
-    source: GatewaySource, services: Services, address: str
-) -> tuple[grpc.aio.Server, health.HealthServicer]:
-    """A server bound to `address` (`host:port` or `unix:/path`), not yet started."""
-    limit = source.current.listen.max_request_body + GRPC_OVERHEAD
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
-            ("grpc.so_reuseport", 0),
-        ]
-    )
-    processor = Processor(source, services)
-    process = grpc.stream_stream_rpc_method_handler(
-        processor.process,
-        request_deserializer=ProcessingRequest.FromString,
-        response_serializer=ProcessingResponse.SerializeToString,
-    )
-    server.add_generic_rpc_handlers(
-        [
-            grpc.method_handlers_generic_handler(SERVICE, {"Process": process}),
-            counters_handler(services.ledger.store),
-        ]
-    )
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if server.add_insecure_port(address) == 0 and not address.startswith("unix:"):
-        raise OSError(f"cannot listen on {address}")
-    return server, health_servicer
+class Health:
+    """The standard gRPC health service (`Check`): SERVING until the server drains."""
+
+    def __init__(self) -> None:
+        self.status: int = _Status.NOT_SERVING
+
+    async def check(
+        self, stream: Stream[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]
+    ) -> None:
+        await stream.recv_message()
+        await stream.send_message(_Status(status=self.status))
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {
+            f"/{HEALTH}/Check": Handler(
+                self.check,
+                Cardinality.UNARY_UNARY,
+                health_pb2.HealthCheckRequest,
+                health_pb2.HealthCheckResponse,
+            )
+        }
+
+
+class _ClosingServer(Server):
+    """grpclib's server, also closing the connections still open when it closes (grpclib
+    leaves them to the peer, and their sockets to the garbage collector)."""
+
+    def __init__(self, handlers: list[object]) -> None:
+        super().__init__(handlers)  # type: ignore[arg-type]
+        self._protocols: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
+
+    def _protocol_factory(self) -> H2Protocol:
+        protocol = super()._protocol_factory()
+        self._protocols.add(protocol)
+        return protocol
+
+    def close(self) -> None:
+        super().close()
+        for protocol in list(self._protocols):
+            if hasattr(protocol, "processor"):  # set once the connection is made
+                protocol.processor.close("server closed")
+
+
+class ProcessorServer:
+    """The processor's gRPC endpoint at one address (`host:port` or `unix:/path`)."""
+
+    def __init__(self, source: GatewaySource, services: Services, address: str) -> None:
+        self._address = address
+        self._processor = Processor(source, services)
+        self.health = Health()
+        counters = CountersService(services.ledger.store)
+        self._server = _ClosingServer([self._processor, self.health, counters])
+
+    async def start(self) -> None:
+        if self._address.startswith("unix:"):
+            path = Path(self._address.removeprefix("unix:"))
+            path.unlink(missing_ok=True)
+            await self._server.start(path=str(path))
+        else:
+            host, _, port = self._address.rpartition(":")
+            await self._server.start(host.strip("[]"), int(port))
+        self.health.status = _Status.SERVING
+
+    async def stop(self, grace: float) -> None:
+        """Say NOT_SERVING, let open streams finish (up to `grace` seconds), then close."""
+        self.health.status = _Status.NOT_SERVING
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._processor.idle.wait(), grace)
+        self._server.close()
+        await self._server.wait_closed()
 
 
 def open_services(gateway: Gateway, source: GatewaySource, *, worker: int = 0) -> Services:
@@ -101,10 +162,9 @@ async def serve(gateway: Gateway, address: str, *, worker: int = 0) -> None:
     The configuration file is followed meanwhile (see `extproc.config.watcher`)."""
     source = GatewaySource(gateway)
     services = open_services(gateway, source, worker=worker)
-    server, health_servicer = build_server(source, services, address)
+    server = ProcessorServer(source, services, address)
     await server.start()
     follow = asyncio.create_task(source.follow())
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info("processor listening on %s", address)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -113,7 +173,6 @@ async def serve(gateway: Gateway, address: str, *, worker: int = 0) -> None:
     await stop.wait()
     log.info("processor on %s stopping", address)
     follow.cancel()
-    health_servicer.enter_graceful_shutdown()
     await server.stop(SHUTDOWN_GRACE)
     await services.ledger.store.close()
     services.telemetry.shutdown()

@@ -1,8 +1,8 @@
 """Reading the counters of a running processor over its gRPC port.
 
 The memory store lives inside the processor, so `extproc usage` asks the processor for it:
-a small unary method whose request and answer are JSON (a list of counter names, a list of
-values), registered beside ext_proc without any generated code.
+a small unary method whose request and answer are protobuf's own `ListValue` (counter names,
+then their values), served beside ext_proc without any generated code.
 """
 
 from __future__ import annotations
@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import grpc
-import orjson
+from google.protobuf.struct_pb2 import ListValue
+from grpclib.const import Cardinality, Handler, Status
+from grpclib.exceptions import GRPCError
+from grpclib.server import Stream
 
 from extproc.quota.store import QuotaStore, StoreUnavailable
 
@@ -18,27 +21,42 @@ SERVICE = "extproc.quota.v1.Counters"
 METHOD = "Read"
 
 
-def counters_handler(store: QuotaStore) -> grpc.GenericRpcHandler[bytes, bytes]:
-    async def read(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-        names = orjson.loads(request)
-        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected a list of names")
-        return orjson.dumps(await store.read(names))
+class CountersService:
+    """Answers a list of counter names with their values in the processor's store."""
 
-    return grpc.method_handlers_generic_handler(
-        SERVICE, {METHOD: grpc.unary_unary_rpc_method_handler(read)}
-    )
+    def __init__(self, store: QuotaStore) -> None:
+        self._store = store
+
+    async def read(self, stream: Stream[ListValue, ListValue]) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        names = [value.string_value for value in request.values]
+        if any(value.WhichOneof("kind") != "string_value" for value in request.values):
+            raise GRPCError(Status.INVALID_ARGUMENT, "expected a list of names")
+        answer = ListValue()
+        answer.extend(await self._store.read(names))
+        await stream.send_message(answer)
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {
+            f"/{SERVICE}/{METHOD}": Handler(
+                self.read, Cardinality.UNARY_UNARY, ListValue, ListValue
+            )
+        }
 
 
 async def read_remote(address: str, counters: Sequence[str], *, timeout: float) -> list[int]:
     """Counter values from the processor listening at `address`; raises StoreUnavailable."""
     async with grpc.aio.insecure_channel(address) as channel:
         call = channel.unary_unary(
-            f"/{SERVICE}/{METHOD}", request_serializer=None, response_deserializer=None
+            f"/{SERVICE}/{METHOD}",
+            request_serializer=ListValue.SerializeToString,
+            response_deserializer=ListValue.FromString,
         )
+        request = ListValue()
+        request.extend(counters)
         try:
-            answer = await call(orjson.dumps(list(counters)), timeout=timeout)
+            answer = await call(request, timeout=timeout)
         except grpc.aio.AioRpcError as error:
             raise StoreUnavailable(f"processor at {address}: {error.details()}") from None
-    values = orjson.loads(answer)
-    return [int(value) for value in values]
+    return [int(value) for value in answer]

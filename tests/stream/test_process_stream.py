@@ -15,7 +15,7 @@ from extproc.config.watcher import GatewaySource
 from extproc.envoyapi.protos.envoy.config.core.v3 import base_pb2
 from extproc.envoyapi.protos.envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from extproc.pipeline.auth import digest_key
-from extproc.server import SERVICE, build_server, open_services
+from extproc.server import SERVICE, ProcessorServer, open_services
 
 KEY = "sk-gw-stream-test"
 PROVIDER_KEY = "sk-provider-stream"
@@ -63,13 +63,12 @@ def gateway() -> Gateway:
 async def channel(gateway: Gateway, tmp_path: Path) -> AsyncIterator[grpc.aio.Channel]:
     address = f"unix:{tmp_path}/p.sock"
     source = GatewaySource(gateway)
-    server, health = build_server(source, open_services(gateway, source), address)
+    server = ProcessorServer(source, open_services(gateway, source), address)
     await server.start()
-    health.set("", health_pb2.HealthCheckResponse.SERVING)
     limit = [(f"grpc.max_{way}_message_length", 16 * 1024 * 1024) for way in ("send", "receive")]
     async with grpc.aio.insecure_channel(address, options=limit) as channel:
         yield channel
-    await server.stop(None)
+    await server.stop(0)
 
 
 async def exchange(
