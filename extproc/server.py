@@ -23,6 +23,7 @@ from grpclib.protocol import H2Protocol
 from grpclib.server import Server, Stream
 
 from extproc.config import Gateway
+from extproc.config.address import parse_grpc_address
 from extproc.config.watcher import GatewaySource
 from extproc.envoyapi.messages import ProcessingRequest, ProcessingResponse
 from extproc.quota.remote import CountersService
@@ -128,13 +129,12 @@ class ProcessorServer:
         self._server = _ClosingServer([self._processor, self.health, counters])
 
     async def start(self) -> None:
-        if self._address.startswith("unix:"):
-            path = Path(self._address.removeprefix("unix:"))
-            path.unlink(missing_ok=True)
-            await self._server.start(path=str(path))
+        address = parse_grpc_address(self._address)
+        if address.socket_path is not None:
+            Path(address.socket_path).unlink(missing_ok=True)
+            await self._server.start(path=address.socket_path)
         else:
-            host, _, port = self._address.rpartition(":")
-            await self._server.start(host.strip("[]"), int(port))
+            await self._server.start(address.host, address.port)
         self.health.status = _Status.SERVING
 
     async def stop(self, grace: float) -> None:

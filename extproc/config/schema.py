@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from extproc.config.address import parse_grpc_address
 from extproc.config.secrets import REFERENCE
 from extproc.config.units import Bytes, Seconds, parse_duration
 
@@ -69,23 +70,18 @@ class ProcessorSpec(Strict):
 
     @model_validator(mode="after")
     def _check_address(self) -> ProcessorSpec:
-        if self.address.startswith("unix:"):
-            if not self.address.removeprefix("unix:"):
-                raise ValueError("address: unix: needs a socket path")
-        else:
-            host, _, port = self.address.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError("address must be host:port or unix:/path")
+        parse_grpc_address(self.address)
         return self
 
     def worker_addresses(self) -> list[str]:
         """The gRPC address of each worker: port+i, or the socket path + `.i` when several."""
         if self.workers == 1:
             return [self.address]
-        if self.address.startswith("unix:"):
+        parsed = parse_grpc_address(self.address)
+        if parsed.socket_path is not None:
             return [f"{self.address}.{index}" for index in range(self.workers)]
-        host, _, port = self.address.rpartition(":")
-        return [f"{host}:{int(port) + index}" for index in range(self.workers)]
+        host = self.address.rpartition(":")[0]
+        return [f"{host}:{parsed.port + index}" for index in range(self.workers)]
 
 
 class ProviderSpec(Strict):

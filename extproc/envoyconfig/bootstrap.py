@@ -114,6 +114,7 @@ from envoy_data_plane.google.protobuf import Any as AnyMessage
 
 from extproc import headers
 from extproc.config import Gateway, Provider
+from extproc.config.address import parse_grpc_address
 from extproc.config.schema import TracingSpec
 from extproc.envoyapi.messages import REPLY_DETAILS
 from extproc.errors import (
@@ -548,10 +549,10 @@ def _authority(provider: Provider) -> str:
 
 
 def _grpc_address(address: str) -> Address:
-    if address.startswith("unix:"):
-        return Address(pipe=Pipe(path=address.removeprefix("unix:")))
-    host, _, port = address.rpartition(":")
-    return _socket_address(host, int(port))
+    parsed = parse_grpc_address(address)
+    if parsed.socket_path is not None:
+        return Address(pipe=Pipe(path=parsed.socket_path))
+    return _socket_address(parsed.host, parsed.port)
 
 
 def _socket_address(host: str, port: int) -> Address:

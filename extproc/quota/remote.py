@@ -29,10 +29,10 @@ class CountersService:
 
     async def read(self, stream: Stream[ListValue, ListValue]) -> None:
         request = await stream.recv_message()
-        assert request is not None
-        names = [value.string_value for value in request.values]
-        if any(value.WhichOneof("kind") != "string_value" for value in request.values):
+        values = request.values if request is not None else ()
+        if request is None or any(v.WhichOneof("kind") != "string_value" for v in values):
             raise GRPCError(Status.INVALID_ARGUMENT, "expected a list of names")
+        names = [value.string_value for value in values]
         answer = ListValue()
         answer.extend(await self._store.read(names))
         await stream.send_message(answer)

@@ -1,0 +1,28 @@
+"""The processor's gRPC address, `unix:/path` or `host:port`, read in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+UNIX = "unix:"
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcAddress:
+    socket_path: str | None
+    """Set for a Unix socket; then host and port are unused."""
+    host: str = ""
+    port: int = 0
+
+
+def parse_grpc_address(address: str) -> GrpcAddress:
+    """Raises ValueError for anything but `unix:/path` or `host:port`."""
+    if address.startswith(UNIX):
+        path = address.removeprefix(UNIX)
+        if not path:
+            raise ValueError("address: unix: needs a socket path")
+        return GrpcAddress(socket_path=path)
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("address must be host:port or unix:/path")
+    return GrpcAddress(socket_path=None, host=host.strip("[]"), port=int(port))
