@@ -9,7 +9,7 @@ MOCK_PORT ?= 18080
 DEMO_KEY := sk-demo-gateway-key
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint format protos bench redis-server hey kubectl k8s-models checkov envoy-examples clean
+.PHONY: help venv run test lint format protos bench bench-peers bench-memory redis-server hey kubectl k8s-models checkov envoy-examples clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -44,6 +44,23 @@ protos: venv ## regenerate extproc/envoyapi/protos from the .proto files in prot
 bench: venv hey ## Envoy alone vs the full gateway: latency and throughput, same machine, one run
 	$(BIN)/python -m tests.bench.run
 
+bench-memory: venv hey ## the processor's RSS over 200,000 requests (a leak shows as growth)
+	$(BIN)/python -m tests.bench.memory
+
+PEERS := .venv-peers
+LITELLM_VERSION := 1.102.4
+bench-peers: venv hey $(PEERS)/litellm/bin/litellm tests/bench/peers/node_modules ## Envoy alone, this gateway, LiteLLM proxy and Portkey: same load, one run
+	$(BIN)/python -m tests.bench.peers
+
+# Each peer in an environment of its own, at a pinned version.
+$(PEERS)/litellm/bin/litellm:
+	$(PYTHON) -m venv $(PEERS)/litellm
+	$(PEERS)/litellm/bin/pip install --quiet 'litellm[proxy]==$(LITELLM_VERSION)'
+
+tests/bench/peers/node_modules: tests/bench/peers/package-lock.json
+	npm ci --prefix tests/bench/peers --silent --no-audit --no-fund
+	touch $@
+
 envoy-examples: venv ## re-render envoy/*.yaml from examples/*.yaml
 	for f in examples/*.yaml; do $(BIN)/extproc envoy-config --config $$f --output envoy/$$(basename $$f); done
 
@@ -70,4 +87,4 @@ hey: ## install hey (HTTP load generator) when missing (Debian)
 	@command -v hey >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey >/dev/null; }
 
 clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .venv-tools .mypy_cache .ruff_cache .pytest_cache tests/k8s-models/node_modules
+	rm -rf $(VENV) .venv-tools $(PEERS) tests/bench/peers/node_modules .mypy_cache .ruff_cache .pytest_cache tests/k8s-models/node_modules

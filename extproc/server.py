@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2
 from grpclib.const import Cardinality, Handler
 from grpclib.protocol import H2Protocol
 from grpclib.server import Server, Stream
+from h2.connection import H2Connection
 
 from extproc.config import Gateway
 from extproc.config.address import parse_grpc_address
@@ -32,6 +33,12 @@ from extproc.stream import Exchange, Services
 from extproc.telemetry.setup import Telemetry
 
 log = logging.getLogger(__name__)
+
+# h2 remembers how each of the last 65,536 streams of a connection closed (to answer late
+# frames precisely); with one stream per HTTP request that grew the processor by ~14 MiB per
+# Envoy connection before levelling off. A late frame for a forgotten stream gets a
+# RST_STREAM instead; the recent ones are still remembered.
+H2Connection.MAX_CLOSED_STREAMS = 1024
 
 SHUTDOWN_GRACE = 10.0
 SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
@@ -104,6 +111,9 @@ class _ClosingServer(Server):
 
     def __init__(self, handlers: list[object]) -> None:
         super().__init__(handlers)  # type: ignore[arg-type]
+        # Envoy resets every ext_proc stream once its request is over; grpclib would log each
+        # reset at INFO ("Request was cancelled"): a line per request. Errors still show.
+        logging.getLogger("grpclib.server").setLevel(logging.WARNING)
         self._protocols: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
 
     def _protocol_factory(self) -> H2Protocol:

@@ -46,11 +46,20 @@ class Process:
     """A child process whose stdout lines are collected in the background."""
 
     def __init__(
-        self, argv: list[str], *, stderr_path: Path | None = None, cwd: Path = ROOT
+        self,
+        argv: list[str],
+        *,
+        stderr_path: Path | None = None,
+        cwd: Path = ROOT,
+        env: dict[str, str] | None = None,
     ) -> None:
         self._stderr = stderr_path.open("wb") if stderr_path else subprocess.DEVNULL
         self.popen = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=self._stderr, cwd=cwd, env=os.environ.copy()
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()

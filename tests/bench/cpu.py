@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
-ROLES = ("envoy", "processor", "mock", "redis")
+ROLES = ("envoy", "processor", "mock", "redis", "peer")
 
 
 def role_of(argv: list[str]) -> str | None:
@@ -18,6 +18,8 @@ def role_of(argv: list[str]) -> str | None:
         return "mock"
     if argv and Path(argv[0]).name.startswith("redis-server"):
         return "redis"
+    if (argv and Path(argv[0]).name == "node") or any(Path(a).name == "litellm" for a in argv[:2]):
+        return "peer"  # the gateways `make bench-peers` compares with
     return None
 
 

@@ -61,12 +61,14 @@ class Setup:
     """The client accepts gzip (hey's default; the other rows ask for identity)."""
     extra: tuple[str, ...] = ()
     """More `-H` arguments for hey."""
+    key: str = DEMO_KEY
+    """The bearer key the client sends."""
 
 
 def load(url: str, connections: int, setup: Setup, *, post: bool = True) -> Figures:
     request = ["-m", "POST", "-T", "application/json", "-d", setup.body] if post else []
     headers = [
-        "-H", f"Authorization: Bearer {DEMO_KEY}",
+        "-H", f"Authorization: Bearer {setup.key}",
         # Envoy alone routes on the header the processor would set; the gateway strips it.
         "-H", "x-extproc-route: mock",
         *(argument for header in setup.extra for argument in ("-H", header)),

@@ -229,6 +229,15 @@ def test_the_access_log_has_one_line_per_request(traffic: dict[str, Any], config
     assert lines[4]["error_type"] == "rate_limit_exceeded"
 
 
+def test_healthy_requests_leave_the_gateway_log_quiet(
+    traffic: dict[str, Any], gateway: RunningGateway
+) -> None:
+    """Requests are the access log's business: nothing else writes a line per request."""
+    chatter = [line for line in gateway.log_path.read_text().splitlines() if " INFO " in line]
+    assert all(" INFO extproc." in line for line in chatter), chatter
+    assert len(chatter) < 4, chatter  # start-up lines only
+
+
 def test_no_key_appears_in_any_exported_byte(
     traffic: dict[str, Any], receiver: tuple[str, Received], gateway: RunningGateway, config: Path
 ) -> None:
