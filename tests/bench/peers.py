@@ -145,10 +145,15 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
             f"{figures.p50_ms:>8.2f} {figures.p99_ms:>8.2f} {figures.errors:>7}"
             f"   {own_cpu(figures):6.0f} ({figures.cpu_us['mock']:4.0f})"
         )
-    alone = results["envoy alone", 1].p50_ms
-    print("\nadded p50 latency @1 conn, over Envoy alone:")
+    alone = results["envoy alone", 1]
+    print(
+        "\nadded latency @1 conn, over Envoy alone: p50 (hey reports 0.1 ms steps) and mean"
+        " (1 / req/s: one request at a time)"
+    )
     for name in ("this gateway", "litellm", "portkey"):
-        print(f"  {name:<13} +{results[name, 1].p50_ms - alone:.2f} ms")
+        figures = results[name, 1]
+        mean = 1000 / figures.requests_per_second - 1000 / alone.requests_per_second
+        print(f"  {name:<13} p50 +{figures.p50_ms - alone.p50_ms:.2f} ms   mean +{mean:.3f} ms")
     ours = results["this gateway", 32]
     print("\n@32 conns, this gateway against each: req/s ratio, CPU per request ratio")
     for name in ("envoy alone", "litellm", "portkey"):

@@ -312,7 +312,8 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
         "+quota mem", "+quota redis", "+tracing",
     ):  # fmt: skip
         figures = results[name, 32]
-        parts = "  ".join(f"{role} {cpu:6.0f}" for role, cpu in figures.cpu_us.items())
+        roles = ("envoy", "processor", "mock", "redis")
+        parts = "  ".join(f"{role} {figures.cpu_us[role]:6.0f}" for role in roles)
         print(f"  {name:<13} {parts}   total {sum(figures.cpu_us.values()):6.0f}")
 
 
