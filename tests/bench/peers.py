@@ -46,6 +46,20 @@ def wait_until_answering(process: Process, url: str) -> None:
 
 
 @contextmanager
+def running_peer(
+    argv: list[str], environment: dict[str, str], log: Path, port: int, ready_path: str
+) -> Iterator[tuple[Process, str]]:
+    """A peer gateway on `port`, once `ready_path` answers; stopped on exit."""
+    process = Process(argv, stderr_path=log, env=environment)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(process, url + ready_path)
+        yield process, url
+    finally:
+        process.stop()
+
+
+@contextmanager
 def litellm_proxy(mock_url: str, directory: Path) -> Iterator[tuple[Process, str]]:
     config = directory / "litellm.yaml"
     model = {
@@ -69,13 +83,10 @@ def litellm_proxy(mock_url: str, directory: Path) -> Iterator[tuple[Process, str
     argv = [str(LITELLM), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
     # The model price list ships in the package; without this it is fetched at start-up.
     environment = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    process = Process(argv, stderr_path=directory / "litellm.log", env=environment)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(process, url + "/health/liveliness")
-        yield process, url
-    finally:
-        process.stop()
+    with running_peer(
+        argv, environment, directory / "litellm.log", port, "/health/liveliness"
+    ) as peer:
+        yield peer
 
 
 @contextmanager
@@ -83,13 +94,8 @@ def portkey_gateway(directory: Path) -> Iterator[tuple[Process, str]]:
     port = free_port()
     argv = ["node", "-r", str(LOOPBACK), str(PORTKEY), f"--port={port}", "--headless"]
     environment = {"NODE_ENV": "production"}  # no browser console for requests
-    process = Process(argv, stderr_path=directory / "portkey.log", env=environment)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(process, url + "/")
-        yield process, url
-    finally:
-        process.stop()
+    with running_peer(argv, environment, directory / "portkey.log", port, "/") as peer:
+        yield peer
 
 
 def main() -> int:
