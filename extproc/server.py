@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 # Envoy connection before levelling off. A late frame for a forgotten stream gets a
 # RST_STREAM instead; the recent ones are still remembered.
 H2Connection.MAX_CLOSED_STREAMS = 1024
+# Envoy resets every ext_proc stream once its request is over; grpclib would log each reset
+# at INFO ("Request was cancelled"): a line per request. Its errors still show.
+logging.getLogger("grpclib.server").setLevel(logging.WARNING)
 
 SHUTDOWN_GRACE = 10.0
 SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
@@ -111,9 +114,6 @@ class _ClosingServer(Server):
 
     def __init__(self, handlers: list[object]) -> None:
         super().__init__(handlers)  # type: ignore[arg-type]
-        # Envoy resets every ext_proc stream once its request is over; grpclib would log each
-        # reset at INFO ("Request was cancelled"): a line per request. Errors still show.
-        logging.getLogger("grpclib.server").setLevel(logging.WARNING)
         self._protocols: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
 
     def _protocol_factory(self) -> H2Protocol:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -32,17 +33,26 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def cpu_by_role(roots: list[int]) -> dict[str, float]:
-    """Seconds of CPU used so far by each role among the roots' process trees."""
-    used = dict.fromkeys(ROLES, 0.0)
+def processes(roots: list[int]) -> Iterator[tuple[int, str]]:
+    """(pid, role) of every process with a role among the roots' process trees."""
     for root in roots:
         for pid in descendants(root):
             try:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
             except FileNotFoundError:
-                continue
+                continue  # ended meanwhile
             role = role_of(argv)
             if role is not None:
-                used[role] += (int(fields[11]) + int(fields[12])) / TICKS
+                yield pid, role
+
+
+def cpu_by_role(roots: list[int]) -> dict[str, float]:
+    """Seconds of CPU used so far by each role among the roots' process trees."""
+    used = dict.fromkeys(ROLES, 0.0)
+    for pid, role in processes(roots):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except FileNotFoundError:
+            continue
+        used[role] += (int(fields[11]) + int(fields[12])) / TICKS
     return used

@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.bench.cpu import descendants, role_of
+from tests.bench.cpu import processes
 from tests.bench.run import BODY, DEMO_KEY, TRANSLATED_BODY, configure
 from tests.harness import mock_provider, running_gateway
 
@@ -24,9 +24,8 @@ CONNECTIONS = 32
 
 
 def processor_rss_kib(root: int) -> int:
-    for pid in descendants(root):
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-        if role_of(argv) == "processor":
+    for pid, role in processes([root]):
+        if role == "processor":
             status = Path(f"/proc/{pid}/status").read_text()
             line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
             return int(line.split()[1])

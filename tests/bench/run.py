@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tests.bench.cpu import cpu_by_role
+from tests.bench.cpu import ROLES, cpu_by_role
 from tests.harness import ROOT, envoy_only, mock_provider, redis_server, running_gateway
 from tests.otlp_receiver import otlp_receiver
 
@@ -312,7 +312,7 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
         "+quota mem", "+quota redis", "+tracing",
     ):  # fmt: skip
         figures = results[name, 32]
-        roles = ("envoy", "processor", "mock", "redis")
+        roles = [role for role in ROLES if role != "peer"]  # peers run in bench-peers only
         parts = "  ".join(f"{role} {figures.cpu_us[role]:6.0f}" for role in roles)
         print(f"  {name:<13} {parts}   total {sum(figures.cpu_us.values()):6.0f}")
 
