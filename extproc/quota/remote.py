@@ -11,11 +11,9 @@ from collections.abc import Sequence
 
 import grpc
 from google.protobuf.struct_pb2 import ListValue
-from grpclib.const import Cardinality, Handler, Status
-from grpclib.exceptions import GRPCError
-from grpclib.server import Stream
 
 from extproc.quota.store import QuotaStore, StoreUnavailable
+from extproc.transport import Call, GrpcError, Method, Status
 
 SERVICE = "extproc.quota.v1.Counters"
 METHOD = "Read"
@@ -27,22 +25,18 @@ class CountersService:
     def __init__(self, store: QuotaStore) -> None:
         self._store = store
 
-    async def read(self, stream: Stream[ListValue, ListValue]) -> None:
-        request = await stream.recv_message()
+    async def read(self, call: Call[ListValue]) -> None:
+        request = await call.recv()
         values = request.values if request is not None else ()
         if request is None or any(v.WhichOneof("kind") != "string_value" for v in values):
-            raise GRPCError(Status.INVALID_ARGUMENT, "expected a list of names")
+            raise GrpcError(Status.INVALID_ARGUMENT, "expected a list of names")
         names = [value.string_value for value in values]
         answer = ListValue()
         answer.extend(await self._store.read(names))
-        await stream.send_message(answer)
+        await call.send(answer)
 
-    def __mapping__(self) -> dict[str, Handler]:
-        return {
-            f"/{SERVICE}/{METHOD}": Handler(
-                self.read, Cardinality.UNARY_UNARY, ListValue, ListValue
-            )
-        }
+    def methods(self) -> dict[str, Method[ListValue]]:
+        return {f"/{SERVICE}/{METHOD}": Method(self.read, ListValue)}
 
 
 async def read_remote(address: str, counters: Sequence[str], *, timeout: float) -> list[int]:

@@ -1,0 +1,429 @@
+"""One HTTP/2 connection of the gRPC server: frames in, calls dispatched, flow control.
+
+Only what a gRPC server needs of RFC 9113: no push, no priorities (read and ignored), no
+request bodies outside gRPC framing. Frames are read straight from each socket read; a
+request's common path (HEADERS, DATA in; HEADERS, DATA out) costs a few dict lookups and one
+HPACK decode, which is the point of this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+from hpack import Decoder
+from hpack.exceptions import HPACKError
+
+from extproc.transport.call import Call, GrpcError, Method, Status
+from extproc.transport.frames import (
+    DEFAULT_MAX_FRAME,
+    DEFAULT_WINDOW,
+    FRAME_HEADER_SIZE,
+    MAX_FRAME_LIMIT,
+    MAX_WINDOW,
+    PREFACE,
+    RESPONSE_HEADERS,
+    ErrorCode,
+    Flag,
+    Kind,
+    ProtocolError,
+    Setting,
+    frame,
+    goaway,
+    header_fragment,
+    parse_settings,
+    rst_stream,
+    settings,
+    trailers,
+    unpad,
+    window_update,
+)
+
+log = logging.getLogger(__name__)
+
+STREAM_WINDOW = 16 * 1024 * 1024
+"""What one stream may send before it is acknowledged: most bodies need no WINDOW_UPDATE."""
+CONNECTION_WINDOW = MAX_WINDOW
+MAX_FRAME = 1024 * 1024
+MAX_HEADER_LIST = 64 * 1024
+
+
+class Connection(asyncio.Protocol):
+    """Serves the calls of one client connection (Envoy keeps a few, each carrying many)."""
+
+    def __init__(
+        self, methods: Mapping[str, Method[Any]], track: Callable[[asyncio.Task[None]], None]
+    ) -> None:
+        self._methods = methods
+        self._track = track
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._preface_seen = False
+        self._settings_seen = False
+        self._decoder = Decoder(max_header_list_size=MAX_HEADER_LIST)
+        self._calls: dict[int, Call[Any]] = {}
+        self._last_stream_id = 0
+        self._header_block: tuple[int, int, bytearray] | None = None
+        self._unacknowledged = 0
+        self._send_window = DEFAULT_WINDOW
+        self._peer_stream_window = DEFAULT_WINDOW
+        self._peer_max_frame = DEFAULT_MAX_FRAME
+        self._senders: list[asyncio.Future[None]] = []
+        self._writing_paused = False
+        self._peer_going_away = False
+        self.closed = False
+        self._handlers: dict[int, Callable[[int, int, bytes], None]] = {
+            Kind.DATA: self._on_data,
+            Kind.HEADERS: self._on_headers,
+            Kind.CONTINUATION: self._on_continuation,
+            Kind.RST_STREAM: self._on_reset,
+            Kind.SETTINGS: self._on_settings,
+            Kind.WINDOW_UPDATE: self._on_window_update,
+            Kind.PING: self._on_ping,
+            Kind.GOAWAY: self._on_goaway,
+            Kind.PUSH_PROMISE: self._on_push_promise,
+            Kind.PRIORITY: self._on_priority,
+        }
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        ours = {
+            Setting.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            Setting.MAX_FRAME_SIZE: MAX_FRAME,
+            Setting.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
+        }
+        transport.write(settings(ours) + window_update(0, CONNECTION_WINDOW - DEFAULT_WINDOW))
+
+    def data_received(self, data: bytes) -> None:
+        if self._buffer:
+            self._buffer += data
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        try:
+            consumed = self._read_frames(data)
+        except ProtocolError as error:
+            self._fail(error)
+            return
+        if consumed < len(data) and not self.closed:
+            self._buffer += data[consumed:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        for call in self._calls.values():
+            call.end()
+        self._calls.clear()
+        self._wake_senders()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake_senders()
+
+    # for the server and the calls
+
+    def close(self) -> None:
+        """Tell the client no further streams are taken, then close."""
+        if self._transport is not None and not self.closed:
+            self._transport.write(goaway(self._last_stream_id, ErrorCode.NO_ERROR))
+            self._transport.close()
+
+    async def send_data(self, call: Call[Any], payload: bytes) -> None:
+        """Send `payload` as DATA on the call's stream, within both flow-control windows."""
+        if call.reset or self.closed:
+            return
+        transport = self._transport
+        assert transport is not None
+        headers = call.response_headers()
+        size = len(payload)
+        if size <= self._send_window and size <= call.send_window and size <= self._peer_max_frame:
+            self._send_window -= size
+            call.send_window -= size
+            transport.write(headers + frame(Kind.DATA, 0, call.stream_id, payload))
+            return
+        if headers:
+            transport.write(headers)
+        view = memoryview(payload)
+        offset = 0
+        while offset < size:
+            if call.reset or self.closed:
+                return
+            allowed = min(self._send_window, call.send_window, self._peer_max_frame, size - offset)
+            if allowed <= 0 or self._writing_paused:
+                await self._wait_to_send()
+                continue
+            self._send_window -= allowed
+            call.send_window -= allowed
+            chunk = bytes(view[offset : offset + allowed])
+            transport.write(frame(Kind.DATA, 0, call.stream_id, chunk))
+            offset += allowed
+
+    # reading frames
+
+    def _read_frames(self, data: bytes) -> int:
+        """Handle every whole frame in `data`; returns how many bytes were used."""
+        position = 0
+        if not self._preface_seen:
+            if len(data) < len(PREFACE):
+                return 0
+            if not data.startswith(PREFACE):
+                raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "not an HTTP/2 connection preface")
+            self._preface_seen = True
+            position = len(PREFACE)
+        end = len(data)
+        while end - position >= FRAME_HEADER_SIZE and not self.closed:
+            size = (data[position] << 16) | (data[position + 1] << 8) | data[position + 2]
+            if size > MAX_FRAME:
+                raise ProtocolError(ErrorCode.FRAME_SIZE_ERROR, f"a frame of {size} bytes")
+            start = position + FRAME_HEADER_SIZE
+            if end - start < size:
+                break
+            kind, flags = data[position + 3], data[position + 4]
+            stream_id = int.from_bytes(data[position + 5 : start], "big") & MAX_WINDOW
+            position = start + size
+            self._on_frame(kind, flags, stream_id, data[start:position])
+        return position
+
+    def _on_frame(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
+        if self._header_block is not None and kind != Kind.CONTINUATION:
+            raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "a header block was interrupted")
+        if not self._settings_seen:
+            if kind != Kind.SETTINGS or flags & Flag.ACK:
+                raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "the preface's SETTINGS is missing")
+            self._settings_seen = True
+        if kind in _CONNECTION_FRAMES:
+            if stream_id:
+                raise ProtocolError(ErrorCode.PROTOCOL_ERROR, f"frame type {kind} on a stream")
+        elif kind in _STREAM_FRAMES and not stream_id:
+            raise ProtocolError(ErrorCode.PROTOCOL_ERROR, f"frame type {kind} on stream 0")
+        handler = self._handlers.get(kind)
+        if handler is not None:  # other frame types are ignored, as RFC 9113 §5.5 asks
+            handler(flags, stream_id, payload)
+
+    def _on_goaway(self, flags: int, stream_id: int, payload: bytes) -> None:
+        self._peer_going_away = True
+        self._close_if_done()
+
+    def _on_push_promise(self, flags: int, stream_id: int, payload: bytes) -> None:
+        raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "a client sent PUSH_PROMISE")
+
+    def _on_priority(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if len(payload) != 5:
+            raise ProtocolError(ErrorCode.FRAME_SIZE_ERROR, "PRIORITY is not 5 bytes")
+
+    def _on_data(self, flags: int, stream_id: int, payload: bytes) -> None:
+        size = len(payload)
+        self._unacknowledged += size
+        if self._unacknowledged > CONNECTION_WINDOW:
+            raise ProtocolError(ErrorCode.FLOW_CONTROL_ERROR, "the connection window overflowed")
+        if self._unacknowledged >= CONNECTION_WINDOW // 2:
+            self._write(window_update(0, self._unacknowledged))
+            self._unacknowledged = 0
+        call = self._calls.get(stream_id)
+        if call is None:
+            if stream_id > self._last_stream_id:
+                raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "DATA on an idle stream")
+            return  # the call is over; its late bytes only count for the connection
+        if call.ended:
+            self._end_call(call, ErrorCode.STREAM_CLOSED)
+            return
+        end = bool(flags & Flag.END_STREAM)
+        call.unacknowledged += size
+        if call.unacknowledged > STREAM_WINDOW:
+            self._end_call(call, ErrorCode.FLOW_CONTROL_ERROR)
+            return
+        if not end and call.unacknowledged >= STREAM_WINDOW // 2:
+            self._write(window_update(stream_id, call.unacknowledged))
+            call.unacknowledged = 0
+        try:
+            call.receive(unpad(flags, payload), end=end)
+        except GrpcError as error:
+            self._write(call.closing_frame(error.status, error.message))
+            self._end_call(call, ErrorCode.NO_ERROR)
+
+    def _on_headers(self, flags: int, stream_id: int, payload: bytes) -> None:
+        fragment = header_fragment(flags, payload)
+        if flags & Flag.END_HEADERS:
+            self._on_header_block(stream_id, flags, fragment)
+        else:
+            self._header_block = (stream_id, flags, bytearray(fragment))
+
+    def _on_continuation(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if self._header_block is None or self._header_block[0] != stream_id:
+            raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "CONTINUATION without its HEADERS")
+        _, first_flags, block = self._header_block
+        block += payload
+        if len(block) > MAX_HEADER_LIST:
+            raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "a header block over the size limit")
+        if flags & Flag.END_HEADERS:
+            self._header_block = None
+            self._on_header_block(stream_id, first_flags, bytes(block))
+
+    def _on_header_block(self, stream_id: int, flags: int, block: bytes) -> None:
+        try:
+            # Decoded whatever becomes of the stream: the HPACK table is the connection's.
+            # Not raw: names and values come as str.
+            headers = cast("list[tuple[str, str]]", self._decoder.decode(block))
+        except HPACKError as error:
+            raise ProtocolError(ErrorCode.COMPRESSION_ERROR, f"header block: {error}") from None
+        end = bool(flags & Flag.END_STREAM)
+        call = self._calls.get(stream_id)
+        if call is not None:  # trailers: gRPC clients send none, but they end the stream
+            if not end:
+                raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "trailers without END_STREAM")
+            call.receive(b"", end=True)
+            return
+        if stream_id <= self._last_stream_id:
+            self._write(rst_stream(stream_id, ErrorCode.STREAM_CLOSED))
+            return
+        if not stream_id % 2:
+            raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "a client opened an even stream")
+        self._last_stream_id = stream_id
+        self._open_call(stream_id, headers, end=end)
+
+    def _open_call(self, stream_id: int, headers: list[tuple[str, str]], *, end: bool) -> None:
+        path = method = content_type = ""
+        metadata: list[tuple[str, str]] = []
+        for name, value in headers:
+            if name == ":path":
+                path = value
+            elif name == ":method":
+                method = value
+            elif name == "content-type":
+                content_type = value
+            elif not name.startswith(":"):
+                metadata.append((name, value))
+        target = self._methods.get(path)
+        if target is None or method != "POST" or not content_type.startswith("application/grpc"):
+            block = RESPONSE_HEADERS + trailers(Status.UNIMPLEMENTED, f"no method {path}")
+            self._write(frame(Kind.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, stream_id, block))
+            return
+        call = Call(self, stream_id, target.request_type, metadata, self._peer_stream_window)
+        self._calls[stream_id] = call
+        if end:
+            call.receive(b"", end=True)
+        call.task = task = asyncio.get_running_loop().create_task(self._run(call, target, path))
+        self._track(task)
+
+    async def _run(self, call: Call[Any], method: Method[Any], path: str) -> None:
+        status, message = Status.OK, ""
+        try:
+            await method.handler(call)
+        except GrpcError as error:
+            status, message = error.status, error.message
+        except asyncio.CancelledError:
+            self._calls.pop(call.stream_id, None)
+            raise
+        except Exception:
+            log.exception("gRPC method %s failed", path)
+            status, message = Status.INTERNAL, "internal error"
+        if self._calls.pop(call.stream_id, None) is not None and not self.closed:
+            self._write(call.closing_frame(status, message))
+            if not call.ended:  # answered before the client finished: it may stop sending
+                self._write(rst_stream(call.stream_id, ErrorCode.NO_ERROR))
+        self._close_if_done()
+
+    def _on_reset(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if len(payload) != 4:
+            raise ProtocolError(ErrorCode.FRAME_SIZE_ERROR, "RST_STREAM is not 4 bytes")
+        if stream_id > self._last_stream_id:
+            raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "RST_STREAM on an idle stream")
+        call = self._calls.pop(stream_id, None)
+        if call is not None:
+            call.end()
+
+    def _on_settings(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if flags & Flag.ACK:
+            if payload:
+                raise ProtocolError(ErrorCode.FRAME_SIZE_ERROR, "a SETTINGS ACK with content")
+            return
+        for key, value in parse_settings(payload):
+            if key == Setting.INITIAL_WINDOW_SIZE:
+                if value > MAX_WINDOW:
+                    raise ProtocolError(ErrorCode.FLOW_CONTROL_ERROR, "initial window too large")
+                delta = value - self._peer_stream_window
+                self._peer_stream_window = value
+                for call in self._calls.values():
+                    call.send_window += delta
+            elif key == Setting.MAX_FRAME_SIZE:
+                if not DEFAULT_MAX_FRAME <= value <= MAX_FRAME_LIMIT:
+                    raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range")
+                self._peer_max_frame = value
+            elif key == Setting.ENABLE_PUSH and value > 1:
+                raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "ENABLE_PUSH is neither 0 nor 1")
+        self._write(frame(Kind.SETTINGS, Flag.ACK, 0))
+        self._wake_senders()
+
+    def _on_window_update(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if len(payload) != 4:
+            raise ProtocolError(ErrorCode.FRAME_SIZE_ERROR, "WINDOW_UPDATE is not 4 bytes")
+        increment = int.from_bytes(payload, "big") & MAX_WINDOW
+        if not stream_id:
+            if not increment:
+                raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "a WINDOW_UPDATE of 0")
+            self._send_window += increment
+            if self._send_window > MAX_WINDOW:
+                raise ProtocolError(ErrorCode.FLOW_CONTROL_ERROR, "the send window overflowed")
+        else:
+            call = self._calls.get(stream_id)
+            if call is None:
+                return
+            call.send_window += increment
+            if not increment:
+                self._end_call(call, ErrorCode.PROTOCOL_ERROR)
+            elif call.send_window > MAX_WINDOW:
+                self._end_call(call, ErrorCode.FLOW_CONTROL_ERROR)
+        self._wake_senders()
+
+    def _on_ping(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if len(payload) != 8:
+            raise ProtocolError(ErrorCode.FRAME_SIZE_ERROR, "PING is not 8 bytes")
+        if not flags & Flag.ACK:
+            self._write(frame(Kind.PING, Flag.ACK, 0, payload))
+
+    # helpers
+
+    def _end_call(self, call: Call[Any], code: ErrorCode) -> None:
+        """Reset the call's stream: its handler sees the end and its answers are dropped."""
+        self._write(rst_stream(call.stream_id, code))
+        self._calls.pop(call.stream_id, None)
+        call.end()
+
+    def _write(self, data: bytes) -> None:
+        if self._transport is not None and not self.closed:
+            self._transport.write(data)
+
+    async def _wait_to_send(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._senders.append(waiter)
+        await waiter
+
+    def _wake_senders(self) -> None:
+        senders, self._senders = self._senders, []
+        for waiter in senders:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _close_if_done(self) -> None:
+        if self._peer_going_away and not self._calls and self._transport is not None:
+            self._transport.close()
+
+    def _fail(self, error: ProtocolError) -> None:
+        peer = self._transport.get_extra_info("peername") if self._transport else None
+        log.warning("closing the HTTP/2 connection from %s: %s", peer or "a client", error)
+        self._write(goaway(self._last_stream_id, error.code))
+        if self._transport is not None:
+            self._transport.close()
+        self.closed = True
+
+
+_CONNECTION_FRAMES = frozenset((Kind.SETTINGS, Kind.PING, Kind.GOAWAY))
+_STREAM_FRAMES = frozenset(
+    (Kind.DATA, Kind.HEADERS, Kind.PRIORITY, Kind.RST_STREAM, Kind.CONTINUATION)
+)
