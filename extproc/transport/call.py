@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from google.protobuf.message import Message
 
@@ -32,13 +32,10 @@ class Status(IntEnum):
     """gRPC status codes the server speaks."""
 
     OK = 0
-    CANCELLED = 1
-    UNKNOWN = 2
     INVALID_ARGUMENT = 3
     RESOURCE_EXHAUSTED = 8
     UNIMPLEMENTED = 12
     INTERNAL = 13
-    UNAVAILABLE = 14
 
 
 class GrpcError(Exception):
@@ -75,7 +72,6 @@ class Call(Generic[RequestT]):
         "reset",
         "send_window",
         "stream_id",
-        "task",
         "unacknowledged",
     )
 
@@ -100,7 +96,6 @@ class Call(Generic[RequestT]):
         self.reset = False
         self.headers_sent = False
         self.unacknowledged = 0
-        self.task: asyncio.Task[Any] | None = None
 
     async def recv(self) -> RequestT | None:
         """The next message; None once the client has sent its last one (or reset)."""

@@ -308,8 +308,7 @@ class Connection(asyncio.Protocol):
         self._calls[stream_id] = call
         if end:
             call.receive(b"", end=True)
-        call.task = task = asyncio.get_running_loop().create_task(self._run(call, target, path))
-        self._track(task)
+        self._track(asyncio.get_running_loop().create_task(self._run(call, target, path)))
 
     async def _run(self, call: Call[Any], method: Method[Any], path: str) -> None:
         status, message = Status.OK, ""

@@ -42,9 +42,7 @@ class Flag:
 
 
 class Setting:
-    HEADER_TABLE_SIZE = 1
     ENABLE_PUSH = 2
-    MAX_CONCURRENT_STREAMS = 3
     INITIAL_WINDOW_SIZE = 4
     MAX_FRAME_SIZE = 5
     MAX_HEADER_LIST_SIZE = 6
@@ -53,12 +51,9 @@ class Setting:
 class ErrorCode(IntEnum):
     NO_ERROR = 0
     PROTOCOL_ERROR = 1
-    INTERNAL_ERROR = 2
     FLOW_CONTROL_ERROR = 3
     STREAM_CLOSED = 5
     FRAME_SIZE_ERROR = 6
-    REFUSED_STREAM = 7
-    CANCEL = 8
     COMPRESSION_ERROR = 9
 
 
