@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from extproc.config.address import parse_grpc_address
 from extproc.config.secrets import REFERENCE
 from extproc.config.units import Bytes, Seconds, parse_duration
+from extproc.transport.call import MAX_MESSAGE
 
 ProviderKind = Literal["openai", "azure", "anthropic", "gemini"]
 """openai: any OpenAI-compatible API; azure: Azure OpenAI; anthropic: Anthropic's Messages
@@ -50,11 +51,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+MAX_REQUEST_BODY = MAX_MESSAGE // 2
+"""Half of the largest ext_proc message the processor takes: a body travels in one message."""
+
+
 class ListenSpec(Strict):
     address: str = "127.0.0.1"
     port: int = Field(default=10000, ge=0, le=65535)
     admin_port: int = Field(default=9901, ge=0, le=65535)
-    max_request_body: Bytes = 8 * 1024 * 1024
+    max_request_body: Annotated[Bytes, Field(gt=0, le=MAX_REQUEST_BODY)] = 8 * 1024 * 1024
     request_timeout: Seconds = 60.0
     """How long a client may take to send its whole request (cuts off very slow uploads)."""
 

@@ -76,6 +76,8 @@ def test_secrets_never_print() -> None:
         (("https://api.openai.com", "ftp://x"), "providers.openai.base_url", "http:// or https://"),
         (("${env:OPENAI_API_KEY}", "sk-literal-key"), "providers.openai.api_key", "reference"),
         (("weight: 80", "weight: -1"), "models.fast.targets.0.weight", "greater than or equal"),
+        (("\nmodels:", "\nlisten: {max_request_body: 200MiB}\nmodels:"),
+         "listen.max_request_body", "less than or equal to 134217728"),
     ],
 )  # fmt: skip
 def test_errors_name_the_path(edit: tuple[str, str], path: str, message: str) -> None:
