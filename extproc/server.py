@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import signal
 from pathlib import Path
 
 from grpc_health.v1 import health_pb2
@@ -23,6 +22,7 @@ from extproc.config.watcher import GatewaySource
 from extproc.envoyapi.messages import ProcessingRequest
 from extproc.quota.remote import CountersService
 from extproc.quota.stores import open_ledger
+from extproc.signals import stop_requested
 from extproc.stream import Exchange, Services
 from extproc.telemetry.setup import Telemetry
 from extproc.transport import Call, Method, Server
@@ -127,16 +127,17 @@ async def serve(gateway: Gateway, address: str, *, worker: int = 0) -> None:
     source = GatewaySource(gateway)
     services = open_services(gateway, source, worker=worker)
     server = ProcessorServer(source, services, address)
-    await server.start()
+    stop = stop_requested()
     follow = asyncio.create_task(source.follow())
-    log.info("processor listening on %s", address)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    log.info("processor on %s stopping", address)
-    follow.cancel()
-    await server.stop(SHUTDOWN_GRACE)
-    await services.ledger.store.close()
-    services.telemetry.shutdown()
+    try:
+        await server.start()
+        log.info("processor listening on %s", address)
+        await stop.wait()
+        log.info("processor on %s stopping", address)
+    finally:
+        follow.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follow
+        await server.stop(SHUTDOWN_GRACE)
+        await services.ledger.store.close()
+        services.telemetry.shutdown()

@@ -8,6 +8,8 @@ import logging
 import signal
 from collections.abc import Sequence
 
+from extproc.signals import stop_requested
+
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 15.0
@@ -35,10 +37,7 @@ class Supervisor:
 
     async def wait(self) -> str | None:
         """Until SIGINT/SIGTERM (returns None) or a child's exit (returns its name)."""
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+        stop = stop_requested()
         exited = asyncio.ensure_future(self.first_exit())
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -2,8 +2,11 @@
 
 Each new stream takes the snapshot current when it opens, so a request never sees two
 configurations. A file that fails validation changes nothing (the problems are logged), and
-neither does one that changes the providers: Envoy's clusters are rendered from them, so that
-needs `extproc envoy-config` and an Envoy restart.
+neither does one that changes what Envoy's configuration is rendered from (the set of
+providers and how each is reached, the listener, the processor) or what is opened once at
+start (quota store, telemetry): those need `extproc envoy-config` and a restart. Everything
+else the processor alone reads — keys, models, limits, prices, and of a provider its kind,
+key, base_url path, api_version, anthropic_version and stream_usage — applies live.
 """
 
 from __future__ import annotations
@@ -60,10 +63,14 @@ class GatewaySource:
         return True
 
     async def follow(self) -> None:
-        """Reload on change until cancelled."""
+        """Reload on change until cancelled; a failing check is logged and the next one
+        still happens (a file that cannot be read is already a refused reload)."""
         while True:
             await asyncio.sleep(POLL_SECONDS)
-            await asyncio.to_thread(self.reload_if_changed)
+            try:
+                await asyncio.to_thread(self.reload_if_changed)
+            except Exception:
+                log.exception("checking the configuration file failed; still following it")
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -78,7 +85,7 @@ def _fixed_at_start(gateway: Gateway) -> tuple[object, ...]:
     """What only a restart changes: Envoy's rendered configuration (provider keys excepted),
     the quota store connection and telemetry."""
     providers = tuple(
-        (name, _without_key(provider)) for name, provider in sorted(gateway.providers.items())
+        (name, _reached_by_envoy(provider)) for name, provider in sorted(gateway.providers.items())
     )
     quota = gateway.quota
     return (
@@ -91,9 +98,9 @@ def _fixed_at_start(gateway: Gateway) -> tuple[object, ...]:
     )
 
 
-def _without_key(provider: Provider) -> tuple[object, ...]:
+def _reached_by_envoy(provider: Provider) -> tuple[object, ...]:
+    """What Envoy's cluster for the provider is rendered from."""
     return (
-        provider.kind,
         provider.scheme,
         provider.host,
         provider.port,
