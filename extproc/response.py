@@ -15,10 +15,12 @@ from extproc.envoyapi.messages import (
     relay_body,
     replace_response_body,
 )
-from extproc.errors import BadGateway, GatewayError, QuotaExhausted, RateLimited, shorten
+from extproc.errors import BadGateway, GatewayError, shorten
 from extproc.pipeline.inflate import INFLATABLE, Inflater
 from extproc.pipeline.metering import Meter
-from extproc.quota.ledger import Reservation, refusal_labels
+from extproc.pipeline.ratelimit_headers import ratelimit_headers
+from extproc.pipeline.refusals import stopped_mid_stream
+from extproc.quota.ledger import Reservation
 from extproc.quota.limits import MICRO_USD_PER_USD, Price
 from extproc.telemetry.record import RequestRecord
 from extproc.telemetry.setup import Telemetry
@@ -83,7 +85,7 @@ class ResponsePath:
         elif encoding != "identity":
             return self._unreadable(encoding, status)
         streamed = self._meter.on_headers(status, content_type)
-        set_headers = list(self._reservation.headers)
+        set_headers = ratelimit_headers(self._reservation.standings)
         self._record.status = status
         if status >= 400:
             self._record.error_type = str(status)
@@ -118,7 +120,7 @@ class ResponsePath:
             )
         self._record.status = status
         self._meter.on_headers(status, "")  # its body goes unread: the estimate stands
-        return amend_response_headers(self._reservation.headers, body="skip")
+        return amend_response_headers(ratelimit_headers(self._reservation.standings), body="skip")
 
     async def on_body(self, chunk: bytes, *, end: bool) -> ProcessingResponse | None:
         """The answer for a body chunk; None once a stream was ended early (Envoy has
@@ -219,14 +221,7 @@ class ResponsePath:
         return True
 
     def _spent_error(self) -> GatewayError:
-        limit = self._reservation.spent
-        described = limit.describe() if limit is not None else "a budget"
-        message = f"Limit reached during the stream: {described}. The answer ends here."
-        error: GatewayError = RateLimited(message)
-        if limit is not None and limit.metric == "usd":
-            error = QuotaExhausted(message)
-        if limit is not None:
-            error.labels = refusal_labels(limit)
+        error = stopped_mid_stream(self._reservation.spent)
         self._record.error_type = error.code
         self._record.note_refusal(error.labels, "stopped")
         return error

@@ -35,9 +35,11 @@ from extproc.errors import (
 )
 from extproc.pipeline.auth import authenticate
 from extproc.pipeline.metering import Meter
+from extproc.pipeline.refusals import refused, store_down
 from extproc.pipeline.routing import choose_target, resolve_route
 from extproc.pipeline.upstream import prepare_upstream
 from extproc.quota.ledger import Ledger
+from extproc.quota.standing import QuotaRefused, QuotaStoreDown
 from extproc.response import ResponsePath
 from extproc.telemetry.record import RequestRecord
 from extproc.telemetry.setup import Telemetry
@@ -225,6 +227,10 @@ class Exchange:
                 estimate=estimate,
                 policy=self._gateway.quota.on_store_error,
             )
+        except QuotaRefused as refusal:
+            raise refused(refusal) from None
+        except QuotaStoreDown:
+            raise store_down() from None
         finally:
             if span is not None:
                 span.end()

@@ -17,9 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from extproc.errors import GatewayError, QuotaExhausted, RateLimited, ServiceUnavailable
 from extproc.quota.limits import Limit, Price
-from extproc.quota.ratelimit_headers import Standing, ratelimit_headers
+from extproc.quota.standing import QuotaRefused, QuotaStoreDown, Standing
 from extproc.quota.store import Charge, Clock, Outcome, QuotaStore, StoreUnavailable
 from extproc.usage import Usage
 
@@ -73,8 +72,8 @@ class Reservation:
         """Set when a `clamp_max_tokens` limit lowered the output the request may ask for."""
         self.spent: Limit | None = None
         """The limit that refused an `extend`."""
-        self.headers = ratelimit_headers(_standings(self._counted, values, now))
-        """The `x-ratelimit-*` headers for the client's response."""
+        self.standings = _standings(self._counted, values, now)
+        """Where the request left each enforced limit (the client's rate-limit headers)."""
 
     async def extend(self, extra_output: int) -> int:
         """Reserve up to `extra_output` more output tokens for an answer that outgrew its
@@ -130,8 +129,8 @@ class Ledger:
         policy: StorePolicy,
     ) -> Reservation:
         """Reserve `estimate` in every limit for `alias`; the returned reservation may carry a
-        lower output cap when a `clamp_max_tokens` limit lowered it. Raises RateLimited,
-        QuotaExhausted or (store down, policy deny) ServiceUnavailable."""
+        lower output cap when a `clamp_max_tokens` limit lowered it. Raises QuotaRefused, or
+        QuotaStoreDown (store down, policy deny)."""
         applicable = [limit for limit in limits if limit.applies_to(alias)]
         if not applicable:
             return UNMETERED
@@ -252,29 +251,19 @@ def _growth(
     ]
 
 
-def _refusal(counted: Sequence[_Counted], outcome: Outcome, now: float) -> GatewayError:
+def _refusal(counted: Sequence[_Counted], outcome: Outcome, now: float) -> QuotaRefused:
     refused = [counted[index] for index in outcome.refused]
     first = refused[0]
     if first.limit.metric == "concurrent":
         retry_after = CONCURRENT_RETRY_AFTER
     else:
         retry_after = max(1, math.ceil(max(item.window_end for item in refused) - now))
-    headers = [
-        ("retry-after", str(retry_after)),
-        *ratelimit_headers(_standings(counted, outcome.values, now)),
-    ]
-    message = f"Limit reached: {first.limit.describe()}. Retry after {retry_after} s."
-    error: GatewayError
-    if any(item.limit.metric == "usd" for item in refused):
-        error = QuotaExhausted(f"Budget exhausted: {first.limit.describe()}.", headers=headers)
-    else:
-        error = RateLimited(message, headers=headers)
-    error.labels = refusal_labels(first.limit)
-    return error
-
-
-def refusal_labels(limit: Limit) -> dict[str, str]:
-    return {"scope": limit.scope.partition(":")[0], "metric": limit.metric}
+    return QuotaRefused(
+        first.limit,
+        retry_after=retry_after,
+        standings=_standings(counted, outcome.values, now),
+        budget=any(item.limit.metric == "usd" for item in refused),
+    )
 
 
 def _standings(counted: Sequence[_Counted], values: Sequence[int], now: float) -> list[Standing]:
@@ -300,11 +289,7 @@ def _on_store_error(policy: StorePolicy, error: StoreUnavailable) -> Reservation
         log.warning("quota store unavailable (%s): serving without quota (policy allow)", error)
         return STORE_UNAVAILABLE
     log.error("quota store unavailable (%s): refusing (policy deny)", error)
-    raise ServiceUnavailable(
-        "The quota service is unavailable, so the request was not sent. Retry shortly.",
-        code="quota_store_unavailable",
-        headers=[("retry-after", "1")],
-    )
+    raise QuotaStoreDown(str(error)) from None
 
 
 UNMETERED = Reservation(None, counted=(), values=(), price=None, now=0.0, decision="unmetered")

@@ -10,9 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from extproc.config import ConfigError, Gateway, parse_gateway
-from extproc.errors import QuotaExhausted, RateLimited
+from extproc.pipeline.ratelimit_headers import go_duration, ratelimit_headers
+from extproc.pipeline.refusals import refused
 from extproc.quota.ledger import Ledger, Reservation
-from extproc.quota.ratelimit_headers import go_duration
+from extproc.quota.standing import QuotaRefused
 from extproc.quota.store import MemoryStore
 from extproc.quota.windows import calendar_window, fixed_window
 from extproc.usage import Usage
@@ -49,6 +50,10 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def headers_of(reservation: Reservation) -> dict[str, str]:
+    return dict(ratelimit_headers(reservation.standings))
 
 
 def ledger_for(clock: Clock) -> Ledger:
@@ -88,9 +93,12 @@ async def test_month_budget_rolls_over_at_midnight_in_its_zone() -> None:
     ledger = ledger_for(clock)
     spend = Usage(input_tokens=0, output_tokens=100)  # 100 x 10 USD/M = 0.001 USD
     await reserve(ledger, gateway, spend)
-    with pytest.raises(QuotaExhausted) as refused:
+    with pytest.raises(QuotaRefused) as refusal:
         await reserve(ledger, gateway, Usage(0, 1))
-    assert dict(refused.value.headers)["retry-after"] == "60"
+    assert refusal.value.budget and refusal.value.retry_after == 60
+    error = refused(refusal.value)
+    assert (error.status, error.code) == (429, "insufficient_quota")
+    assert dict(error.headers)["retry-after"] == "60"
     clock.now = at("2026-01-31T23:00:00+00:00")  # midnight in Berlin: a new month
     await reserve(ledger, gateway, spend)
 
@@ -102,17 +110,17 @@ async def test_settling_charges_the_real_usage_and_refunds_the_rest() -> None:
     clock = Clock(at("2026-05-01T12:00:00+00:00"))
     ledger = ledger_for(clock)
     first = await reserve(ledger, gateway, Usage(100, 800))
-    assert dict(first.headers)["x-ratelimit-remaining-tokens"] == "100"
-    with pytest.raises(RateLimited):  # the one concurrent slot is taken
+    assert headers_of(first)["x-ratelimit-remaining-tokens"] == "100"
+    with pytest.raises(QuotaRefused):  # the one concurrent slot is taken
         await reserve(ledger, gateway, Usage(1, 1))
     await first.settle(Usage(100, 50))
     second = await reserve(ledger, gateway, Usage(100, 700))
-    assert dict(second.headers)["x-ratelimit-remaining-tokens"] == str(1000 - 150 - 800)
-    assert dict(second.headers)["x-ratelimit-remaining-requests"] == "8"
+    assert headers_of(second)["x-ratelimit-remaining-tokens"] == str(1000 - 150 - 800)
+    assert headers_of(second)["x-ratelimit-remaining-requests"] == "8"
     await second.settle(None)  # did not run: everything back, the request too
     third = await reserve(ledger, gateway, Usage(0, 850))
-    assert dict(third.headers)["x-ratelimit-remaining-tokens"] == "0"
-    assert dict(third.headers)["x-ratelimit-remaining-requests"] == "8"
+    assert headers_of(third)["x-ratelimit-remaining-tokens"] == "0"
+    assert headers_of(third)["x-ratelimit-remaining-requests"] == "8"
 
 
 async def test_refusal_changes_no_counter() -> None:
@@ -121,15 +129,17 @@ async def test_refusal_changes_no_counter() -> None:
     )
     clock = Clock(at("2026-05-01T12:00:30+00:00"))
     ledger = ledger_for(clock)
-    with pytest.raises(RateLimited) as refused:
+    with pytest.raises(QuotaRefused) as refusal:
         await reserve(ledger, gateway, Usage(5, 6))
-    headers = dict(refused.value.headers)
+    error = refused(refusal.value)
+    assert (error.status, error.code) == (429, "rate_limit_exceeded")
+    headers = dict(error.headers)
     assert headers["retry-after"] == "30"
     assert headers["x-ratelimit-remaining-requests"] == "100"
     assert headers["x-ratelimit-reset-tokens"] == "30s"
     # The model-scoped limit does not apply to another model.
     reservation = await reserve(ledger, gateway, Usage(5, 6), alias="cheap")
-    assert dict(reservation.headers)["x-ratelimit-remaining-requests"] == "99"
+    assert headers_of(reservation)["x-ratelimit-remaining-requests"] == "99"
 
 
 async def test_clamp_lowers_the_output_to_what_is_left() -> None:
@@ -138,7 +148,7 @@ async def test_clamp_lowers_the_output_to_what_is_left() -> None:
     await reserve(ledger, gateway, Usage(100, 500))
     clamped = await reserve(ledger, gateway, Usage(100, 500))
     assert clamped.clamped_output == 300
-    with pytest.raises(RateLimited):  # nothing left to clamp to
+    with pytest.raises(QuotaRefused):  # nothing left to clamp to
         await reserve(ledger, gateway, Usage(100, 500))
 
 
@@ -171,7 +181,7 @@ teams:
         await ledger.reserve(
             principal.limits, alias="m", price=None, estimate=Usage(1, 1), policy="deny"
         )
-    with pytest.raises(RateLimited):
+    with pytest.raises(QuotaRefused):
         await ledger.reserve(a.limits, alias="m", price=None, estimate=Usage(1, 1), policy="deny")
 
 

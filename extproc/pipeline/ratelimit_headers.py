@@ -3,22 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from extproc.quota.limits import TOKEN_METRICS, Limit
-
-
-@dataclass(frozen=True, slots=True)
-class Standing:
-    """One enforced limit's state after a request was counted (or refused)."""
-
-    limit: Limit
-    used: int
-    resets_in: float
-
-    @property
-    def remaining(self) -> int:
-        return max(0, self.limit.amount - self.used)
+from extproc.quota.limits import TOKEN_METRICS
+from extproc.quota.standing import Standing
 
 
 def ratelimit_headers(standings: Sequence[Standing]) -> list[tuple[str, str]]:

@@ -1,0 +1,40 @@
+"""Where a request leaves each enforced limit: what the rate-limit headers report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from extproc.quota.limits import Limit
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """One enforced limit's state after a request was counted (or refused)."""
+
+    limit: Limit
+    used: int
+    resets_in: float
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit.amount - self.used)
+
+
+class QuotaRefused(Exception):
+    """A limit refused the request; nothing was reserved."""
+
+    def __init__(
+        self, limit: Limit, *, retry_after: int, standings: list[Standing], budget: bool
+    ) -> None:
+        super().__init__(limit.describe())
+        self.limit = limit
+        """The first limit that refused."""
+        self.retry_after = retry_after
+        """Seconds until the refusing limits' windows end (a slot, for concurrency)."""
+        self.standings = standings
+        self.budget = budget
+        """A money budget is among the refusing limits."""
+
+
+class QuotaStoreDown(Exception):
+    """The quota store cannot be reached and the policy is to refuse."""
