@@ -20,10 +20,10 @@ from extproc.config import Gateway
 from extproc.config.address import parse_grpc_address
 from extproc.config.watcher import GatewaySource
 from extproc.envoyapi.messages import ProcessingRequest
+from extproc.exchange import Exchange, Services
+from extproc.quota.configured import open_ledger
 from extproc.quota.remote import CountersService
-from extproc.quota.stores import open_ledger
 from extproc.signals import stop_requested
-from extproc.stream import Exchange, Services
 from extproc.telemetry.setup import Telemetry
 from extproc.transport import Call, Method, Server
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from extproc.pipeline.streaming import StreamRelay
+from extproc.pipeline.relay import StreamRelay
 from extproc.translators.translation import Translation
 from extproc.usage import Usage
 

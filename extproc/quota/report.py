@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from extproc.config import Gateway
+from extproc.quota.configured import open_store
 from extproc.quota.limits import MICRO_USD_PER_USD, Limit
 from extproc.quota.remote import read_remote
-from extproc.quota.stores import open_store
 
 PROCESSOR_TIMEOUT = 5.0
 

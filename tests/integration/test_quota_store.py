@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
+from extproc.quota.memory_store import MemoryStore
 from extproc.quota.redis_store import KEY_PREFIX, RedisStore
-from extproc.quota.store import Charge, MemoryStore, QuotaStore, StoreUnavailable
+from extproc.quota.store import Charge, QuotaStore, StoreUnavailable
 from tests.harness import RedisServer, redis_server
 
 

@@ -13,8 +13,8 @@ from extproc.config import ConfigError, Gateway, parse_gateway
 from extproc.pipeline.ratelimit_headers import go_duration, ratelimit_headers
 from extproc.pipeline.refusals import refused
 from extproc.quota.ledger import Ledger, Reservation
+from extproc.quota.memory_store import MemoryStore
 from extproc.quota.standing import QuotaRefused
-from extproc.quota.store import MemoryStore
 from extproc.quota.windows import calendar_window, fixed_window
 from extproc.usage import Usage
 

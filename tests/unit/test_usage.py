@@ -7,7 +7,7 @@ import pytest
 
 from extproc.errors import RateLimited
 from extproc.pipeline.metering import Meter
-from extproc.pipeline.streaming import StreamRelay
+from extproc.pipeline.relay import StreamRelay
 from extproc.sse import Block, Event, EventParser
 from extproc.translators.anthropic import ANTHROPIC
 from extproc.translators.openai import OPENAI

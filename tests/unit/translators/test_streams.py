@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from extproc.pipeline.streaming import StreamRelay
+from extproc.pipeline.relay import StreamRelay
 from extproc.translators.anthropic import ANTHROPIC
 from extproc.translators.gemini import GEMINI
 from extproc.translators.openai import OPENAI

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from extproc.config import Gateway
 from extproc.quota.ledger import Ledger
+from extproc.quota.memory_store import MemoryStore
 from extproc.quota.redis_store import RedisStore
-from extproc.quota.store import MemoryStore, QuotaStore
+from extproc.quota.store import QuotaStore
 
 LEASE_MARGIN = 60.0
 """Seconds a concurrency slot outlives the longest possible request."""
