@@ -17,13 +17,14 @@ from extproc.config import Gateway, ModelRoute, Principal
 from extproc.endpoints import LocalAnswer, ModelCall, match_endpoint
 from extproc.endpoints.body import check_common, parse_body, read_model
 from extproc.envoyapi.messages import (
-    HttpHeaders,
+    Headers,
+    Message,
     ProcessingRequest,
     ProcessingResponse,
     continue_and_read_response,
     local_reply,
     pass_through,
-    read_headers,
+    read_message,
     replace_request,
 )
 from extproc.errors import (
@@ -94,31 +95,29 @@ class Exchange:
 
     async def process(self, request: ProcessingRequest) -> ProcessingResponse | None:
         """The answer to one message; None when Envoy expects none (a stream ended early)."""
-        phase = request.WhichOneof("request")
-        if phase is None:
-            raise ValueError("ProcessingRequest carries no phase")
+        message = read_message(request)
         if self._replied:
-            return pass_through(phase)
+            return pass_through(message.phase)
         try:
-            return await self._dispatch(phase, request)
+            return await self._dispatch(message)
         except GatewayError as error:
             return await self._reply_error(error)
         except Exception:
-            log.exception("unexpected failure while processing %s", phase)
+            log.exception("unexpected failure while processing %s", message.phase)
             return await self._reply_error(INTERNAL_ERROR)
 
-    async def _dispatch(self, phase: str, request: ProcessingRequest) -> ProcessingResponse | None:
+    async def _dispatch(self, message: Message) -> ProcessingResponse | None:
+        phase = message.phase
         if phase == "request_headers":
-            return self._on_request_headers(request.request_headers)
+            return self._on_request_headers(message.headers, has_body=not message.end_of_stream)
         if phase == "request_body":
-            return await self._on_request_body(request.request_body.body)
+            return await self._on_request_body(message.body)
         if self._response is None:
             return pass_through(phase)
         if phase == "response_headers":
-            return self._response.on_headers(request.response_headers)
+            return self._response.on_headers(message.headers)
         if phase == "response_body":
-            body = request.response_body
-            return await self._response.on_body(body.body, end=body.end_of_stream)
+            return await self._response.on_body(message.body, end=message.end_of_stream)
         return pass_through(phase)
 
     async def finish(self) -> None:
@@ -129,8 +128,7 @@ class Exchange:
         if self._record.method is not None:
             self._services.telemetry.finish(self._record, self._span)
 
-    def _on_request_headers(self, message: HttpHeaders) -> ProcessingResponse:
-        headers = read_headers(message)
+    def _on_request_headers(self, headers: Headers, *, has_body: bool) -> ProcessingResponse:
         record = self._record
         record.method = _single(headers, names.METHOD)
         record.path = path = _single(headers, names.PATH).partition("?")[0]
@@ -146,7 +144,7 @@ class Exchange:
             self._replied = True
             record.status = 200
             return local_reply(200, endpoint.answer(self._gateway, principal, path, headers))
-        if message.end_of_stream:
+        if not has_body:
             raise BadRequest("The request has no body; send a JSON object.")
         _check_encoding(headers)
         self._principal = principal

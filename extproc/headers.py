@@ -18,6 +18,11 @@ REQUEST_ID = "x-request-id"
 
 ACCEPT_ENCODING = "accept-encoding"
 CONTENT_ENCODING = "content-encoding"
+RETRY_AFTER = "retry-after"
+RATELIMIT_PREFIX = "x-ratelimit-"
+"""`x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, as OpenAI names them."""
+TRACEPARENT = "traceparent"
+ENVOY_EXTERNAL_ADDRESS = "x-envoy-external-address"
 
 AUTHORIZATION = "authorization"
 API_KEY = "api-key"

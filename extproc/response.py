@@ -7,11 +7,10 @@ import logging
 
 from extproc import headers as names
 from extproc.envoyapi.messages import (
-    HttpHeaders,
+    Headers,
     ProcessingResponse,
     amend_response_headers,
     pass_through,
-    read_headers,
     relay_body,
     replace_response_body,
 )
@@ -75,8 +74,7 @@ class ResponsePath:
         self._inflater: Inflater | None = None
         """Set when the provider compressed its answer anyway."""
 
-    def on_headers(self, message: HttpHeaders) -> ProcessingResponse:
-        headers = read_headers(message)
+    def on_headers(self, headers: Headers) -> ProcessingResponse:
         status = int(headers[names.STATUS][0])
         content_type = (headers.get(names.CONTENT_TYPE) or [""])[0]
         encoding = (headers.get(names.CONTENT_ENCODING) or ["identity"])[0].strip().lower()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Literal, cast
 
 from extproc.envoyapi.protos.envoy.config.core.v3 import base_pb2
 from extproc.envoyapi.protos.envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from extproc.envoyapi.protos.envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from extproc.envoyapi.protos.envoy.type.v3 import http_status_pb2
+from extproc.headers import CONTENT_TYPE
 
 ProcessingRequest = ext_proc.ProcessingRequest
 ProcessingResponse = ext_proc.ProcessingResponse
@@ -30,9 +32,44 @@ _PASS_THROUGH = {
 """The 'change nothing' answer for each phase; responses are only read, so one of each serves."""
 
 
-def read_headers(message: HttpHeaders) -> dict[str, list[str]]:
-    """Lower-case header name → every value sent for it (Envoy sends names lower-cased)."""
-    headers: dict[str, list[str]] = {}
+Headers = dict[str, list[str]]
+"""Lower-case header name → every value sent for it (Envoy sends names lower-cased)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One ext_proc message as the processor reads it."""
+
+    phase: str
+    """`request_headers`, `request_body`, `response_headers`, `response_body` or a trailers
+    phase."""
+    headers: Headers
+    """The headers, for a headers phase (else empty)."""
+    body: bytes
+    """The body (or this chunk of it), for a body phase."""
+    end_of_stream: bool
+    """Nothing follows in this direction (a headers phase: the HTTP message has no body)."""
+
+
+_HEADER_PHASES = frozenset(("request_headers", "response_headers"))
+_BODY_PHASES = frozenset(("request_body", "response_body"))
+
+
+def read_message(request: ProcessingRequest) -> Message:
+    phase = request.WhichOneof("request")
+    if phase is None:
+        raise ValueError("ProcessingRequest carries no phase")
+    if phase in _HEADER_PHASES:
+        message = getattr(request, phase)
+        return Message(phase, read_headers(message), b"", message.end_of_stream)
+    if phase in _BODY_PHASES:
+        body = getattr(request, phase)
+        return Message(phase, {}, body.body, body.end_of_stream)
+    return Message(phase, {}, b"", True)
+
+
+def read_headers(message: HttpHeaders) -> Headers:
+    headers: Headers = {}
     for header in message.headers.headers:
         value = header.raw_value.decode("latin-1") if header.raw_value else header.value
         headers.setdefault(header.key, []).append(value)
@@ -139,7 +176,7 @@ def local_reply(
     status: int, body: bytes, *, headers: Iterable[tuple[str, str]] = ()
 ) -> ProcessingResponse:
     """Answer the client directly with a JSON body; nothing goes upstream."""
-    all_headers = [("content-type", "application/json"), *headers]
+    all_headers = [(CONTENT_TYPE, "application/json"), *headers]
     return ext_proc.ProcessingResponse(
         immediate_response=ext_proc.ImmediateResponse(
             status=http_status_pb2.HttpStatus(code=cast(http_status_pb2.StatusCode, status)),

@@ -331,7 +331,7 @@ def _routes(gateway: Gateway) -> RouteConfiguration:
             direct_response=DirectResponseAction(
                 status=unrouted.status, body=DataSource(inline_string=unrouted.to_body().decode())
             ),
-            response_headers_to_add=[_response_header("content-type", JSON)],
+            response_headers_to_add=[_response_header(headers.CONTENT_TYPE, JSON)],
         )
     )
     return RouteConfiguration(
@@ -339,7 +339,7 @@ def _routes(gateway: Gateway) -> RouteConfiguration:
         virtual_hosts=[VirtualHost(name="llm", domains=["*"], routes=routes)],
         # The routing header is the gateway's own, and the client address Envoy notes for
         # itself is nobody else's business: neither leaves with the request.
-        request_headers_to_remove=[headers.ROUTE, "x-envoy-external-address"],
+        request_headers_to_remove=[headers.ROUTE, headers.ENVOY_EXTERNAL_ADDRESS],
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from extproc.headers import RATELIMIT_PREFIX
 from extproc.quota.limits import TOKEN_METRICS
 from extproc.quota.standing import Standing
 
@@ -17,9 +18,9 @@ def ratelimit_headers(standings: Sequence[Standing]) -> list[tuple[str, str]]:
             continue
         tightest = min(candidates, key=lambda s: (s.remaining, s.resets_in))
         headers += [
-            (f"x-ratelimit-limit-{kind}", str(tightest.limit.amount)),
-            (f"x-ratelimit-remaining-{kind}", str(tightest.remaining)),
-            (f"x-ratelimit-reset-{kind}", go_duration(tightest.resets_in)),
+            (f"{RATELIMIT_PREFIX}limit-{kind}", str(tightest.limit.amount)),
+            (f"{RATELIMIT_PREFIX}remaining-{kind}", str(tightest.remaining)),
+            (f"{RATELIMIT_PREFIX}reset-{kind}", go_duration(tightest.resets_in)),
         ]
     return headers
 

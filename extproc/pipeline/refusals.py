@@ -3,6 +3,7 @@ rate-limit headers (the quota package itself knows nothing of HTTP)."""
 
 from __future__ import annotations
 
+from extproc import headers as names
 from extproc.errors import GatewayError, QuotaExhausted, RateLimited, ServiceUnavailable
 from extproc.pipeline.ratelimit_headers import ratelimit_headers
 from extproc.quota.limits import Limit
@@ -14,7 +15,7 @@ STORE_DOWN_RETRY_AFTER = 1
 def refused(refusal: QuotaRefused) -> GatewayError:
     """The answer to a request a limit refused before it was sent."""
     limit, retry_after = refusal.limit, refusal.retry_after
-    headers = [("retry-after", str(retry_after)), *ratelimit_headers(refusal.standings)]
+    headers = [(names.RETRY_AFTER, str(retry_after)), *ratelimit_headers(refusal.standings)]
     error: GatewayError
     if refusal.budget:
         error = QuotaExhausted(f"Budget exhausted: {limit.describe()}.", headers=headers)
@@ -42,7 +43,7 @@ def store_down() -> ServiceUnavailable:
     return ServiceUnavailable(
         "The quota service is unavailable, so the request was not sent. Retry shortly.",
         code="quota_store_unavailable",
-        headers=[("retry-after", str(STORE_DOWN_RETRY_AFTER))],
+        headers=[(names.RETRY_AFTER, str(STORE_DOWN_RETRY_AFTER))],
     )
 
 

@@ -31,6 +31,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from prometheus_client import start_http_server
 
 from extproc.config.schema import TelemetrySpec
+from extproc.headers import TRACEPARENT
 from extproc.telemetry.access_log import access_line, open_access_log
 from extproc.telemetry.record import RequestRecord
 from extproc.usage import Usage
@@ -146,7 +147,7 @@ class Telemetry:
         if self._tracer is None:
             return None
         carrier = {name: value for name, value in metadata if isinstance(value, str)}
-        if "traceparent" not in carrier:
+        if TRACEPARENT not in carrier:
             carrier = {name: values[0] for name, values in headers.items() if values}
         parent = TraceContextTextMapPropagator().extract(carrier)
         return self._tracer.start_span(
