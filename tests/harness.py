@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -139,24 +140,32 @@ def free_port() -> int:
 @dataclass
 class RedisServer:
     port: int
+    socket: Path
     process: Process
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def socket_url(self) -> str:
+        return f"unix://{self.socket}?db=0"
+
 
 @contextmanager
 def redis_server(port: int | None = None) -> Iterator[RedisServer]:
-    """A throwaway redis-server on loopback, without persistence."""
+    """A throwaway redis-server on loopback and on a Unix socket, without persistence."""
     port = port or free_port()
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    process = Process([*argv, "--appendonly", "no", "--loglevel", "notice"])
-    try:
-        process.wait_for(r"Ready to accept connections")
-        yield RedisServer(port, process)
-    finally:
-        process.stop()
+    with tempfile.TemporaryDirectory(prefix="redis-") as directory:
+        socket_path = Path(directory) / "redis.sock"
+        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        argv += ["--unixsocket", str(socket_path), "--unixsocketperm", "700"]
+        process = Process([*argv, "--appendonly", "no", "--loglevel", "notice"])
+        try:
+            process.wait_for(r"Ready to accept connections")
+            yield RedisServer(port, socket_path, process)
+        finally:
+            process.stop()
 
 
 @dataclass

@@ -18,6 +18,8 @@ from extproc.config import load_gateway
 from extproc.envoyconfig.bootstrap import build_bootstrap, placement_of, render
 from tests.harness import ENVOY, ROOT
 
+pytestmark = [pytest.mark.manifests, pytest.mark.envoy]
+
 MANIFESTS = ROOT / "manifests"
 VARIANTS = [
     "base",

@@ -25,6 +25,8 @@ from tests.harness import (
 )
 from tests.otlp_receiver import Received, otlp_receiver
 
+pytestmark = pytest.mark.envoy
+
 LIMITED = "sk-gw-observed-limited-0123456789"
 METRICS_PORT = free_port()
 DASHBOARD = (

@@ -10,6 +10,8 @@ import pytest
 from tests.conftest import GATEWAY_KEY, LIMITED_KEY, OPENAI_KEY
 from tests.harness import MockProvider, RunningGateway, sha256
 
+pytestmark = pytest.mark.envoy
+
 
 def client(gateway: RunningGateway, key: str = GATEWAY_KEY) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)

@@ -19,6 +19,8 @@ from tests.harness import (
     running_gateway,
 )
 
+pytestmark = pytest.mark.envoy
+
 AUTH = {"authorization": f"Bearer {GATEWAY_KEY}"}
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 

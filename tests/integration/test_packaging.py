@@ -17,6 +17,8 @@ from tests.conftest import GATEWAY_KEY, OPENAI_KEY
 from tests.harness import ROOT, MockProvider, free_port, running_gateway, sha256, write_config
 from tests.otlp_receiver import Received, otlp_receiver
 
+pytestmark = [pytest.mark.registry, pytest.mark.envoy]
+
 INSTALL_TIMEOUT = 900
 OWNERS = """
 import collections, importlib.metadata, json

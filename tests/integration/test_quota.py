@@ -30,6 +30,8 @@ from tests.harness import (
     write_config,
 )
 
+pytestmark = [pytest.mark.envoy, pytest.mark.redis]
+
 KEYS = {
     name: f"sk-gw-quota-{name}-0123456789"
     for name in ("requests", "tokens", "budget", "usd", "shadow", "stream", "clamp")

@@ -23,6 +23,8 @@ from tests.harness import (
     write_config,
 )
 
+pytestmark = [pytest.mark.envoy, pytest.mark.redis]
+
 KEY = "sk-gw-quota-outage-0123456789"
 PORT = free_port()
 

@@ -14,6 +14,8 @@ from extproc.quota.redis_store import KEY_PREFIX, RedisStore
 from extproc.quota.store import Charge, QuotaStore, StoreUnavailable
 from tests.harness import RedisServer, redis_server
 
+pytestmark = pytest.mark.redis
+
 
 @pytest.fixture(scope="module")
 def redis() -> Iterator[RedisServer]:
@@ -21,14 +23,15 @@ def redis() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-unix-socket"])
 async def store(request: pytest.FixtureRequest, redis: RedisServer) -> AsyncIterator[QuotaStore]:
     if request.param == "memory":
         chosen: QuotaStore = MemoryStore()
     else:
-        async with Redis.from_url(redis.url) as client:
+        url = redis.url if request.param == "redis" else redis.socket_url
+        async with Redis.from_url(url) as client:
             await client.flushdb()
-        chosen = RedisStore(redis.url, password=None, timeout=1.0)
+        chosen = RedisStore(url, password=None, timeout=1.0)
     yield chosen
     await chosen.close()
 

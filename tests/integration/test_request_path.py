@@ -13,6 +13,8 @@ import pytest
 from tests.conftest import ALL_SECRETS, ANTHROPIC_KEY, GATEWAY_KEY
 from tests.harness import HTTP, MockProvider, RunningGateway, assert_openai_error, sha256
 
+pytestmark = pytest.mark.envoy
+
 AUTH = {"authorization": f"Bearer {GATEWAY_KEY}"}
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -30,6 +30,8 @@ from tests.harness import (
     write_config,
 )
 
+pytestmark = pytest.mark.envoy
+
 KEY = "sk-gw-stream-unlimited-0123456789"
 BUDGET_KEY = "sk-gw-stream-budget-0123456789"
 BUDGET = 40

@@ -33,6 +33,8 @@ from tests.harness import (
     write_config,
 )
 
+pytestmark = pytest.mark.envoy
+
 KEY = "sk-gw-translate-0123456789"
 BUDGET_KEY = "sk-gw-translate-budget-0123456789"
 BUDGET = 40
