@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from extproc.config import ConfigError, Gateway, load_gateway
-from extproc.config.schema import ProcessorSpec
+from extproc.config.address import worker_addresses
 from extproc.pipeline.auth import digest_key
 
 KEY_PREFIX = "sk-gw-"
@@ -116,8 +116,8 @@ def _usage(args: argparse.Namespace) -> int:
 
     import orjson
 
-    from extproc.quota.report import current_usage, format_table
     from extproc.quota.store import StoreUnavailable
+    from extproc.usage_report import current_usage, format_table
 
     gateway = load_gateway(args.config)
     try:
@@ -145,11 +145,9 @@ def _serve(args: argparse.Namespace) -> int:
     from extproc.workers import serve_workers
 
     gateway = load_gateway(args.config)
-    processor = ProcessorSpec(
-        address=args.address or gateway.processor.address,
-        workers=args.workers or gateway.processor.workers,
+    addresses = worker_addresses(
+        args.address or gateway.processor.address, args.workers or gateway.processor.workers
     )
-    addresses = processor.worker_addresses()
     if len(addresses) == 1:
         asyncio.run(serve(gateway, addresses[0], worker=args.worker_index))
         return 0

@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -15,7 +16,7 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extproc.config import Gateway
-from extproc.config.schema import ProcessorSpec
+from extproc.config.address import worker_addresses
 from extproc.envoyconfig.bootstrap import Placement, build_bootstrap, render
 from extproc.supervisor import Supervisor
 
@@ -54,22 +55,22 @@ async def _start(
         await supervisor.start(
             "mock provider", [*python, "mock-provider", "--port", str(mock_port)]
         )
-    processor = ProcessorSpec(address=workdir_processor(workdir), workers=gateway.processor.workers)
+    processor = workdir_processor(workdir)
+    addresses = tuple(worker_addresses(processor, gateway.processor.workers))
     await supervisor.start(
-        "processor",
-        [*python, "serve", "--config", str(gateway.source), "--address", processor.address],
+        "processor", [*python, "serve", "--config", str(gateway.source), "--address", processor]
     )
     placement = Placement(
         port=gateway.listen.port if port is None else port,
         admin_port=0,
-        processor_addresses=tuple(processor.worker_addresses()),
+        processor_addresses=addresses,
     )
     print("rendering the Envoy configuration…", flush=True)
     envoy_config = workdir / "envoy.yaml"
     envoy_config.write_text(yaml.safe_dump(render(build_bootstrap(gateway, placement))))
     admin_path = workdir / "admin-address"
     await supervisor.start("envoy", envoy_argv(envoy_config, admin_path))
-    ready = asyncio.ensure_future(_wait_ready(processor, admin_path, gateway.listen.address))
+    ready = asyncio.ensure_future(_wait_ready(addresses, admin_path, gateway.listen.address))
     exited = asyncio.ensure_future(supervisor.first_exit())
     await asyncio.wait({ready, exited}, timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
     if ready.done():
@@ -87,8 +88,8 @@ def workdir_processor(workdir: Path) -> str:
     return f"unix:{workdir}/processor.sock"
 
 
-async def _wait_ready(processor: ProcessorSpec, admin_path: Path, listen_address: str) -> str:
-    for address in processor.worker_addresses():
+async def _wait_ready(addresses: Sequence[str], admin_path: Path, listen_address: str) -> str:
+    for address in addresses:
         async with grpc.aio.insecure_channel(address) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             await stub.Check(health_pb2.HealthCheckRequest(), wait_for_ready=True)

@@ -21,7 +21,7 @@ from extproc.config.address import parse_grpc_address
 from extproc.config.watcher import GatewaySource
 from extproc.envoyapi.messages import ProcessingRequest
 from extproc.exchange import Exchange, Services
-from extproc.quota.configured import open_ledger
+from extproc.quota.configured import open_ledger, open_store
 from extproc.quota.remote import CountersService
 from extproc.signals import stop_requested
 from extproc.telemetry.setup import Telemetry
@@ -111,7 +111,12 @@ class ProcessorServer:
 
 
 def open_services(gateway: Gateway, source: GatewaySource, *, worker: int = 0) -> Services:
-    ledger = open_ledger(gateway)
+    settings = gateway.quota
+    store = open_store(
+        settings.store, password=settings.revealed_password, timeout=settings.timeout
+    )
+    longest = max(provider.timeout for provider in gateway.providers.values())
+    ledger = open_ledger(store, longest_request=longest)
     telemetry = Telemetry(
         gateway.telemetry,
         worker=worker,

@@ -15,6 +15,17 @@ class GrpcAddress:
     port: int = 0
 
 
+def worker_addresses(address: str, workers: int) -> list[str]:
+    """The gRPC address of each worker: port+i, or the socket path + `.i` when several."""
+    if workers == 1:
+        return [address]
+    parsed = parse_grpc_address(address)
+    if parsed.socket_path is not None:
+        return [f"{address}.{index}" for index in range(workers)]
+    host = address.rpartition(":")[0]
+    return [f"{host}:{parsed.port + index}" for index in range(workers)]
+
+
 def parse_grpc_address(address: str) -> GrpcAddress:
     """Raises ValueError for anything but `unix:/path` or `host:port`."""
     if address.startswith(UNIX):

@@ -81,6 +81,10 @@ class QuotaSettings:
     timeout: float
     default_max_output_tokens: int
 
+    @property
+    def revealed_password(self) -> str | None:
+        return self.password.reveal() if self.password is not None else None
+
 
 @dataclass(frozen=True, slots=True)
 class Gateway:

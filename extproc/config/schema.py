@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from extproc.config.address import parse_grpc_address
+from extproc.config.address import parse_grpc_address, worker_addresses
 from extproc.config.secrets import REFERENCE
 from extproc.config.units import Bytes, Seconds, parse_duration
 from extproc.transport.call import MAX_MESSAGE
@@ -79,14 +79,7 @@ class ProcessorSpec(Strict):
         return self
 
     def worker_addresses(self) -> list[str]:
-        """The gRPC address of each worker: port+i, or the socket path + `.i` when several."""
-        if self.workers == 1:
-            return [self.address]
-        parsed = parse_grpc_address(self.address)
-        if parsed.socket_path is not None:
-            return [f"{self.address}.{index}" for index in range(self.workers)]
-        host = self.address.rpartition(":")[0]
-        return [f"{host}:{parsed.port + index}" for index in range(self.workers)]
+        return worker_addresses(self.address, self.workers)
 
 
 class ProviderSpec(Strict):

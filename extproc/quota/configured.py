@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from extproc.config import Gateway
 from extproc.quota.ledger import Ledger
 from extproc.quota.memory_store import MemoryStore
 from extproc.quota.redis_store import RedisStore
@@ -12,14 +11,12 @@ LEASE_MARGIN = 60.0
 """Seconds a concurrency slot outlives the longest possible request."""
 
 
-def open_store(gateway: Gateway) -> QuotaStore:
-    settings = gateway.quota
-    if settings.store == "memory":
+def open_store(store: str, *, password: str | None, timeout: float) -> QuotaStore:
+    """`store`: `memory`, or a Redis URL (`redis://`, `rediss://`, `unix://`)."""
+    if store == "memory":
         return MemoryStore()
-    password = settings.password.reveal() if settings.password is not None else None
-    return RedisStore(settings.store, password=password, timeout=settings.timeout)
+    return RedisStore(store, password=password, timeout=timeout)
 
 
-def open_ledger(gateway: Gateway) -> Ledger:
-    longest = max(provider.timeout for provider in gateway.providers.values())
-    return Ledger(open_store(gateway), lease=longest + LEASE_MARGIN)
+def open_ledger(store: QuotaStore, *, longest_request: float) -> Ledger:
+    return Ledger(store, lease=longest_request + LEASE_MARGIN)

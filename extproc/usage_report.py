@@ -59,7 +59,10 @@ async def current_usage(gateway: Gateway, *, processor: str | None, now: float) 
         address = processor or gateway.processor.worker_addresses()[0]
         read = functools.partial(read_remote, address, timeout=PROCESSOR_TIMEOUT)
         return await usage_rows(gateway, read, now)
-    store = open_store(gateway)
+    settings = gateway.quota
+    store = open_store(
+        settings.store, password=settings.revealed_password, timeout=settings.timeout
+    )
     try:
         return await usage_rows(gateway, store.read, now)
     finally:
