@@ -43,7 +43,7 @@ from extproc.quota.ledger import Ledger
 from extproc.quota.standing import QuotaRefused, QuotaStoreDown
 from extproc.response import ResponsePath
 from extproc.telemetry.record import RequestRecord
-from extproc.telemetry.setup import Telemetry
+from extproc.telemetry.requests import Telemetry
 from extproc.translators.ir import JsonObject
 from extproc.translators.openai import OPENAI
 from extproc.translators.schema import ClientSide
@@ -134,7 +134,7 @@ class Exchange:
         record.path = path = _single(headers, names.PATH).partition("?")[0]
         request_ids = headers.get(names.REQUEST_ID)
         record.request_id = request_ids[0] if request_ids else None
-        self._span = self._services.telemetry.begin(record, self._metadata, headers)
+        self._span = self._services.telemetry.spans.begin(record, self._metadata, headers)
         endpoint = match_endpoint(record.method, path)
         if isinstance(endpoint, ModelCall):
             self._call = endpoint  # from here on, errors speak the client's schema
@@ -177,8 +177,8 @@ class Exchange:
         translation = upstream.translation
         record.provider, record.provider_name = provider.name, upstream.api.otel_name
         record.upstream_model = target.model
-        if self._services.telemetry.records_content:
-            record.input_content = self._services.telemetry.content(_input_text(call, body))
+        if self._services.telemetry.spans.records_content:
+            record.input_content = self._services.telemetry.spans.content(_input_text(call, body))
         upstream_body = await self._reserve(
             principal, route, translation, upstream.body, default_cap
         )
@@ -216,7 +216,7 @@ class Exchange:
         fields = provider.input_fields.get(operation, ())
         estimate = Usage(estimate_tokens(body[name] for name in fields if name in body), cap)
         telemetry = self._services.telemetry
-        span = telemetry.child(self._span, "gateway.quota.reserve")
+        span = telemetry.spans.child(self._span, "gateway.quota.reserve")
         try:
             reservation = await self._services.ledger.reserve(
                 principal.limits,
@@ -234,7 +234,10 @@ class Exchange:
                 span.end()
         self._record.quota = reservation.decision
         meter = Meter(
-            estimate, translation, started=time.monotonic(), keep_text=telemetry.records_content
+            estimate,
+            translation,
+            started=time.monotonic(),
+            keep_text=telemetry.spans.records_content,
         )
         self._response = ResponsePath(
             meter,

@@ -22,7 +22,7 @@ from extproc.pipeline.refusals import stopped_mid_stream
 from extproc.quota.ledger import Reservation
 from extproc.quota.limits import MICRO_USD_PER_USD, Price
 from extproc.telemetry.record import RequestRecord
-from extproc.telemetry.setup import Telemetry
+from extproc.telemetry.requests import Telemetry
 from extproc.translators.translation import Translation
 
 log = logging.getLogger(__name__)
@@ -183,8 +183,8 @@ class ResponsePath:
             if self._price is not None:
                 record.cost_usd = self._price.micro_usd(usage) / MICRO_USD_PER_USD
         record.response_model = self._meter.response_model()
-        if self._telemetry.records_content:
-            record.output_content = self._telemetry.content(self._meter.output_text())
+        if self._telemetry.spans.records_content:
+            record.output_content = self._telemetry.spans.content(self._meter.output_text())
         if self._meter.relay is not None:
             timing = self._meter.relay.timing()
             record.first_token, record.per_output_token = (

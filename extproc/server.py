@@ -24,7 +24,11 @@ from extproc.exchange import Exchange, Services
 from extproc.quota.configured import open_ledger, open_store
 from extproc.quota.remote import CountersService
 from extproc.signals import stop_requested
-from extproc.telemetry.setup import Telemetry
+from extproc.telemetry.access_log import open_access_log
+from extproc.telemetry.metrics import Metrics
+from extproc.telemetry.requests import Telemetry
+from extproc.telemetry.sdk import Sdk, start_sdk
+from extproc.telemetry.spans import Spans
 from extproc.transport import Call, Method, Server
 
 log = logging.getLogger(__name__)
@@ -110,19 +114,20 @@ class ProcessorServer:
         await self._server.wait_closed()
 
 
-def open_services(gateway: Gateway, source: GatewaySource, *, worker: int = 0) -> Services:
+def open_services(gateway: Gateway, source: GatewaySource, sdk: Sdk) -> Services:
     settings = gateway.quota
     store = open_store(
         settings.store, password=settings.revealed_password, timeout=settings.timeout
     )
     longest = max(provider.timeout for provider in gateway.providers.values())
     ledger = open_ledger(store, longest_request=longest)
-    telemetry = Telemetry(
-        gateway.telemetry,
-        worker=worker,
-        store_errors=lambda: ledger.store_errors,
-        reloads=lambda: source.reloads,
-    )
+    metrics = None
+    if sdk.metered:
+        metrics = Metrics(
+            sdk.meter, store_errors=lambda: ledger.store_errors, reloads=lambda: source.reloads
+        )
+    spans = Spans(sdk.tracer, gateway.telemetry.tracing)
+    telemetry = Telemetry(spans, metrics, open_access_log(gateway.telemetry.access_log))
     return Services(ledger, telemetry, random.Random())  # noqa: S311 - load spreading
 
 
@@ -130,7 +135,8 @@ async def serve(gateway: Gateway, address: str, *, worker: int = 0) -> None:
     """Serve until SIGINT or SIGTERM, then drain: health says NOT_SERVING, streams finish.
     The configuration file is followed meanwhile (see `extproc.config.watcher`)."""
     source = GatewaySource(gateway)
-    services = open_services(gateway, source, worker=worker)
+    sdk = start_sdk(gateway.telemetry, worker=worker)
+    services = open_services(gateway, source, sdk)
     server = ProcessorServer(source, services, address)
     stop = stop_requested()
     follow = asyncio.create_task(source.follow())
@@ -145,4 +151,5 @@ async def serve(gateway: Gateway, address: str, *, worker: int = 0) -> None:
             await follow
         await server.stop(SHUTDOWN_GRACE)
         await services.ledger.store.close()
-        services.telemetry.shutdown()
+        services.telemetry.flush()
+        sdk.shutdown()

@@ -1,1 +1,3 @@
-"""Traces, metrics and the access log; only `setup.py` touches the OpenTelemetry SDK."""
+"""Traces, metrics and the access log: `sdk.py` sets the OpenTelemetry SDK up once per
+process; `spans.py`, `metrics.py` and `access_log.py` report each request, through
+`requests.Telemetry`."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from extproc.usage import Usage
 
@@ -48,3 +49,8 @@ class RequestRecord:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+
+def present(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes that have a value (OpenTelemetry takes no None)."""
+    return {name: value for name, value in values.items() if value is not None}

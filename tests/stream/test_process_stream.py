@@ -16,6 +16,7 @@ from extproc.envoyapi.protos.envoy.config.core.v3 import base_pb2
 from extproc.envoyapi.protos.envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from extproc.pipeline.auth import digest_key
 from extproc.server import SERVICE, ProcessorServer, open_services
+from extproc.telemetry.sdk import start_sdk
 
 KEY = "sk-gw-stream-test"
 PROVIDER_KEY = "sk-provider-stream"
@@ -63,7 +64,9 @@ def gateway() -> Gateway:
 async def channel(gateway: Gateway, tmp_path: Path) -> AsyncIterator[grpc.aio.Channel]:
     address = f"unix:{tmp_path}/p.sock"
     source = GatewaySource(gateway)
-    server = ProcessorServer(source, open_services(gateway, source), address)
+    server = ProcessorServer(
+        source, open_services(gateway, source, start_sdk(gateway.telemetry)), address
+    )
     await server.start()
     limit = [(f"grpc.max_{way}_message_length", 16 * 1024 * 1024) for way in ("send", "receive")]
     async with grpc.aio.insecure_channel(address, options=limit) as channel:

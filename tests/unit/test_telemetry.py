@@ -5,18 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from extproc.config import parse_gateway
-from extproc.config.schema import TelemetrySpec
-from extproc.telemetry.setup import Telemetry
+from extproc.config.schema import TracingSpec
+from extproc.telemetry.spans import Spans
 
 
 def test_content_is_not_recorded_unless_enabled() -> None:
-    quiet = Telemetry(TelemetrySpec.model_validate({"access_log": "off"}))
+    quiet = Spans(None, TracingSpec())
     assert quiet.content("my prompt") is None
-    recording = Telemetry(
-        TelemetrySpec.model_validate(
-            {"access_log": "off", "tracing": {"record_content": True, "redact": [r"\d{4}"]}}
-        )
-    )
+    recording = Spans(None, TracingSpec(record_content=True, redact=[r"\d{4}"]))
     assert recording.content("pin 1234, card 5678") == "pin [REDACTED], card [REDACTED]"
 
 

@@ -1,0 +1,109 @@
+"""The gateway's metrics: GenAI histograms per call, counters of requests, money and
+refusals, and the observed counts of quota-store errors and configuration reloads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from extproc.telemetry.record import RequestRecord, present
+
+Counts = Callable[[], Mapping[str, int]]
+
+
+class Metrics:
+    def __init__(self, meter: Meter, *, store_errors: Counts, reloads: Counts) -> None:
+        self._tokens = meter.create_histogram(
+            "gen_ai.client.token.usage", unit="{token}", description="Tokens used per request"
+        )
+        self._duration = meter.create_histogram(
+            "gen_ai.server.request.duration", unit="s", description="Request duration"
+        )
+        self._first_token = meter.create_histogram(
+            "gen_ai.server.time_to_first_token", unit="s", description="Time to first token"
+        )
+        self._per_token = meter.create_histogram(
+            "gen_ai.server.time_per_output_token", unit="s", description="Time per output token"
+        )
+        self._requests = meter.create_counter(
+            "extproc.requests", unit="{request}", description="Requests by status and error type"
+        )
+        self._cost = meter.create_counter(
+            "extproc.cost.usd", unit="{USD}", description="Money spent, priced with `prices`"
+        )
+        self._refusals = meter.create_counter(
+            "extproc.quota.refusals", unit="{request}", description="Requests refused by quota"
+        )
+        meter.create_observable_counter(
+            "extproc.quota.store_errors",
+            callbacks=[_observe(store_errors, "extproc.quota.policy")],
+            unit="{error}",
+            description="Quota store operations that failed, by the failure policy applied",
+        )
+        meter.create_observable_counter(
+            "extproc.config.reloads",
+            callbacks=[_observe(reloads, "extproc.reload.result")],
+            unit="{reload}",
+            description="Configuration reloads by result",
+        )
+
+    def record(self, record: RequestRecord) -> None:
+        if record.operation is not None:
+            self._record_call(record)
+        self._count_request(record)
+
+    def _record_call(self, record: RequestRecord) -> None:
+        attributes = present(
+            {
+                "gen_ai.operation.name": record.operation,
+                "gen_ai.provider.name": record.provider_name,
+                "gen_ai.request.model": record.upstream_model,
+                "extproc.model.alias": record.alias,
+                "error.type": record.error_type,
+            }
+        )
+        self._duration.record(record.elapsed(), attributes)
+        if record.first_token is not None:
+            self._first_token.record(record.first_token, attributes)
+        if record.per_output_token is not None:
+            self._per_token.record(record.per_output_token, attributes)
+        owner = present({"extproc.key.id": record.key_id, "extproc.team": record.team})
+        if record.usage is not None:
+            for kind, tokens in (
+                ("input", record.usage.input_tokens),
+                ("output", record.usage.output_tokens),
+            ):
+                self._tokens.record(tokens, attributes | owner | {"gen_ai.token.type": kind})
+        if record.cost_usd:
+            self._cost.add(record.cost_usd, owner | {"extproc.model.alias": record.alias or ""})
+
+    def _count_request(self, record: RequestRecord) -> None:
+        self._requests.add(
+            1,
+            present(
+                {
+                    "http.response.status_code": record.status,
+                    "error.type": record.error_type,
+                    "extproc.model.alias": record.alias,
+                }
+            ),
+        )
+        if record.refused_scope is not None:
+            self._refusals.add(
+                1,
+                present(
+                    {
+                        "extproc.quota.scope": record.refused_scope,
+                        "extproc.quota.metric": record.refused_metric,
+                        "extproc.key.id": record.key_id,
+                    }
+                ),
+            )
+
+
+def _observe(counts: Counts, label: str) -> Callable[[CallbackOptions], Sequence[Observation]]:
+    def callback(_: CallbackOptions) -> Sequence[Observation]:
+        return [Observation(count, {label: name}) for name, count in counts().items()]
+
+    return callback

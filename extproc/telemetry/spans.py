@@ -1,0 +1,105 @@
+"""The processor's spans: one per request, continuing Envoy's trace, with children for the
+steps worth timing; GenAI attributes at the end; prompt and completion only when asked, and
+redacted."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from extproc.config.schema import TracingSpec
+from extproc.headers import TRACEPARENT
+from extproc.telemetry.record import RequestRecord, present
+from extproc.usage import Usage
+
+CONTENT_LIMIT = 16 * 1024
+"""Characters of prompt or completion recorded on a span, at most."""
+
+
+class Spans:
+    def __init__(self, tracer: trace.Tracer | None, spec: TracingSpec) -> None:
+        self._tracer = tracer
+        self.records_content = spec.record_content
+        self._redactions = [re.compile(pattern) for pattern in spec.redact]
+
+    def begin(
+        self, record: RequestRecord, metadata: Iterable[tuple[str, Any]], headers: Mapping[str, Any]
+    ) -> Span | None:
+        """The request's span, child of Envoy's span for the ext_proc call (its context
+        travels in the gRPC metadata), else of the HTTP request's own `traceparent`."""
+        if self._tracer is None:
+            return None
+        carrier = {name: value for name, value in metadata if isinstance(value, str)}
+        if TRACEPARENT not in carrier:
+            carrier = {name: values[0] for name, values in headers.items() if values}
+        parent = TraceContextTextMapPropagator().extract(carrier)
+        return self._tracer.start_span(
+            "gateway.request", context=parent, kind=SpanKind.CLIENT, start_time=record.started_ns
+        )
+
+    def child(self, parent: Span | None, name: str) -> Span | None:
+        if self._tracer is None or parent is None:
+            return None
+        return self._tracer.start_span(name, context=trace.set_span_in_context(parent, Context()))
+
+    def content(self, text: str) -> str | None:
+        """Text as it may be recorded on a span, or None when content is not recorded."""
+        if not self.records_content:
+            return None
+        for pattern in self._redactions:
+            text = pattern.sub("[REDACTED]", text)
+        return text[:CONTENT_LIMIT]
+
+    @staticmethod
+    def end(span: Span, record: RequestRecord) -> None:
+        if record.operation is not None:
+            span.update_name(f"{record.operation} {record.upstream_model or record.alias}")
+        span.set_attributes(
+            present(
+                {
+                    "gen_ai.operation.name": record.operation,
+                    "gen_ai.provider.name": record.provider_name,
+                    "gen_ai.request.model": record.upstream_model,
+                    "gen_ai.response.model": record.response_model,
+                    **_usage_attributes(record.usage),
+                    "gen_ai.input.messages": record.input_content,
+                    "gen_ai.output.messages": record.output_content,
+                    "http.request.method": record.method,
+                    "url.path": record.path,
+                    "http.response.status_code": record.status,
+                    "error.type": record.error_type,
+                    "extproc.request.id": record.request_id,
+                    "extproc.key.id": record.key_id,
+                    "extproc.team": record.team,
+                    "extproc.model.alias": record.alias,
+                    "extproc.target": f"{record.provider}/{record.upstream_model}"
+                    if record.provider
+                    else None,
+                    "extproc.stream": record.stream if record.operation else None,
+                    "extproc.quota.decision": record.quota,
+                    "extproc.cost.usd": record.cost_usd,
+                    "gen_ai.server.time_to_first_token": record.first_token,
+                }
+            )
+        )
+        if record.error_type is not None:
+            span.set_status(Status(StatusCode.ERROR, record.error_type))
+        span.end()
+
+
+def _usage_attributes(usage: Usage | None) -> dict[str, int | None]:
+    if usage is None:
+        return {}
+    return {
+        "gen_ai.usage.input_tokens": usage.input_tokens,
+        "gen_ai.usage.output_tokens": usage.output_tokens,
+        "gen_ai.usage.cache_read.input_tokens": usage.cached_input_tokens,
+        "gen_ai.usage.cache_creation.input_tokens": usage.cache_write_tokens,
+        "gen_ai.usage.reasoning.output_tokens": usage.reasoning_tokens,
+    }
