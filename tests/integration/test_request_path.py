@@ -10,7 +10,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import ALL_SECRETS, ANTHROPIC_KEY, GATEWAY_KEY
+from extproc.mockprovider.app import CREDENTIALS
+from tests.conftest import ALL_SECRETS, ANTHROPIC_KEY, GATEWAY_KEY, OPENAI_KEY, PROVIDER_KEYS
 from tests.harness import HTTP, MockProvider, RunningGateway, assert_openai_error, sha256
 
 pytestmark = pytest.mark.envoy
@@ -126,7 +127,7 @@ def test_key_accepted_in_every_header_the_sdks_use(
     assert response.status_code == 200, response.text
     upstream = mock.last_request()["headers"]
     assert "api-key" not in upstream and "x-api-key" not in upstream
-    assert sha256(f"Bearer {GATEWAY_KEY}") not in upstream["authorization"]
+    assert upstream["authorization"] == "sha256:" + sha256(f"Bearer {OPENAI_KEY}")
 
 
 def test_client_cannot_pick_the_provider_or_spoof_internal_headers(
@@ -258,6 +259,19 @@ def test_no_secret_in_responses_or_logs(gateway: RunningGateway, mock: MockProvi
 
     for secret in ALL_SECRETS:
         assert secret.encode() not in exposed, "a key leaked"
+    # The mock records credentials as digests: each one must be a provider key's.
+    sent = {
+        value
+        for request in mock.requests()
+        for name, value in request["headers"].items()
+        if name in CREDENTIALS
+    }
+    provider_forms = {
+        "sha256:" + sha256(form)
+        for key in PROVIDER_KEYS.values()
+        for form in (key, f"Bearer {key}")
+    }
+    assert sent and sent <= provider_forms, "a credential upstream is not a provider key"
 
 
 def test_expect_100_continue(gateway: RunningGateway) -> None:

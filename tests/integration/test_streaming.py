@@ -27,6 +27,7 @@ from tests.harness import (
     running_gateway,
     settles_to,
     sha256,
+    wait_until,
     write_config,
 )
 
@@ -130,10 +131,15 @@ def test_events_arrive_as_the_provider_sends_them(
     def gaps(events: list[tuple[float, bytes]]) -> list[float]:
         return [later[0] - earlier[0] for earlier, later in itertools.pairwise(events)]
 
+    def batched(events: list[tuple[float, bytes]]) -> int:
+        """Events that came together with the one before (a gap under half the pacing)."""
+        return sum(gap < 0.075 for gap in gaps(events)[:-1])
+
     # Each event comes on its own, as paced by the provider: no batching, no holding back.
+    # A stalled machine can bunch two events in either run, so both compare with Envoy alone.
     differences = [abs(a - b) for a, b in zip(gaps(through), gaps(alone), strict=True)]
     assert statistics.median(differences) < 0.075, (gaps(through), gaps(alone))
-    assert min(gaps(through)[:-1]) > 0.075
+    assert batched(through) <= batched(alone) + 1, (gaps(through), gaps(alone))
 
 
 def test_usage_is_requested_upstream_and_hidden_from_the_client(
@@ -209,9 +215,10 @@ def test_a_stream_the_provider_cuts_is_charged_what_was_streamed(
     with pytest.raises(httpx.RemoteProtocolError):
         cut = {"x-mock-cut-after": "5", "x-mock-chunk-delay-ms": "50"}
         stream_events(gateway.url, body, auth(**cut))
-    deadline = time.monotonic() + 30
-    while used(config, gateway, "app", "concurrent", None) != 0:
-        assert time.monotonic() < deadline, "the cut stream was never settled"
+    wait_until(
+        lambda: used(config, gateway, "app", "concurrent", None) == 0,
+        "the cut stream was never settled",
+    )
     prompt = estimate_tokens([PROMPT])
     # The role chunk and 4 words streamed, about 4 bytes a token.
     streamed = len("Hello from the mock ") // 4
@@ -236,9 +243,10 @@ def test_a_stream_that_outruns_its_budget_ends_with_an_error_event(
     # Past the 5 tokens first reserved, as far as the budget paid for, and no further.
     assert 5 < streamed <= BUDGET - prompt < streamed + 3
     # The provider was stopped: it never finished its 200 words.
-    deadline = time.monotonic() + 30
-    while not (stream := mock.last_request()["stream"])["ended"]:
-        assert time.monotonic() < deadline, "the provider is still writing"
+    stream = wait_until(
+        lambda: (last := mock.last_request()["stream"])["ended"] and last,
+        "the provider is still writing",
+    )
     assert not stream["completed"] and stream["sent"] < 200
     settles_to(config, "budget", "tokens", BUDGET, processor=gateway.processor)
 

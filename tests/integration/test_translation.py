@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from tests.harness import (
     running_gateway,
     settles_to,
     sha256,
+    wait_until,
     write_config,
 )
 
@@ -140,13 +140,15 @@ def logged(config: Path) -> list[str]:
 def logged_since(config: Path, before: int, alias: str) -> dict[str, Any]:
     """The access-log line of the request for `alias` made since `before` lines were logged
     (the gateway writes it just after the answer)."""
-    deadline = time.monotonic() + 30
-    while True:
+
+    def entry() -> dict[str, Any] | None:
         for line in logged(config)[before:]:
-            entry: dict[str, Any] = json.loads(line)
-            if entry["alias"] == alias:
-                return entry
-        assert time.monotonic() < deadline, f"no access log line for {alias}"
+            parsed: dict[str, Any] = json.loads(line)
+            if parsed["alias"] == alias:
+                return parsed
+        return None
+
+    return wait_until(entry, f"no access log line for {alias}")
 
 
 def provider_input_tokens(request: dict[str, Any]) -> int:

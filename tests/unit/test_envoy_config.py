@@ -95,25 +95,34 @@ def test_https_providers_verify_certificates_with_sni() -> None:
     assert validation["match_typed_subject_alt_names"][0]["matcher"]["exact"] == "api.openai.com"
 
 
-def test_rendering_needs_no_secret_and_contains_none(
+KEY_VARIABLES = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY")
+
+
+def render_providers_example(output: Path) -> int:
+    config = str(ROOT / "examples/providers.yaml")
+    return main(["envoy-config", "--config", config, "--output", str(output)])
+
+
+def test_rendering_needs_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in KEY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+
+    assert render_providers_example(tmp_path / "envoy.yaml") == 0
+
+
+def test_rendering_contains_no_secret_when_they_are_set(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    sentinels = {variable: f"sk-sentinel-{variable.lower()}-0042" for variable in KEY_VARIABLES}
+    for variable, value in sentinels.items():
+        monkeypatch.setenv(variable, value)
     output = tmp_path / "envoy.yaml"
 
-    assert (
-        main(
-            [
-                "envoy-config",
-                "--config",
-                str(ROOT / "examples/providers.yaml"),
-                "--output",
-                str(output),
-            ]
-        )
-        == 0
-    )
-    assert "api_key" not in output.read_text()
+    assert render_providers_example(output) == 0
+
+    printed = output.read_text() + "".join(capsys.readouterr())
+    leaked = [value for value in sentinels.values() if value in printed]
+    assert not leaked, leaked
 
 
 def test_tracing_points_envoy_at_the_collector_from_config_or_environment() -> None:
