@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -11,12 +10,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extproc.config import Gateway, parse_gateway
-from extproc.config.watcher import GatewaySource
-from extproc.envoyapi.protos.envoy.config.core.v3 import base_pb2
 from extproc.envoyapi.protos.envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from extproc.pipeline.auth import digest_key
-from extproc.server import SERVICE, ProcessorServer, open_services
-from extproc.telemetry.sdk import start_sdk
+from tests.stream.support import body, exchange, headers
 
 KEY = "sk-gw-stream-test"
 PROVIDER_KEY = "sk-provider-stream"
@@ -34,19 +30,6 @@ keys:
 """
 
 
-def headers(*pairs: tuple[str, str], end_of_stream: bool = False) -> ext_proc.ProcessingRequest:
-    header_map = base_pb2.HeaderMap(
-        headers=[base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in pairs]
-    )
-    return ext_proc.ProcessingRequest(
-        request_headers=ext_proc.HttpHeaders(headers=header_map, end_of_stream=end_of_stream)
-    )
-
-
-def body(data: bytes) -> ext_proc.ProcessingRequest:
-    return ext_proc.ProcessingRequest(request_body=ext_proc.HttpBody(body=data, end_of_stream=True))
-
-
 CHAT_HEADERS = headers(
     (":method", "POST"),
     (":path", "/v1/chat/completions"),
@@ -58,31 +41,6 @@ CHAT_HEADERS = headers(
 @pytest.fixture(scope="module")
 def gateway() -> Gateway:
     return parse_gateway(CONFIG, source=Path("s.yaml"), environ={"P": PROVIDER_KEY})
-
-
-@pytest.fixture
-async def channel(gateway: Gateway, tmp_path: Path) -> AsyncIterator[grpc.aio.Channel]:
-    address = f"unix:{tmp_path}/p.sock"
-    source = GatewaySource(gateway)
-    server = ProcessorServer(
-        source, open_services(gateway, source, start_sdk(gateway.telemetry)), address
-    )
-    await server.start()
-    limit = [(f"grpc.max_{way}_message_length", 16 * 1024 * 1024) for way in ("send", "receive")]
-    async with grpc.aio.insecure_channel(address, options=limit) as channel:
-        yield channel
-    await server.stop(0)
-
-
-async def exchange(
-    channel: grpc.aio.Channel, *requests: ext_proc.ProcessingRequest
-) -> list[ext_proc.ProcessingResponse]:
-    process = channel.stream_stream(
-        f"/{SERVICE}/Process",
-        request_serializer=ext_proc.ProcessingRequest.SerializeToString,
-        response_deserializer=ext_proc.ProcessingResponse.FromString,
-    )
-    return [response async for response in process(iter(requests))]
 
 
 def mutation(response: ext_proc.ProcessingResponse) -> dict[str, str]:
