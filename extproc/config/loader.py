@@ -19,13 +19,26 @@ from pydantic import ValidationError
 
 from extproc.config.model import (
     Gateway,
+    ListenSettings,
+    MetricsSettings,
     ModelRoute,
     Principal,
+    ProcessorSettings,
     Provider,
     QuotaSettings,
     Target,
+    TelemetrySettings,
+    TracingSettings,
 )
-from extproc.config.schema import GatewaySpec, LimitSpec, ProviderSpec, QuotaSpec, store_problem
+from extproc.config.schema import (
+    GatewaySpec,
+    LimitSpec,
+    ProviderSpec,
+    QuotaSpec,
+    TelemetrySpec,
+    TracingSpec,
+    store_problem,
+)
 from extproc.config.secrets import REFERENCE, Secret, resolve_secret
 from extproc.config.units import parse_duration
 from extproc.quota.limits import MICRO_USD_PER_USD, Limit, Metric, Price
@@ -192,8 +205,26 @@ def _compile(
         )
     quota = _compile_quota(spec.quota, source.parent, environ, problems)
     return Gateway(
-        source, spec.listen, spec.processor, providers, models, principals, quota, spec.telemetry
+        source,
+        ListenSettings(**spec.listen.model_dump()),
+        ProcessorSettings(**spec.processor.model_dump()),
+        providers,
+        models,
+        principals,
+        quota,
+        _telemetry(spec.telemetry),
     )
+
+
+def _telemetry(spec: TelemetrySpec) -> TelemetrySettings:
+    return TelemetrySettings(
+        compile_tracing(spec.tracing), MetricsSettings(**spec.metrics.model_dump()), spec.access_log
+    )
+
+
+def compile_tracing(spec: TracingSpec) -> TracingSettings:
+    fields = spec.model_dump()
+    return TracingSettings(**fields | {"redact": tuple(fields["redact"])})
 
 
 def _compile_limits(

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from extproc.config.schema import ListenSpec, ProcessorSpec, ProviderKind, TelemetrySpec
+from extproc.config.address import worker_addresses
+from extproc.config.schema import ProviderKind
 from extproc.config.secrets import Secret
 from extproc.quota.limits import Limit, Price
 
@@ -87,13 +88,62 @@ class QuotaSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ListenSettings:
+    address: str
+    port: int
+    admin_port: int
+    max_request_body: int
+    request_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorSettings:
+    address: str
+    workers: int
+    message_timeout: float
+
+    def worker_addresses(self) -> list[str]:
+        return worker_addresses(self.address, self.workers)
+
+
+@dataclass(frozen=True, slots=True)
+class TracingSettings:
+    enabled: bool
+    endpoint: str | None
+    sampling: float
+    service_name: str
+    record_content: bool
+    redact: tuple[str, ...]
+
+    def active(self, environ: Mapping[str, str]) -> bool:
+        """Enabled here, and not switched off by the standard `OTEL_SDK_DISABLED=true` (which
+        lets one file serve deployments with and without a collector)."""
+        return self.enabled and environ.get("OTEL_SDK_DISABLED", "").lower() != "true"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    prometheus_port: int | None
+    prometheus_address: str
+    otlp: bool
+    export_interval: float
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySettings:
+    tracing: TracingSettings
+    metrics: MetricsSettings
+    access_log: str
+
+
+@dataclass(frozen=True, slots=True)
 class Gateway:
     source: Path
-    listen: ListenSpec
-    processor: ProcessorSpec
+    listen: ListenSettings
+    processor: ProcessorSettings
     providers: Mapping[str, Provider]
     models: Mapping[str, ModelRoute]
     principals: Mapping[str, Principal]
     """By SHA-256 hex digest of the gateway key."""
     quota: QuotaSettings
-    telemetry: TelemetrySpec
+    telemetry: TelemetrySettings

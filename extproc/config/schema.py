@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from extproc.config.address import parse_grpc_address, worker_addresses
+from extproc.config.address import parse_grpc_address
 from extproc.config.secrets import REFERENCE
 from extproc.config.units import Bytes, Seconds, parse_duration
 from extproc.transport.call import MAX_MESSAGE
@@ -77,9 +76,6 @@ class ProcessorSpec(Strict):
     def _check_address(self) -> ProcessorSpec:
         parse_grpc_address(self.address)
         return self
-
-    def worker_addresses(self) -> list[str]:
-        return worker_addresses(self.address, self.workers)
 
 
 class ProviderSpec(Strict):
@@ -299,11 +295,6 @@ class TracingSpec(Strict):
     """Record prompts and completions on spans (off: they never leave the gateway)."""
     redact: Annotated[list[str], AfterValidator(_check_patterns)] = Field(default_factory=list)
     """Regular expressions whose matches are replaced in recorded content."""
-
-    def active(self, environ: Mapping[str, str]) -> bool:
-        """Enabled here, and not switched off by the standard `OTEL_SDK_DISABLED=true` (which
-        lets one file serve deployments with and without a collector)."""
-        return self.enabled and environ.get("OTEL_SDK_DISABLED", "").lower() != "true"
 
 
 class MetricsSpec(Strict):

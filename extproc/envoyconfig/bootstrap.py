@@ -115,7 +115,7 @@ from envoy_data_plane.google.protobuf import Any as AnyMessage
 from extproc import headers
 from extproc.config import Gateway, Provider
 from extproc.config.address import parse_grpc_address
-from extproc.config.schema import TracingSpec
+from extproc.config.model import TracingSettings
 from extproc.envoyapi.messages import REPLY_DETAILS
 from extproc.errors import (
     INTERNAL_ERROR,
@@ -393,7 +393,7 @@ def _all_of(*filters: AccessLogFilter) -> AccessLogFilter:
     return AccessLogFilter(and_filter=AndFilter(filters=list(filters)))
 
 
-def _tracing(spec: TracingSpec) -> HttpConnectionManagerTracing:
+def _tracing(spec: TracingSettings) -> HttpConnectionManagerTracing:
     """Envoy's OpenTelemetry tracer: it starts (or continues) each request's trace, decides
     the sampling, and passes the context to the processor in the ext_proc call's metadata."""
     exporter = OpenTelemetryConfig(
@@ -408,7 +408,7 @@ def _tracing(spec: TracingSpec) -> HttpConnectionManagerTracing:
     )
 
 
-def collector_endpoint(spec: TracingSpec, environ: Mapping[str, str] = os.environ) -> str:
+def collector_endpoint(spec: TracingSettings, environ: Mapping[str, str] = os.environ) -> str:
     """The OTLP/gRPC endpoint: the configured one, else the standard OTEL_* variables."""
     return (
         spec.endpoint
@@ -428,7 +428,7 @@ def _http2_only() -> dict[str, AnyMessage]:
     return {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": AnyMessage.pack(options)}
 
 
-def _collector_cluster(spec: TracingSpec) -> Cluster:
+def _collector_cluster(spec: TracingSettings) -> Cluster:
     url = urlsplit(collector_endpoint(spec))
     return Cluster(
         name=COLLECTOR_CLUSTER,

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import start_http_server
 
-from extproc.config.schema import TelemetrySpec
+from extproc.config.model import TelemetrySettings
 
 SPAN_EXPORT_DELAY_MS = 500
 SCOPE = "extproc"
@@ -62,7 +62,7 @@ class Sdk:
 
 
 def start_sdk(
-    spec: TelemetrySpec, *, worker: int = 0, environ: Mapping[str, str] = os.environ
+    spec: TelemetrySettings, *, worker: int = 0, environ: Mapping[str, str] = os.environ
 ) -> Sdk:
     """`worker` i serves `/metrics` on the configured port + i."""
     resource = Resource.create({"service.name": spec.tracing.service_name})

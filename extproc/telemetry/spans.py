@@ -13,7 +13,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from extproc.config.schema import TracingSpec
+from extproc.config.model import TracingSettings
 from extproc.headers import TRACEPARENT
 from extproc.telemetry.record import RequestRecord, present
 from extproc.usage import Usage
@@ -23,7 +23,7 @@ CONTENT_LIMIT = 16 * 1024
 
 
 class Spans:
-    def __init__(self, tracer: trace.Tracer | None, spec: TracingSpec) -> None:
+    def __init__(self, tracer: trace.Tracer | None, spec: TracingSettings) -> None:
         self._tracer = tracer
         self.records_content = spec.record_content
         self._redactions = [re.compile(pattern) for pattern in spec.redact]

@@ -8,7 +8,7 @@ import pytest
 
 from extproc.cli import main
 from extproc.config import ConfigError, load_gateway, parse_gateway
-from extproc.config.schema import ProcessorSpec
+from extproc.config.address import worker_addresses
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGEST = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
@@ -111,11 +111,11 @@ def test_file_references_resolve_beside_the_config(tmp_path: Path) -> None:
 
 
 def test_worker_addresses() -> None:
-    assert ProcessorSpec(address="unix:/run/p.sock", workers=2).worker_addresses() == [
+    assert worker_addresses("unix:/run/p.sock", 2) == [
         "unix:/run/p.sock.0",
         "unix:/run/p.sock.1",
     ]
-    assert ProcessorSpec(address="127.0.0.1:50051", workers=2).worker_addresses() == [
+    assert worker_addresses("127.0.0.1:50051", 2) == [
         "127.0.0.1:50051",
         "127.0.0.1:50052",
     ]

@@ -11,6 +11,7 @@ import yaml
 
 from extproc.cli import main
 from extproc.config import load_gateway
+from extproc.config.loader import compile_tracing
 from extproc.config.schema import TracingSpec
 from extproc.envoyconfig.bootstrap import build_bootstrap, collector_endpoint, placement_of, render
 from tests.harness import ENVOY
@@ -126,12 +127,12 @@ def test_rendering_contains_no_secret_when_they_are_set(
 
 
 def test_tracing_points_envoy_at_the_collector_from_config_or_environment() -> None:
-    spec = TracingSpec(enabled=True)
+    spec = compile_tracing(TracingSpec(enabled=True))
     assert collector_endpoint(spec, {}) == "http://127.0.0.1:4317"
     assert collector_endpoint(spec, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"}) == (
         "http://c:4317"
     )
-    configured = TracingSpec(enabled=True, endpoint="http://mine:4317")
+    configured = compile_tracing(TracingSpec(enabled=True, endpoint="http://mine:4317"))
     assert collector_endpoint(configured, {"OTEL_EXPORTER_OTLP_ENDPOINT": "x"}) == (
         "http://mine:4317"
     )

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from extproc.config import parse_gateway
+from extproc.config.loader import compile_tracing
 from extproc.config.schema import TracingSpec
 from extproc.telemetry.spans import Spans
 
 
 def test_content_is_not_recorded_unless_enabled() -> None:
-    quiet = Spans(None, TracingSpec())
+    quiet = Spans(None, compile_tracing(TracingSpec()))
     assert quiet.content("my prompt") is None
-    recording = Spans(None, TracingSpec(record_content=True, redact=[r"\d{4}"]))
+    recording = Spans(None, compile_tracing(TracingSpec(record_content=True, redact=[r"\d{4}"])))
     assert recording.content("pin 1234, card 5678") == "pin [REDACTED], card [REDACTED]"
 
 
