@@ -22,11 +22,25 @@ A client of another schema (Anthropic's Messages API) gets the same error in its
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import orjson
 
-from extproc.translators.ir import ApiError
+
+@dataclass(frozen=True, slots=True)
+class ApiError:
+    """An error answer. `type` uses OpenAI's vocabulary (the gateway's own errors are
+    OpenAI-typed); each schema maps it to its own words."""
+
+    status: int
+    message: str
+    type: str
+    code: str | int | None = None
+    param: str | None = None
+    credentials_refused: bool = False
+    """The provider refused the gateway's credentials: the operator's problem, not the
+    client's (reported as 502 `provider_auth_failed`)."""
 
 
 class GatewayError(Exception):

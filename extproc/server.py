@@ -18,11 +18,12 @@ from grpc_health.v1 import health_pb2
 
 from extproc.config import Gateway
 from extproc.config.address import parse_grpc_address
+from extproc.config.schema import MAX_REQUEST_BODY
 from extproc.config.watcher import GatewaySource
+from extproc.counters import CountersService
 from extproc.envoyapi.messages import ProcessingRequest
 from extproc.exchange import Exchange, Services
 from extproc.quota.configured import open_ledger, open_store
-from extproc.quota.remote import CountersService
 from extproc.signals import stop_requested
 from extproc.telemetry.access_log import open_access_log
 from extproc.telemetry.metrics import Metrics
@@ -92,8 +93,10 @@ class ProcessorServer:
         self._processor = Processor(source, services)
         self.health = Health()
         counters = CountersService(services.ledger.store)
+        # A request body travels in one ext_proc message; answers may be larger.
         self._server = Server(
-            self._processor.methods() | self.health.methods() | counters.methods()
+            self._processor.methods() | self.health.methods() | counters.methods(),
+            max_message=2 * MAX_REQUEST_BODY,
         )
 
     async def start(self) -> None:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from extproc.config import Gateway
+from extproc.counters import read_remote
 from extproc.quota.configured import open_store
 from extproc.quota.limits import MICRO_USD_PER_USD, Limit
-from extproc.quota.remote import read_remote
 
 PROCESSOR_TIMEOUT = 5.0
 

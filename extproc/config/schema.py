@@ -12,7 +12,6 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from extproc.config.address import parse_grpc_address
 from extproc.config.secrets import REFERENCE
 from extproc.config.units import Bytes, Seconds, parse_duration
-from extproc.transport.call import MAX_MESSAGE
 
 ProviderKind = Literal["openai", "azure", "anthropic", "gemini"]
 """openai: any OpenAI-compatible API; azure: Azure OpenAI; anthropic: Anthropic's Messages
@@ -50,8 +49,9 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-MAX_REQUEST_BODY = MAX_MESSAGE // 2
-"""Half of the largest ext_proc message the processor takes: a body travels in one message."""
+MAX_REQUEST_BODY = 128 * 1024 * 1024
+"""A body travels to the processor in one ext_proc message; the processor takes messages up
+to twice this (room for answers larger than the request)."""
 
 
 class ListenSpec(Strict):

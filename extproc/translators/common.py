@@ -10,17 +10,8 @@ from typing import Any, cast
 
 import orjson
 
-from extproc.errors import BadRequest, shorten
-from extproc.translators.ir import (
-    ApiError,
-    Image,
-    JsonObject,
-    Message,
-    Part,
-    Role,
-    ToolCall,
-    ToolResult,
-)
+from extproc.errors import ApiError, BadRequest, shorten
+from extproc.translators.ir import Image, JsonObject, Message, Part, Role, ToolCall, ToolResult
 
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)(?:;[^,;]*)*;base64,(?P<data>.*)$", re.S)
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from extproc.errors import ApiError
 from extproc.usage import Usage
 
 JsonObject = dict[str, Any]
@@ -144,21 +145,6 @@ class EmbeddingAnswer:
     model: str
     usage: Usage | None
     """None when the provider does not report it (the gateway's estimate then stands)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ApiError:
-    """An error answer. `type` uses OpenAI's vocabulary (the gateway's own errors are
-    OpenAI-typed); each schema maps it to its own words."""
-
-    status: int
-    message: str
-    type: str
-    code: str | int | None = None
-    param: str | None = None
-    credentials_refused: bool = False
-    """The provider refused the gateway's credentials: the operator's problem, not the
-    client's (reported as 502 `provider_auth_failed`)."""
 
 
 # Stream events: what a provider's event stream says, one step at a time. Usage figures are

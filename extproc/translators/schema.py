@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from extproc.errors import ApiError
 from extproc.translators.ir import (
-    ApiError,
     ChatAnswer,
     ChatRequest,
     EmbeddingAnswer,

@@ -14,13 +14,8 @@ from typing import Any
 
 import orjson
 
-from extproc.errors import BadRequest
-from extproc.translators.ir import (
-    ApiError,
-    ChatRequest,
-    EmbeddingRequest,
-    JsonObject,
-)
+from extproc.errors import ApiError, BadRequest
+from extproc.translators.ir import ChatRequest, EmbeddingRequest, JsonObject
 from extproc.translators.schema import (
     ClientSide,
     Operation,

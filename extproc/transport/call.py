@@ -24,9 +24,6 @@ if TYPE_CHECKING:
 
 RequestT = TypeVar("RequestT", bound=Message)
 
-MAX_MESSAGE = 256 * 1024 * 1024
-"""Largest message accepted: above any body Envoy buffers for ext_proc."""
-
 
 class Status(IntEnum):
     """gRPC status codes the server speaks."""
@@ -63,6 +60,7 @@ class Call(Generic[RequestT]):
     __slots__ = (
         "_connection",
         "_inbound",
+        "_max_message",
         "_messages",
         "_request_type",
         "_waiter",
@@ -81,7 +79,9 @@ class Call(Generic[RequestT]):
         stream_id: int,
         request_type: type[RequestT],
         metadata: list[tuple[str, str]],
+        *,
         send_window: int,
+        max_message: int,
     ) -> None:
         self._connection = connection
         self.stream_id = stream_id
@@ -89,6 +89,7 @@ class Call(Generic[RequestT]):
         self.metadata = metadata
         """The call's custom headers (gRPC metadata), such as Envoy's trace context."""
         self.send_window = send_window
+        self._max_message = max_message
         self._inbound = bytearray()
         self._messages: deque[bytes | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -147,8 +148,10 @@ class Call(Generic[RequestT]):
             size = int.from_bytes(inbound[1:5], "big")
             if inbound[0]:
                 raise GrpcError(Status.UNIMPLEMENTED, "compressed messages are not accepted")
-            if size > MAX_MESSAGE:
-                raise GrpcError(Status.RESOURCE_EXHAUSTED, f"message larger than {MAX_MESSAGE}")
+            if size > self._max_message:
+                raise GrpcError(
+                    Status.RESOURCE_EXHAUSTED, f"message over {self._max_message} bytes"
+                )
             if len(inbound) < 5 + size:
                 break
             self._messages.append(bytes(inbound[5 : 5 + size]))

@@ -54,9 +54,14 @@ class Connection(asyncio.Protocol):
     """Serves the calls of one client connection (Envoy keeps a few, each carrying many)."""
 
     def __init__(
-        self, methods: Mapping[str, Method[Any]], track: Callable[[asyncio.Task[None]], None]
+        self,
+        methods: Mapping[str, Method[Any]],
+        track: Callable[[asyncio.Task[None]], None],
+        *,
+        max_message: int,
     ) -> None:
         self._methods = methods
+        self._max_message = max_message
         self._track = track
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
@@ -304,7 +309,14 @@ class Connection(asyncio.Protocol):
             block = RESPONSE_HEADERS + trailers(Status.UNIMPLEMENTED, f"no method {path}")
             self._write(frame(Kind.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, stream_id, block))
             return
-        call = Call(self, stream_id, target.request_type, metadata, self._peer_stream_window)
+        call = Call(
+            self,
+            stream_id,
+            target.request_type,
+            metadata,
+            send_window=self._peer_stream_window,
+            max_message=self._max_message,
+        )
         self._calls[stream_id] = call
         if end:
             call.receive(b"", end=True)

@@ -15,8 +15,10 @@ class Server:
     """A gRPC server over cleartext HTTP/2 (prior knowledge, as Envoy and gRPC clients
     connect) on TCP or a Unix socket; `methods` maps `/package.Service/Method` paths."""
 
-    def __init__(self, methods: Mapping[str, Method[Any]]) -> None:
+    def __init__(self, methods: Mapping[str, Method[Any]], *, max_message: int) -> None:
+        """`max_message`: the largest message a call may receive (bytes)."""
         self._methods = dict(methods)
+        self._max_message = max_message
         self._listener: asyncio.Server | None = None
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -46,7 +48,7 @@ class Server:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _connection(self) -> Connection:
-        connection = Connection(self._methods, self._track)
+        connection = Connection(self._methods, self._track, max_message=self._max_message)
         self._connections.add(connection)
         return connection
 

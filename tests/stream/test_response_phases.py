@@ -13,9 +13,9 @@ import pytest
 from google.protobuf.struct_pb2 import ListValue
 
 from extproc.config import Gateway, parse_gateway
+from extproc.counters import METHOD, SERVICE
 from extproc.envoyapi.protos.envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from extproc.pipeline.auth import digest_key
-from extproc.quota.remote import METHOD, SERVICE
 from tests.stream.support import (
     body,
     exchange,

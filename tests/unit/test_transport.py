@@ -89,7 +89,7 @@ class Running:
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
     echo = Echo()
-    server = Server(echo.methods())
+    server = Server(echo.methods(), max_message=64 * 1024 * 1024)
     socket = str(tmp_path / "t.sock")
     await server.start_unix(socket)
     yield Running(server, echo, socket)

@@ -7,8 +7,9 @@ from typing import Any
 
 import orjson
 
+from extproc.errors import ApiError
 from extproc.translators.common import parse_json, text_error
-from extproc.translators.ir import ApiError, JsonObject
+from extproc.translators.ir import JsonObject
 
 _BY_STATUS = {
     400: "invalid_request_error",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import orjson
 
+from extproc.errors import ApiError
 from extproc.translators.anthropic.answer import (
     ANTHROPIC_STOP,
     STOP_REASONS,
@@ -19,7 +20,6 @@ from extproc.translators.anthropic.answer import (
 from extproc.translators.anthropic.errors import error_from_object, error_object
 from extproc.translators.common import arguments_text, as_object, new_id
 from extproc.translators.ir import (
-    ApiError,
     ChatRequest,
     Finish,
     JsonObject,

@@ -4,8 +4,9 @@ say `API_KEY_INVALID`: that is the gateway's credentials being refused, like a 4
 
 from __future__ import annotations
 
+from extproc.errors import ApiError
 from extproc.translators.common import error_type_for, parse_json, text_error
-from extproc.translators.ir import ApiError, JsonObject
+from extproc.translators.ir import JsonObject
 
 _TYPES = {
     "INVALID_ARGUMENT": "invalid_request_error",

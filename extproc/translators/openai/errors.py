@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from extproc.errors import openai_error_body
+from extproc.errors import ApiError, openai_error_body
 from extproc.translators.common import error_type_for, parse_json, text_error
-from extproc.translators.ir import ApiError, JsonObject
+from extproc.translators.ir import JsonObject
 
 CREDENTIALS_REFUSED = (401, 403)
 

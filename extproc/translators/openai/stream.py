@@ -8,10 +8,9 @@ import time
 
 import orjson
 
-from extproc.errors import openai_error_body
+from extproc.errors import ApiError, openai_error_body
 from extproc.translators.common import as_object, new_id
 from extproc.translators.ir import (
-    ApiError,
     ChatRequest,
     Finish,
     JsonObject,

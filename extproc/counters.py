@@ -1,4 +1,4 @@
-"""Reading the counters of a running processor over its gRPC port.
+"""The quota counters of a running processor, over its gRPC port.
 
 The memory store lives inside the processor, so `extproc usage` asks the processor for it:
 a small unary method whose request and answer are protobuf's own `ListValue` (counter names,

@@ -1,0 +1,52 @@
+"""The package's layers, as the README's layout section draws them: a module imports only
+from its own layer or the layers below it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "extproc"
+LAYERS = [
+    {"cli", "run", "supervisor", "workers", "usage_report", "__main__", "mockprovider"},
+    {"server", "transport", "counters"},
+    {"exchange", "response"},
+    {"pipeline", "endpoints", "translators", "providers"},
+    {"envoyapi", "envoyconfig"},
+    {"telemetry"},
+    {"config"},
+    {"quota"},
+    {"errors", "headers", "usage", "sse", "health", "signals"},
+]
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+INDEPENDENT = {"mockprovider"}
+"""Stands apart: imports nothing of the gateway's but itself."""
+
+
+def imported(path: Path) -> set[str]:
+    """The top-level parts of `extproc` that a module imports."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("extproc"):
+            parts = node.module.split(".")
+            names |= {parts[1]} if len(parts) > 1 else {alias.name for alias in node.names}
+    return names
+
+
+def test_every_part_of_the_package_has_a_layer() -> None:
+    parts = {path.stem for path in PACKAGE.glob("*.py")} | {
+        path.name for path in PACKAGE.iterdir() if (path / "__init__.py").exists()
+    }
+    assert parts - {"__init__"} == set(RANK)
+
+
+def test_modules_import_only_downwards() -> None:
+    upward = []
+    for path in PACKAGE.rglob("*.py"):
+        if "protos" in path.parts or (path.parent == PACKAGE and path.stem == "__init__"):
+            continue
+        part = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        for name in imported(path) - {part}:
+            if part in INDEPENDENT or RANK[name] < RANK[part]:
+                upward.append(f"{path.relative_to(PACKAGE)} imports extproc.{name}")
+    assert not upward
