@@ -59,9 +59,11 @@ class Connection(asyncio.Protocol):
         track: Callable[[asyncio.Task[None]], None],
         *,
         max_message: int,
+        max_streams: int,
     ) -> None:
         self._methods = methods
         self._max_message = max_message
+        self._max_streams = max_streams
         self._track = track
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
@@ -98,6 +100,7 @@ class Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         ours = {
+            Setting.MAX_CONCURRENT_STREAMS: self._max_streams,
             Setting.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
             Setting.MAX_FRAME_SIZE: MAX_FRAME,
             Setting.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
@@ -290,6 +293,9 @@ class Connection(asyncio.Protocol):
         if not stream_id % 2:
             raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "a client opened an even stream")
         self._last_stream_id = stream_id
+        if len(self._calls) >= self._max_streams:  # the client ignored our SETTINGS
+            self._write(rst_stream(stream_id, ErrorCode.REFUSED_STREAM))
+            return
         self._open_call(stream_id, headers, end=end)
 
     def _open_call(self, stream_id: int, headers: list[tuple[str, str]], *, end: bool) -> None:

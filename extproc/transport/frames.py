@@ -43,6 +43,7 @@ class Flag:
 
 class Setting:
     ENABLE_PUSH = 2
+    MAX_CONCURRENT_STREAMS = 3
     INITIAL_WINDOW_SIZE = 4
     MAX_FRAME_SIZE = 5
     MAX_HEADER_LIST_SIZE = 6
@@ -54,6 +55,7 @@ class ErrorCode(IntEnum):
     FLOW_CONTROL_ERROR = 3
     STREAM_CLOSED = 5
     FRAME_SIZE_ERROR = 6
+    REFUSED_STREAM = 7
     COMPRESSION_ERROR = 9
 
 

@@ -10,15 +10,27 @@ from typing import Any
 from extproc.transport.call import Method
 from extproc.transport.connection import Connection
 
+MAX_STREAMS = 1024
+"""Calls open at once on one connection: one per HTTP request Envoy has in flight."""
+
 
 class Server:
     """A gRPC server over cleartext HTTP/2 (prior knowledge, as Envoy and gRPC clients
     connect) on TCP or a Unix socket; `methods` maps `/package.Service/Method` paths."""
 
-    def __init__(self, methods: Mapping[str, Method[Any]], *, max_message: int) -> None:
-        """`max_message`: the largest message a call may receive (bytes)."""
+    def __init__(
+        self,
+        methods: Mapping[str, Method[Any]],
+        *,
+        max_message: int,
+        max_streams: int = MAX_STREAMS,
+    ) -> None:
+        """`max_message`: the largest message a call may receive (bytes); `max_streams`: the
+        calls one connection may have open at once (a client needing more opens another
+        connection, as Envoy does)."""
         self._methods = dict(methods)
         self._max_message = max_message
+        self._max_streams = max_streams
         self._listener: asyncio.Server | None = None
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -48,7 +60,12 @@ class Server:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _connection(self) -> Connection:
-        connection = Connection(self._methods, self._track, max_message=self._max_message)
+        connection = Connection(
+            self._methods,
+            self._track,
+            max_message=self._max_message,
+            max_streams=self._max_streams,
+        )
         self._connections.add(connection)
         return connection
 

@@ -5,7 +5,7 @@ protocol's edges."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from hyperframe.frame import (
     GoAwayFrame,
     HeadersFrame,
     PingFrame,
+    RstStreamFrame,
     SettingsFrame,
     WindowUpdateFrame,
 )
@@ -30,6 +31,7 @@ ECHO = "/test.Echo/Stream"
 UNARY = "/test.Echo/Unary"
 FAIL = "/test.Echo/Fail"
 BLOCK = "/test.Echo/Block"
+GATED = "/test.Echo/Gated"
 BIG = 20 * 1024 * 1024
 LIMITS = [(f"grpc.max_{way}_message_length", 64 * 1024 * 1024) for way in ("send", "receive")]
 
@@ -42,6 +44,9 @@ class Echo:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     started: asyncio.Event = field(default_factory=asyncio.Event)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    running: int = 0
+    peak: int = 0
 
     async def stream(self, call: Call[ListValue]) -> None:
         async for message in call:
@@ -70,8 +75,19 @@ class Echo:
             self.cancelled.set()
             raise
 
+    async def gated(self, call: Call[ListValue]) -> None:
+        """Holds every call until the gate opens, counting how many are open at once."""
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        message = await call.recv()
+        assert message is not None
+        await self.gate.wait()
+        self.running -= 1
+        await call.send(message)
+
     def methods(self) -> dict[str, Method[ListValue]]:
         return {
+            GATED: Method(self.gated, ListValue),
             ECHO: Method(self.stream, ListValue),
             UNARY: Method(self.unary, ListValue),
             FAIL: Method(self.fail, ListValue),
@@ -91,6 +107,18 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     echo = Echo()
     server = Server(echo.methods(), max_message=64 * 1024 * 1024)
     socket = str(tmp_path / "t.sock")
+    await server.start_unix(socket)
+    yield Running(server, echo, socket)
+    server.close()
+    await server.wait_closed()
+
+
+@pytest.fixture
+async def narrow(tmp_path: Path) -> AsyncIterator[Running]:
+    """A server taking two calls at once per connection."""
+    echo = Echo()
+    server = Server(echo.methods(), max_message=1024, max_streams=2)
+    socket = str(tmp_path / "n.sock")
     await server.start_unix(socket)
     yield Running(server, echo, socket)
     server.close()
@@ -214,6 +242,26 @@ async def test_closing_the_server_cancels_running_calls(
     assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
+async def test_a_client_keeps_to_the_servers_stream_limit_and_every_call_completes(
+    narrow: Running,
+) -> None:
+    async with grpc.aio.insecure_channel(f"unix:{narrow.socket}") as narrow_channel:
+        gated = unary(narrow_channel, GATED)
+        calls = [asyncio.ensure_future(gated(words(str(i)))) for i in range(5)]
+        await asyncio.wait_for(_until(lambda: narrow.echo.running == 2), 5)
+
+        narrow.echo.gate.set()
+        answers = await asyncio.wait_for(asyncio.gather(*calls), 5)
+
+    assert [list(answer) for answer in answers] == [[str(i)] for i in range(5)]
+    assert narrow.echo.peak == 2
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
+
+
 # The protocol's edges, in hand-made frames.
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -319,6 +367,20 @@ async def test_answers_wait_for_the_clients_flow_control_windows(raw: RawClient)
 
     assert len(sent(before_update)) == 1000, "no more than the stream's window"
     assert sent(before_update) + sent(after_update) == request
+
+
+async def test_a_stream_over_the_limit_is_refused(narrow: Running) -> None:
+    reader, writer = await asyncio.open_unix_connection(narrow.socket)
+    raw = RawClient(reader, writer)
+    block = Encoder().encode([*REQUEST_HEADERS[:2], (":path", GATED), *REQUEST_HEADERS[3:]])
+    raw.send(PREFACE, SettingsFrame(0))
+    for stream_id in (1, 3, 5):  # without waiting for the server's SETTINGS
+        raw.send(HeadersFrame(stream_id, data=block, flags=["END_HEADERS"]))
+
+    frames = await raw.until(RstStreamFrame)
+    writer.close()
+
+    assert (frames[-1].stream_id, frames[-1].error_code) == (5, 7)  # REFUSED_STREAM
 
 
 async def test_a_bad_preface_is_refused_with_goaway(raw: RawClient) -> None:
