@@ -67,6 +67,8 @@ class Connection(asyncio.Protocol):
         self._track = track
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
+        self._awaited = 0
+        """Bytes the buffer must hold before the frame it starts is whole."""
         self._preface_seen = False
         self._settings_seen = False
         self._decoder = Decoder(max_header_list_size=MAX_HEADER_LIST)
@@ -110,6 +112,8 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._buffer:
             self._buffer += data
+            if len(self._buffer) < self._awaited:
+                return  # the frame being received is not whole yet: no copy until it is
             data = bytes(self._buffer)
             self._buffer.clear()
         try:
@@ -118,7 +122,9 @@ class Connection(asyncio.Protocol):
             self._fail(error)
             return
         if consumed < len(data) and not self.closed:
-            self._buffer += data[consumed:]
+            rest = data[consumed:]
+            self._buffer += rest
+            self._awaited = _frame_length(rest) if self._preface_seen else len(PREFACE)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -438,6 +444,14 @@ class Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
         self.closed = True
+
+
+def _frame_length(data: bytes) -> int:
+    """The length of the frame `data` starts (header included), or of its header when that is
+    not whole yet."""
+    if len(data) < FRAME_HEADER_SIZE:
+        return FRAME_HEADER_SIZE
+    return FRAME_HEADER_SIZE + ((data[0] << 16) | (data[1] << 8) | data[2])
 
 
 _CONNECTION_FRAMES = frozenset((Kind.SETTINGS, Kind.PING, Kind.GOAWAY))

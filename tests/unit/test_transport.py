@@ -26,6 +26,7 @@ from hyperframe.frame import (
 )
 
 from extproc.transport import Call, GrpcError, Method, Server, Status
+from extproc.transport.connection import Connection
 
 ECHO = "/test.Echo/Stream"
 UNARY = "/test.Echo/Unary"
@@ -399,3 +400,56 @@ async def test_data_on_a_stream_never_opened_ends_the_connection(raw: RawClient)
 
     assert isinstance(frames[-1], GoAwayFrame) and frames[-1].error_code == 1
     assert await raw.frame() is None
+
+
+class CollectingTransport(asyncio.Transport):
+    """What the server writes, kept in memory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+    def close(self) -> None:
+        pass
+
+
+def frames_in(data: bytes) -> list[Frame]:
+    found, position = [], 0
+    while position < len(data):
+        parsed, length = Frame.parse_frame_header(memoryview(data[position : position + 9]))
+        parsed.parse_body(memoryview(data[position + 9 : position + 9 + length]))
+        found.append(parsed)
+        position += 9 + length
+    return found
+
+
+@pytest.mark.parametrize("piece", [1, 2, 7, 64, 100_000])
+async def test_frames_split_anywhere_across_reads_are_read_whole(piece: int) -> None:
+    echo = Echo()
+    connection = Connection(echo.methods(), lambda task: None, max_message=1 << 20, max_streams=4)
+    transport = CollectingTransport()
+    connection.connection_made(transport)
+    message = grpc_message(words("x" * 3000, "split"))
+    block = Encoder().encode(REQUEST_HEADERS)
+    sent = PREFACE + b"".join(
+        item.serialize()
+        for item in (
+            SettingsFrame(0),
+            HeadersFrame(1, data=block, flags=["END_HEADERS"]),
+            DataFrame(1, data=message[:1000]),
+            DataFrame(1, data=message[1000:], flags=["END_STREAM"]),
+        )
+    )
+
+    for start in range(0, len(sent), piece):
+        connection.data_received(sent[start : start + piece])
+    await asyncio.wait_for(_until(lambda: b"grpc-status" in transport.written), 5)
+
+    data = [f for f in frames_in(bytes(transport.written)) if isinstance(f, DataFrame)]
+    assert ListValue.FromString(b"".join(f.data for f in data)[5:]) == words("x" * 3000, "split")
