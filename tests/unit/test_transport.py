@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,27 +104,27 @@ class Running:
     socket: str
 
 
-@pytest.fixture
-async def running(tmp_path: Path) -> AsyncIterator[Running]:
+@asynccontextmanager
+async def serving(socket: str, **limits: int) -> AsyncIterator[Running]:
     echo = Echo()
-    server = Server(echo.methods(), max_message=64 * 1024 * 1024)
-    socket = str(tmp_path / "t.sock")
+    server = Server(echo.methods(), **limits)
     await server.start_unix(socket)
     yield Running(server, echo, socket)
     server.close()
     await server.wait_closed()
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    async with serving(str(tmp_path / "t.sock"), max_message=64 * 1024 * 1024) as server:
+        yield server
 
 
 @pytest.fixture
 async def narrow(tmp_path: Path) -> AsyncIterator[Running]:
     """A server taking two calls at once per connection."""
-    echo = Echo()
-    server = Server(echo.methods(), max_message=1024, max_streams=2)
-    socket = str(tmp_path / "n.sock")
-    await server.start_unix(socket)
-    yield Running(server, echo, socket)
-    server.close()
-    await server.wait_closed()
+    async with serving(str(tmp_path / "n.sock"), max_message=1024, max_streams=2) as server:
+        yield server
 
 
 @pytest.fixture
