@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Iterable
@@ -13,24 +14,25 @@ import orjson
 from opentelemetry.trace import Span
 
 from extproc import headers as names
-from extproc.config import Gateway, ModelRoute, Principal
+from extproc.attempt import cooldown_name
+from extproc.config import Gateway, ModelRoute, Principal, Target
 from extproc.endpoints import LocalAnswer, ModelCall, match_endpoint
 from extproc.endpoints.body import check_common, parse_body, read_model
 from extproc.envoyapi.messages import (
     Headers,
     Message,
-    ProcessingRequest,
     ProcessingResponse,
     continue_and_read_response,
     local_reply,
     pass_through,
-    read_message,
     replace_request,
 )
+from extproc.envoyconfig.fallback import TARGET_ATTRIBUTE, route_value
 from extproc.errors import (
     INTERNAL_ERROR,
     BadRequest,
     GatewayError,
+    RateLimited,
     UnsupportedMediaType,
     shorten,
 )
@@ -39,8 +41,9 @@ from extproc.pipeline.metering import Meter
 from extproc.pipeline.refusals import refused, store_down
 from extproc.pipeline.routing import choose_target, resolve_route
 from extproc.pipeline.upstream import prepare_upstream
-from extproc.quota.ledger import Ledger
+from extproc.quota.ledger import Ledger, Reservation
 from extproc.quota.standing import QuotaRefused, QuotaStoreDown
+from extproc.quota.store import StoreUnavailable
 from extproc.response import ResponsePath
 from extproc.telemetry.record import RequestRecord
 from extproc.telemetry.requests import Telemetry
@@ -67,6 +70,8 @@ class Exchange:
 
     __slots__ = (
         "_call",
+        "_client_body",
+        "_fallback",
         "_gateway",
         "_metadata",
         "_principal",
@@ -86,6 +91,9 @@ class Exchange:
         self._services = services
         self._metadata = metadata
         self._call: ModelCall | None = None
+        self._fallback: ModelRoute | None = None
+        """Set for an alias with fallback: which target answers is known only then."""
+        self._client_body: JsonObject = {}
         self._principal: Principal | None = None
         self._remove_headers: list[str] = []
         self._replied = False
@@ -93,9 +101,8 @@ class Exchange:
         self._record = RequestRecord()
         self._span: Span | None = None
 
-    async def process(self, request: ProcessingRequest) -> ProcessingResponse | None:
+    async def process(self, message: Message) -> ProcessingResponse | None:
         """The answer to one message; None when Envoy expects none (a stream ended early)."""
-        message = read_message(request)
         if self._replied:
             return pass_through(message.phase)
         try:
@@ -115,6 +122,8 @@ class Exchange:
         if self._response is None:
             return pass_through(phase)
         if phase == "response_headers":
+            if self._fallback is not None:
+                self._note_answering_target(message.attributes.get(TARGET_ATTRIBUTE))
             return self._response.on_headers(message.headers)
         if phase == "response_body":
             return await self._response.on_body(message.body, end=message.end_of_stream)
@@ -170,18 +179,23 @@ class Exchange:
             bool(body.get("stream")),
         )
         route = resolve_route(self._gateway.models, principal, alias)
+        if route.retry is not None:
+            return await self._forward_with_fallback(call, principal, route, body)
         target = choose_target(route, self._services.rng)
         provider = target.provider
-        default_cap = route.max_output_tokens or self._gateway.quota.default_max_output_tokens
+        default_cap = self._gateway.output_cap(route)
         upstream = prepare_upstream(call, target, body, default_max_tokens=default_cap)
         translation = upstream.translation
         record.provider, record.provider_name = provider.name, upstream.api.otel_name
         record.upstream_model = target.model
         if self._services.telemetry.spans.records_content:
             record.input_content = self._services.telemetry.spans.content(_input_text(call, body))
-        upstream_body = await self._reserve(
-            principal, route, translation, upstream.body, default_cap
-        )
+        reservation = await self._reserve(principal, route, translation, upstream.body, default_cap)
+        upstream_body = upstream.body
+        if reservation.clamped_output is not None:
+            upstream_body = translation.provider.with_output_cap(
+                translation.operation, upstream_body, reservation.clamped_output
+            )
         location = upstream.api.locate(call.operation, target, translation.stream)
         payload = orjson.dumps(upstream_body)
         set_headers = [
@@ -198,6 +212,74 @@ class Exchange:
         remove = [name for name in self._remove_headers if name not in provided]
         return replace_request(set_headers=set_headers, remove_headers=remove, body=payload)
 
+    async def _forward_with_fallback(
+        self, call: ModelCall, principal: Principal, route: ModelRoute, body: JsonObject
+    ) -> ProcessingResponse:
+        """Reserve as for the first target, and leave each attempt (Envoy's, one per target
+        tried) to prepare the client's body for its own target."""
+        start = await self._first_level_not_cooling(route)
+        target = route.targets[0]
+        default_cap = self._gateway.output_cap(route)
+        upstream = prepare_upstream(call, target, body, default_max_tokens=default_cap)
+        self._note_target(target, upstream.api.otel_name)
+        reservation = await self._reserve(
+            principal, route, upstream.translation, upstream.body, default_cap
+        )
+        if reservation.clamped_output is not None:
+            body = call.schema.provider.with_output_cap(
+                call.operation, body, reservation.clamped_output
+            )
+        self._fallback, self._client_body = route, body
+        payload = orjson.dumps(body)
+        set_headers = [
+            (names.ROUTE, route_value(route, start)),
+            (names.CONTENT_LENGTH, str(len(payload))),
+            (names.ACCEPT_ENCODING, "identity"),
+        ]
+        return replace_request(
+            set_headers=set_headers, remove_headers=self._remove_headers, body=payload
+        )
+
+    async def _first_level_not_cooling(self, route: ModelRoute) -> int:
+        """The first priority level with a target not cooling down after throttling; when
+        every target cools, the client learns when the first recovers and nothing is sent."""
+        targets = [target for target in route.targets if target.weight]
+        try:
+            untils = await self._services.ledger.store.cooling([cooldown_name(t) for t in targets])
+        except StoreUnavailable:
+            return 0  # cooldowns are advice: without the store, every target is tried
+        now = time.time()
+        for start, level in enumerate(route.priorities):
+            if any(
+                until <= now
+                for target, until in zip(targets, untils, strict=True)
+                if target.priority == level
+            ):
+                return start
+        wait = max(1, math.ceil(min(untils) - now))
+        raise RateLimited(
+            f"Every provider of '{route.alias}' is throttling; retry after {wait} s.",
+            code="providers_throttled",
+            headers=[(names.RETRY_AFTER, str(wait))],
+        )
+
+    def _note_answering_target(self, index: str | None) -> None:
+        route, call = self._fallback, self._call
+        if route is None or call is None or index is None or self._response is None:
+            return
+        target = route.targets[int(index)]
+        if target is route.targets[0]:
+            return
+        default_cap = self._gateway.output_cap(route)
+        upstream = prepare_upstream(call, target, self._client_body, default_max_tokens=default_cap)
+        self._note_target(target, upstream.api.otel_name)
+        self._response.answered_by(upstream.translation)
+
+    def _note_target(self, target: Target, otel_name: str) -> None:
+        record = self._record
+        record.provider, record.provider_name = target.provider.name, otel_name
+        record.upstream_model = target.model
+
     async def _reserve(
         self,
         principal: Principal,
@@ -205,10 +287,10 @@ class Exchange:
         translation: Translation,
         body: JsonObject,
         default_cap: int,
-    ) -> JsonObject:
+    ) -> Reservation:
         """Reserve the request's estimated cost (read from the body as the provider will get
-        it; `default_cap` when it asks for no output cap) and prepare its response path;
-        returns the body to send (its output cap lowered when a clamping limit asks)."""
+        it; `default_cap` when it asks for no output cap) and prepare its response path; the
+        reservation says whether a clamping limit lowered the output cap."""
         provider, operation = translation.provider, translation.operation
         cap = provider.output_cap(operation, body)
         if cap is None:
@@ -247,9 +329,7 @@ class Exchange:
             record=self._record,
             telemetry=telemetry,
         )
-        if reservation.clamped_output is not None:
-            return provider.with_output_cap(operation, body, reservation.clamped_output)
-        return body
+        return reservation
 
     async def _reply_error(self, error: GatewayError) -> ProcessingResponse:
         self._replied = True

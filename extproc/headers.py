@@ -33,4 +33,6 @@ ANTHROPIC_VERSION = "anthropic-version"
 CREDENTIAL_HEADERS = (AUTHORIZATION, API_KEY, X_API_KEY)
 """Headers a client may carry its gateway key in; all of them are removed before upstream."""
 REMOVED_FROM_CLIENTS = (*CREDENTIAL_HEADERS, GOOG_API_KEY)
+PROVIDER_HEADERS = (*REMOVED_FROM_CLIENTS, ANTHROPIC_VERSION)
+"""What one provider's request may carry that another's must not (keys, API versions)."""
 """Client headers that never go upstream: its key, and any provider credential it sent."""

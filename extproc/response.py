@@ -74,6 +74,12 @@ class ResponsePath:
         self._inflater: Inflater | None = None
         """Set when the provider compressed its answer anyway."""
 
+    def answered_by(self, translation: Translation) -> None:
+        """Another target than the one first prepared for answered (a fallback): its answer
+        is read in its provider's schema."""
+        self._translation = translation
+        self._meter.answered_by(translation)
+
     def on_headers(self, headers: Headers) -> ProcessingResponse:
         status = int(headers[names.STATUS][0])
         content_type = (headers.get(names.CONTENT_TYPE) or [""])[0]

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from grpc_health.v1 import health_pb2
 
+from extproc.attempt import Attempt, is_attempt
 from extproc.config import Gateway
 from extproc.config.address import parse_grpc_address
 from extproc.config.schema import MAX_REQUEST_BODY
 from extproc.config.watcher import GatewaySource
 from extproc.counters import CountersService
-from extproc.envoyapi.messages import ProcessingRequest
+from extproc.envoyapi.messages import ProcessingRequest, read_message
 from extproc.exchange import Exchange, Services
 from extproc.quota.configured import open_ledger, open_store
 from extproc.signals import stop_requested
@@ -52,17 +53,26 @@ class Processor:
         self.idle.set()
 
     async def process(self, call: Call[ProcessingRequest]) -> None:
-        exchange = Exchange(self._source.current, self._services, call.metadata)
+        gateway = self._source.current
+        exchange: Exchange | Attempt | None = None
         self._open_streams += 1
         self.idle.clear()
         try:
             async for request in call:
-                response = await exchange.process(request)
+                message = read_message(request)
+                if exchange is None:  # a request's own stream, or one attempt of it
+                    exchange = (
+                        Attempt(gateway, self._services.ledger.store)
+                        if is_attempt(message)
+                        else Exchange(gateway, self._services, call.metadata)
+                    )
+                response = await exchange.process(message)
                 if response is not None:
                     await call.send(response)
         finally:
             # Also on cancellation (a client or provider cut the request): settle what is held.
-            await asyncio.shield(exchange.finish())
+            if exchange is not None:
+                await asyncio.shield(exchange.finish())
             self._open_streams -= 1
             if not self._open_streams:
                 self.idle.set()

@@ -131,6 +131,16 @@ def mock_provider(key_files: tuple[Path, ...] = ()) -> Iterator[MockProvider]:
         process.stop()
 
 
+def envoy_validates(config: Path) -> subprocess.CompletedProcess[str]:
+    """`envoy --mode validate` on a rendered configuration."""
+    return subprocess.run(
+        [ENVOY, "--mode", "validate", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def free_port() -> int:
     """A port nothing listens on now (for servers, like redis-server, that cannot take 0)."""
     with socket.socket() as probe:

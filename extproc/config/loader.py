@@ -26,15 +26,19 @@ from extproc.config.model import (
     ProcessorSettings,
     Provider,
     QuotaSettings,
+    RetrySettings,
     Target,
     TelemetrySettings,
     TracingSettings,
 )
 from extproc.config.schema import (
+    RETRY_OUTCOMES,
+    BackoffSpec,
     GatewaySpec,
     LimitSpec,
     ProviderSpec,
     QuotaSpec,
+    RetrySpec,
     TelemetrySpec,
     TracingSpec,
     store_problem,
@@ -154,10 +158,17 @@ def _compile(
                     (where + "provider", f"unknown provider {target.provider!r} (known: {known})")
                 )
                 continue
-            targets.append(Target(provider, target.model, target.weight, target.options))
+            targets.append(
+                Target(provider, target.model, target.weight, target.options, target.priority)
+            )
         weights = tuple(itertools.accumulate(t.weight for t in targets))
         models[alias] = ModelRoute(
-            alias, tuple(targets), weights, model.max_output_tokens, prices.get(alias)
+            alias,
+            tuple(targets),
+            weights,
+            model.max_output_tokens,
+            prices.get(alias),
+            _retry(model.retry, spec.routing.retry, targets),
         )
 
     team_models: dict[str, set[str]] = {}
@@ -264,6 +275,31 @@ def _compile_limits(
             problems.append((f"{where}.{index}", "the same limit is set twice"))
         limits.append(limit)
     return tuple(limits)
+
+
+def _retry(
+    own: RetrySpec | None, default: RetrySpec, targets: list[Target]
+) -> RetrySettings | None:
+    """The alias's retry settings: its own fields, else `routing.retry`'s, else one attempt
+    per priority level on every outcome. None (one attempt, no retry) for a single priority
+    level when nothing asks for retries."""
+    layers = [spec for spec in (own, default) if spec is not None]
+    levels = len({target.priority for target in targets})
+    if levels <= 1 and not any(spec.model_fields_set for spec in layers):
+        return None
+
+    def first(name: str) -> Any:
+        return next((getattr(s, name) for s in layers if getattr(s, name) is not None), None)
+
+    backoff = first("backoff") or BackoffSpec()
+    return RetrySettings(
+        on=tuple(first("retry_on") or RETRY_OUTCOMES),
+        attempts=first("attempts") or levels,
+        per_attempt_timeout=first("per_attempt_timeout")
+        or max((target.provider.timeout for target in targets), default=0.0),
+        backoff_base=backoff.base,
+        backoff_max=backoff.max,
+    )
 
 
 _PRICED = ModelRoute("", (), (), price=Price(0, 0))

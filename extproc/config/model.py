@@ -47,6 +47,19 @@ class Target:
     model: str
     weight: int
     options: Mapping[str, Any]
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    """How a call moves from a failed attempt to the next (Envoy's router does it)."""
+
+    on: tuple[str, ...]
+    """Outcomes that move on: `connect-failure`, `reset`, `timeout`, `429`, `5xx`."""
+    attempts: int
+    per_attempt_timeout: float
+    backoff_base: float
+    backoff_max: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +69,13 @@ class ModelRoute:
     cumulative_weights: tuple[int, ...]
     max_output_tokens: int | None = None
     price: Price | None = None
+    retry: RetrySettings | None = None
+    """None: one attempt on the chosen target (one priority level, no `retry` block)."""
+
+    @property
+    def priorities(self) -> tuple[int, ...]:
+        """The priority levels of the targets that take traffic, first first."""
+        return tuple(sorted({target.priority for target in self.targets if target.weight}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,3 +167,7 @@ class Gateway:
     """By SHA-256 hex digest of the gateway key."""
     quota: QuotaSettings
     telemetry: TelemetrySettings
+
+    def output_cap(self, route: ModelRoute) -> int:
+        """The output a request to `route` is taken to ask for when it sets no cap."""
+        return route.max_output_tokens or self.quota.default_max_output_tokens

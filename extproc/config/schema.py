@@ -112,7 +112,52 @@ class TargetSpec(Strict):
     provider: Name
     model: Name
     weight: int = Field(default=1, ge=0)
+    """Share of the traffic among the targets of the same priority."""
+    priority: int = Field(default=0, ge=0, le=7)
+    """0 is tried first; a failed attempt moves on to the next priority."""
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+RETRY_OUTCOMES = ("connect-failure", "reset", "timeout", "429", "5xx")
+"""What moves a request on to its next attempt; other 4xx answers never do."""
+
+
+def _codes_as_text(value: object) -> object:
+    """`429` may be written unquoted."""
+    if isinstance(value, list):
+        return [str(item) if isinstance(item, int) else item for item in value]
+    return value
+
+
+class BackoffSpec(Strict):
+    base: Seconds = 0.025
+    max: Seconds = 0.25
+
+    @model_validator(mode="after")
+    def _check_order(self) -> BackoffSpec:
+        if self.base <= 0 or self.max < self.base:
+            raise ValueError("needs 0 < base <= max")
+        return self
+
+
+class RetrySpec(Strict):
+    """How a model call moves on after a failed attempt (unset fields: the `routing.retry`
+    default, then the built-in one)."""
+
+    retry_on: Annotated[
+        list[Literal["connect-failure", "reset", "timeout", "429", "5xx"]] | None,
+        BeforeValidator(_codes_as_text),
+    ] = None
+    """Outcomes that move on (`on` alone would read as a YAML boolean)."""
+    attempts: int | None = Field(default=None, ge=1, le=10)
+    """Attempts in all, the first included; default: one per priority level."""
+    per_attempt_timeout: Seconds | None = None
+    """Default: the provider's `timeout`."""
+    backoff: BackoffSpec | None = None
+
+
+class RoutingSpec(Strict):
+    retry: RetrySpec = Field(default_factory=RetrySpec)
 
 
 class ModelSpec(Strict):
@@ -124,6 +169,7 @@ class ModelSpec(Strict):
     targets: list[TargetSpec] = Field(default_factory=list)
     max_output_tokens: int | None = Field(default=None, ge=1)
     """The completion size quotas reserve when a request sets no `max_tokens`."""
+    retry: RetrySpec | None = None
 
     @model_validator(mode="after")
     def _check_form(self) -> ModelSpec:
@@ -325,6 +371,7 @@ class GatewaySpec(Strict):
     """By model alias."""
     quota: QuotaSpec = Field(default_factory=QuotaSpec)
     telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec)
+    routing: RoutingSpec = Field(default_factory=RoutingSpec)
 
     @model_validator(mode="after")
     def _check_memory_store_workers(self) -> GatewaySpec:

@@ -88,8 +88,15 @@ def _fixed_at_start(gateway: Gateway) -> tuple[object, ...]:
         (name, _reached_by_envoy(provider)) for name, provider in sorted(gateway.providers.items())
     )
     quota = gateway.quota
+    # Aliases with fallback have clusters and routes of their own.
+    fallback = tuple(
+        (alias, route.retry, tuple((t.provider.name, t.priority, t.weight) for t in route.targets))
+        for alias, route in sorted(gateway.models.items())
+        if route.retry is not None
+    )
     return (
         providers,
+        fallback,
         gateway.listen,
         gateway.processor,
         quota.store,

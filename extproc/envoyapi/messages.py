@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal, cast
 
 from extproc.envoyapi.protos.envoy.config.core.v3 import base_pb2
@@ -36,6 +37,11 @@ Headers = dict[str, list[str]]
 """Lower-case header name → every value sent for it (Envoy sends names lower-cased)."""
 
 
+ATTRIBUTES = "envoy.filters.http.ext_proc"
+"""The namespace Envoy sends attributes under."""
+_NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One ext_proc message as the processor reads it."""
@@ -49,6 +55,9 @@ class Message:
     """The body (or this chunk of it), for a body phase."""
     end_of_stream: bool
     """Nothing follows in this direction (a headers phase: the HTTP message has no body)."""
+    attributes: Mapping[str, str]
+    """The string attributes Envoy sent with a headers phase (`request_attributes`,
+    `response_attributes`), by expression."""
 
 
 _HEADER_PHASES = frozenset(("request_headers", "response_headers"))
@@ -61,11 +70,15 @@ def read_message(request: ProcessingRequest) -> Message:
         raise ValueError("ProcessingRequest carries no phase")
     if phase in _HEADER_PHASES:
         message = getattr(request, phase)
-        return Message(phase, read_headers(message), b"", message.end_of_stream)
+        attributes = _NO_ATTRIBUTES
+        if request.attributes:
+            fields = request.attributes[ATTRIBUTES].fields
+            attributes = {name: value.string_value for name, value in fields.items()}
+        return Message(phase, read_headers(message), b"", message.end_of_stream, attributes)
     if phase in _BODY_PHASES:
         body = getattr(request, phase)
-        return Message(phase, {}, body.body, body.end_of_stream)
-    return Message(phase, {}, b"", True)
+        return Message(phase, {}, body.body, body.end_of_stream, _NO_ATTRIBUTES)
+    return Message(phase, {}, b"", True, _NO_ATTRIBUTES)
 
 
 def read_headers(message: HttpHeaders) -> Headers:

@@ -29,6 +29,7 @@ from envoy_data_plane.envoy.config.cluster.v3 import (
     Cluster,
     ClusterDiscoveryType,
     ClusterDnsLookupFamily,
+    ClusterTransportSocketMatch,
 )
 from envoy_data_plane.envoy.config.core.v3 import (
     Address,
@@ -111,12 +112,19 @@ from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
 from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
 from envoy_data_plane.envoy.type.v3 import HttpStatus, Percent, StatusCode
 from envoy_data_plane.google.protobuf import Any as AnyMessage
+from envoy_data_plane.google.protobuf import Struct, Value
 
 from extproc import headers
 from extproc.config import Gateway, Provider
 from extproc.config.address import parse_grpc_address
 from extproc.config.model import TracingSettings
 from extproc.envoyapi.messages import REPLY_DETAILS
+from extproc.envoyconfig.fallback import (
+    TARGET_ATTRIBUTE,
+    TLS_MATCH,
+    alias_clusters,
+    alias_routes,
+)
 from extproc.errors import (
     INTERNAL_ERROR,
     BadRequest,
@@ -166,6 +174,7 @@ def build_bootstrap(
     clusters = [_provider_cluster(provider) for provider in gateway.providers.values()]
     if with_processor:
         clusters.append(_processor_cluster(placement.processor_addresses, gateway))
+        clusters += _alias_clusters(gateway)
     if gateway.telemetry.tracing.active(os.environ):
         clusters.append(_collector_cluster(gateway.telemetry.tracing))
     return Bootstrap(
@@ -191,7 +200,23 @@ def build_bootstrap(
 
 def render(bootstrap: Bootstrap) -> dict[str, Any]:
     """The bootstrap as a plain dict with proto field names, ready for YAML or JSON."""
-    return bootstrap.to_dict(casing=betterproto2.Casing.SNAKE)
+    rendered: dict[str, Any] = _proto_names(bootstrap.to_dict(casing=betterproto2.Casing.SNAKE))
+    return rendered
+
+
+_MISSPELT = {
+    "consecutive_5_xx": "consecutive_5xx",
+    "enforcing_consecutive_5_xx": "enforcing_consecutive_5xx",
+}
+"""Field names betterproto2's snake casing splits at a digit; Envoy knows only the proto's."""
+
+
+def _proto_names(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_MISSPELT.get(key, key): _proto_names(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_proto_names(item) for item in value]
+    return value
 
 
 def _listener(gateway: Gateway, placement: Placement, with_processor: bool) -> Listener:
@@ -241,19 +266,51 @@ def _listener(gateway: Gateway, placement: Placement, with_processor: bool) -> L
     )
 
 
+def _processor_service(gateway: Gateway) -> GrpcService:
+    return GrpcService(
+        envoy_grpc=GrpcServiceEnvoyGrpc(
+            cluster_name=PROCESSOR_CLUSTER,
+            max_receive_message_length=gateway.listen.max_request_body + GRPC_OVERHEAD,
+        )
+    )
+
+
+def _alias_clusters(gateway: Gateway) -> list[Cluster]:
+    """A cluster for each alias with fallback, its targets' endpoints by priority."""
+    clusters = []
+    for route in gateway.models.values():
+        if route.retry is None:
+            continue
+        providers = {target.provider.name: target.provider for target in route.targets}
+        tls = {
+            name: ClusterTransportSocketMatch(
+                name=name,
+                match=Struct(fields={TLS_MATCH: Value(string_value=name)}),
+                transport_socket=_tls(provider),
+            )
+            for name, provider in providers.items()
+            if provider.tls
+        }
+        # ALPN (and with it HTTP/2) only when every target is reached over TLS.
+        protocol = _http_protocol(tls=len(tls) == len(providers))
+        clusters += alias_clusters(
+            route, processor=_processor_service(gateway), protocol=protocol, tls=tls
+        )
+    return clusters
+
+
 def _ext_proc_filter(gateway: Gateway) -> HttpFilter:
     processor = ExternalProcessor(
-        grpc_service=GrpcService(
-            envoy_grpc=GrpcServiceEnvoyGrpc(
-                cluster_name=PROCESSOR_CLUSTER,
-                max_receive_message_length=gateway.listen.max_request_body + GRPC_OVERHEAD,
-            )
-        ),
+        grpc_service=_processor_service(gateway),
         # Fail closed: with the processor down a request must never reach a provider.
         failure_mode_allow=False,
         status_on_error=HttpStatus(code=StatusCode.ServiceUnavailable),
         message_timeout=timedelta(seconds=gateway.processor.message_timeout),
         allow_mode_override=True,
+        # Which target answered a call to an alias with fallback (attempts pick it).
+        response_attributes=(
+            [TARGET_ATTRIBUTE] if any(r.retry for r in gateway.models.values()) else []
+        ),
         processing_mode=ProcessingMode(
             request_header_mode=ProcessingModeHeaderSendMode.SEND,
             request_body_mode=ProcessingModeBodySendMode.BUFFERED,
@@ -304,6 +361,12 @@ def _request_decompressor() -> HttpFilter:
 
 def _routes(gateway: Gateway) -> RouteConfiguration:
     routes = [
+        alias_route
+        for route in gateway.models.values()
+        if route.retry is not None
+        for alias_route in alias_routes(route, route.retry)
+    ]
+    routes += [
         Route(
             name=provider.name,
             match=RouteMatch(
@@ -473,20 +536,24 @@ def _processor_cluster(addresses: tuple[str, ...], gateway: Gateway) -> Cluster:
     )
 
 
-def _provider_cluster(provider: Provider) -> Cluster:
-    if provider.tls:
-        protocol = HttpProtocolOptions(
+def _http_protocol(*, tls: bool) -> HttpProtocolOptions:
+    """HTTP/2 where TLS lets ALPN choose it, else HTTP/1.1."""
+    if tls:
+        return HttpProtocolOptions(
             auto_config=HttpProtocolOptionsAutoHttpConfig(
                 http_protocol_options=Http1ProtocolOptions(),
                 http2_protocol_options=Http2ProtocolOptions(),
             )
         )
-    else:
-        protocol = HttpProtocolOptions(
-            explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
-                http_protocol_options=Http1ProtocolOptions()
-            )
+    return HttpProtocolOptions(
+        explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(
+            http_protocol_options=Http1ProtocolOptions()
         )
+    )
+
+
+def _provider_cluster(provider: Provider) -> Cluster:
+    protocol = _http_protocol(tls=provider.tls)
     return Cluster(
         name=provider.cluster,
         type=ClusterDiscoveryType.LOGICAL_DNS,

@@ -15,6 +15,12 @@ Headers that script a request (beside those of `script`):
   x-mock-chunk-delay-ms: 20    wait between streamed events
   x-mock-cut-after: 3          cut the connection after this many streamed events
   x-mock-force-gzip: 1         compress the answer even when the client did not accept gzip
+  x-mock-fail: gpt-4o=429/2, claude-sonnet-4-5=reset
+                               fail the requests for these models only (the model of the body,
+                               the Azure deployment or the Gemini model of the path): a status
+                               in the provider's error shape, with `Retry-After` seconds after
+                               a slash; `reset` closes the connection unanswered; `stall`
+                               never answers
 
 Answers are gzip-compressed whenever the request accepts gzip, as hosted APIs do (streams
 too, flushed event by event). `GET /_mock/requests` lists what the mock received (credential
@@ -80,6 +86,9 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     if latency := request.headers.get("x-mock-latency-ms"):
         await asyncio.sleep(int(latency) / 1000)
     gemini_path = _GEMINI.search(request.path)
+    failure = _failure_for(request, body, gemini_path)
+    if failure is not None:
+        return await _fail(request, failure, gemini_path)
     if gemini_path:
         return await _serve(request, body, record, gemini.error, _gemini(gemini_path))
     if request.path.endswith("/v1/messages"):
@@ -87,6 +96,48 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     if "/openai/deployments/" in request.path:
         return await _serve(request, body, record, openai.azure_error, _openai(azure=True))
     return await _serve(request, body, record, openai.status_error, _openai(azure=False))
+
+
+def _failure_for(request: web.Request, body: Any, gemini_path: re.Match[str] | None) -> str | None:
+    """The scripted failure (`x-mock-fail`) for the model this request is for, if any."""
+    script = request.headers.get("x-mock-fail")
+    if not script:
+        return None
+    if gemini_path is not None:
+        model = gemini_path["model"]
+    elif "/openai/deployments/" in request.path:
+        model = request.path.split("/openai/deployments/", 1)[1].split("/", 1)[0]
+    else:
+        model = body.get("model") if isinstance(body, dict) else None
+    failures = dict(item.strip().split("=", 1) for item in script.split(",") if "=" in item)
+    return failures.get(str(model))
+
+
+async def _fail(
+    request: web.Request, failure: str, gemini_path: re.Match[str] | None
+) -> web.StreamResponse:
+    if failure == "stall":
+        await asyncio.Event().wait()
+    if failure == "reset":
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        raise web.HTTPBadRequest  # never sent: the connection is gone
+    status, _, retry_after = failure.partition("/")
+    code = int(status)
+    error_body: ErrorBody
+    if gemini_path is not None:
+        error_body = gemini.error
+    elif request.path.endswith("/v1/messages"):
+        error_body = anthropic.error
+    elif "/openai/deployments/" in request.path:
+        error_body = openai.azure_error
+    else:
+        error_body = openai.status_error
+    response = _json(request, error_body(code, f"Mock provider answered {code}."), code)
+    if retry_after:
+        response.headers["retry-after"] = retry_after
+    return response
 
 
 Answer = Callable[[web.Request, dict[str, Any], dict[str, Any]], Awaitable[web.StreamResponse]]

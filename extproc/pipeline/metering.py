@@ -44,6 +44,10 @@ class Meter:
         self.status: int | None = None
         self.relay: StreamRelay | None = None
 
+    def answered_by(self, translation: Translation) -> None:
+        """Another target than the one first prepared for answered (a fallback)."""
+        self._translation = translation
+
     @property
     def estimate(self) -> Usage:
         return self._estimate

@@ -18,6 +18,7 @@ class MemoryStore:
         self._clock = clock
         self._counters: dict[str, tuple[int, float]] = {}
         self._holders: dict[str, dict[str, float]] = {}
+        self._cooldowns: dict[str, float] = {}
         self._operations = 0
 
     async def reserve(self, charges: Sequence[Charge]) -> Outcome:
@@ -59,9 +60,17 @@ class MemoryStore:
                 values.append(entry[0] if entry is not None and entry[1] > now else 0)
         return values
 
+    async def cool(self, name: str, until: float) -> None:
+        self._cooldowns[name] = max(until, self._cooldowns.get(name, 0.0))
+
+    async def cooling(self, names: Sequence[str]) -> list[float]:
+        now = self._clock()
+        return [until if (until := self._cooldowns.get(name, 0.0)) > now else 0.0 for name in names]
+
     async def close(self) -> None:
         self._counters.clear()
         self._holders.clear()
+        self._cooldowns.clear()
 
     def _value(self, charge: Charge) -> int:
         now = self._clock()

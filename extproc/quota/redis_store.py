@@ -95,6 +95,14 @@ return values
 """
 
 
+_COOL = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local ends = tonumber(ARGV[1])
+if ends > current then redis.call('SET', KEYS[1], ends, 'PXAT', ends) end
+"""
+COOL_PREFIX = "{extproc}:cool:"
+
+
 def _milliseconds(seconds: float) -> int:
     return int(seconds * 1000)
 
@@ -115,6 +123,7 @@ class RedisStore:
         self._reserve = self._client.register_script(_RESERVE)
         self._settle = self._client.register_script(_SETTLE)
         self._read = self._client.register_script(_READ)
+        self._cool = self._client.register_script(_COOL)
 
     async def reserve(self, charges: Sequence[Charge]) -> Outcome:
         keys = [KEY_PREFIX + charge.counter for charge in charges]
@@ -140,6 +149,15 @@ class RedisStore:
         keys = [KEY_PREFIX + counter for counter in counters]
         values = await self._call(self._read(keys=keys, args=[_milliseconds(time.time())]))
         return [int(value) for value in values]
+
+    async def cool(self, name: str, until: float) -> None:
+        await self._call(self._cool(keys=[COOL_PREFIX + name], args=[_milliseconds(until)]))
+
+    async def cooling(self, names: Sequence[str]) -> list[float]:
+        if not names:
+            return []
+        values = await self._call(self._client.mget([COOL_PREFIX + name for name in names]))
+        return [int(value) / 1000 if value is not None else 0.0 for value in values]
 
     async def close(self) -> None:
         await self._client.aclose()

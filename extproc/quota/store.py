@@ -56,6 +56,15 @@ class QuotaStore(Protocol):
         """Current values (live holders for in-flight counters); 0 when absent."""
         ...
 
+    async def cool(self, name: str, until: float) -> None:
+        """Note that `name` (a provider's model) should not be used before `until` (Unix
+        seconds); a later time already noted stands."""
+        ...
+
+    async def cooling(self, names: Sequence[str]) -> list[float]:
+        """Until when each name cools (0.0 when it does not)."""
+        ...
+
     async def close(self) -> None: ...
 
 

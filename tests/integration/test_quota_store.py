@@ -119,3 +119,17 @@ async def test_an_unreachable_redis_is_a_store_error_not_a_hang() -> None:
         await store.reserve([charge("a", 1, 5)])
     assert time.monotonic() - started < 5
     await store.close()
+
+
+async def test_a_cooldown_lasts_until_its_time_and_a_shorter_one_does_not_cut_it(
+    store: QuotaStore,
+) -> None:
+    now = time.time()
+    await store.cool("p/m", now + 30)
+    await store.cool("p/m", now + 5)  # another replica saw a shorter wait
+    await store.cool("p/gone", now - 1)
+
+    cooling = await store.cooling(["p/m", "p/gone", "p/never"])
+
+    assert cooling[0] == pytest.approx(now + 30, abs=0.01)
+    assert cooling[1:] == [0.0, 0.0]

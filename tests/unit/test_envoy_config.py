@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from extproc.config import load_gateway
 from extproc.config.loader import compile_tracing
 from extproc.config.schema import TracingSpec
 from extproc.envoyconfig.bootstrap import build_bootstrap, collector_endpoint, placement_of, render
-from tests.harness import ENVOY
+from tests.harness import envoy_validates
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -39,12 +38,7 @@ def test_envoy_accepts_every_rendered_example(example: Path, tmp_path: Path) -> 
     config = tmp_path / "envoy.yaml"
     config.write_text(yaml.safe_dump(rendered(example)))
 
-    result = subprocess.run(
-        [ENVOY, "--mode", "validate", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = envoy_validates(config)
 
     assert result.returncode == 0, result.stderr[-2000:]
     assert "OK" in result.stdout + result.stderr

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "extproc"
 LAYERS = [
     {"cli", "run", "supervisor", "workers", "usage_report", "__main__", "mockprovider"},
     {"server", "transport", "counters"},
-    {"exchange", "response"},
+    {"exchange", "attempt", "response"},
     {"pipeline", "endpoints", "translators", "providers"},
     {"envoyapi", "envoyconfig"},
     {"telemetry"},

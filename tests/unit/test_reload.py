@@ -64,6 +64,7 @@ def test_an_invalid_file_keeps_the_previous_configuration(
         ("127.0.0.1:9", "127.0.0.1:10"),  # another address: Envoy's cluster changes
         ("base_url:", "timeout: 5s, base_url:"),
         ("\nmodels:", "\n  more: {{kind: openai, base_url: 'http://127.0.0.1:9'}}\nmodels:"),
+        ("model: upstream-m}}", "model: upstream-m, retry: {{attempts: 2}}}}"),  # fallback
     ],
 )
 def test_changes_to_how_envoy_reaches_a_provider_need_a_restart(

@@ -1,0 +1,103 @@
+"""One attempt of a call to an alias with fallback, as the ext_proc filter in the alias
+cluster's upstream filters shows it: the client's request, prepared for the target Envoy
+picked for this attempt (its schema, model, key and path). A throttling answer with a wait
+(`Retry-After`, `x-ratelimit-reset-*`) puts the target in cooldown; cooldowns live in the
+quota store, so every replica sees them, and requests start past levels wholly cooling."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import orjson
+
+from extproc import headers as names
+from extproc.config import Gateway, ModelRoute, Target
+from extproc.endpoints import ModelCall, match_endpoint
+from extproc.endpoints.body import parse_body
+from extproc.envoyapi.messages import (
+    Message,
+    ProcessingResponse,
+    pass_through,
+    replace_request,
+)
+from extproc.envoyconfig.fallback import (
+    CLUSTER_ATTRIBUTE,
+    METHOD_ATTRIBUTE,
+    PATH_ATTRIBUTE,
+    TARGET_ATTRIBUTE,
+    alias_of,
+)
+from extproc.pipeline.cooldown import cooldown_seconds
+from extproc.pipeline.upstream import prepare_upstream
+from extproc.quota.store import QuotaStore, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+THROTTLED = 429
+
+
+def is_attempt(message: Message) -> bool:
+    """Whether a stream's first message comes from the per-attempt filter."""
+    return TARGET_ATTRIBUTE in message.attributes
+
+
+def cooldown_name(target: Target) -> str:
+    return f"{target.provider.name}/{target.model}"
+
+
+class Attempt:
+    __slots__ = ("_call", "_gateway", "_route", "_store", "_target")
+
+    def __init__(self, gateway: Gateway, store: QuotaStore) -> None:
+        self._gateway = gateway
+        self._store = store
+        self._call: ModelCall | None = None
+        self._route: ModelRoute | None = None
+        self._target: Target | None = None
+
+    async def process(self, message: Message) -> ProcessingResponse | None:
+        if message.phase == "request_headers":
+            attributes = message.attributes
+            endpoint = match_endpoint(attributes[METHOD_ATTRIBUTE], attributes[PATH_ATTRIBUTE])
+            self._call = endpoint if isinstance(endpoint, ModelCall) else None
+            self._route = route = self._gateway.models[alias_of(attributes[CLUSTER_ATTRIBUTE])]
+            self._target = route.targets[int(attributes[TARGET_ATTRIBUTE])]
+        elif message.phase == "request_body" and self._call and self._route and self._target:
+            return self._prepared(self._call, self._route, self._target, message.body)
+        elif message.phase == "response_headers" and self._target:
+            await self._note_throttling(self._target, message.headers)
+        return pass_through(message.phase)
+
+    async def finish(self) -> None:
+        """Nothing is held per attempt: the request's own stream settles."""
+
+    def _prepared(
+        self, call: ModelCall, route: ModelRoute, target: Target, raw: bytes
+    ) -> ProcessingResponse:
+        default_cap = self._gateway.output_cap(route)
+        upstream = prepare_upstream(call, target, parse_body(raw), default_max_tokens=default_cap)
+        location = upstream.api.locate(call.operation, target, upstream.translation.stream)
+        payload = orjson.dumps(upstream.body)
+        set_headers = [
+            *location.headers,
+            (names.PATH, location.path),
+            (names.CONTENT_TYPE, "application/json"),
+            (names.CONTENT_LENGTH, str(len(payload))),
+        ]
+        # An earlier attempt's provider headers are still on the request: none may reach
+        # this provider, its key least of all.
+        provided = {name for name, _ in set_headers}
+        stale = [name for name in names.PROVIDER_HEADERS if name not in provided]
+        return replace_request(set_headers=set_headers, remove_headers=stale, body=payload)
+
+    async def _note_throttling(self, target: Target, headers: dict[str, list[str]]) -> None:
+        if headers.get(names.STATUS, [""])[0] != str(THROTTLED):
+            return
+        seconds = cooldown_seconds(headers)
+        if not seconds:
+            return
+        try:
+            await self._store.cool(cooldown_name(target), time.time() + seconds)
+        except StoreUnavailable as error:
+            log.warning("cooldown of %s not noted: %s", cooldown_name(target), error)

@@ -1,0 +1,259 @@
+"""Aliases with fallback: per alias, clusters of its targets as endpoints grouped by priority,
+and routes whose retry policy moves a failed attempt on to the next priority.
+
+An alias has one cluster (and route) per priority level to start from: the one from its
+first level, the one from its second (the first left out), and so on. The processor routes a
+request to the first level not wholly cooling down after throttling, so that no attempt is
+spent on a provider that asked to be left alone.
+
+Envoy's router owns the attempts; an ext_proc filter in the alias cluster's upstream filter
+chain sees each one, and which target Envoy picked for it (the endpoint's metadata), so that
+every attempt is prepared for its own provider.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from envoy_data_plane.envoy.config.cluster.v3 import (
+    Cluster,
+    ClusterDiscoveryType,
+    ClusterDnsLookupFamily,
+    ClusterTransportSocketMatch,
+    OutlierDetection,
+)
+from envoy_data_plane.envoy.config.core.v3 import Address, GrpcService, Metadata, SocketAddress
+from envoy_data_plane.envoy.config.endpoint.v3 import (
+    ClusterLoadAssignment,
+    Endpoint,
+    LbEndpoint,
+    LocalityLbEndpoints,
+)
+from envoy_data_plane.envoy.config.route.v3 import (
+    HeaderMatcher,
+    RetryPolicy,
+    RetryPolicyRateLimitedRetryBackOff,
+    RetryPolicyResetHeader,
+    RetryPolicyResetHeaderFormat,
+    RetryPolicyRetryBackOff,
+    RetryPolicyRetryHostPredicate,
+    RetryPolicyRetryPriority,
+    Route,
+    RouteAction,
+    RouteMatch,
+)
+from envoy_data_plane.envoy.extensions.filters.http.ext_proc.v3 import (
+    ExternalProcessor,
+    ProcessingMode,
+    ProcessingModeBodySendMode,
+    ProcessingModeHeaderSendMode,
+)
+from envoy_data_plane.envoy.extensions.filters.http.upstream_codec.v3 import UpstreamCodec
+from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
+    HttpFilter,
+)
+from envoy_data_plane.envoy.extensions.retry.host.previous_hosts.v3 import PreviousHostsPredicate
+from envoy_data_plane.envoy.extensions.retry.priority.previous_priorities.v3 import (
+    PreviousPrioritiesConfig,
+)
+from envoy_data_plane.envoy.extensions.upstreams.http.v3 import HttpProtocolOptions
+from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
+from envoy_data_plane.google.protobuf import Any as AnyMessage
+from envoy_data_plane.google.protobuf import Struct, Value
+
+from extproc import headers
+from extproc.config.model import ModelRoute, RetrySettings
+
+METADATA = "extproc"
+"""The endpoint metadata namespace: `target` is the target's index in its alias."""
+TARGET_ATTRIBUTE = f"xds.upstream_host_metadata.filter_metadata['{METADATA}']['target']"
+"""The ext_proc attribute (a CEL expression) naming the target an attempt goes to."""
+CLUSTER_ATTRIBUTE = "xds.cluster_name"
+PATH_ATTRIBUTE = "request.path"
+METHOD_ATTRIBUTE = "request.method"
+"""The client's request line: an attempt's own headers carry what earlier attempts changed
+(Envoy retries with the header map the upstream filters mutated)."""
+CLUSTER_PREFIX = "alias_"
+TLS_MATCH = "provider"
+OUTCOMES = {
+    "connect-failure": ("connect-failure",),
+    "reset": ("reset", "refused-stream"),
+    # Envoy retries a per-attempt timeout under `gateway-error` (as a 504).
+    "timeout": ("gateway-error",),
+    "429": ("retriable-status-codes",),
+    "5xx": ("5xx",),
+}
+
+
+def route_value(route: ModelRoute, start: int) -> str:
+    """The routing header's value for an alias with fallback, starting at its `start`th
+    priority level (`=` is in no provider name)."""
+    return f"alias={route.alias}.{start}"
+
+
+def cluster_name(route: ModelRoute, start: int) -> str:
+    return f"{CLUSTER_PREFIX}{route.alias}.{start}"
+
+
+def alias_of(cluster: str) -> str:
+    """The alias a fallback cluster serves."""
+    return cluster.removeprefix(CLUSTER_PREFIX).rpartition(".")[0]
+
+
+def alias_routes(route: ModelRoute, retry: RetrySettings) -> list[Route]:
+    return [_alias_route(route, retry, start) for start in range(len(route.priorities))]
+
+
+def alias_clusters(
+    route: ModelRoute,
+    *,
+    processor: GrpcService,
+    protocol: HttpProtocolOptions,
+    tls: dict[str, ClusterTransportSocketMatch],
+) -> list[Cluster]:
+    """`protocol`: the HTTP options the targets' providers share (its upstream filters are
+    set here); `tls`: each TLS provider's transport socket, by provider name."""
+    protocol.http_filters = [_attempt_filter(processor), _codec()]
+    return [_alias_cluster(route, start, protocol, tls) for start in range(len(route.priorities))]
+
+
+def _alias_route(route: ModelRoute, retry: RetrySettings, start: int) -> Route:
+    outcomes = [token for outcome in retry.on for token in OUTCOMES[outcome]]
+    backoff = RetryPolicyRetryBackOff(
+        base_interval=timedelta(seconds=retry.backoff_base),
+        max_interval=timedelta(seconds=retry.backoff_max),
+    )
+    policy = RetryPolicy(
+        retry_on=",".join(outcomes),
+        num_retries=retry.attempts - 1,
+        per_try_timeout=timedelta(seconds=retry.per_attempt_timeout),
+        retriable_status_codes=[429] if "429" in retry.on else [],
+        retry_priority=RetryPolicyRetryPriority(
+            name="envoy.retry_priorities.previous_priorities",
+            typed_config=AnyMessage.pack(PreviousPrioritiesConfig(update_frequency=1)),
+        ),
+        retry_host_predicate=[
+            RetryPolicyRetryHostPredicate(
+                name="envoy.retry_host_predicates.previous_hosts",
+                typed_config=AnyMessage.pack(PreviousHostsPredicate()),
+            )
+        ],
+        host_selection_retry_max_attempts=3,
+        retry_back_off=backoff,
+        rate_limited_retry_back_off=RetryPolicyRateLimitedRetryBackOff(
+            reset_headers=[
+                RetryPolicyResetHeader(
+                    name=headers.RETRY_AFTER, format=RetryPolicyResetHeaderFormat.SECONDS
+                )
+            ],
+            max_interval=timedelta(seconds=retry.backoff_max),
+        ),
+    )
+    whole = retry.attempts * retry.per_attempt_timeout + (retry.attempts - 1) * retry.backoff_max
+    return Route(
+        name=cluster_name(route, start),
+        match=RouteMatch(
+            prefix="/",
+            headers=[
+                HeaderMatcher(
+                    name=headers.ROUTE, string_match=StringMatcher(exact=route_value(route, start))
+                )
+            ],
+        ),
+        route=RouteAction(
+            cluster=cluster_name(route, start),
+            timeout=timedelta(seconds=whole),
+            auto_host_rewrite=True,
+            retry_policy=policy,
+        ),
+    )
+
+
+def _alias_cluster(
+    route: ModelRoute,
+    start: int,
+    protocol: HttpProtocolOptions,
+    tls: dict[str, ClusterTransportSocketMatch],
+) -> Cluster:
+    """The alias's targets from its `start`th priority level on (levels renumbered from 0,
+    as Envoy wants them)."""
+    levels = route.priorities[start:]
+    by_priority: dict[int, list[LbEndpoint]] = {}
+    for index, target in enumerate(route.targets):
+        if not target.weight or target.priority not in levels:
+            continue
+        provider = target.provider
+        metadata = Metadata(
+            filter_metadata={
+                METADATA: Struct(fields={"target": Value(string_value=str(index))}),
+                "envoy.transport_socket_match": Struct(
+                    fields={TLS_MATCH: Value(string_value=provider.name)}
+                ),
+            }
+        )
+        by_priority.setdefault(levels.index(target.priority), []).append(
+            LbEndpoint(
+                endpoint=Endpoint(
+                    address=Address(
+                        socket_address=SocketAddress(
+                            address=provider.host, port_value=provider.port
+                        )
+                    ),
+                    hostname=provider.host,
+                ),
+                load_balancing_weight=target.weight,
+                metadata=metadata,
+            )
+        )
+    providers = {target.provider.name: target.provider for target in route.targets}
+    name = cluster_name(route, start)
+    return Cluster(
+        name=name,
+        type=ClusterDiscoveryType.STRICT_DNS,
+        dns_lookup_family=ClusterDnsLookupFamily.V4_PREFERRED,
+        connect_timeout=timedelta(
+            seconds=max(provider.connect_timeout for provider in providers.values())
+        ),
+        typed_extension_protocol_options={
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": AnyMessage.pack(protocol)
+        },
+        transport_socket_matches=[tls[name] for name in providers if name in tls],
+        outlier_detection=OutlierDetection(
+            consecutive_5xx=5,
+            consecutive_gateway_failure=3,
+            interval=timedelta(seconds=5),
+            base_ejection_time=timedelta(seconds=30),
+            max_ejection_percent=100,
+        ),
+        load_assignment=ClusterLoadAssignment(
+            cluster_name=name,
+            endpoints=[
+                LocalityLbEndpoints(priority=priority, lb_endpoints=endpoints)
+                for priority, endpoints in sorted(by_priority.items())
+            ],
+        ),
+    )
+
+
+def _attempt_filter(processor: GrpcService) -> HttpFilter:
+    """ext_proc for each attempt: its request (headers and body) and its response headers."""
+    config = ExternalProcessor(
+        grpc_service=processor,
+        failure_mode_allow=False,
+        request_attributes=[TARGET_ATTRIBUTE, CLUSTER_ATTRIBUTE, PATH_ATTRIBUTE, METHOD_ATTRIBUTE],
+        processing_mode=ProcessingMode(
+            request_header_mode=ProcessingModeHeaderSendMode.SEND,
+            request_body_mode=ProcessingModeBodySendMode.BUFFERED,
+            request_trailer_mode=ProcessingModeHeaderSendMode.SKIP,
+            response_header_mode=ProcessingModeHeaderSendMode.SEND,
+            response_body_mode=ProcessingModeBodySendMode.NONE,
+            response_trailer_mode=ProcessingModeHeaderSendMode.SKIP,
+        ),
+    )
+    return HttpFilter(name="envoy.filters.http.ext_proc", typed_config=AnyMessage.pack(config))
+
+
+def _codec() -> HttpFilter:
+    return HttpFilter(
+        name="envoy.filters.http.upstream_codec", typed_config=AnyMessage.pack(UpstreamCodec())
+    )

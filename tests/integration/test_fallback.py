@@ -1,0 +1,247 @@
+"""Fallback across providers through a real Envoy: Envoy's router makes the attempts, each
+one prepared by the processor for the target it goes to."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import ANTHROPIC_KEY, GATEWAY_KEY, gateway_document
+from tests.harness import (
+    HTTP,
+    MockProvider,
+    RunningGateway,
+    counter_used,
+    running_gateway,
+    settles_to,
+    sha256,
+    wait_until,
+)
+
+pytestmark = pytest.mark.envoy
+
+CHAT = {"model": "smart", "messages": [{"role": "user", "content": "hi"}]}
+AUTH = {"authorization": f"Bearer {GATEWAY_KEY}"}
+
+
+@pytest.fixture(scope="module")
+def fallback_gateway(
+    mock: MockProvider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
+    directory = tmp_path_factory.mktemp("fallback")
+    (directory / "secrets").mkdir()
+    document = gateway_document(mock.url, directory / "secrets")
+    document["models"] = {  # type: ignore[index]
+        alias: {
+            "targets": [
+                {"provider": "openai", "model": first},
+                {"provider": "anthropic", "model": second, "priority": 1},
+            ]
+        }
+        # Cooldowns are per provider and model: each test that starts one has its own.
+        for alias, first, second in (
+            ("smart", "gpt-4o", "claude-sonnet-4-5"),
+            ("cooling", "gpt-4o-cooling", "claude-cooling"),
+            ("frozen", "gpt-4o-frozen", "claude-frozen"),
+            ("slow", "gpt-4o-slow", "claude-slow"),
+        )
+    }
+    document["models"]["slow"]["retry"] = {"per_attempt_timeout": "1s"}  # type: ignore[index]
+    key = document["keys"][0]  # type: ignore[index]
+    key["limits"] = [{"requests": 100, "per": "1d"}, {"tokens": 1_000_000, "per": "1d"}]
+    document["keys"] = [key]
+    document["telemetry"] = {"access_log": str(directory / "access.log")}
+    config = directory / "gateway.yaml"
+    config.write_text(yaml.safe_dump(document))
+    with running_gateway(config, directory / "gateway.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def config(fallback_gateway: RunningGateway) -> Path:
+    return fallback_gateway.log_path.parent / "gateway.yaml"
+
+
+def access_lines(config: Path) -> list[str]:
+    path = config.parent / "access.log"
+    text = path.read_text() if path.exists() else ""
+    return text[: text.rfind("\n") + 1].splitlines()
+
+
+def logged_after(config: Path, before: int) -> dict[str, Any]:
+    """The first access-log line after `before` lines (written just after its answer)."""
+    wait_until(lambda: len(access_lines(config)) > before, f"no access log line after {before}")
+    return json.loads(access_lines(config)[before])  # type: ignore[no-any-return]
+
+
+def test_a_throttled_first_target_falls_back_to_the_next_provider_in_its_schema(
+    fallback_gateway: RunningGateway, mock: MockProvider
+) -> None:
+    mock.clear()
+
+    response = HTTP.post(
+        fallback_gateway.url + "/v1/chat/completions",
+        json=CHAT,
+        headers=AUTH | {"x-mock-fail": "gpt-4o=429"},
+    )
+
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["object"] == "chat.completion", "the client's schema, whoever answered"
+    assert answer["choices"][0]["message"]["content"]
+    first, second = mock.requests()
+    assert (first["path"], first["body"]["model"]) == ("/v1/chat/completions", "gpt-4o")
+    assert (second["path"], second["body"]["model"]) == ("/v1/messages", "claude-sonnet-4-5")
+    assert second["headers"]["x-api-key"] == "sha256:" + sha256(ANTHROPIC_KEY)
+    assert "authorization" not in second["headers"], "the first provider's key stayed behind"
+    assert not [name for name in second["headers"] if name.startswith("x-extproc-")]
+
+
+def test_a_healthy_first_target_answers_alone(
+    fallback_gateway: RunningGateway, mock: MockProvider
+) -> None:
+    mock.clear()
+
+    response = HTTP.post(fallback_gateway.url + "/v1/chat/completions", json=CHAT, headers=AUTH)
+
+    assert response.status_code == 200, response.text
+    assert [request["body"]["model"] for request in mock.requests()] == ["gpt-4o"]
+
+
+def test_the_access_log_and_the_counters_follow_the_target_that_answered(
+    fallback_gateway: RunningGateway, mock: MockProvider, config: Path
+) -> None:
+    before = counter_used(config, "full", "requests", processor=fallback_gateway.processor)
+    tokens = counter_used(config, "full", "tokens", processor=fallback_gateway.processor)
+    lines = len(access_lines(config))
+    mock.clear()
+
+    response = HTTP.post(
+        fallback_gateway.url + "/v1/chat/completions",
+        json=CHAT,
+        headers=AUTH | {"x-mock-fail": "gpt-4o=503"},
+    )
+
+    assert response.status_code == 200, response.text
+    usage = response.json()["usage"]
+    entry = logged_after(config, lines)
+    assert (entry["provider"], entry["model"]) == ("anthropic", "claude-sonnet-4-5")
+    assert (entry["input_tokens"], entry["output_tokens"]) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
+    processor = fallback_gateway.processor
+    settles_to(config, "full", "requests", before + 1, processor=processor)
+    used = usage["prompt_tokens"] + usage["completion_tokens"]
+    settles_to(config, "full", "tokens", tokens + used, processor=processor)
+
+
+def test_when_every_target_fails_the_client_gets_the_last_error_and_is_not_charged(
+    fallback_gateway: RunningGateway, mock: MockProvider, config: Path
+) -> None:
+    processor = fallback_gateway.processor
+    before = counter_used(config, "full", "requests", processor=processor)
+    mock.clear()
+
+    response = HTTP.post(
+        fallback_gateway.url + "/v1/chat/completions",
+        json=CHAT,
+        headers=AUTH | {"x-mock-fail": "gpt-4o=500, claude-sonnet-4-5=529"},
+    )
+
+    assert response.status_code == 529, response.text
+    assert response.json()["error"]["message"], "an OpenAI-shaped error"
+    assert [r["body"]["model"] for r in mock.requests()] == ["gpt-4o", "claude-sonnet-4-5"]
+    settles_to(config, "full", "requests", before, processor=processor)
+
+
+def test_a_stream_falls_back_before_its_first_byte(
+    fallback_gateway: RunningGateway, mock: MockProvider
+) -> None:
+    mock.clear()
+
+    with HTTP.stream(
+        "POST",
+        fallback_gateway.url + "/v1/chat/completions",
+        json=CHAT | {"stream": True},
+        headers=AUTH | {"x-mock-fail": "gpt-4o=429"},
+    ) as response:
+        assert response.status_code == 200
+        text = response.read().decode()
+
+    assert text.rstrip().endswith("data: [DONE]")
+    assert '"chat.completion.chunk"' in text, "Anthropic's stream, written in OpenAI's events"
+    assert [r["body"]["model"] for r in mock.requests()] == ["gpt-4o", "claude-sonnet-4-5"]
+
+
+def test_a_stream_cut_after_its_first_byte_is_not_sent_again(
+    fallback_gateway: RunningGateway, mock: MockProvider
+) -> None:
+    mock.clear()
+
+    with (
+        contextlib.suppress(httpx.HTTPError),
+        HTTP.stream(
+            "POST",
+            fallback_gateway.url + "/v1/chat/completions",
+            json=CHAT | {"stream": True},
+            headers=AUTH | {"x-mock-cut-after": "3", "x-mock-chunk-delay-ms": "20"},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        response.read()  # ends in an error event or a cut connection
+
+    assert [r["body"]["model"] for r in mock.requests()] == ["gpt-4o"]
+
+
+def chat(gateway: RunningGateway, alias: str, **extra: str) -> httpx.Response:
+    body = CHAT | {"model": alias}
+    return HTTP.post(gateway.url + "/v1/chat/completions", json=body, headers=AUTH | extra)
+
+
+def test_a_target_throttled_with_retry_after_is_skipped_while_it_cools_down(
+    fallback_gateway: RunningGateway, mock: MockProvider
+) -> None:
+    mock.clear()
+    throttled = chat(fallback_gateway, "cooling", **{"x-mock-fail": "gpt-4o-cooling=429/30"})
+    assert throttled.status_code == 200, throttled.text
+
+    again = chat(fallback_gateway, "cooling")
+
+    assert again.status_code == 200, again.text
+    models = [r["body"]["model"] for r in mock.requests()]
+    assert models == ["gpt-4o-cooling", "claude-cooling", "claude-cooling"], "not asked again"
+
+
+def test_when_every_target_cools_down_the_gateway_answers_429_itself(
+    fallback_gateway: RunningGateway, mock: MockProvider
+) -> None:
+    mock.clear()
+    script = {"x-mock-fail": "gpt-4o-frozen=429/30, claude-frozen=429/20"}
+    assert chat(fallback_gateway, "frozen", **script).status_code == 429
+    mock.clear()
+
+    refused = chat(fallback_gateway, "frozen")
+
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "providers_throttled"
+    assert 1 <= int(refused.headers["retry-after"]) <= 20, "the soonest recovery"
+    assert mock.requests() == [], "nothing sent upstream"
+
+
+def test_a_stalled_provider_is_given_up_after_the_per_attempt_timeout(
+    fallback_gateway: RunningGateway, mock: MockProvider
+) -> None:
+    mock.clear()
+
+    response = chat(fallback_gateway, "slow", **{"x-mock-fail": "gpt-4o-slow=stall"})
+
+    assert response.status_code == 200, response.text
+    assert [r["body"]["model"] for r in mock.requests()] == ["gpt-4o-slow", "claude-slow"]

@@ -1,0 +1,122 @@
+"""Fallback chains in the configuration: priorities on targets, retry settings per alias."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from extproc.config import ConfigError, parse_gateway
+from extproc.envoyconfig.bootstrap import build_bootstrap, placement_of, render
+from tests.harness import envoy_validates
+
+BASE = """
+providers:
+  a: {kind: openai, base_url: "http://127.0.0.1:1", timeout: 20s}
+  b: {kind: anthropic, base_url: "http://127.0.0.1:2", timeout: 45s}
+"""
+
+
+def compile_models(models: str, routing: str = ""):  # type: ignore[no-untyped-def]
+    return parse_gateway(BASE + models + routing, source=Path("f.yaml"), environ={}).models
+
+
+def test_a_single_priority_without_retry_settings_makes_one_attempt() -> None:
+    models = compile_models("models:\n  m: {provider: a, model: x}\n")
+    assert models["m"].retry is None
+
+
+def test_each_priority_level_is_tried_once_on_every_outcome_by_default() -> None:
+    models = compile_models(
+        "models:\n  m:\n    targets:\n"
+        "      - {provider: a, model: x, priority: 0}\n"
+        "      - {provider: a, model: y, priority: 0}\n"
+        "      - {provider: b, model: z, priority: 1}\n"
+    )
+    retry = models["m"].retry
+    assert retry is not None
+    assert models["m"].priorities == (0, 1)
+    assert retry.attempts == 2
+    assert retry.on == ("connect-failure", "reset", "timeout", "429", "5xx")
+    assert retry.per_attempt_timeout == 45.0, "the slowest target's provider timeout"
+
+
+def test_an_aliases_retry_block_overrides_the_routing_default_field_by_field() -> None:
+    models = compile_models(
+        "models:\n"
+        "  plain: {provider: a, model: x}\n"
+        "  tuned: {provider: a, model: x, retry: {attempts: 4, retry_on: [429]}}\n",
+        "routing: {retry: {per_attempt_timeout: 5s, retry_on: [5xx, reset]}}\n",
+    )
+    plain, tuned = models["plain"].retry, models["tuned"].retry
+    assert plain is not None and tuned is not None
+    assert (plain.attempts, plain.on, plain.per_attempt_timeout) == (1, ("5xx", "reset"), 5.0)
+    assert (tuned.attempts, tuned.on, tuned.per_attempt_timeout) == (4, ("429",), 5.0)
+
+
+@pytest.mark.parametrize(
+    ("retry", "path"),
+    [
+        ("{retry_on: [4xx]}", "models.m.retry.retry_on.0"),
+        ("{attempts: 0}", "models.m.retry.attempts"),
+        ("{backoff: {base: 2s, max: 1s}}", "models.m.retry.backoff"),
+    ],
+)
+def test_bad_retry_settings_are_refused_with_their_path(retry: str, path: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        compile_models(f"models:\n  m: {{provider: a, model: x, retry: {retry}}}\n")
+    assert any(where == path for where, _ in refused.value.problems), refused.value.problems
+
+
+FALLBACK = """
+providers:
+  openai: {kind: openai, base_url: "https://api.openai.com", api_key: "${env:K}"}
+  azure: {kind: azure, base_url: "https://x.openai.azure.com/openai", api_version: 2024-10-21}
+  claude: {kind: anthropic, base_url: "https://api.anthropic.com"}
+  local: {kind: openai, base_url: "http://127.0.0.1:8000"}
+models:
+  smart:
+    targets:
+      - {provider: openai, model: gpt-4o, weight: 3}
+      - {provider: azure, model: gpt4o-prod, weight: 1}
+      - {provider: claude, model: claude-sonnet-4-5, priority: 1}
+      - {provider: local, model: llama, priority: 2}
+  plain: {provider: openai, model: gpt-4o-mini}
+"""
+
+
+def test_envoy_accepts_a_fallback_alias_and_renders_its_chain(tmp_path: Path) -> None:
+    gateway = parse_gateway(FALLBACK, source=tmp_path / "f.yaml", environ={"K": "k"})
+    bootstrap = render(build_bootstrap(gateway, placement_of(gateway)))
+    config = tmp_path / "envoy.yaml"
+    config.write_text(yaml.safe_dump(bootstrap))
+
+    result = envoy_validates(config)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    clusters = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}
+    assert not [name for name in clusters if "plain" in name], "one attempt needs no alias cluster"
+    chain = clusters["alias_smart.0"]["load_assignment"]["endpoints"]
+    assert [
+        (level.get("priority", 0), [e["endpoint"]["hostname"] for e in level["lb_endpoints"]])
+        for level in chain
+    ] == [
+        (0, ["api.openai.com", "x.openai.azure.com"]),
+        (1, ["api.anthropic.com"]),
+        (2, ["127.0.0.1"]),
+    ]
+    matches = {m["name"] for m in clusters["alias_smart.0"]["transport_socket_matches"]}
+    assert matches == {"openai", "azure", "claude"}, "TLS for the https providers only"
+    # Starting further down the chain: the levels left are renumbered from 0.
+    later = clusters["alias_smart.1"]["load_assignment"]["endpoints"]
+    assert [
+        (level.get("priority", 0), [e["endpoint"]["hostname"] for e in level["lb_endpoints"]])
+        for level in later
+    ] == [(0, ["api.anthropic.com"]), (1, ["127.0.0.1"])]
+    assert "alias_smart.3" not in clusters
+    routes = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    first = routes["typed_config"]["route_config"]["virtual_hosts"][0]["routes"][0]
+    policy = first["route"]["retry_policy"]
+    assert (first["route"]["cluster"], policy["num_retries"]) == ("alias_smart.0", 2)
+    assert "api_key" not in config.read_text() and "${env:K}" not in config.read_text()
