@@ -18,6 +18,7 @@ from extproc.endpoints.body import parse_body
 from extproc.envoyapi.messages import (
     Message,
     ProcessingResponse,
+    amend_response_headers,
     pass_through,
     replace_request,
 )
@@ -65,8 +66,11 @@ class Attempt:
             self._target = route.targets[int(attributes[TARGET_ATTRIBUTE])]
         elif message.phase == "request_body" and self._call and self._route and self._target:
             return self._prepared(self._call, self._route, self._target, message.body)
-        elif message.phase == "response_headers" and self._target:
+        elif message.phase == "response_headers" and self._route and self._target:
             await self._note_throttling(self._target, message.headers)
+            # Tells the request's own stream whose schema the answer is in.
+            index = self._route.targets.index(self._target)
+            return amend_response_headers([(names.TARGET, str(index))])
         return pass_through(message.phase)
 
     async def finish(self) -> None:

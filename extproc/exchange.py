@@ -27,7 +27,7 @@ from extproc.envoyapi.messages import (
     pass_through,
     replace_request,
 )
-from extproc.envoyconfig.fallback import TARGET_ATTRIBUTE, route_value
+from extproc.envoyconfig.fallback import route_value
 from extproc.errors import (
     INTERNAL_ERROR,
     BadRequest,
@@ -123,7 +123,7 @@ class Exchange:
             return pass_through(phase)
         if phase == "response_headers":
             if self._fallback is not None:
-                self._note_answering_target(message.attributes.get(TARGET_ATTRIBUTE))
+                self._note_answering_target(message.headers.get(names.TARGET, [None])[0])
             return self._response.on_headers(message.headers)
         if phase == "response_body":
             return await self._response.on_body(message.body, end=message.end_of_stream)

@@ -13,6 +13,8 @@ METHOD = ":method"
 STATUS = ":status"
 CONTENT_TYPE = "content-type"
 CONTENT_LENGTH = "content-length"
+TARGET = INTERNAL_PREFIX + "target"
+"""Set on an attempt's answer by the processor: which of the alias's targets gave it."""
 REQUEST_ID = "x-request-id"
 """Set by Envoy on every request; ties the access log, spans and Envoy's logs together."""
 

@@ -87,7 +87,7 @@ class ResponsePath:
         if encoding in INFLATABLE:
             self._inflater = Inflater()
         elif encoding != "identity":
-            return self._unreadable(encoding, status)
+            return self._unreadable(encoding, status, _internal(headers))
         streamed = self._meter.on_headers(status, content_type)
         set_headers = ratelimit_headers(self._reservation.standings)
         self._record.status = status
@@ -103,13 +103,14 @@ class ResponsePath:
         remove = [names.CONTENT_LENGTH] if rewritten else []
         if self._inflater is not None:
             remove.append(names.CONTENT_ENCODING)
+        remove += _internal(headers)
         if streamed:
             return amend_response_headers(set_headers, remove_headers=remove, body="relay")
         return amend_response_headers(
             set_headers, remove_headers=remove, body="whole" if rewritten else None
         )
 
-    def _unreadable(self, encoding: str, status: int) -> ProcessingResponse:
+    def _unreadable(self, encoding: str, status: int, internal: list[str]) -> ProcessingResponse:
         """An answer in an encoding the gateway cannot decode (though it asked for none):
         passed on untouched and charged its estimate, unless it needed translating."""
         log.warning(
@@ -124,7 +125,8 @@ class ResponsePath:
             )
         self._record.status = status
         self._meter.on_headers(status, "")  # its body goes unread: the estimate stands
-        return amend_response_headers(ratelimit_headers(self._reservation.standings), body="skip")
+        standings = ratelimit_headers(self._reservation.standings)
+        return amend_response_headers(standings, remove_headers=internal, body="skip")
 
     async def on_body(self, chunk: bytes, *, end: bool) -> ProcessingResponse | None:
         """The answer for a body chunk; None once a stream was ended early (Envoy has
@@ -229,3 +231,8 @@ class ResponsePath:
         self._record.error_type = error.code
         self._record.note_refusal(error.labels, "stopped")
         return error
+
+
+def _internal(headers: Headers) -> list[str]:
+    """Headers set on the answer for the gateway alone (which target gave it)."""
+    return [names.TARGET] if names.TARGET in headers else []

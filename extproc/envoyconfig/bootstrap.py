@@ -120,7 +120,6 @@ from extproc.config.address import parse_grpc_address
 from extproc.config.model import TracingSettings
 from extproc.envoyapi.messages import REPLY_DETAILS
 from extproc.envoyconfig.fallback import (
-    TARGET_ATTRIBUTE,
     TLS_MATCH,
     alias_clusters,
     alias_routes,
@@ -307,10 +306,6 @@ def _ext_proc_filter(gateway: Gateway) -> HttpFilter:
         status_on_error=HttpStatus(code=StatusCode.ServiceUnavailable),
         message_timeout=timedelta(seconds=gateway.processor.message_timeout),
         allow_mode_override=True,
-        # Which target answered a call to an alias with fallback (attempts pick it).
-        response_attributes=(
-            [TARGET_ATTRIBUTE] if any(r.retry for r in gateway.models.values()) else []
-        ),
         processing_mode=ProcessingMode(
             request_header_mode=ProcessingModeHeaderSendMode.SEND,
             request_body_mode=ProcessingModeBodySendMode.BUFFERED,

@@ -95,6 +95,7 @@ def test_a_throttled_first_target_falls_back_to_the_next_provider_in_its_schema(
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["object"] == "chat.completion", "the client's schema, whoever answered"
+    assert not [name for name in response.headers if name.startswith("x-extproc-")]
     assert answer["choices"][0]["message"]["content"]
     first, second = mock.requests()
     assert (first["path"], first["body"]["model"]) == ("/v1/chat/completions", "gpt-4o")
@@ -175,6 +176,7 @@ def test_a_stream_falls_back_before_its_first_byte(
     ) as response:
         assert response.status_code == 200
         text = response.read().decode()
+        assert not [name for name in response.headers if name.startswith("x-extproc-")]
 
     assert text.rstrip().endswith("data: [DONE]")
     assert '"chat.completion.chunk"' in text, "Anthropic's stream, written in OpenAI's events"
