@@ -15,6 +15,8 @@ CONTENT_TYPE = "content-type"
 CONTENT_LENGTH = "content-length"
 TARGET = INTERNAL_PREFIX + "target"
 """Set on an attempt's answer by the processor: which of the alias's targets gave it."""
+ATTEMPT_COUNT = "x-envoy-attempt-count"
+"""Set by Envoy on the answer of a call to an alias with fallback: the attempts it made."""
 REQUEST_ID = "x-request-id"
 """Set by Envoy on every request; ties the access log, spans and Envoy's logs together."""
 

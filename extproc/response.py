@@ -89,6 +89,8 @@ class ResponsePath:
         elif encoding != "identity":
             return self._unreadable(encoding, status, _internal(headers))
         streamed = self._meter.on_headers(status, content_type)
+        if attempts := headers.get(names.ATTEMPT_COUNT):
+            self._record.attempts = int(attempts[0])
         set_headers = ratelimit_headers(self._reservation.standings)
         self._record.status = status
         if status >= 400:
@@ -234,5 +236,5 @@ class ResponsePath:
 
 
 def _internal(headers: Headers) -> list[str]:
-    """Headers set on the answer for the gateway alone (which target gave it)."""
-    return [names.TARGET] if names.TARGET in headers else []
+    """Headers set on the answer for the gateway alone (which target gave it, the attempts)."""
+    return [name for name in (names.TARGET, names.ATTEMPT_COUNT) if name in headers]

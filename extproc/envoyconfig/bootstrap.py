@@ -31,6 +31,7 @@ from envoy_data_plane.envoy.config.cluster.v3 import (
     ClusterDnsLookupFamily,
     ClusterTransportSocketMatch,
 )
+from envoy_data_plane.envoy.config.common.mutation_rules.v3 import HeaderMutationRules
 from envoy_data_plane.envoy.config.core.v3 import (
     Address,
     DataSource,
@@ -306,6 +307,8 @@ def _ext_proc_filter(gateway: Gateway) -> HttpFilter:
         status_on_error=HttpStatus(code=StatusCode.ServiceUnavailable),
         message_timeout=timedelta(seconds=gateway.processor.message_timeout),
         allow_mode_override=True,
+        # The processor takes Envoy's attempt count off answers it has logged.
+        mutation_rules=HeaderMutationRules(allow_envoy=True),
         processing_mode=ProcessingMode(
             request_header_mode=ProcessingModeHeaderSendMode.SEND,
             request_body_mode=ProcessingModeBodySendMode.BUFFERED,
@@ -394,7 +397,17 @@ def _routes(gateway: Gateway) -> RouteConfiguration:
     )
     return RouteConfiguration(
         name="llm",
-        virtual_hosts=[VirtualHost(name="llm", domains=["*"], routes=routes)],
+        virtual_hosts=[
+            VirtualHost(
+                name="llm",
+                domains=["*"],
+                routes=routes,
+                # The attempts behind an answer, for the access log (removed from it there).
+                include_attempt_count_in_response=any(
+                    route.retry for route in gateway.models.values()
+                ),
+            )
+        ],
         # The routing header is the gateway's own, and the client address Envoy notes for
         # itself is nobody else's business: neither leaves with the request.
         request_headers_to_remove=[headers.ROUTE, headers.ENVOY_EXTERNAL_ADDRESS],

@@ -50,5 +50,6 @@ def access_line(record: RequestRecord) -> bytes:
         "cost_usd": record.cost_usd,
         "latency_ms": round(record.elapsed() * 1000, 2),
         "ttft_ms": None if record.first_token is None else round(record.first_token * 1000, 2),
+        "attempts": record.attempts,
     }
     return orjson.dumps(entry)

@@ -32,6 +32,11 @@ class Metrics:
         self._cost = meter.create_counter(
             "extproc.cost.usd", unit="{USD}", description="Money spent, priced with `prices`"
         )
+        self._fallbacks = meter.create_counter(
+            "extproc.fallbacks",
+            unit="{request}",
+            description="Requests answered after more than one attempt (aliases with fallback)",
+        )
         self._refusals = meter.create_counter(
             "extproc.quota.refusals", unit="{request}", description="Requests refused by quota"
         )
@@ -75,6 +80,8 @@ class Metrics:
                 ("output", record.usage.output_tokens),
             ):
                 self._tokens.record(tokens, attributes | owner | {"gen_ai.token.type": kind})
+        if record.attempts is not None and record.attempts > 1:
+            self._fallbacks.add(1, attributes)
         if record.cost_usd:
             self._cost.add(record.cost_usd, owner | {"extproc.model.alias": record.alias or ""})
 

@@ -37,6 +37,8 @@ class RequestRecord:
     usage: Usage | None = None
     """What the request used (the provider's figures, else the gateway's estimate)."""
     cost_usd: float | None = None
+    attempts: int | None = None
+    """Attempts Envoy made for a call to an alias with fallback."""
     first_token: float | None = None
     per_output_token: float | None = None
     input_content: str | None = None

@@ -134,6 +134,8 @@ def test_the_access_log_and_the_counters_follow_the_target_that_answered(
     usage = response.json()["usage"]
     entry = logged_after(config, lines)
     assert (entry["provider"], entry["model"]) == ("anthropic", "claude-sonnet-4-5")
+    assert entry["attempts"] == 2
+    assert "x-envoy-attempt-count" not in response.headers
     assert (entry["input_tokens"], entry["output_tokens"]) == (
         usage["prompt_tokens"],
         usage["completion_tokens"],
