@@ -328,6 +328,7 @@ class Exchange:
             price=route.price,
             record=self._record,
             telemetry=telemetry,
+            expose_provider=self._gateway.expose_provider,
         )
         return reservation
 

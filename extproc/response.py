@@ -42,6 +42,7 @@ JSON = "application/json"
 
 class ResponsePath:
     __slots__ = (
+        "_expose_provider",
         "_inflater",
         "_meter",
         "_price",
@@ -62,8 +63,10 @@ class ResponsePath:
         price: Price | None,
         record: RequestRecord,
         telemetry: Telemetry,
+        expose_provider: bool = False,
     ) -> None:
         self._meter = meter
+        self._expose_provider = expose_provider
         self._reservation = reservation
         self._translation = translation
         self._price = price
@@ -92,6 +95,8 @@ class ResponsePath:
         if attempts := headers.get(names.ATTEMPT_COUNT):
             self._record.attempts = int(attempts[0])
         set_headers = ratelimit_headers(self._reservation.standings)
+        if self._expose_provider and self._record.provider:
+            set_headers.append((names.PROVIDER, self._record.provider))
         self._record.status = status
         if status >= 400:
             self._record.error_type = str(status)

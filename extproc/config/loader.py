@@ -224,6 +224,7 @@ def _compile(
         principals,
         quota,
         _telemetry(spec.telemetry),
+        spec.routing.expose_provider,
     )
 
 

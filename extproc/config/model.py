@@ -167,6 +167,8 @@ class Gateway:
     """By SHA-256 hex digest of the gateway key."""
     quota: QuotaSettings
     telemetry: TelemetrySettings
+    expose_provider: bool = False
+    """Answers name the provider that gave them (`x-extproc-provider`)."""
 
     def output_cap(self, route: ModelRoute) -> int:
         """The output a request to `route` is taken to ask for when it sets no cap."""

@@ -158,6 +158,8 @@ class RetrySpec(Strict):
 
 class RoutingSpec(Strict):
     retry: RetrySpec = Field(default_factory=RetrySpec)
+    expose_provider: bool = False
+    """Tell clients which provider answered (`x-extproc-provider`)."""
 
 
 class ModelSpec(Strict):

@@ -58,6 +58,7 @@ def fallback_gateway(
     key["limits"] = [{"requests": 100, "per": "1d"}, {"tokens": 1_000_000, "per": "1d"}]
     document["keys"] = [key]
     document["telemetry"] = {"access_log": str(directory / "access.log")}
+    document["routing"] = {"expose_provider": True}
     config = directory / "gateway.yaml"
     config.write_text(yaml.safe_dump(document))
     with running_gateway(config, directory / "gateway.log") as running:
@@ -95,7 +96,9 @@ def test_a_throttled_first_target_falls_back_to_the_next_provider_in_its_schema(
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["object"] == "chat.completion", "the client's schema, whoever answered"
-    assert not [name for name in response.headers if name.startswith("x-extproc-")]
+    internal = {name for name in response.headers if name.startswith("x-extproc-")}
+    assert internal == {"x-extproc-provider"}, "only what routing.expose_provider asks"
+    assert response.headers["x-extproc-provider"] == "anthropic"
     assert answer["choices"][0]["message"]["content"]
     first, second = mock.requests()
     assert (first["path"], first["body"]["model"]) == ("/v1/chat/completions", "gpt-4o")
@@ -178,7 +181,7 @@ def test_a_stream_falls_back_before_its_first_byte(
     ) as response:
         assert response.status_code == 200
         text = response.read().decode()
-        assert not [name for name in response.headers if name.startswith("x-extproc-")]
+        assert response.headers["x-extproc-provider"] == "anthropic"
 
     assert text.rstrip().endswith("data: [DONE]")
     assert '"chat.completion.chunk"' in text, "Anthropic's stream, written in OpenAI's events"

@@ -140,6 +140,7 @@ def test_client_cannot_pick_the_provider_or_spoof_internal_headers(
     upstream = mock.last_request()
     assert upstream["path"] == "/v1/chat/completions", "served by the configured openai provider"
     assert not [name for name in upstream["headers"] if name.startswith("x-extproc-")]
+    assert not [name for name in response.headers if name.startswith("x-extproc-")], "opt-in"
 
 
 def test_anthropic_messages_pass_through_with_provider_headers(
