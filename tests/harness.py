@@ -62,6 +62,9 @@ class Process:
             stderr=self._stderr,
             cwd=cwd,
             env={**os.environ, **(env or {})},
+            # Its own process group: a process that must be killed takes its children along
+            # (orphans would hold the output pipe open, and the reader with it).
+            start_new_session=True,
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -89,7 +92,7 @@ class Process:
             try:
                 self.popen.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.popen.kill()
+                os.killpg(self.popen.pid, signal.SIGKILL)
         if hasattr(self._stderr, "close"):
             self._stderr.close()
         code = self.popen.wait()
