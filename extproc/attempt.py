@@ -48,7 +48,7 @@ def cooldown_name(target: Target) -> str:
 
 
 class Attempt:
-    __slots__ = ("_call", "_gateway", "_route", "_store", "_target")
+    __slots__ = ("_call", "_gateway", "_index", "_route", "_store", "_target")
 
     def __init__(self, gateway: Gateway, store: QuotaStore) -> None:
         self._gateway = gateway
@@ -56,6 +56,8 @@ class Attempt:
         self._call: ModelCall | None = None
         self._route: ModelRoute | None = None
         self._target: Target | None = None
+        self._index = ""
+        """The target's place among the alias's targets, as Envoy's endpoint metadata says."""
 
     async def process(self, message: Message) -> ProcessingResponse | None:
         if message.phase == "request_headers":
@@ -63,14 +65,14 @@ class Attempt:
             endpoint = match_endpoint(attributes[METHOD_ATTRIBUTE], attributes[PATH_ATTRIBUTE])
             self._call = endpoint if isinstance(endpoint, ModelCall) else None
             self._route = route = self._gateway.models[alias_of(attributes[CLUSTER_ATTRIBUTE])]
-            self._target = route.targets[int(attributes[TARGET_ATTRIBUTE])]
+            self._index = attributes[TARGET_ATTRIBUTE]
+            self._target = route.targets[int(self._index)]
         elif message.phase == "request_body" and self._call and self._route and self._target:
             return self._prepared(self._call, self._route, self._target, message.body)
-        elif message.phase == "response_headers" and self._route and self._target:
+        elif message.phase == "response_headers" and self._target:
             await self._note_throttling(self._target, message.headers)
             # Tells the request's own stream whose schema the answer is in.
-            index = self._route.targets.index(self._target)
-            return amend_response_headers([(names.TARGET, str(index))])
+            return amend_response_headers([(names.TARGET, self._index)])
         return pass_through(message.phase)
 
     async def finish(self) -> None:
