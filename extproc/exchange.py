@@ -42,6 +42,7 @@ from extproc.pipeline.refusals import refused, store_down
 from extproc.pipeline.routing import choose_target, resolve_route
 from extproc.pipeline.upstream import prepare_upstream
 from extproc.quota.ledger import Ledger, Reservation
+from extproc.quota.limits import Price
 from extproc.quota.standing import QuotaRefused, QuotaStoreDown
 from extproc.quota.store import StoreUnavailable
 from extproc.response import ResponsePath
@@ -190,7 +191,9 @@ class Exchange:
         record.upstream_model = target.model
         if self._services.telemetry.spans.records_content:
             record.input_content = self._services.telemetry.spans.content(_input_text(call, body))
-        reservation = await self._reserve(principal, route, translation, upstream.body, default_cap)
+        reservation = await self._reserve(
+            principal, route, translation, upstream.body, default_cap, price=target.price
+        )
         upstream_body = upstream.body
         if reservation.clamped_output is not None:
             upstream_body = translation.provider.with_output_cap(
@@ -222,8 +225,14 @@ class Exchange:
         default_cap = self._gateway.output_cap(route)
         upstream = prepare_upstream(call, target, body, default_max_tokens=default_cap)
         self._note_target(target, upstream.api.otel_name)
+        # Which target answers is not known yet: the dearest one's price is reserved.
         reservation = await self._reserve(
-            principal, route, upstream.translation, upstream.body, default_cap
+            principal,
+            route,
+            upstream.translation,
+            upstream.body,
+            default_cap,
+            price=route.price,
         )
         if reservation.clamped_output is not None:
             body = call.schema.provider.with_output_cap(
@@ -269,11 +278,12 @@ class Exchange:
             return
         target = route.targets[int(index)]
         if target is route.targets[0]:
+            self._response.answered_by(None, target.price)
             return
         default_cap = self._gateway.output_cap(route)
         upstream = prepare_upstream(call, target, self._client_body, default_max_tokens=default_cap)
         self._note_target(target, upstream.api.otel_name)
-        self._response.answered_by(upstream.translation)
+        self._response.answered_by(upstream.translation, target.price)
 
     def _note_target(self, target: Target, otel_name: str) -> None:
         record = self._record
@@ -287,6 +297,8 @@ class Exchange:
         translation: Translation,
         body: JsonObject,
         default_cap: int,
+        *,
+        price: Price | None,
     ) -> Reservation:
         """Reserve the request's estimated cost (read from the body as the provider will get
         it; `default_cap` when it asks for no output cap) and prepare its response path; the
@@ -303,7 +315,7 @@ class Exchange:
             reservation = await self._services.ledger.reserve(
                 principal.limits,
                 alias=route.alias,
-                price=route.price,
+                price=price,
                 estimate=estimate,
                 policy=self._gateway.quota.on_store_error,
             )
@@ -325,7 +337,7 @@ class Exchange:
             meter,
             reservation,
             translation=translation,
-            price=route.price,
+            price=price,
             record=self._record,
             telemetry=telemetry,
             expose_provider=self._gateway.expose_provider,

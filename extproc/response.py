@@ -77,11 +77,15 @@ class ResponsePath:
         self._inflater: Inflater | None = None
         """Set when the provider compressed its answer anyway."""
 
-    def answered_by(self, translation: Translation) -> None:
-        """Another target than the one first prepared for answered (a fallback): its answer
-        is read in its provider's schema."""
-        self._translation = translation
-        self._meter.answered_by(translation)
+    def answered_by(self, translation: Translation | None, price: Price | None) -> None:
+        """Which target of an alias with fallback answered: the call costs its price, and
+        when it is not the one first prepared for, its answer is read in its provider's
+        schema (`translation`)."""
+        self._price = price
+        self._reservation.reprice(price)
+        if translation is not None:
+            self._translation = translation
+            self._meter.answered_by(translation)
 
     def on_headers(self, headers: Headers) -> ProcessingResponse:
         status = int(headers[names.STATUS][0])

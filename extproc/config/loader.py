@@ -36,6 +36,7 @@ from extproc.config.schema import (
     BackoffSpec,
     GatewaySpec,
     LimitSpec,
+    PriceSpec,
     ProviderSpec,
     QuotaSpec,
     RetrySpec,
@@ -137,15 +138,7 @@ def _compile(
     for alias in spec.prices:
         if alias not in spec.models:
             problems.append((f"prices.{alias}", f"unknown model {alias!r}"))
-    prices = {
-        alias: Price(
-            price.input_per_million,
-            price.output_per_million,
-            cached_input_per_million=price.cached_input_per_million,
-            cache_write_per_million=price.cache_write_per_million,
-        )
-        for alias, price in spec.prices.items()
-    }
+    prices = {alias: _price(price) for alias, price in spec.prices.items()}
     models: dict[str, ModelRoute] = {}
     for alias, model in spec.models.items():
         targets = []
@@ -158,8 +151,16 @@ def _compile(
                     (where + "provider", f"unknown provider {target.provider!r} (known: {known})")
                 )
                 continue
+            own_price = _price(target.price) if target.price else None
             targets.append(
-                Target(provider, target.model, target.weight, target.options, target.priority)
+                Target(
+                    provider,
+                    target.model,
+                    target.weight,
+                    target.options,
+                    target.priority,
+                    own_price or prices.get(alias),
+                )
             )
         weights = tuple(itertools.accumulate(t.weight for t in targets))
         models[alias] = ModelRoute(
@@ -167,7 +168,6 @@ def _compile(
             tuple(targets),
             weights,
             model.max_output_tokens,
-            prices.get(alias),
             _retry(model.retry, spec.routing.retry, targets),
         )
 
@@ -257,10 +257,15 @@ def _compile_limits(
             problems.append((f"{where}.{index}.model", f"unknown model {spec.model!r}"))
         if metric == "usd":
             priced = {spec.model} if spec.model else usable
-            unpriced = sorted(alias for alias in priced if models.get(alias, _PRICED).price is None)
+            unpriced = sorted(
+                alias for alias in priced if alias in models and models[alias].price is None
+            )
             if unpriced:
                 problems.append(
-                    (f"{where}.{index}.usd", "no price for " + ", ".join(unpriced) + " in prices")
+                    (
+                        f"{where}.{index}.usd",
+                        "no price for " + ", ".join(unpriced) + " in prices (or on its targets)",
+                    )
                 )
         amount = getattr(spec, metric)
         limit = Limit(
@@ -301,10 +306,6 @@ def _retry(
         backoff_base=backoff.base,
         backoff_max=backoff.max,
     )
-
-
-_PRICED = ModelRoute("", (), (), price=Price(0, 0))
-"""Stands in for an unknown alias (reported elsewhere) when checking prices."""
 
 
 def _window(spec: LimitSpec) -> Window | None:
@@ -383,4 +384,13 @@ def _compile_provider(
         max_concurrent_requests=spec.max_concurrent_requests,
         ca_file=spec.ca_file,
         stream_usage=spec.stream_usage,
+    )
+
+
+def _price(spec: PriceSpec) -> Price:
+    return Price(
+        spec.input_per_million,
+        spec.output_per_million,
+        cached_input_per_million=spec.cached_input_per_million,
+        cache_write_per_million=spec.cache_write_per_million,
     )

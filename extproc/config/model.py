@@ -48,6 +48,8 @@ class Target:
     weight: int
     options: Mapping[str, Any]
     priority: int = 0
+    price: Price | None = None
+    """Its own price, else the alias's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +70,14 @@ class ModelRoute:
     targets: tuple[Target, ...]
     cumulative_weights: tuple[int, ...]
     max_output_tokens: int | None = None
-    price: Price | None = None
     retry: RetrySettings | None = None
     """None: one attempt on the chosen target (one priority level, no `retry` block)."""
+
+    @property
+    def price(self) -> Price | None:
+        """The price a call is reserved at before it is known which target answers: the
+        highest of its targets' (None when one has none)."""
+        return Price.highest([target.price for target in self.targets])
 
     @property
     def priorities(self) -> tuple[int, ...]:

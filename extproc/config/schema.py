@@ -108,6 +108,17 @@ class ProviderSpec(Strict):
         return self
 
 
+class PriceSpec(Strict):
+    """USD per million tokens."""
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+    cached_input_per_million: float | None = Field(default=None, ge=0)
+    """Input read from the provider's prompt cache; unset: priced as other input."""
+    cache_write_per_million: float | None = Field(default=None, ge=0)
+    """Input written to the prompt cache (Anthropic); unset: priced as other input."""
+
+
 class TargetSpec(Strict):
     provider: Name
     model: Name
@@ -116,6 +127,8 @@ class TargetSpec(Strict):
     priority: int = Field(default=0, ge=0, le=7)
     """0 is tried first; a failed attempt moves on to the next priority."""
     options: dict[str, Any] = Field(default_factory=dict)
+    price: PriceSpec | None = None
+    """This target's price when it answers; unset: the alias's entry in `prices`."""
 
 
 RETRY_OUTCOMES = ("connect-failure", "reset", "timeout", "429", "5xx")
@@ -270,17 +283,6 @@ class KeySpec(Strict):
 class TeamSpec(Strict):
     limits: list[LimitSpec] = Field(default_factory=list)
     """Shared by every key of the team."""
-
-
-class PriceSpec(Strict):
-    """USD per million tokens."""
-
-    input_per_million: float = Field(ge=0)
-    output_per_million: float = Field(ge=0)
-    cached_input_per_million: float | None = Field(default=None, ge=0)
-    """Input read from the provider's prompt cache; unset: priced as other input."""
-    cache_write_per_million: float | None = Field(default=None, ge=0)
-    """Input written to the prompt cache (Anthropic); unset: priced as other input."""
 
 
 class QuotaSpec(Strict):

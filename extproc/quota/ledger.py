@@ -75,6 +75,11 @@ class Reservation:
         self.standings = _standings(self._counted, values, now)
         """Where the request left each enforced limit (the client's rate-limit headers)."""
 
+    def reprice(self, price: Price | None) -> None:
+        """Settle (and extend) at `price`: the price of the target that answered, once known."""
+        if self._ledger is not None:  # the shared unmetered reservations stay as they are
+            self._price = price
+
     async def extend(self, extra_output: int) -> int:
         """Reserve up to `extra_output` more output tokens for an answer that outgrew its
         reservation; returns how many were granted (0: a budget is spent)."""

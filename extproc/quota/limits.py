@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,14 +27,36 @@ class Price:
     cache_write_per_million: float | None = None
 
     def micro_usd(self, usage: Usage) -> float:
-        cached = self.cached_input_per_million
-        written = self.cache_write_per_million
         return (
             usage.uncached_input_tokens * self.input_per_million
-            + usage.cached_input_tokens * (self.input_per_million if cached is None else cached)
-            + usage.cache_write_tokens * (self.input_per_million if written is None else written)
+            + usage.cached_input_tokens * self.cached_input
+            + usage.cache_write_tokens * self.cache_write
             + usage.output_tokens * self.output_per_million
         )
+
+    @staticmethod
+    def highest(prices: Sequence[Price | None]) -> Price | None:
+        """A price no lower than any of `prices` for any usage (None when one is unknown):
+        what a call is reserved at while it is not known which of them will answer."""
+        if not prices or any(price is None for price in prices):
+            return None
+        known = [price for price in prices if price is not None]
+        return Price(
+            max(price.input_per_million for price in known),
+            max(price.output_per_million for price in known),
+            cached_input_per_million=max(price.cached_input for price in known),
+            cache_write_per_million=max(price.cache_write for price in known),
+        )
+
+    @property
+    def cached_input(self) -> float:
+        cached = self.cached_input_per_million
+        return self.input_per_million if cached is None else cached
+
+    @property
+    def cache_write(self) -> float:
+        written = self.cache_write_per_million
+        return self.input_per_million if written is None else written
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from tests.harness import (
     MockProvider,
     RunningGateway,
     counter_used,
+    quota_usage,
     running_gateway,
     settles_to,
     sha256,
@@ -29,6 +30,11 @@ pytestmark = pytest.mark.envoy
 
 CHAT = {"model": "smart", "messages": [{"role": "user", "content": "hi"}]}
 AUTH = {"authorization": f"Bearer {GATEWAY_KEY}"}
+PRICES = (
+    {"input_per_million": 5.0, "output_per_million": 8.0},
+    {"input_per_million": 3.0, "output_per_million": 15.0},
+)
+"""Of the `smart` alias's targets, in order: each answer costs its own target's price."""
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +60,14 @@ def fallback_gateway(
         )
     }
     document["models"]["slow"]["retry"] = {"per_attempt_timeout": "1s"}  # type: ignore[index]
+    for target, price in zip(document["models"]["smart"]["targets"], PRICES, strict=True):  # type: ignore[index]
+        target["price"] = price
     key = document["keys"][0]  # type: ignore[index]
-    key["limits"] = [{"requests": 100, "per": "1d"}, {"tokens": 1_000_000, "per": "1d"}]
+    key["limits"] = [
+        {"requests": 100, "per": "1d"},
+        {"tokens": 1_000_000, "per": "1d"},
+        {"usd": 100, "per": "1d", "model": "smart"},
+    ]
     document["keys"] = [key]
     document["telemetry"] = {"access_log": str(directory / "access.log")}
     document["routing"] = {"expose_provider": True}
@@ -122,8 +134,10 @@ def test_a_healthy_first_target_answers_alone(
 def test_the_access_log_and_the_counters_follow_the_target_that_answered(
     fallback_gateway: RunningGateway, mock: MockProvider, config: Path
 ) -> None:
-    before = counter_used(config, "full", "requests", processor=fallback_gateway.processor)
-    tokens = counter_used(config, "full", "tokens", processor=fallback_gateway.processor)
+    processor = fallback_gateway.processor
+    before = counter_used(config, "full", "requests", processor=processor)
+    tokens = counter_used(config, "full", "tokens", processor=processor)
+    spent = usd_used(config, processor)
     lines = len(access_lines(config))
     mock.clear()
 
@@ -143,10 +157,23 @@ def test_the_access_log_and_the_counters_follow_the_target_that_answered(
         usage["prompt_tokens"],
         usage["completion_tokens"],
     )
-    processor = fallback_gateway.processor
     settles_to(config, "full", "requests", before + 1, processor=processor)
     used = usage["prompt_tokens"] + usage["completion_tokens"]
     settles_to(config, "full", "tokens", tokens + used, processor=processor)
+    anthropic = PRICES[1]
+    micro_usd = round(
+        usage["prompt_tokens"] * anthropic["input_per_million"]
+        + usage["completion_tokens"] * anthropic["output_per_million"]
+    )
+    assert entry["cost_usd"] == pytest.approx(micro_usd / 1e6), "the answering target's price"
+    wait_until(
+        lambda: usd_used(config, processor) == pytest.approx(spent + micro_usd / 1e6),
+        "the usd limit was not charged the answering target's price",
+    )
+
+
+def usd_used(config: Path, processor: str) -> float:
+    return float(quota_usage(config, processor)["key:full usd 1d smart"]["used"])
 
 
 def test_when_every_target_fails_the_client_gets_the_last_error_and_is_not_charged(

@@ -69,6 +69,37 @@ def test_bad_retry_settings_are_refused_with_their_path(retry: str, path: str) -
     assert any(where == path for where, _ in refused.value.problems), refused.value.problems
 
 
+PRICED = """
+models:
+  m:
+    targets:
+      - {provider: a, model: x, price: {input_per_million: 5, output_per_million: 8}}
+      - {provider: b, model: z, priority: 1%s}
+keys:
+  - {id: k, sha256: "%s", models: [m], limits: [{usd: 1, per: 1d}]}
+"""
+
+
+def test_a_target_may_carry_its_own_price_and_calls_reserve_the_highest() -> None:
+    b_price = ", price: {input_per_million: 3, output_per_million: 15, cached_input_per_million: 1}"
+    route = compile_models(PRICED % (b_price, "0" * 64))["m"]
+    first, second = (target.price for target in route.targets)
+    assert first is not None and second is not None
+    assert (first.input_per_million, second.output_per_million) == (5, 15)
+    highest = route.price
+    assert highest is not None
+    assert (highest.input_per_million, highest.output_per_million) == (5, 15)
+    assert highest.cached_input == 5, "x's unset cached price is its input price"
+
+
+def test_a_usd_limit_needs_a_price_for_every_target_of_its_models() -> None:
+    with pytest.raises(ConfigError) as refused:
+        compile_models(PRICED % ("", "0" * 64))
+    assert refused.value.problems == [
+        ("keys.0.limits.0.usd", "no price for m in prices (or on its targets)")
+    ]
+
+
 FALLBACK = """
 providers:
   openai: {kind: openai, base_url: "https://api.openai.com", api_key: "${env:K}"}
