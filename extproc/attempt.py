@@ -10,6 +10,7 @@ import logging
 import time
 
 import orjson
+from opentelemetry.trace import Span
 
 from extproc import headers as names
 from extproc.config import Gateway, ModelRoute, Target
@@ -19,6 +20,7 @@ from extproc.envoyapi.messages import (
     Message,
     ProcessingResponse,
     amend_response_headers,
+    local_reply,
     pass_through,
     replace_request,
 )
@@ -29,9 +31,13 @@ from extproc.envoyconfig.fallback import (
     TARGET_ATTRIBUTE,
     alias_of,
 )
+from extproc.errors import GatewayError
 from extproc.pipeline.cooldown import cooldown_seconds
 from extproc.pipeline.upstream import prepare_upstream
+from extproc.providers import PROVIDER_APIS
 from extproc.quota.store import QuotaStore, StoreUnavailable
+from extproc.telemetry.record import AttemptRecord
+from extproc.telemetry.requests import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -48,35 +54,67 @@ def cooldown_name(target: Target) -> str:
 
 
 class Attempt:
-    __slots__ = ("_call", "_gateway", "_index", "_route", "_store", "_target")
+    __slots__ = (
+        "_call",
+        "_gateway",
+        "_index",
+        "_record",
+        "_route",
+        "_span",
+        "_store",
+        "_target",
+        "_telemetry",
+    )
 
-    def __init__(self, gateway: Gateway, store: QuotaStore) -> None:
+    def __init__(self, gateway: Gateway, store: QuotaStore, telemetry: Telemetry) -> None:
         self._gateway = gateway
         self._store = store
+        self._telemetry = telemetry
         self._call: ModelCall | None = None
         self._route: ModelRoute | None = None
         self._target: Target | None = None
         self._index = ""
         """The target's place among the alias's targets, as Envoy's endpoint metadata says."""
+        self._record: AttemptRecord | None = None
+        self._span: Span | None = None
 
     async def process(self, message: Message) -> ProcessingResponse | None:
         if message.phase == "request_headers":
-            attributes = message.attributes
-            endpoint = match_endpoint(attributes[METHOD_ATTRIBUTE], attributes[PATH_ATTRIBUTE])
-            self._call = endpoint if isinstance(endpoint, ModelCall) else None
-            self._route = route = self._gateway.models[alias_of(attributes[CLUSTER_ATTRIBUTE])]
-            self._index = attributes[TARGET_ATTRIBUTE]
-            self._target = route.targets[int(self._index)]
+            self._begin(message)
         elif message.phase == "request_body" and self._call and self._route and self._target:
-            return self._prepared(self._call, self._route, self._target, message.body)
-        elif message.phase == "response_headers" and self._target:
+            try:
+                return self._prepared(self._call, self._route, self._target, message.body)
+            except GatewayError as error:
+                return self._refused(self._call, error)
+        elif message.phase == "response_headers" and self._target and self._record:
+            self._record.status = int(message.headers[names.STATUS][0])
             await self._note_throttling(self._target, message.headers)
             # Tells the request's own stream whose schema the answer is in.
             return amend_response_headers([(names.TARGET, self._index)])
         return pass_through(message.phase)
 
     async def finish(self) -> None:
-        """Nothing is held per attempt: the request's own stream settles."""
+        """The attempt is over (answered, or cut by a reset or its timeout): report it. Nothing
+        else is held per attempt: the request's own stream settles."""
+        if self._record is not None:
+            self._telemetry.finish_attempt(self._record, self._span)
+
+    def _begin(self, message: Message) -> None:
+        attributes = message.attributes
+        endpoint = match_endpoint(attributes[METHOD_ATTRIBUTE], attributes[PATH_ATTRIBUTE])
+        self._call = endpoint if isinstance(endpoint, ModelCall) else None
+        self._route = route = self._gateway.models[alias_of(attributes[CLUSTER_ATTRIBUTE])]
+        self._index = attributes[TARGET_ATTRIBUTE]
+        self._target = target = route.targets[int(self._index)]
+        number = message.headers.get(names.ATTEMPT_COUNT, [""])[0]
+        self._record = record = AttemptRecord(
+            alias=route.alias,
+            target=cooldown_name(target),
+            provider_name=PROVIDER_APIS[target.provider.kind].otel_name,
+            model=target.model,
+            number=int(number) if number.isdigit() else None,
+        )
+        self._span = self._telemetry.spans.begin_attempt(record, message.shared)
 
     def _prepared(
         self, call: ModelCall, route: ModelRoute, target: Target, raw: bytes
@@ -95,7 +133,20 @@ class Attempt:
         # this provider, its key least of all.
         provided = {name for name, _ in set_headers}
         stale = [name for name in names.PROVIDER_HEADERS if name not in provided]
+        stale.append(names.ATTEMPT_COUNT)  # Envoy's, for this attempt's span only
         return replace_request(set_headers=set_headers, remove_headers=stale, body=payload)
+
+    def _refused(self, call: ModelCall, error: GatewayError) -> ProcessingResponse:
+        """This target cannot take the request (a field its provider has no equivalent
+        for): the client learns why, in its own schema, as the answer of this attempt."""
+        if self._record is not None:
+            self._record.status = error.status
+        client = call.schema.client
+        assert client is not None
+        refused = (names.REFUSED, error.code or error.type)
+        return local_reply(
+            error.status, client.build_error(error.api_error()), headers=[*error.headers, refused]
+        )
 
     async def _note_throttling(self, target: Target, headers: dict[str, list[str]]) -> None:
         if headers.get(names.STATUS, [""])[0] != str(THROTTLED):
@@ -103,7 +154,10 @@ class Attempt:
         seconds = cooldown_seconds(headers)
         if not seconds:
             return
+        name = cooldown_name(target)
         try:
-            await self._store.cool(cooldown_name(target), time.time() + seconds)
+            await self._store.cool(name, time.time() + seconds)
         except StoreUnavailable as error:
-            log.warning("cooldown of %s not noted: %s", cooldown_name(target), error)
+            log.warning("cooldown of %s not noted: %s", name, error)
+        else:
+            self._telemetry.note_cooldown(name)

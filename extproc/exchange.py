@@ -22,6 +22,7 @@ from extproc.envoyapi.messages import (
     Headers,
     Message,
     ProcessingResponse,
+    amend_response_headers,
     continue_and_read_response,
     local_reply,
     pass_through,
@@ -123,9 +124,7 @@ class Exchange:
         if self._response is None:
             return pass_through(phase)
         if phase == "response_headers":
-            if self._fallback is not None:
-                self._note_answering_target(message.headers.get(names.TARGET, [None])[0])
-            return self._response.on_headers(message.headers)
+            return await self._on_response_headers(self._response, message.headers)
         if phase == "response_body":
             return await self._response.on_body(message.body, end=message.end_of_stream)
         return pass_through(phase)
@@ -246,7 +245,11 @@ class Exchange:
             (names.ACCEPT_ENCODING, "identity"),
         ]
         return replace_request(
-            set_headers=set_headers, remove_headers=self._remove_headers, body=payload
+            set_headers=set_headers,
+            remove_headers=self._remove_headers,
+            body=payload,
+            # Each attempt's span continues this request's span.
+            shared=self._services.telemetry.spans.context_of(self._span),
         )
 
     async def _first_level_not_cooling(self, route: ModelRoute) -> int:
@@ -271,6 +274,25 @@ class Exchange:
             code="providers_throttled",
             headers=[(names.RETRY_AFTER, str(wait))],
         )
+
+    async def _on_response_headers(
+        self, response: ResponsePath, headers: Headers
+    ) -> ProcessingResponse:
+        if self._fallback is not None:
+            if names.REFUSED in headers:
+                return await self._pass_attempt_refusal(response, headers)
+            self._note_answering_target(headers.get(names.TARGET, [None])[0])
+        return response.on_headers(headers)
+
+    async def _pass_attempt_refusal(
+        self, response: ResponsePath, headers: Headers
+    ) -> ProcessingResponse:
+        """An attempt found the request unfit for its target and answered for it, in the
+        client's schema: the answer goes on as it is, and nothing ran to be charged."""
+        await response.refund()
+        record = self._record
+        record.status, record.error_type = int(headers[names.STATUS][0]), headers[names.REFUSED][0]
+        return amend_response_headers([], remove_headers=[names.REFUSED], body="skip")
 
     def _note_answering_target(self, index: str | None) -> None:
         route, call = self._fallback, self._call

@@ -17,8 +17,12 @@ TARGET = INTERNAL_PREFIX + "target"
 """Set on an attempt's answer by the processor: which of the alias's targets gave it."""
 PROVIDER = INTERNAL_PREFIX + "provider"
 """On answers, when `routing.expose_provider` asks: the provider that gave the answer."""
+REFUSED = INTERNAL_PREFIX + "refused"
+"""Set on the processor's own answer to an attempt it could not prepare for its target (a
+field that provider cannot carry): the error code; the body is already the client's."""
 ATTEMPT_COUNT = "x-envoy-attempt-count"
-"""Set by Envoy on the answer of a call to an alias with fallback: the attempts it made."""
+"""Set by Envoy on each attempt of a call to an alias with fallback (its number) and on the
+answer (the attempts made)."""
 REQUEST_ID = "x-request-id"
 """Set by Envoy on every request; ties the access log, spans and Envoy's logs together."""
 
@@ -39,6 +43,6 @@ ANTHROPIC_VERSION = "anthropic-version"
 CREDENTIAL_HEADERS = (AUTHORIZATION, API_KEY, X_API_KEY)
 """Headers a client may carry its gateway key in; all of them are removed before upstream."""
 REMOVED_FROM_CLIENTS = (*CREDENTIAL_HEADERS, GOOG_API_KEY)
+"""Client headers that never go upstream: its key, and any provider credential it sent."""
 PROVIDER_HEADERS = (*REMOVED_FROM_CLIENTS, ANTHROPIC_VERSION)
 """What one provider's request may carry that another's must not (keys, API versions)."""
-"""Client headers that never go upstream: its key, and any provider credential it sent."""

@@ -62,7 +62,7 @@ class Processor:
                 message = read_message(request)
                 if exchange is None:  # a request's own stream, or one attempt of it
                     exchange = (
-                        Attempt(gateway, self._services.ledger.store)
+                        Attempt(gateway, self._services.ledger.store, self._services.telemetry)
                         if is_attempt(message)
                         else Exchange(gateway, self._services, call.metadata)
                     )

@@ -58,6 +58,7 @@ class _Traces(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc
                                 "span_id": span.span_id.hex(),
                                 "parent_id": span.parent_span_id.hex(),
                                 "attributes": _attributes(span.attributes),
+                                "error": span.status.code == span.status.STATUS_CODE_ERROR,
                             }
                         )
             self._received.arrived.notify_all()

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, cast
 
+from google.protobuf import struct_pb2
+
 from extproc.envoyapi.protos.envoy.config.core.v3 import base_pb2
 from extproc.envoyapi.protos.envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from extproc.envoyapi.protos.envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
@@ -39,6 +41,9 @@ Headers = dict[str, list[str]]
 
 ATTRIBUTES = "envoy.filters.http.ext_proc"
 """The namespace Envoy sends attributes under."""
+SHARED_METADATA = "extproc"
+"""The dynamic-metadata namespace the request's own stream writes and each attempt's stream
+reads: what one passes the other without a header a provider would see."""
 _NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
 
 
@@ -58,6 +63,8 @@ class Message:
     attributes: Mapping[str, str]
     """The string attributes Envoy sent with a headers phase (`request_attributes`,
     `response_attributes`), by expression."""
+    shared: Mapping[str, str]
+    """The `SHARED_METADATA` Envoy forwarded with a headers phase."""
 
 
 _HEADER_PHASES = frozenset(("request_headers", "response_headers"))
@@ -70,15 +77,22 @@ def read_message(request: ProcessingRequest) -> Message:
         raise ValueError("ProcessingRequest carries no phase")
     if phase in _HEADER_PHASES:
         message = getattr(request, phase)
-        attributes = _NO_ATTRIBUTES
+        attributes = shared = _NO_ATTRIBUTES
         if request.attributes:
-            fields = request.attributes[ATTRIBUTES].fields
-            attributes = {name: value.string_value for name, value in fields.items()}
-        return Message(phase, read_headers(message), b"", message.end_of_stream, attributes)
+            attributes = _strings(request.attributes[ATTRIBUTES])
+        if request.HasField("metadata_context"):
+            namespaces = request.metadata_context.filter_metadata
+            if SHARED_METADATA in namespaces:
+                shared = _strings(namespaces[SHARED_METADATA])
+        return Message(phase, read_headers(message), b"", message.end_of_stream, attributes, shared)
     if phase in _BODY_PHASES:
         body = getattr(request, phase)
-        return Message(phase, {}, body.body, body.end_of_stream, _NO_ATTRIBUTES)
-    return Message(phase, {}, b"", True, _NO_ATTRIBUTES)
+        return Message(phase, {}, body.body, body.end_of_stream, _NO_ATTRIBUTES, _NO_ATTRIBUTES)
+    return Message(phase, {}, b"", True, _NO_ATTRIBUTES, _NO_ATTRIBUTES)
+
+
+def _strings(struct: struct_pb2.Struct) -> dict[str, str]:
+    return {name: value.string_value for name, value in struct.fields.items()}
 
 
 def read_headers(message: HttpHeaders) -> Headers:
@@ -95,9 +109,14 @@ def pass_through(phase: str) -> ProcessingResponse:
 
 
 def replace_request(
-    *, set_headers: Iterable[tuple[str, str]], remove_headers: Iterable[str], body: bytes
+    *,
+    set_headers: Iterable[tuple[str, str]],
+    remove_headers: Iterable[str],
+    body: bytes,
+    shared: Mapping[str, str] | None = None,
 ) -> ProcessingResponse:
-    """Answer to a buffered request body: new headers and body, and re-pick the route."""
+    """Answer to a buffered request body: new headers and body, and re-pick the route;
+    `shared`: values for later filters' streams (`SHARED_METADATA`)."""
     mutation = ext_proc.HeaderMutation(
         set_headers=[_header(name, value) for name, value in set_headers],
         remove_headers=remove_headers,
@@ -107,7 +126,10 @@ def replace_request(
         body_mutation=ext_proc.BodyMutation(body=body),
         clear_route_cache=True,
     )
-    return ext_proc.ProcessingResponse(request_body=ext_proc.BodyResponse(response=common))
+    response = ext_proc.ProcessingResponse(request_body=ext_proc.BodyResponse(response=common))
+    if shared:
+        response.dynamic_metadata.update({SHARED_METADATA: dict(shared)})
+    return response
 
 
 _MODE = processing_mode_pb2.ProcessingMode

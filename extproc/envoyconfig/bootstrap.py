@@ -82,6 +82,8 @@ from envoy_data_plane.envoy.extensions.filters.http.decompressor.v3 import (
 )
 from envoy_data_plane.envoy.extensions.filters.http.ext_proc.v3 import (
     ExternalProcessor,
+    MetadataOptions,
+    MetadataOptionsMetadataNamespaces,
     ProcessingMode,
     ProcessingModeBodySendMode,
     ProcessingModeHeaderSendMode,
@@ -119,7 +121,7 @@ from extproc import headers
 from extproc.config import Gateway, Provider
 from extproc.config.address import parse_grpc_address
 from extproc.config.model import TracingSettings
-from extproc.envoyapi.messages import REPLY_DETAILS
+from extproc.envoyapi.messages import REPLY_DETAILS, SHARED_METADATA
 from extproc.envoyconfig.fallback import (
     TLS_MATCH,
     alias_clusters,
@@ -309,6 +311,10 @@ def _ext_proc_filter(gateway: Gateway) -> HttpFilter:
         allow_mode_override=True,
         # The processor takes Envoy's attempt count off answers it has logged.
         mutation_rules=HeaderMutationRules(allow_envoy=True),
+        # What the request's stream passes the streams of its attempts (the span's context).
+        metadata_options=MetadataOptions(
+            receiving_namespaces=MetadataOptionsMetadataNamespaces(untyped=[SHARED_METADATA])
+        ),
         processing_mode=ProcessingMode(
             request_header_mode=ProcessingModeHeaderSendMode.SEND,
             request_body_mode=ProcessingModeBodySendMode.BUFFERED,
@@ -395,6 +401,7 @@ def _routes(gateway: Gateway) -> RouteConfiguration:
             response_headers_to_add=[_response_header(headers.CONTENT_TYPE, JSON)],
         )
     )
+    fallback = any(route.retry for route in gateway.models.values())
     return RouteConfiguration(
         name="llm",
         virtual_hosts=[
@@ -402,10 +409,10 @@ def _routes(gateway: Gateway) -> RouteConfiguration:
                 name="llm",
                 domains=["*"],
                 routes=routes,
-                # The attempts behind an answer, for the access log (removed from it there).
-                include_attempt_count_in_response=any(
-                    route.retry for route in gateway.models.values()
-                ),
+                # The attempts behind an answer, for the access log (removed from it there),
+                # and each attempt's number, for its span (removed before it goes upstream).
+                include_attempt_count_in_response=fallback,
+                include_request_attempt_count=fallback,
             )
         ],
         # The routing header is the gateway's own, and the client address Envoy notes for

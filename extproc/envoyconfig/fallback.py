@@ -22,6 +22,7 @@ from envoy_data_plane.envoy.config.cluster.v3 import (
     ClusterTransportSocketMatch,
     OutlierDetection,
 )
+from envoy_data_plane.envoy.config.common.mutation_rules.v3 import HeaderMutationRules
 from envoy_data_plane.envoy.config.core.v3 import Address, GrpcService, Metadata, SocketAddress
 from envoy_data_plane.envoy.config.endpoint.v3 import (
     ClusterLoadAssignment,
@@ -44,6 +45,8 @@ from envoy_data_plane.envoy.config.route.v3 import (
 )
 from envoy_data_plane.envoy.extensions.filters.http.ext_proc.v3 import (
     ExternalProcessor,
+    MetadataOptions,
+    MetadataOptionsMetadataNamespaces,
     ProcessingMode,
     ProcessingModeBodySendMode,
     ProcessingModeHeaderSendMode,
@@ -63,6 +66,7 @@ from envoy_data_plane.google.protobuf import Struct, Value
 
 from extproc import headers
 from extproc.config.model import ModelRoute, RetrySettings
+from extproc.envoyapi.messages import SHARED_METADATA
 
 METADATA = "extproc"
 """The endpoint metadata namespace: `target` is the target's index in its alias."""
@@ -241,6 +245,11 @@ def _attempt_filter(processor: GrpcService) -> HttpFilter:
         grpc_service=processor,
         failure_mode_allow=False,
         request_attributes=[TARGET_ATTRIBUTE, CLUSTER_ATTRIBUTE, PATH_ATTRIBUTE, METHOD_ATTRIBUTE],
+        # The attempt takes Envoy's attempt count off the request before it goes upstream.
+        mutation_rules=HeaderMutationRules(allow_envoy=True),
+        metadata_options=MetadataOptions(
+            forwarding_namespaces=MetadataOptionsMetadataNamespaces(untyped=[SHARED_METADATA])
+        ),
         processing_mode=ProcessingMode(
             request_header_mode=ProcessingModeHeaderSendMode.SEND,
             request_body_mode=ProcessingModeBodySendMode.BUFFERED,

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from extproc.telemetry.record import RequestRecord, present
+from extproc.telemetry.record import AttemptRecord, RequestRecord, present
 
 Counts = Callable[[], Mapping[str, int]]
 
@@ -36,6 +36,16 @@ class Metrics:
             "extproc.fallbacks",
             unit="{request}",
             description="Requests answered after more than one attempt (aliases with fallback)",
+        )
+        self._attempts = meter.create_counter(
+            "extproc.attempts",
+            unit="{attempt}",
+            description="Attempts at the targets of aliases with fallback, by outcome",
+        )
+        self._cooldowns = meter.create_counter(
+            "extproc.cooldowns",
+            unit="{cooldown}",
+            description="Targets put in cooldown by a provider's throttling answer",
         )
         self._refusals = meter.create_counter(
             "extproc.quota.refusals", unit="{request}", description="Requests refused by quota"
@@ -84,6 +94,20 @@ class Metrics:
             self._fallbacks.add(1, attributes)
         if record.cost_usd:
             self._cost.add(record.cost_usd, owner | {"extproc.model.alias": record.alias or ""})
+
+    def record_attempt(self, record: AttemptRecord) -> None:
+        self._attempts.add(
+            1,
+            {
+                "gen_ai.provider.name": record.provider_name,
+                "gen_ai.request.model": record.model,
+                "extproc.model.alias": record.alias,
+                "extproc.attempt.outcome": record.outcome,
+            },
+        )
+
+    def count_cooldown(self, target: str) -> None:
+        self._cooldowns.add(1, {"extproc.target": target})
 
     def _count_request(self, record: RequestRecord) -> None:
         self._requests.add(

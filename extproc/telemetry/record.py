@@ -53,6 +53,32 @@ class RequestRecord:
         return time.monotonic() - self.started
 
 
+@dataclass(slots=True)
+class AttemptRecord:
+    """One attempt of a call to an alias with fallback: where it went and how it ended."""
+
+    alias: str
+    target: str
+    """`provider/model`."""
+    provider_name: str
+    model: str
+    number: int | None
+    """Envoy's count: 1 for the first attempt."""
+    started_ns: int = field(default_factory=time.time_ns)
+    status: int | None = None
+    """The provider's status; None when no answer came (connect failure, reset, timeout)."""
+
+    @property
+    def outcome(self) -> str:
+        """`ok`, `429`, `4xx`, `5xx`, or `no_answer`: what the router's retry policy saw."""
+        status = self.status
+        if status is None:
+            return "no_answer"
+        if status < 400:
+            return "ok"
+        return "429" if status == 429 else f"{status // 100}xx"
+
+
 def present(values: Mapping[str, Any]) -> dict[str, Any]:
     """The attributes that have a value (OpenTelemetry takes no None)."""
     return {name: value for name, value in values.items() if value is not None}

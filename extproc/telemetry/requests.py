@@ -12,12 +12,13 @@ from opentelemetry.trace import Span
 
 from extproc.telemetry.access_log import access_line
 from extproc.telemetry.metrics import Metrics
-from extproc.telemetry.record import RequestRecord
+from extproc.telemetry.record import AttemptRecord, RequestRecord
 from extproc.telemetry.spans import Spans
 
 
 class Telemetry:
-    """Per-process reporting; `spans.begin` and `finish` bracket each request."""
+    """Per-process reporting; `spans.begin` and `finish` bracket each request,
+    `spans.begin_attempt` and `finish_attempt` each attempt of a call with fallback."""
 
     def __init__(self, spans: Spans, metrics: Metrics | None, access_log: TextIO | None) -> None:
         """`metrics`: None when no reader collects them (measuring would be wasted work:
@@ -33,6 +34,16 @@ class Telemetry:
             self._metrics.record(record)
         if self._access_log is not None:
             self._access_log.write(access_line(record).decode() + "\n")
+
+    def finish_attempt(self, record: AttemptRecord, span: Span | None) -> None:
+        if span is not None:
+            self.spans.end_attempt(span, record)
+        if self._metrics is not None:
+            self._metrics.record_attempt(record)
+
+    def note_cooldown(self, target: str) -> None:
+        if self._metrics is not None:
+            self._metrics.count_cooldown(target)
 
     def flush(self) -> None:
         if self._access_log is not None:

@@ -15,11 +15,12 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from extproc.config.model import TracingSettings
 from extproc.headers import TRACEPARENT
-from extproc.telemetry.record import RequestRecord, present
+from extproc.telemetry.record import AttemptRecord, RequestRecord, present
 from extproc.usage import Usage
 
 CONTENT_LIMIT = 16 * 1024
 """Characters of prompt or completion recorded on a span, at most."""
+_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 class Spans:
@@ -38,10 +39,50 @@ class Spans:
         carrier = {name: value for name, value in metadata if isinstance(value, str)}
         if TRACEPARENT not in carrier:
             carrier = {name: values[0] for name, values in headers.items() if values}
-        parent = TraceContextTextMapPropagator().extract(carrier)
+        parent = _PROPAGATOR.extract(carrier)
         return self._tracer.start_span(
             "gateway.request", context=parent, kind=SpanKind.CLIENT, start_time=record.started_ns
         )
+
+    def context_of(self, span: Span | None) -> dict[str, str]:
+        """The span's context as W3C trace-context fields, for another stream to continue."""
+        carrier: dict[str, str] = {}
+        if span is not None:
+            _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span, Context()))
+        return carrier
+
+    def begin_attempt(self, record: AttemptRecord, parent: Mapping[str, str]) -> Span | None:
+        """An attempt's span, child of its request's span (`parent`: that span's
+        `context_of`, passed along by Envoy)."""
+        if self._tracer is None or TRACEPARENT not in parent:
+            return None
+        return self._tracer.start_span(
+            "gateway.attempt",
+            context=_PROPAGATOR.extract(parent),
+            kind=SpanKind.CLIENT,
+            start_time=record.started_ns,
+        )
+
+    @staticmethod
+    def end_attempt(span: Span, record: AttemptRecord) -> None:
+        outcome = record.outcome
+        span.set_attributes(
+            present(
+                {
+                    "gen_ai.provider.name": record.provider_name,
+                    "gen_ai.request.model": record.model,
+                    "extproc.model.alias": record.alias,
+                    "extproc.target": record.target,
+                    "extproc.attempt.number": record.number,
+                    "extproc.attempt.outcome": outcome,
+                    "http.response.status_code": record.status,
+                    "error.type": None if outcome == "ok" else outcome,
+                }
+            )
+        )
+        if outcome != "ok":
+            span.set_status(Status(StatusCode.ERROR, outcome))
+        span.end()
 
     def child(self, parent: Span | None, name: str) -> Span | None:
         if self._tracer is None or parent is None:

@@ -3,7 +3,8 @@
 The gateway runs four times: plain, with limits on the memory store, with limits on a Redis
 store (a local redis-server), and with every request traced to an in-process OTLP receiver,
 to show what quota checks and tracing add. The plain gateway is also loaded with a call it
-translates (an OpenAI client to an alias on an Anthropic-kind provider), with a client that
+translates (an OpenAI client to an alias on an Anthropic-kind provider), with a call to an
+alias with fallback whose first target answers (the per-attempt filter), with a client that
 accepts gzip (Envoy compresses the answers), and with a provider that compresses although it
 was asked not to (the processor inflates the answers).
 All setups run side by side and are loaded in turn by `hey`, ROUNDS times; medians of the
@@ -37,6 +38,9 @@ PROMPT = '"messages":[{"role":"user","content":"Say hello in one sentence."}]'
 BODY = '{"model":"gpt-4o",' + PROMPT + "}"
 TRANSLATED_BODY = '{"model":"claude-sonnet",' + PROMPT + "}"
 """The demo's alias on an Anthropic-kind provider (the same mock, speaking Messages)."""
+FALLBACK_BODY = '{"model":"smart",' + PROMPT + "}"
+"""The demo's alias with fallback, on its happy path: the first target answers, and what
+the row adds is Envoy's attempt machinery and the attempt's own ext_proc stream."""
 STREAMS_PER_ROUND = 40
 
 
@@ -221,6 +225,7 @@ def main() -> int:
                 "envoy alone": Setup(alone_url, [alone.popen.pid, mock_pid]),
                 "gateway": Setup(gateway.url, plain),
                 "+translation": Setup(gateway.url, plain, body=TRANSLATED_BODY),
+                "+fallback": Setup(gateway.url, plain, body=FALLBACK_BODY),
                 "+gzip client": Setup(gateway.url, plain, gzip=True),
                 "+gzip provider": Setup(gateway.url, plain, extra=("x-mock-force-gzip: 1",)),
                 "+quota mem": Setup(with_memory.url, [with_memory.process.popen.pid, mock_pid]),
@@ -294,6 +299,7 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
     print("\nadded features / the gateway without them (same run):")
     for name in (
         "+translation",
+        "+fallback",
         "+gzip client",
         "+gzip provider",
         "+quota mem",
@@ -308,7 +314,7 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
         )
     print("\nCPU microseconds per request @32 conns (from /proc; stalls do not count):")
     for name in (
-        "envoy alone", "gateway", "+translation", "+gzip client", "+gzip provider",
+        "envoy alone", "gateway", "+translation", "+fallback", "+gzip client", "+gzip provider",
         "+quota mem", "+quota redis", "+tracing",
     ):  # fmt: skip
         figures = results[name, 32]

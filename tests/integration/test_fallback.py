@@ -118,6 +118,7 @@ def test_a_throttled_first_target_falls_back_to_the_next_provider_in_its_schema(
     assert second["headers"]["x-api-key"] == "sha256:" + sha256(ANTHROPIC_KEY)
     assert "authorization" not in second["headers"], "the first provider's key stayed behind"
     assert not [name for name in second["headers"] if name.startswith("x-extproc-")]
+    assert "x-envoy-attempt-count" not in second["headers"], "Envoy's count is for the span"
 
 
 def test_a_healthy_first_target_answers_alone(
@@ -279,3 +280,25 @@ def test_a_stalled_provider_is_given_up_after_the_per_attempt_timeout(
 
     assert response.status_code == 200, response.text
     assert [r["body"]["model"] for r in mock.requests()] == ["gpt-4o-slow", "claude-slow"]
+
+
+def test_a_field_the_next_target_cannot_carry_is_a_clear_400_and_costs_nothing(
+    fallback_gateway: RunningGateway, mock: MockProvider, config: Path
+) -> None:
+    processor = fallback_gateway.processor
+    before = counter_used(config, "full", "requests", processor=processor)
+    mock.clear()
+
+    response = HTTP.post(
+        fallback_gateway.url + "/v1/chat/completions",
+        json=CHAT | {"n": 2},  # OpenAI's; Anthropic has no equivalent
+        headers=AUTH | {"x-mock-fail": "gpt-4o=503"},
+    )
+
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == ("n", "unsupported_parameter")
+    assert "anthropic" in error["message"]
+    assert not [name for name in response.headers if name.startswith("x-extproc-r")]
+    assert [r["body"]["model"] for r in mock.requests()] == ["gpt-4o"], "nothing reached Claude"
+    settles_to(config, "full", "requests", before, processor=processor)

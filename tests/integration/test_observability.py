@@ -33,6 +33,8 @@ DASHBOARD = (
     Path(__file__).resolve().parents[2] / "manifests/overlays/observability/grafana-dashboard.json"
 )
 WRONG_KEY = "sk-gw-not-a-real-key-0123456789"
+THROTTLED = "gpt-4o-throttled"
+"""The first target of the `backed` alias, which the traffic's fallback call finds throttled."""
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,15 @@ def config(
             "providers": {
                 "openai": {"kind": "openai", "base_url": mock.url, "api_key": "${file:openai}"}
             },
-            "models": {"chat": {"provider": "openai", "model": "gpt-4o-mini"}},
+            "models": {
+                "chat": {"provider": "openai", "model": "gpt-4o-mini"},
+                "backed": {
+                    "targets": [
+                        {"provider": "openai", "model": THROTTLED},
+                        {"provider": "openai", "model": "gpt-4o-mini", "priority": 1},
+                    ]
+                },
+            },
             "prices": {"chat": {"input_per_million": 1, "output_per_million": 2}},
             "keys": [
                 {"id": "full", "sha256": sha256(GATEWAY_KEY), "team": "core", "models": ["*"]},
@@ -88,7 +98,8 @@ def gateway(config: Path) -> Iterator[RunningGateway]:
 
 @pytest.fixture(scope="module")
 def traffic(gateway: RunningGateway) -> dict[str, Any]:
-    """A scripted mix: two chats, a stream, a refusal, a bad key; returns what was served."""
+    """A scripted mix: two chats, a stream, a call that falls back, a refusal, a bad key;
+    returns what was served."""
     with openai.OpenAI(base_url=gateway.url + "/v1", api_key=GATEWAY_KEY, max_retries=0) as sdk:
         answers = [
             sdk.chat.completions.create(
@@ -96,6 +107,13 @@ def traffic(gateway: RunningGateway) -> dict[str, Any]:
             )
             for _ in range(2)
         ]
+        answers.append(
+            sdk.chat.completions.create(
+                model="backed",
+                messages=[{"role": "user", "content": "Hi"}],
+                extra_headers={"x-mock-fail": f"{THROTTLED}=429/30"},
+            )
+        )
         list(
             sdk.chat.completions.create(
                 model="chat", messages=[{"role": "user", "content": "Hi"}], stream=True
@@ -176,8 +194,54 @@ def test_one_trace_spans_envoy_and_the_processor(
     assert "[REDACTED]" in first["gen_ai.input.messages"]
     assert "card-4242" not in first["gen_ai.input.messages"]
     assert first["gen_ai.output.messages"].startswith("Hello from the mock provider")
-    refused = [s for s in spans if s["attributes"].get("http.response.status_code") == 429]
+    refused = [
+        s
+        for s in spans
+        if s["attributes"].get("http.response.status_code") == 429
+        and s["name"] != "gateway.attempt"
+    ]
     assert refused and refused[0]["attributes"]["error.type"] == "rate_limit_exceeded"
+
+
+def test_each_attempt_has_its_span_under_the_request_span(
+    traffic: dict[str, Any], receiver: tuple[str, Received]
+) -> None:
+    _, received = receiver
+
+    def attempts() -> list[dict[str, Any]] | None:
+        with received.lock:
+            found = [s for s in received.spans if s["name"] == "gateway.attempt"]
+        return found if len(found) >= 2 else None
+
+    first, second = sorted(
+        wait_until(attempts, "two attempt spans never arrived"),
+        key=lambda span: span["attributes"]["extproc.attempt.number"],
+    )
+    with received.lock:
+        by_id = {span["span_id"]: span for span in received.spans}
+    request = by_id[first["parent_id"]]
+    assert second["parent_id"] == request["span_id"], "both attempts under one request span"
+    assert request["service"] == first["service"] == "extproc-gateway"
+    assert request["attributes"]["extproc.model.alias"] == "backed"
+    assert request["attributes"]["extproc.target"] == "openai/gpt-4o-mini", "who answered"
+    assert {
+        k: first["attributes"].get(k)
+        for k in (
+            "extproc.target",
+            "extproc.attempt.outcome",
+            "http.response.status_code",
+            "gen_ai.request.model",
+        )
+    } == {
+        "extproc.target": f"openai/{THROTTLED}",
+        "extproc.attempt.outcome": "429",
+        "http.response.status_code": 429,
+        "gen_ai.request.model": THROTTLED,
+    }
+    assert first["error"] and not second["error"]
+    assert second["attributes"]["extproc.attempt.outcome"] == "ok"
+    assert second["attributes"]["extproc.attempt.number"] == 2
+    assert second["attributes"]["gen_ai.provider.name"] == "openai"
 
 
 def test_metrics_count_tokens_and_refusals(traffic: dict[str, Any]) -> None:
@@ -207,6 +271,10 @@ def test_metrics_count_tokens_and_refusals(traffic: dict[str, Any]) -> None:
         == 1
     )
     assert sample(text, "extproc_cost_usd_total", extproc_key_id="full") > 0
+    assert sample(text, "extproc_attempts_total", extproc_attempt_outcome="429") == 1
+    assert sample(text, "extproc_attempts_total", extproc_attempt_outcome="ok") == 1
+    assert sample(text, "extproc_cooldowns_total", extproc_target=f"openai/{THROTTLED}") == 1
+    assert sample(text, "extproc_fallbacks_total", extproc_model_alias="backed") == 1
 
 
 def test_metrics_also_go_out_over_otlp(
@@ -221,16 +289,18 @@ def test_metrics_also_go_out_over_otlp(
 
 def test_the_access_log_has_one_line_per_request(traffic: dict[str, Any], config: Path) -> None:
     lines = [orjson.loads(line) for line in (config.parent / "access.log").read_text().splitlines()]
-    assert len(lines) == 6
+    assert len(lines) == 7
     first = lines[0]
     assert first["key_id"] == "full" and first["team"] == "core" and first["alias"] == "chat"
     assert first["provider"] == "openai" and first["model"] == "gpt-4o-mini"
     assert first["status"] == 200 and first["request_id"]
     assert first["input_tokens"] == traffic["answers"][0].usage.prompt_tokens
     assert first["cost_usd"] > 0 and first["latency_ms"] > 0
-    assert lines[2]["stream"] is True and lines[2]["ttft_ms"] > 0
-    assert [line["status"] for line in lines[3:]] == [200, 429, 401]
-    assert lines[4]["error_type"] == "rate_limit_exceeded"
+    backed = lines[2]
+    assert (backed["alias"], backed["model"], backed["attempts"]) == ("backed", "gpt-4o-mini", 2)
+    assert lines[3]["stream"] is True and lines[3]["ttft_ms"] > 0
+    assert [line["status"] for line in lines[4:]] == [200, 429, 401]
+    assert lines[5]["error_type"] == "rate_limit_exceeded"
 
 
 def test_healthy_requests_leave_the_gateway_log_quiet(

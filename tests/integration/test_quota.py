@@ -46,6 +46,8 @@ LIMITS: dict[str, list[dict[str, Any]]] = {
     "clamp": [{"tokens": 1000, "per": "1d", "clamp_max_tokens": True}],
 }
 PROMPT = [{"role": "user", "content": "Hello"}]
+THROTTLED = "gpt-4o-throttled"
+"""The first target of the `backed` alias, throttled by one replica's call."""
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +71,16 @@ def quota_config(
         "models": {
             "chat": {"provider": "openai", "model": "gpt-4o-mini"},
             "unreachable": {"provider": "down", "model": "gpt-4o-mini"},
+            "backed": {
+                "targets": [
+                    {"provider": "openai", "model": THROTTLED},
+                    {"provider": "openai", "model": "gpt-4o-mini", "priority": 1},
+                ]
+            },
         },
         "prices": {
             alias: {"input_per_million": 10, "output_per_million": 10}
-            for alias in ("chat", "unreachable")
+            for alias in ("chat", "unreachable", "backed")
         },
         "keys": [
             {"id": name, "sha256": sha256(key), "models": ["*"], "limits": LIMITS[name]}
@@ -236,3 +244,25 @@ def test_a_client_that_leaves_mid_stream_is_charged_what_was_streamed(
     charged = counter_used(quota_config, "stream", "tokens") - before
     prompt = estimate_tokens([PROMPT])
     assert prompt + 3 <= charged < prompt + 13, charged  # 13 words in a whole answer
+
+
+def test_a_cooldown_noted_by_one_replica_is_honoured_by_every_worker_of_every_replica(
+    quota_gateway: RunningGateway, quota_config: Path, mock: MockProvider
+) -> None:
+    url = "/v1/chat/completions"
+    body = {"model": "backed", "messages": PROMPT}
+    headers = {"authorization": f"Bearer {KEYS['tokens']}"}
+    mock.clear()
+    throttle = {"x-mock-fail": f"{THROTTLED}=429/60"}
+    first = HTTP.post(quota_gateway.url + url, json=body, headers=headers | throttle)
+    assert first.status_code == 200, first.text
+    assert [r["body"]["model"] for r in mock.requests()] == [THROTTLED, "gpt-4o-mini"]
+
+    with running_gateway(quota_config, quota_config.parent / "replica.log") as replica:
+        mock.clear()
+        for gateway in (quota_gateway, replica):
+            for _ in range(4):  # over both workers of each replica
+                answer = HTTP.post(gateway.url + url, json=body, headers=headers)
+                assert answer.status_code == 200, answer.text
+
+    assert [r["body"]["model"] for r in mock.requests()] == ["gpt-4o-mini"] * 8, "no one asked"
