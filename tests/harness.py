@@ -222,7 +222,8 @@ def envoy_only(
     admin_path = directory / "envoy-only-admin"
     process = Process(envoy_argv(envoy_config, admin_path))
     try:
-        yield process, asyncio.run(wait_for_envoy(admin_path, "127.0.0.1"))
+        ready = asyncio.wait_for(wait_for_envoy(admin_path, "127.0.0.1"), START_TIMEOUT)
+        yield process, asyncio.run(ready)
     finally:
         process.stop()
 

@@ -242,7 +242,7 @@ def _listener(gateway: Gateway, placement: Placement, with_processor: bool) -> L
         normalize_path=True,
         merge_slashes=True,
         request_timeout=timedelta(seconds=gateway.listen.request_timeout),
-        route_config=_routes(gateway),
+        route_config=_routes(gateway, with_processor),
         http_filters=filters,
         local_reply_config=_local_replies(),
         tracing=_tracing(gateway.telemetry.tracing)
@@ -363,11 +363,12 @@ def _request_decompressor() -> HttpFilter:
     return HttpFilter(name="envoy.filters.http.decompressor", typed_config=AnyMessage.pack(config))
 
 
-def _routes(gateway: Gateway) -> RouteConfiguration:
+def _routes(gateway: Gateway, with_processor: bool) -> RouteConfiguration:
+    # Aliases with fallback need the processor on each attempt: plain Envoy has none.
     routes = [
         alias_route
         for route in gateway.models.values()
-        if route.retry is not None
+        if route.retry is not None and with_processor
         for alias_route in alias_routes(route, route.retry)
     ]
     routes += [
