@@ -16,7 +16,7 @@ from opentelemetry.trace import Span
 from extproc import headers as names
 from extproc.attempt import cooldown_name
 from extproc.config import Gateway, ModelRoute, Principal, Target
-from extproc.endpoints import LocalAnswer, ModelCall, match_endpoint
+from extproc.endpoints import LocalAnswer, ModelCall, PostCall, TokenCount, match_endpoint
 from extproc.endpoints.body import check_common, parse_body, read_model
 from extproc.envoyapi.messages import (
     Headers,
@@ -41,12 +41,14 @@ from extproc.pipeline.auth import authenticate
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.refusals import refused, store_down
 from extproc.pipeline.routing import choose_target, resolve_route
+from extproc.pipeline.token_count import count_upstream, estimated_count
 from extproc.pipeline.upstream import prepare_upstream
+from extproc.providers import PROVIDER_APIS, Location
 from extproc.quota.ledger import Ledger, Reservation
 from extproc.quota.limits import Price
 from extproc.quota.standing import QuotaRefused, QuotaStoreDown
 from extproc.quota.store import StoreUnavailable
-from extproc.response import ResponsePath
+from extproc.response import CREDENTIALS_REFUSED, PROVIDER_AUTH_FAILED, ResponsePath
 from extproc.telemetry.record import RequestRecord
 from extproc.telemetry.requests import Telemetry
 from extproc.translators.ir import JsonObject
@@ -73,6 +75,7 @@ class Exchange:
     __slots__ = (
         "_call",
         "_client_body",
+        "_counting",
         "_fallback",
         "_gateway",
         "_metadata",
@@ -92,7 +95,9 @@ class Exchange:
         self._gateway = gateway
         self._services = services
         self._metadata = metadata
-        self._call: ModelCall | None = None
+        self._call: PostCall | None = None
+        self._counting = False
+        """A token count went to its provider; its answer passes unread."""
         self._fallback: ModelRoute | None = None
         """Set for an alias with fallback: which target answers is known only then."""
         self._client_body: JsonObject = {}
@@ -121,11 +126,9 @@ class Exchange:
             return self._on_request_headers(message.headers, has_body=not message.end_of_stream)
         if phase == "request_body":
             return await self._on_request_body(message.body)
-        if self._response is None:
-            return pass_through(phase)
         if phase == "response_headers":
-            return await self._on_response_headers(self._response, message.headers)
-        if phase == "response_body":
+            return await self._on_response_headers(message.headers)
+        if phase == "response_body" and self._response is not None:
             return await self._response.on_body(message.body, end=message.end_of_stream)
         return pass_through(phase)
 
@@ -145,7 +148,7 @@ class Exchange:
         record.request_id = request_ids[0] if request_ids else None
         self._span = self._services.telemetry.spans.begin(record, self._metadata, headers)
         endpoint = match_endpoint(record.method, path)
-        if isinstance(endpoint, ModelCall):
+        if isinstance(endpoint, ModelCall | TokenCount):
             self._call = endpoint  # from here on, errors speak the client's schema
         principal = authenticate(headers, self._gateway.principals)
         record.key_id, record.team = principal.key_id, principal.team
@@ -172,6 +175,8 @@ class Exchange:
         check_common(body)
         alias = read_model(body)
         call.check(body)
+        if isinstance(call, TokenCount):
+            return self._count_tokens(call, principal, alias, body)
         record = self._record
         record.operation, record.alias, record.stream = (
             call.operation,
@@ -199,10 +204,14 @@ class Exchange:
                 translation.operation, upstream_body, reservation.clamped_output
             )
         location = upstream.api.locate(call.operation, target, translation.stream)
-        payload = orjson.dumps(upstream_body)
+        return self._send_upstream(target, location, orjson.dumps(upstream_body))
+
+    def _send_upstream(
+        self, target: Target, location: Location, payload: bytes
+    ) -> ProcessingResponse:
         set_headers = [
             *location.headers,
-            (names.ROUTE, provider.name),
+            (names.ROUTE, target.provider.name),
             (names.PATH, location.path),
             (names.CONTENT_TYPE, "application/json"),
             (names.CONTENT_LENGTH, str(len(payload))),
@@ -213,6 +222,36 @@ class Exchange:
         provided = {name for name, _ in set_headers}
         remove = [name for name in self._remove_headers if name not in provided]
         return replace_request(set_headers=set_headers, remove_headers=remove, body=payload)
+
+    def _count_tokens(
+        self, count: TokenCount, principal: Principal, alias: str, body: JsonObject
+    ) -> ProcessingResponse:
+        """Sent to a provider that counts natively, else answered from the gateway's estimate;
+        not charged either way."""
+        self._record.alias = alias
+        route = resolve_route(self._gateway.models, principal, alias)
+        # An alias with fallback counts as its first target would.
+        fallback = route.retry is not None
+        target = route.targets[0] if fallback else choose_target(route, self._services.rng)
+        upstream = count_upstream(count, target, body)
+        if upstream is None:
+            self._replied = True
+            self._record.status = 200
+            headers = [(names.TOKEN_COUNT, "estimate")]
+            return local_reply(200, estimated_count(count, body), headers=headers)
+        self._note_target(target, PROVIDER_APIS[target.provider.kind].otel_name)
+        self._counting = True
+        return self._send_upstream(target, upstream.location, upstream.payload)
+
+    def _on_count_answer(self, headers: Headers) -> ProcessingResponse:
+        record = self._record
+        record.status = status = int(headers[names.STATUS][0])
+        if status in CREDENTIALS_REFUSED:
+            log.error("provider %s refused the gateway's credentials (%d)", record.provider, status)
+            raise PROVIDER_AUTH_FAILED
+        if status >= 400:
+            record.error_type = str(status)
+        return amend_response_headers([(names.TOKEN_COUNT, "provider")], body="skip")
 
     async def _forward_with_fallback(
         self, call: ModelCall, principal: Principal, route: ModelRoute, body: JsonObject
@@ -275,9 +314,12 @@ class Exchange:
             headers=[(names.RETRY_AFTER, str(wait))],
         )
 
-    async def _on_response_headers(
-        self, response: ResponsePath, headers: Headers
-    ) -> ProcessingResponse:
+    async def _on_response_headers(self, headers: Headers) -> ProcessingResponse:
+        if self._counting:
+            return self._on_count_answer(headers)
+        response = self._response
+        if response is None:
+            return pass_through("response_headers")
         if self._fallback is not None:
             if names.REFUSED in headers:
                 return await self._pass_attempt_refusal(response, headers)
@@ -296,16 +338,17 @@ class Exchange:
 
     def _note_answering_target(self, index: str | None) -> None:
         route, call = self._fallback, self._call
-        if route is None or call is None or index is None or self._response is None:
+        answered = self._response
+        if route is None or not isinstance(call, ModelCall) or index is None or answered is None:
             return
         target = route.targets[int(index)]
         if target is route.targets[0]:
-            self._response.answered_by(None, target.price)
+            answered.answered_by(None, target.price)
             return
         default_cap = self._gateway.output_cap(route)
         upstream = prepare_upstream(call, target, self._client_body, default_max_tokens=default_cap)
         self._note_target(target, upstream.api.otel_name)
-        self._response.answered_by(upstream.translation, target.price)
+        answered.answered_by(upstream.translation, target.price)
 
     def _note_target(self, target: Target, otel_name: str) -> None:
         record = self._record

@@ -23,6 +23,9 @@ field that provider cannot carry): the error code; the body is already the clien
 ATTEMPT_COUNT = "x-envoy-attempt-count"
 """Set by Envoy on each attempt of a call to an alias with fallback (its number) and on the
 answer (the attempts made)."""
+TOKEN_COUNT = INTERNAL_PREFIX + "token-count"
+"""On token count answers: `provider` when the provider counted, `estimate` when the gateway
+did."""
 REQUEST_ID = "x-request-id"
 """Set by Envoy on every request; ties the access log, spans and Envoy's logs together."""
 

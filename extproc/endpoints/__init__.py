@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from extproc.endpoints import models
 from extproc.endpoints.calls import MODEL_CALLS
-from extproc.endpoints.spec import Endpoint, LocalAnswer, ModelCall
+from extproc.endpoints.spec import Endpoint, LocalAnswer, ModelCall, PostCall, TokenCount
 from extproc.errors import MethodNotAllowed, NotFound, shorten
 
 
@@ -25,4 +25,12 @@ def _expect(method: str, allowed: str, path: str) -> None:
         raise MethodNotAllowed(f"{path} accepts {allowed} only, not {method}.")
 
 
-__all__ = ["MODEL_CALLS", "Endpoint", "LocalAnswer", "ModelCall", "match_endpoint"]
+__all__ = [
+    "MODEL_CALLS",
+    "Endpoint",
+    "LocalAnswer",
+    "ModelCall",
+    "PostCall",
+    "TokenCount",
+    "match_endpoint",
+]

@@ -1,14 +1,15 @@
-"""The model calls the gateway serves, by path."""
+"""The POSTs that name a model, by path: model calls and token counts."""
 
-from extproc.endpoints import chat_completions, completions, embeddings, messages
-from extproc.endpoints.spec import ModelCall
+from extproc.endpoints import chat_completions, completions, count_tokens, embeddings, messages
+from extproc.endpoints.spec import PostCall
 
-MODEL_CALLS: dict[str, ModelCall] = {
+MODEL_CALLS: dict[str, PostCall] = {
     endpoint.path: endpoint
     for endpoint in (
         chat_completions.ENDPOINT,
         completions.ENDPOINT,
         embeddings.ENDPOINT,
         messages.ENDPOINT,
+        count_tokens.ENDPOINT,
     )
 }

@@ -24,6 +24,21 @@ class ModelCall:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenCount:
+    """A POST asking how many input tokens a call in the client's schema would use. Providers
+    that count natively answer it; for the others the gateway estimates. Never charged."""
+
+    path: str
+    operation: Operation
+    """The call whose input it counts."""
+    schema: WireSchema
+    """The schema the client speaks; the body is a call in it, without output settings."""
+    check: Callable[[JsonObject], None]
+    estimate_answer: Callable[[int], JsonObject]
+    """The answer with the gateway's own estimate of the input tokens."""
+
+
+@dataclass(frozen=True, slots=True)
 class LocalAnswer:
     """A GET the gateway answers itself, with a JSON body."""
 
@@ -31,4 +46,6 @@ class LocalAnswer:
     """(gateway, caller, request path, request headers) → response body."""
 
 
-Endpoint = ModelCall | LocalAnswer
+PostCall = ModelCall | TokenCount
+"""A POST whose JSON body names a model (an alias)."""
+Endpoint = ModelCall | TokenCount | LocalAnswer

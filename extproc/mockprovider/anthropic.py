@@ -18,6 +18,10 @@ MESSAGE_FIELDS = frozenset(
         "container", "mcp_servers", "context_management",
     }
 )  # fmt: skip
+COUNT_FIELDS = frozenset(
+    {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"}
+)
+"""What `POST /v1/messages/count_tokens` accepts: a message's input, no output settings."""
 BLOCKS = frozenset({"text", "image", "document", "tool_use", "tool_result", "thinking"})
 TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
@@ -94,6 +98,16 @@ def check_message(body: dict[str, Any]) -> Prompt:
         max_tokens=body["max_tokens"],
         stop=stop,
     )
+
+
+def count_tokens(body: dict[str, Any]) -> dict[str, int]:
+    """The answer to `POST /v1/messages/count_tokens`: the input a message would have used."""
+    unknown = sorted(set(body) - COUNT_FIELDS)
+    if unknown:
+        raise MockError(f"{unknown[0]}: Extra inputs are not permitted")
+    if not isinstance(body.get("model"), str):
+        raise MockError("model: Field required")
+    return {"input_tokens": check_message({**body, "max_tokens": 1}).input_tokens}
 
 
 def _tool_uses(blocks: list[dict[str, Any]], index: int) -> set[str]:

@@ -3,7 +3,8 @@ scripted failures, and compression.
 
 Routes: `…/v1/chat/completions`, `…/v1/completions`, `…/v1/embeddings` (OpenAI, Bearer key);
 `…/openai/deployments/{deployment}/…?api-version=` (Azure OpenAI, `api-key`);
-`…/v1/messages` (Anthropic, `x-api-key` + `anthropic-version`);
+`…/v1/messages` and `…/v1/messages/count_tokens` (Anthropic, `x-api-key` +
+`anthropic-version`);
 `…/{version}/models/{model}:generateContent|streamGenerateContent|batchEmbedContents`
 (Gemini, `x-goog-api-key` or `?key=`).
 
@@ -49,6 +50,8 @@ RECORDED = 1000
 CREDENTIALS = ("authorization", "api-key", "x-api-key", "x-goog-api-key")
 _GEMINI = re.compile(r"/(?P<version>v1(?:beta|alpha)?)/models/(?P<model>[^/:]+):(?P<method>\w+)$")
 
+_ANTHROPIC_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
+
 _requests = web.AppKey("requests", deque[dict[str, Any]])
 _keys = web.AppKey("keys", frozenset[str])
 ErrorBody = Callable[[int, str], bytes]
@@ -91,7 +94,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return await _fail(request, failure, gemini_path)
     if gemini_path:
         return await _serve(request, body, record, gemini.error, _gemini(gemini_path))
-    if request.path.endswith("/v1/messages"):
+    if request.path.endswith(_ANTHROPIC_PATHS):
         return await _serve(request, body, record, anthropic.error, _anthropic)
     if "/openai/deployments/" in request.path:
         return await _serve(request, body, record, openai.azure_error, _openai(azure=True))
@@ -128,7 +131,7 @@ async def _fail(
     error_body: ErrorBody
     if gemini_path is not None:
         error_body = gemini.error
-    elif request.path.endswith("/v1/messages"):
+    elif request.path.endswith(_ANTHROPIC_PATHS):
         error_body = anthropic.error
     elif "/openai/deployments/" in request.path:
         error_body = openai.azure_error
@@ -201,6 +204,8 @@ async def _anthropic(
     if refused is not None:
         status, message = refused
         return _json(request, anthropic.error(status, message), status)
+    if request.path.endswith("/count_tokens"):
+        return _json(request, orjson.dumps(anthropic.count_tokens(body)))
     reply = plan_reply(anthropic.check_message(body), request.headers, "toolu_")
     if body.get("stream"):
         return await _send_events(request, anthropic.events(body, reply), record)

@@ -89,6 +89,7 @@ class StreamRelay:
         "_clock",
         "_decoder",
         "_encoder",
+        "_events_sent",
         "_first_at",
         "_last_at",
         "_parser",
@@ -117,6 +118,8 @@ class StreamRelay:
         self._last_at: float | None = None
         self.usage = StreamAccount(keep_text=keep_text)
         self.stopped = False
+        self._events_sent = 0
+        """Events the client got (a Responses error event's sequence number)."""
 
     def feed(self, chunk: bytes, *, end: bool) -> list[Piece]:
         """The blocks this chunk completes, each as it should reach the client."""
@@ -128,7 +131,7 @@ class StreamRelay:
     def stop(self, error: GatewayError) -> bytes:
         """The bytes that end the stream early with `error`, in the client's schema."""
         self.stopped = True
-        return self._translation.client.stream_error(error.api_error())
+        return self._translation.client.stream_error(error.api_error(), self._events_sent)
 
     def timing(self) -> Timing:
         if self._first_at is None or self._last_at is None:
@@ -141,6 +144,8 @@ class StreamRelay:
         return Timing(self._first_at - self._started, per_token)
 
     def _piece(self, raw: bytes) -> Piece:
+        # Every event ends in a blank line, and JSON data holds no raw line breaks.
+        self._events_sent += raw.count(b"\n\n") + raw.count(b"\r\n\r\n")
         return Piece(raw, self.usage.estimated_output())
 
     def _relay(self, block: Block) -> bytes:

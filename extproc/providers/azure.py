@@ -4,7 +4,7 @@ from urllib.parse import quote
 
 from extproc.config import Target
 from extproc.headers import API_KEY
-from extproc.providers.base import Location, ProviderApi
+from extproc.providers.base import Credentials, Location, ProviderApi
 from extproc.translators.openai import OPENAI
 from extproc.translators.schema import Operation
 
@@ -15,6 +15,11 @@ SUFFIXES: dict[Operation, str] = {
 }
 
 
+def credentials(target: Target) -> Credentials:
+    key = target.provider.api_key
+    return () if key is None else ((API_KEY, key.reveal()),)
+
+
 def locate(operation: Operation, target: Target, stream: bool) -> Location:
     provider = target.provider
     deployment = quote(target.model, safe="")
@@ -22,8 +27,7 @@ def locate(operation: Operation, target: Target, stream: bool) -> Location:
         f"{provider.base_path}/openai/deployments/{deployment}/{SUFFIXES[operation]}"
         f"?api-version={quote(provider.api_version or '', safe='')}"
     )
-    key = provider.api_key
-    return Location(path, () if key is None else ((API_KEY, key.reveal()),))
+    return Location(path, credentials(target))
 
 
-API = ProviderApi(OPENAI, locate, "azure.ai.openai")
+API = ProviderApi(OPENAI, credentials, locate, "azure.ai.openai")

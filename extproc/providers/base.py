@@ -18,10 +18,20 @@ class Location:
     """Headers to set (overwriting any client copy): the credential and its companions."""
 
 
+Credentials = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderApi:
     schema: WireSchema
+    credentials: Callable[[Target], Credentials]
+    """The headers that authenticate a request to the target's provider (and their
+    companions, such as Anthropic's API version)."""
     locate: Callable[[Operation, Target, bool], Location]
-    """(operation, target, streamed) → where the call goes."""
+    """(operation, target, streamed) → where a call in this kind's schema goes."""
     otel_name: str
     """The `gen_ai.provider.name` of this kind of provider."""
+    locate_native: Callable[[str, Target], Location | None] = lambda path, target: None
+    """(gateway path, target) → where a request to that path goes when the target's provider
+    serves it as it is, beside its schema's calls (Anthropic's token counts, OpenAI's
+    Responses API); None when it does not."""

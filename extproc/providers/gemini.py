@@ -5,7 +5,7 @@ from urllib.parse import quote
 
 from extproc.config import Target
 from extproc.headers import GOOG_API_KEY
-from extproc.providers.base import Location, ProviderApi
+from extproc.providers.base import Credentials, Location, ProviderApi
 from extproc.translators.gemini import GEMINI
 from extproc.translators.schema import Operation
 
@@ -20,8 +20,12 @@ def locate(operation: Operation, target: Target, stream: bool) -> Location:
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
     version = provider.api_version or DEFAULT_API_VERSION
     path = f"{provider.base_path}/{version}/models/{quote(target.model, safe='')}:{method}"
-    key = provider.api_key
-    return Location(path, () if key is None else ((GOOG_API_KEY, key.reveal()),))
+    return Location(path, credentials(target))
 
 
-API = ProviderApi(GEMINI, locate, "gcp.gemini")
+def credentials(target: Target) -> Credentials:
+    key = target.provider.api_key
+    return () if key is None else ((GOOG_API_KEY, key.reveal()),)
+
+
+API = ProviderApi(GEMINI, credentials, locate, "gcp.gemini")

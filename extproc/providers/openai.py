@@ -2,7 +2,7 @@
 
 from extproc.config import Target
 from extproc.headers import AUTHORIZATION
-from extproc.providers.base import Location, ProviderApi
+from extproc.providers.base import Credentials, Location, ProviderApi
 from extproc.translators.openai import OPENAI
 from extproc.translators.schema import Operation
 
@@ -13,11 +13,13 @@ PATHS: dict[Operation, str] = {
 }
 
 
+def credentials(target: Target) -> Credentials:
+    key = target.provider.api_key
+    return () if key is None else ((AUTHORIZATION, f"Bearer {key.reveal()}"),)
+
+
 def locate(operation: Operation, target: Target, stream: bool) -> Location:
-    provider = target.provider
-    key = provider.api_key
-    headers = () if key is None else ((AUTHORIZATION, f"Bearer {key.reveal()}"),)
-    return Location(provider.base_path + PATHS[operation], headers)
+    return Location(target.provider.base_path + PATHS[operation], credentials(target))
 
 
-API = ProviderApi(OPENAI, locate, "openai")
+API = ProviderApi(OPENAI, credentials, locate, "openai")

@@ -57,6 +57,11 @@ def optional_str(body: Mapping[str, Any], name: str, param: str | None = None) -
     return None if value is None else cast(str, expect(value, str, param or name, "a string"))
 
 
+def optional_bool(body: Mapping[str, Any], name: str) -> bool | None:
+    value = body.get(name)
+    return None if value is None else cast(bool, expect(value, bool, name, "a boolean"))
+
+
 def as_object(value: Any) -> JsonObject:
     """A JSON member read leniently (from a provider's answer): an object, else empty."""
     return value if isinstance(value, dict) else {}

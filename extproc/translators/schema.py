@@ -23,7 +23,7 @@ from extproc.translators.ir import (
 )
 from extproc.usage import Usage
 
-SchemaName = Literal["openai", "anthropic", "gemini"]
+SchemaName = Literal["openai", "anthropic", "gemini", "responses"]
 Operation = Literal["chat", "text_completion", "embeddings"]
 """The OpenTelemetry GenAI operation names of the calls the gateway serves."""
 
@@ -76,9 +76,10 @@ class ProviderSide:
     """The body asking for at most this much output in all."""
 
     # Requests.
-    build_chat: Callable[[ChatRequest, int], JsonObject]
+    build_chat: Callable[[ChatRequest, int], JsonObject] | None
     """(request, output cap to use when the request sets none) → body; raises BadRequest
-    naming a field the schema cannot express."""
+    naming a field the schema cannot express. None for a schema that no call is translated
+    to (it only passes its own clients' calls through)."""
     build_embeddings: Callable[[EmbeddingRequest, str], JsonObject] | None
     """(request, upstream model) → body."""
 
@@ -115,8 +116,9 @@ class ClientSide:
     build_embeddings_answer: Callable[[EmbeddingAnswer, EmbeddingRequest], JsonObject] | None
     encoder: Callable[[ChatRequest, str], StreamEncoder]
     """(request, upstream model) → a stream encoder for its answer."""
-    stream_error: Callable[[ApiError], bytes]
-    """The bytes that end a stream with an error, in this schema."""
+    stream_error: Callable[[ApiError, int], bytes]
+    """(error, events the client got so far) → the bytes that end a stream with the error,
+    in this schema."""
     build_error: Callable[[ApiError], bytes]
     is_native_error: Callable[[bytes], bool]
     """Whether an error body already has this schema's shape (then it passes unchanged)."""

@@ -102,6 +102,7 @@ def translate_request(
         upstream = body
     elif operation == "chat":
         request = client.client.parse_chat(body, provider_kind)
+        assert provider.provider.build_chat is not None, "providers' own schemas build calls"
         upstream = provider.provider.build_chat(request, default_max_tokens)
     else:
         # Embeddings: only OpenAI's schema has clients, and a provider schema that offers

@@ -242,7 +242,8 @@ def _event(kind: str, fields: JsonObject) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
 
 
-def stream_error(error: ApiError) -> bytes:
-    """Anthropic's `error` event: the SDKs raise it from their stream iterators."""
+def stream_error(error: ApiError, sent: int = 0) -> bytes:
+    """Anthropic's `error` event: the SDKs raise it from their stream iterators. (`sent`
+    does not matter: these events are not numbered.)"""
     body = error_object(error)
     return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"

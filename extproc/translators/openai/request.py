@@ -4,7 +4,7 @@ of an OpenAI body (which fields are the prompt, which the output cap)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 from extproc.translators.common import (
     CallNames,
@@ -14,6 +14,7 @@ from extproc.translators.common import (
     image_from_url,
     invalid,
     merge_turns,
+    optional_bool,
     optional_int,
     optional_number,
     optional_str,
@@ -90,7 +91,7 @@ def parse_chat(body: JsonObject, provider: str) -> ChatRequest:
             _parse_tool(tool, f"tools.{i}") for i, tool in enumerate(body.get("tools") or ())
         ),
         tool_choice=_parse_tool_choice(body.get("tool_choice")),
-        parallel_tool_calls=_optional_bool(body, "parallel_tool_calls"),
+        parallel_tool_calls=optional_bool(body, "parallel_tool_calls"),
         output_format=_parse_response_format(body.get("response_format")),
         user=optional_str(body, "safety_identifier") or optional_str(body, "user"),
         seed=optional_int(body, "seed"),
@@ -249,11 +250,6 @@ def _parse_response_format(value: Any) -> OutputFormat | None:
             raise invalid("response_format.json_schema.schema", "must be an object")
         return OutputFormat("json_schema", schema, optional_str(spec, "name"))
     raise invalid("response_format", "must have type text, json_object or json_schema")
-
-
-def _optional_bool(body: JsonObject, name: str) -> bool | None:
-    value = body.get(name)
-    return None if value is None else cast(bool, expect(value, bool, name, "a boolean"))
 
 
 # Provider side: neutral → an OpenAI-compatible provider's chat request.

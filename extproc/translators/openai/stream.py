@@ -162,8 +162,9 @@ class StreamEncoder:
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
-def stream_error(error: ApiError) -> bytes:
-    """An error event then `[DONE]`: the OpenAI SDKs raise `APIError` with its message."""
+def stream_error(error: ApiError, sent: int = 0) -> bytes:
+    """An error event then `[DONE]`: the OpenAI SDKs raise `APIError` with its message.
+    (`sent` does not matter: these events are not numbered.)"""
     return b"data: " + openai_error_body(error) + b"\n\n" + DONE_EVENT
 
 
