@@ -121,7 +121,7 @@ class Attempt:
     ) -> ProcessingResponse:
         default_cap = self._gateway.output_cap(route)
         upstream = prepare_upstream(call, target, parse_body(raw), default_max_tokens=default_cap)
-        location = upstream.api.locate(call.operation, target, upstream.translation.stream)
+        location = upstream.location
         payload = orjson.dumps(upstream.body)
         set_headers = [
             *location.headers,

@@ -203,8 +203,7 @@ class Exchange:
             upstream_body = translation.provider.with_output_cap(
                 translation.operation, upstream_body, reservation.clamped_output
             )
-        location = upstream.api.locate(call.operation, target, translation.stream)
-        return self._send_upstream(target, location, orjson.dumps(upstream_body))
+        return self._send_upstream(target, upstream.location, orjson.dumps(upstream_body))
 
     def _send_upstream(
         self, target: Target, location: Location, payload: bytes

@@ -225,7 +225,7 @@ class ResponsePath:
                 out.append(relay.stop(self._spent_error()))
                 self._stopped = True
                 return relay_body(b"".join(out), end=True)
-            out.append(piece.raw)
+            out.append(relay.deliver(piece))
         return relay_body(b"".join(out), end=end)
 
     async def _covered(self, output_tokens: int) -> bool:

@@ -282,6 +282,28 @@ def wait_until(
     return result
 
 
+def access_log_lines(config: Path) -> list[str]:
+    """The complete lines of the access log beside `config` (the gateway may be writing the
+    next one)."""
+    path = config.parent / "access.log"
+    text = path.read_text() if path.exists() else ""
+    return text[: text.rfind("\n") + 1].splitlines()
+
+
+def logged_since(config: Path, before: int, alias: str | None = None) -> dict[str, Any]:
+    """The access-log entry of the request (for `alias`, if given) made since `before` lines
+    were logged: the gateway writes it just after the answer."""
+
+    def entry() -> dict[str, Any] | None:
+        for line in access_log_lines(config)[before:]:
+            parsed: dict[str, Any] = json.loads(line)
+            if alias is None or parsed["alias"] == alias:
+                return parsed
+        return None
+
+    return wait_until(entry, f"no access log line for {alias or 'a request'}")
+
+
 def write_config(directory: Path, document: dict[str, Any]) -> Path:
     path = directory / "gateway.yaml"
     path.write_text(yaml.safe_dump(document))

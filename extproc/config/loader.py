@@ -384,6 +384,7 @@ def _compile_provider(
         max_concurrent_requests=spec.max_concurrent_requests,
         ca_file=spec.ca_file,
         stream_usage=spec.stream_usage,
+        responses_api=spec.responses_api,
     )
 
 

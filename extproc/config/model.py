@@ -30,6 +30,8 @@ class Provider:
     max_concurrent_requests: int
     ca_file: str
     stream_usage: bool = True
+    responses_api: bool = True
+    """OpenAI and Azure OpenAI kinds: Responses calls pass through (else translated)."""
 
     @property
     def tls(self) -> bool:

@@ -98,6 +98,10 @@ class ProviderSpec(Strict):
     """Ask OpenAI-style streams for their usage event (`stream_options.include_usage`) when the
     client did not; turn off for APIs that reject the field (Azure OpenAI before
     2024-09-01-preview): such streams are then charged from their counted content."""
+    responses_api: bool = True
+    """OpenAI and Azure OpenAI: the provider serves the Responses API (`/v1/responses`), so
+    Responses calls pass through as they are; turn off for OpenAI-compatible servers without
+    it: their Responses calls are translated to Chat Completions."""
 
     @model_validator(mode="after")
     def _check_kind_fields(self) -> ProviderSpec:
@@ -105,6 +109,8 @@ class ProviderSpec(Strict):
             raise ValueError("azure providers need api_version")
         if self.kind not in ("azure", "gemini") and self.api_version is not None:
             raise ValueError("api_version applies to azure and gemini providers only")
+        if self.kind not in ("openai", "azure") and "responses_api" in self.model_fields_set:
+            raise ValueError("responses_api applies to openai and azure providers only")
         return self
 
 

@@ -6,7 +6,8 @@ neither does one that changes what Envoy's configuration is rendered from (the s
 providers and how each is reached, the listener, the processor) or what is opened once at
 start (quota store, telemetry): those need `extproc envoy-config` and a restart. Everything
 else the processor alone reads — keys, models, limits, prices, and of a provider its kind,
-key, base_url path, api_version, anthropic_version and stream_usage — applies live.
+key, base_url path, api_version, anthropic_version, stream_usage and responses_api — applies
+live.
 """
 
 from __future__ import annotations

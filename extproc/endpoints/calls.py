@@ -1,6 +1,14 @@
 """The POSTs that name a model, by path: model calls and token counts."""
 
-from extproc.endpoints import chat_completions, completions, count_tokens, embeddings, messages
+from extproc.endpoints import (
+    chat_completions,
+    completions,
+    count_tokens,
+    embeddings,
+    messages,
+    responses,
+    responses_input_tokens,
+)
 from extproc.endpoints.spec import PostCall
 
 MODEL_CALLS: dict[str, PostCall] = {
@@ -10,6 +18,8 @@ MODEL_CALLS: dict[str, PostCall] = {
         completions.ENDPOINT,
         embeddings.ENDPOINT,
         messages.ENDPOINT,
+        responses.ENDPOINT,
         count_tokens.ENDPOINT,
+        responses_input_tokens.ENDPOINT,
     )
 }

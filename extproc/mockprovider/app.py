@@ -2,7 +2,9 @@
 scripted failures, and compression.
 
 Routes: `…/v1/chat/completions`, `…/v1/completions`, `…/v1/embeddings` (OpenAI, Bearer key);
-`…/openai/deployments/{deployment}/…?api-version=` (Azure OpenAI, `api-key`);
+`…/v1/responses` (with `…/input_tokens`, and `GET`/`DELETE …/v1/responses/{id}` for stored
+responses); `…/openai/deployments/{deployment}/…?api-version=` and `…/openai/v1/responses`
+(Azure OpenAI, `api-key`);
 `…/v1/messages` and `…/v1/messages/count_tokens` (Anthropic, `x-api-key` +
 `anthropic-version`);
 `…/{version}/models/{model}:generateContent|streamGenerateContent|batchEmbedContents`
@@ -43,7 +45,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from extproc.mockprovider import anthropic, gemini, openai
+from extproc.mockprovider import anthropic, gemini, openai, responses
 from extproc.mockprovider.script import MockError, plan_reply
 
 RECORDED = 1000
@@ -53,6 +55,7 @@ _GEMINI = re.compile(r"/(?P<version>v1(?:beta|alpha)?)/models/(?P<model>[^/:]+):
 _ANTHROPIC_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
 
 _requests = web.AppKey("requests", deque[dict[str, Any]])
+_stored = web.AppKey("stored", dict[str, dict[str, Any]])
 _keys = web.AppKey("keys", frozenset[str])
 ErrorBody = Callable[[int, str], bytes]
 
@@ -96,9 +99,14 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return await _serve(request, body, record, gemini.error, _gemini(gemini_path))
     if request.path.endswith(_ANTHROPIC_PATHS):
         return await _serve(request, body, record, anthropic.error, _anthropic)
-    if "/openai/deployments/" in request.path:
+    if _azure(request.path):
         return await _serve(request, body, record, openai.azure_error, _openai(azure=True))
     return await _serve(request, body, record, openai.status_error, _openai(azure=False))
+
+
+def _azure(path: str) -> bool:
+    """Azure OpenAI's paths: per deployment, or its v1 API (`/openai/v1/…`)."""
+    return "/openai/deployments/" in path or "/openai/v1/" in path
 
 
 def _failure_for(request: web.Request, body: Any, gemini_path: re.Match[str] | None) -> str | None:
@@ -133,7 +141,7 @@ async def _fail(
         error_body = gemini.error
     elif request.path.endswith(_ANTHROPIC_PATHS):
         error_body = anthropic.error
-    elif "/openai/deployments/" in request.path:
+    elif _azure(request.path):
         error_body = openai.azure_error
     else:
         error_body = openai.status_error
@@ -178,9 +186,11 @@ def _openai(azure: bool) -> Answer:
         refused = openai.check_key(request.headers, request.app[_keys], azure=azure)
         if refused is not None:
             return _json(request, error(401, refused), 401)
-        if azure and "api-version" not in request.query:
+        if "/openai/deployments/" in request.path and "api-version" not in request.query:
             return _json(request, error(404, "Resource not found"), 404)
         path = request.path
+        if path.endswith(("/v1/responses", "/v1/responses/input_tokens")):
+            return await _responses(request, body, record)
         if path.endswith("/embeddings"):
             return _json(request, orjson.dumps(openai.embeddings(body)))
         chat = path.endswith("/chat/completions")
@@ -195,6 +205,38 @@ def _openai(azure: bool) -> Answer:
         return _json(request, orjson.dumps(answer(body, reply)))
 
     return answer
+
+
+async def _responses(
+    request: web.Request, body: dict[str, Any], record: dict[str, Any]
+) -> web.StreamResponse:
+    stored = request.app[_stored]
+    if request.path.endswith("/input_tokens"):
+        return _json(request, orjson.dumps(responses.count(body, stored)))
+    reply = plan_reply(responses.check(body, stored), request.headers, "call_")
+    if body.get("stream"):
+        return await _send_events(request, responses.events(body, reply, stored), record)
+    return _json(request, orjson.dumps(responses.answer(body, reply, stored)))
+
+
+async def _stored_response(request: web.Request) -> web.StreamResponse:
+    """`GET` and `DELETE /v1/responses/{id}` (OpenAI, and Azure's v1 API)."""
+    azure = _azure(request.path)
+    error = openai.azure_error if azure else openai.status_error
+    request.app[_requests].append(_record(request, None))
+    refused = openai.check_key(request.headers, request.app[_keys], azure=azure)
+    if refused is not None:
+        return _json(request, error(401, refused), 401)
+    stored = request.app[_stored]
+    response_id = request.match_info["id"]
+    if response_id not in stored:
+        message = f"Response with id '{response_id}' not found."
+        return _json(request, error(404, message), 404)
+    if request.method == "DELETE":
+        del stored[response_id]
+        deleted = {"id": response_id, "object": "response.deleted", "deleted": True}
+        return _json(request, orjson.dumps(deleted))
+    return _json(request, orjson.dumps(responses.public(stored[response_id])))
 
 
 async def _anthropic(
@@ -304,7 +346,10 @@ def build_app(keys: frozenset[str] = frozenset()) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[_requests] = deque(maxlen=RECORDED)
     app[_keys] = keys
+    app[_stored] = {}
     app.router.add_get("/_mock/requests", _list_requests)
     app.router.add_delete("/_mock/requests", _forget_requests)
+    for method in ("GET", "DELETE"):
+        app.router.add_route(method, r"/{prefix:.*}v1/responses/{id:resp_\w+}", _stored_response)
     app.router.add_post("/{tail:.*}", _handle)
     return app

@@ -143,9 +143,13 @@ class StreamRelay:
         per_token = (self._last_at - self._first_at) / (tokens - 1) if tokens > 1 else None
         return Timing(self._first_at - self._started, per_token)
 
-    def _piece(self, raw: bytes) -> Piece:
+    def deliver(self, piece: Piece) -> bytes:
+        """The piece's bytes, noted as sent to the client."""
         # Every event ends in a blank line, and JSON data holds no raw line breaks.
-        self._events_sent += raw.count(b"\n\n") + raw.count(b"\r\n\r\n")
+        self._events_sent += piece.raw.count(b"\n\n") + piece.raw.count(b"\r\n\r\n")
+        return piece.raw
+
+    def _piece(self, raw: bytes) -> Piece:
         return Piece(raw, self.usage.estimated_output())
 
     def _relay(self, block: Block) -> bytes:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from extproc.config import Target
 from extproc.endpoints.spec import ModelCall
-from extproc.providers import PROVIDER_APIS, ProviderApi
+from extproc.providers import PROVIDER_APIS, Location, ProviderApi
 from extproc.translators.ir import JsonObject
 from extproc.translators.translation import Translation, translate_request
 
@@ -17,6 +17,7 @@ class Upstream:
     api: ProviderApi
     translation: Translation
     body: JsonObject
+    location: Location
 
 
 def prepare_upstream(
@@ -26,9 +27,12 @@ def prepare_upstream(
     sets none."""
     provider = target.provider
     api = PROVIDER_APIS[provider.kind]
+    # A provider that serves the client's API as it is gets the call in the client's schema,
+    # unless the target forces options: those are written in the provider's own schema.
+    native = None if target.options else api.locate_native(call.path, target)
     translation, upstream_body = translate_request(
         call.schema,
-        api.schema,
+        api.schema if native is None else call.schema,
         call.operation,
         body,
         model=target.model,
@@ -37,4 +41,5 @@ def prepare_upstream(
         default_max_tokens=default_max_tokens,
         stream_usage=provider.stream_usage,
     )
-    return Upstream(api, translation, upstream_body)
+    location = native or api.locate(call.operation, target, translation.stream)
+    return Upstream(api, translation, upstream_body, location)

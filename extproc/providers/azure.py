@@ -30,4 +30,15 @@ def locate(operation: Operation, target: Target, stream: bool) -> Location:
     return Location(path, credentials(target))
 
 
-API = ProviderApi(OPENAI, credentials, locate, "azure.ai.openai")
+RESPONSES = "/v1/responses"
+
+
+def locate_native(path: str, target: Target) -> Location | None:
+    """Azure's Responses API (its v1 API: the deployment is the body's `model`, and no
+    `api-version`)."""
+    if path != RESPONSES or not target.provider.responses_api:
+        return None
+    return Location(f"{target.provider.base_path}/openai/v1/responses", credentials(target))
+
+
+API = ProviderApi(OPENAI, credentials, locate, "azure.ai.openai", locate_native)

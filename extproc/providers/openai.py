@@ -22,4 +22,14 @@ def locate(operation: Operation, target: Target, stream: bool) -> Location:
     return Location(target.provider.base_path + PATHS[operation], credentials(target))
 
 
-API = ProviderApi(OPENAI, credentials, locate, "openai")
+RESPONSES_PATHS = frozenset({"/v1/responses", "/v1/responses/input_tokens"})
+"""The Responses API and its token count, served as they are where the provider offers it."""
+
+
+def locate_native(path: str, target: Target) -> Location | None:
+    if path not in RESPONSES_PATHS or not target.provider.responses_api:
+        return None
+    return Location(target.provider.base_path + path, credentials(target))
+
+
+API = ProviderApi(OPENAI, credentials, locate, "openai", locate_native)

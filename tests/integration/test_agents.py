@@ -1,22 +1,33 @@
-"""What coding agents call beside chat, through the real Envoy and processor: Anthropic's
-`count_tokens` (Claude Code calls it every turn) counted by the provider where it counts
-natively and estimated by the gateway elsewhere, never charged."""
+"""What coding agents speak, through the real Envoy and processor: OpenAI's Responses API
+(Codex CLI, the Agents SDK) with the official `openai` SDK against aliases on every provider
+kind — passed through where the provider serves it, translated elsewhere — and token counts
+(Anthropic's `count_tokens`, which Claude Code calls every turn, and OpenAI's
+`input_tokens`), counted by the provider where it counts natively, estimated by the gateway
+elsewhere, never charged."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anthropic
+import openai
 import pytest
 
+from extproc.mockprovider.script import REPLY
+from extproc.mockprovider.script import estimate_tokens as provider_estimate
 from extproc.usage import estimate_tokens
 from tests.conftest import provider_document, write_provider_keys
 from tests.harness import (
     MockProvider,
     RunningGateway,
+    access_log_lines,
     counter_used,
+    logged_since,
     running_gateway,
+    settles_to,
     sha256,
     write_config,
 )
@@ -24,24 +35,53 @@ from tests.harness import (
 pytestmark = pytest.mark.envoy
 
 KEY = "sk-gw-agents-0123456789"
+BUDGET_KEY = "sk-gw-agents-budget-0123456789"
+BUDGET = 60
 ONE_REQUEST_KEY = "sk-gw-agents-one-request-0123456789"
 NARROW_KEY = "sk-gw-agents-narrow-0123456789"
 PRICE = {"input_per_million": 3.0, "output_per_million": 15.0}
 MESSAGES = [{"role": "user", "content": "How many tokens is this question?"}]
 SYSTEM = "You are a coding agent."
+KINDS = {
+    "openai": ("oa", "gpt-4o-2024-08-06"),
+    "azure": ("az", "gpt4o-deployment"),
+    "anthropic": ("an", "claude-sonnet-4-5"),
+    "gemini": ("ge", "gemini-2.5-flash"),
+    "compat": ("co", "llama-3.3-70b"),
+}
+"""Provider → (alias, upstream model); `compat` is OpenAI-compatible without a Responses API."""
+ALIASES = {kind: alias for kind, (alias, _) in KINDS.items()}
+UPSTREAM_PATHS = {
+    "openai": "/v1/responses",
+    "azure": "/azure/openai/v1/responses",
+    "anthropic": "/v1/messages",
+    "gemini": "/v1beta/models/gemini-2.5-flash:generateContent",
+    "compat": "/v1/chat/completions",
+}
+PASSED_THROUGH = ("openai", "azure")
+REPLY_WORDS = len(REPLY.split())
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather now",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+CALL_PARIS = '[{"name": "get_weather", "arguments": {"city": "Paris"}}]'
 
 
 @pytest.fixture(scope="module")
 def config(mock: MockProvider, tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("agents")
     write_provider_keys(directory)
-    models = {
-        "oa": {"provider": "openai", "model": "gpt-4o-2024-08-06"},
-        "an": {"provider": "anthropic", "model": "claude-sonnet-4-5"},
-        "ge": {"provider": "gemini", "model": "gemini-2.5-flash"},
-    }
+    providers = provider_document(mock.url, directory)
+    providers["compat"] = providers["openai"] | {"responses_api": False}
+    models = {alias: {"provider": kind, "model": model} for kind, (alias, model) in KINDS.items()}
+    # Aliases that reserve 5 output tokens when the client asks for no cap (and OpenAI and
+    # Gemini get none): their streams outgrow the reservation.
+    models["oa-short"] = models["oa"] | {"max_output_tokens": 5}
+    models["ge-short"] = models["ge"] | {"max_output_tokens": 5}
     document = {
-        "providers": provider_document(mock.url, directory),
+        "providers": providers,
         "models": models,
         "prices": dict.fromkeys(models, PRICE),
         "keys": [
@@ -51,6 +91,15 @@ def config(mock: MockProvider, tmp_path_factory: pytest.TempPathFactory) -> Path
                 "models": ["*"],
                 "limits": [{"tokens": 10**9, "per": "1d"}, {"requests": 10**6, "per": "1d"}],
             },
+            *(
+                {
+                    "id": f"budget-{alias}",
+                    "sha256": sha256(f"{BUDGET_KEY}-{alias}"),
+                    "models": ["*"],
+                    "limits": [{"tokens": BUDGET, "per": "1d"}],
+                }
+                for alias in ("oa-short", "ge-short")
+            ),
             {
                 "id": "one-request",
                 "sha256": sha256(ONE_REQUEST_KEY),
@@ -136,3 +185,166 @@ def test_a_count_needs_a_key_that_may_use_the_alias_and_a_valid_body(
         with pytest.raises(anthropic.BadRequestError):
             sdk.messages.count_tokens(model="an", messages=[])
     assert mock.requests() == []
+
+
+@pytest.fixture
+def oai(gateway: RunningGateway) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEY, max_retries=0) as sdk:
+        yield sdk
+
+
+def provider_input(request: dict[str, Any]) -> int:
+    """The input the mock reports for a request it received, whatever schema it spoke."""
+    body, path = request["body"], request["path"]
+    if path.endswith("/responses"):
+        return provider_estimate(body["input"]) + provider_estimate(body["instructions"])
+    if path.endswith("/v1/messages"):
+        return provider_estimate(body["messages"]) + provider_estimate(body["system"])
+    if ":generateContent" in path or ":streamGenerateContent" in path:
+        return provider_estimate(body["contents"]) + provider_estimate(body["systemInstruction"])
+    return provider_estimate(body["messages"])
+
+
+# The Responses API.
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_responses_on_every_provider_kind_with_exact_usage_and_cost(
+    kind: str, oai: openai.OpenAI, mock: MockProvider, config: Path
+) -> None:
+    before = len(access_log_lines(config))
+    mock.clear()
+    response = oai.responses.create(
+        model=ALIASES[kind], instructions=SYSTEM, input="Hello", max_output_tokens=100
+    )
+
+    upstream = mock.last_request()
+    assert upstream["path"] == UPSTREAM_PATHS[kind]
+    if kind in PASSED_THROUGH:
+        assert upstream["body"]["input"] == "Hello", "the client's body, as it was sent"
+    assert response.output_text == REPLY
+    assert response.status == "completed"
+    assert response.usage is not None
+    assert response.usage.input_tokens == provider_input(upstream)
+    assert response.usage.output_tokens == REPLY_WORDS
+    line = logged_since(config, before, ALIASES[kind])
+    assert (line["input_tokens"], line["output_tokens"]) == (
+        response.usage.input_tokens,
+        REPLY_WORDS,
+    )
+    expected_cost = (response.usage.input_tokens * 3.0 + REPLY_WORDS * 15.0) / 1e6
+    assert line["cost_usd"] == pytest.approx(expected_cost)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_responses_stream_on_every_provider_kind(
+    kind: str, oai: openai.OpenAI, mock: MockProvider
+) -> None:
+    with oai.responses.stream(model=ALIASES[kind], input="Hello") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+
+    kinds = [event.type for event in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.completed"
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    deltas = [event.delta for event in events if event.type == "response.output_text.delta"]
+    assert "".join(deltas) == REPLY and len(deltas) > 1, "text arrives piece by piece"
+    assert final.output_text == REPLY
+    assert final.usage is not None and final.usage.output_tokens == REPLY_WORDS
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "stream"])
+def test_responses_function_call_round_trip_on_every_provider_kind(
+    kind: str, streamed: bool, oai: openai.OpenAI, mock: MockProvider
+) -> None:
+    asked = [{"role": "user", "content": "Weather in Paris?"}]
+    headers = {"x-mock-tool-calls": CALL_PARIS}
+    if streamed:
+        with oai.responses.stream(
+            model=ALIASES[kind], input=asked, tools=[WEATHER], extra_headers=headers
+        ) as stream:
+            events = list(stream)
+            first = stream.get_final_response()
+        fragments = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
+        assert "".join(fragments) == '{"city":"Paris"}'
+    else:
+        first = oai.responses.create(
+            model=ALIASES[kind], input=asked, tools=[WEATHER], extra_headers=headers
+        )
+
+    calls = [item for item in first.output if item.type == "function_call"]
+    assert [(call.name, json.loads(call.arguments)) for call in calls] == [
+        ("get_weather", {"city": "Paris"})
+    ]
+    follow_up = [
+        *asked,
+        {
+            "type": "function_call",
+            "call_id": calls[0].call_id,
+            "name": "get_weather",
+            "arguments": calls[0].arguments,
+        },
+        {"type": "function_call_output", "call_id": calls[0].call_id, "output": "Sunny, 21 C"},
+    ]
+    second = oai.responses.create(model=ALIASES[kind], input=follow_up, tools=[WEATHER])
+    assert second.output_text == "Tool results: Sunny, 21 C."
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "gemini", "compat"])
+def test_what_only_openai_can_run_is_refused_naming_it_and_nothing_is_charged(
+    kind: str, oai: openai.OpenAI, mock: MockProvider, config: Path, gateway: RunningGateway
+) -> None:
+    mock.clear()
+    before = counter_used(config, "app", "tokens", processor=gateway.processor)
+    with pytest.raises(openai.BadRequestError) as built_in:
+        oai.responses.create(model=ALIASES[kind], input="Search", tools=[{"type": "web_search"}])
+    with pytest.raises(openai.BadRequestError) as stateful:
+        oai.responses.create(
+            model=ALIASES[kind], input="And then?", previous_response_id="resp_earlier"
+        )
+    with pytest.raises(openai.BadRequestError) as stored:
+        oai.responses.create(model=ALIASES[kind], input="Keep this", store=True)
+
+    assert built_in.value.param == "tools.0" and "web_search" in built_in.value.message
+    assert stateful.value.param == "previous_response_id"
+    assert stored.value.param == "store"
+    assert mock.requests() == []
+    assert counter_used(config, "app", "tokens", processor=gateway.processor) == before
+
+
+def test_stored_responses_chain_where_openai_keeps_them(
+    oai: openai.OpenAI, mock: MockProvider
+) -> None:
+    first = oai.responses.create(model="oa", input="Remember the word 'teal'.", store=True)
+    second = oai.responses.create(model="oa", input="Which word?", previous_response_id=first.id)
+
+    assert mock.last_request()["body"]["previous_response_id"] == first.id
+    assert second.output_text == REPLY
+    assert second.usage is not None and first.usage is not None
+    assert second.usage.input_tokens > first.usage.input_tokens, "the stored turn counts"
+
+
+@pytest.mark.parametrize("alias", ["oa-short", "ge-short"], ids=["passed-through", "translated"])
+def test_a_budget_cuts_a_responses_stream_with_an_error_event_then_refuses(
+    alias: str, gateway: RunningGateway, config: Path, mock: MockProvider
+) -> None:
+    key = f"{BUDGET_KEY}-{alias}"
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0) as sdk:
+        with sdk.responses.stream(
+            model=alias,
+            input="Hi",
+            extra_headers={"x-mock-words": "400", "x-mock-chunk-delay-ms": "5"},
+        ) as stream:
+            events = list(stream)
+        last = events[-1]
+        assert last.type == "error"
+        assert last.code == "rate_limit_exceeded"
+        assert "Limit reached during the stream" in last.message
+        assert last.sequence_number == len(events) - 1, "numbered after what came before"
+        assert [e for e in events if e.type == "response.output_text.delta"]
+        assert not mock.last_request()["stream"]["completed"], "the provider was stopped"
+        settles_to(config, f"budget-{alias}", "tokens", BUDGET, processor=gateway.processor)
+        with pytest.raises(openai.RateLimitError):
+            sdk.responses.create(model=alias, input="Hi")

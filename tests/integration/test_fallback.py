@@ -4,10 +4,8 @@ one prepared by the processor for the target it goes to."""
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +16,9 @@ from tests.harness import (
     HTTP,
     MockProvider,
     RunningGateway,
+    access_log_lines,
     counter_used,
+    logged_since,
     quota_usage,
     running_gateway,
     settles_to,
@@ -82,18 +82,6 @@ def config(fallback_gateway: RunningGateway) -> Path:
     return fallback_gateway.log_path.parent / "gateway.yaml"
 
 
-def access_lines(config: Path) -> list[str]:
-    path = config.parent / "access.log"
-    text = path.read_text() if path.exists() else ""
-    return text[: text.rfind("\n") + 1].splitlines()
-
-
-def logged_after(config: Path, before: int) -> dict[str, Any]:
-    """The first access-log line after `before` lines (written just after its answer)."""
-    wait_until(lambda: len(access_lines(config)) > before, f"no access log line after {before}")
-    return json.loads(access_lines(config)[before])  # type: ignore[no-any-return]
-
-
 def test_a_throttled_first_target_falls_back_to_the_next_provider_in_its_schema(
     fallback_gateway: RunningGateway, mock: MockProvider
 ) -> None:
@@ -139,7 +127,7 @@ def test_the_access_log_and_the_counters_follow_the_target_that_answered(
     before = counter_used(config, "full", "requests", processor=processor)
     tokens = counter_used(config, "full", "tokens", processor=processor)
     spent = usd_used(config, processor)
-    lines = len(access_lines(config))
+    lines = len(access_log_lines(config))
     mock.clear()
 
     response = HTTP.post(
@@ -150,7 +138,7 @@ def test_the_access_log_and_the_counters_follow_the_target_that_answered(
 
     assert response.status_code == 200, response.text
     usage = response.json()["usage"]
-    entry = logged_after(config, lines)
+    entry = logged_since(config, lines)
     assert (entry["provider"], entry["model"]) == ("anthropic", "claude-sonnet-4-5")
     assert entry["attempts"] == 2
     assert "x-envoy-attempt-count" not in response.headers

@@ -24,12 +24,13 @@ from tests.harness import (
     HTTP,
     MockProvider,
     RunningGateway,
+    access_log_lines,
+    logged_since,
     mock_provider,
     quota_usage,
     running_gateway,
     settles_to,
     sha256,
-    wait_until,
     write_config,
 )
 
@@ -130,27 +131,6 @@ def ant(gateway: RunningGateway) -> Iterator[anthropic.Anthropic]:
         yield sdk
 
 
-def logged(config: Path) -> list[str]:
-    """The complete lines of the access log (the gateway may be writing the next one)."""
-    path = config.parent / "access.log"
-    text = path.read_text() if path.exists() else ""
-    return text[: text.rfind("\n") + 1].splitlines()
-
-
-def logged_since(config: Path, before: int, alias: str) -> dict[str, Any]:
-    """The access-log line of the request for `alias` made since `before` lines were logged
-    (the gateway writes it just after the answer)."""
-
-    def entry() -> dict[str, Any] | None:
-        for line in logged(config)[before:]:
-            parsed: dict[str, Any] = json.loads(line)
-            if parsed["alias"] == alias:
-                return parsed
-        return None
-
-    return wait_until(entry, f"no access log line for {alias}")
-
-
 def provider_input_tokens(request: dict[str, Any]) -> int:
     """The input the mock reports for a request it received (its own count)."""
     body = request["body"]
@@ -191,7 +171,7 @@ def assert_native(kind: str, request: dict[str, Any], *, stream: bool = False) -
 def test_openai_sdk_chat_on_every_provider_kind(
     kind: str, oai: openai.OpenAI, mock: MockProvider, config: Path
 ) -> None:
-    before = len(logged(config))
+    before = len(access_log_lines(config))
     answer = oai.chat.completions.create(
         model=ALIASES[kind],
         messages=[
@@ -332,7 +312,7 @@ def test_openai_sdk_image_reaches_gemini_and_anthropic_by_value(
 def test_anthropic_sdk_messages_on_every_provider_kind(
     kind: str, ant: anthropic.Anthropic, mock: MockProvider, config: Path
 ) -> None:
-    before = len(logged(config))
+    before = len(access_log_lines(config))
     message = ant.messages.create(
         model=ALIASES[kind],
         max_tokens=100,
@@ -449,7 +429,7 @@ def test_usage_is_exact_with_gzip_on_both_legs(
     if force:
         headers["x-mock-force-gzip"] = "1"
     body = {"model": ALIASES[kind], "messages": [{"role": "user", "content": "Hello there"}]}
-    before = len(logged(config))
+    before = len(access_log_lines(config))
 
     response = HTTP.post(gateway.url + "/v1/chat/completions", json=body, headers=headers)
 
@@ -473,7 +453,7 @@ def test_a_gzipped_provider_stream_is_read_and_relayed(
 ) -> None:
     headers = {"authorization": f"Bearer {KEY}", "x-mock-force-gzip": "1"}
     body = {"model": ALIASES[kind], "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
-    before = len(logged(config))
+    before = len(access_log_lines(config))
 
     with HTTP.stream("POST", gateway.url + "/v1/chat/completions", json=body, headers=headers) as r:
         raw = b"".join(r.iter_raw())
