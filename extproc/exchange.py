@@ -16,7 +16,14 @@ from opentelemetry.trace import Span
 from extproc import headers as names
 from extproc.attempt import cooldown_name
 from extproc.config import Gateway, ModelRoute, Principal, Target
-from extproc.endpoints import LocalAnswer, ModelCall, PostCall, TokenCount, match_endpoint
+from extproc.endpoints import (
+    LocalAnswer,
+    ModelCall,
+    PostCall,
+    StoredResponse,
+    TokenCount,
+    match_endpoint,
+)
 from extproc.endpoints.body import check_common, parse_body, read_model
 from extproc.envoyapi.messages import (
     Headers,
@@ -27,6 +34,7 @@ from extproc.envoyapi.messages import (
     local_reply,
     pass_through,
     replace_request,
+    replace_request_headers,
 )
 from extproc.envoyconfig.fallback import route_value
 from extproc.errors import (
@@ -41,6 +49,15 @@ from extproc.pipeline.auth import authenticate
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.refusals import refused, store_down
 from extproc.pipeline.routing import choose_target, resolve_route
+from extproc.pipeline.stored_responses import (
+    Owner,
+    keeps_responses,
+    not_found,
+    owner_of,
+    reachable_target,
+    remember,
+    stored,
+)
 from extproc.pipeline.token_count import count_upstream, estimated_count
 from extproc.pipeline.upstream import prepare_upstream
 from extproc.providers import PROVIDER_APIS, Location
@@ -53,6 +70,7 @@ from extproc.telemetry.record import RequestRecord
 from extproc.telemetry.requests import Telemetry
 from extproc.translators.ir import JsonObject
 from extproc.translators.openai import OPENAI
+from extproc.translators.responses import RESPONSES
 from extproc.translators.schema import ClientSide
 from extproc.translators.translation import Translation
 from extproc.usage import Usage, estimate_tokens
@@ -75,7 +93,6 @@ class Exchange:
     __slots__ = (
         "_call",
         "_client_body",
-        "_counting",
         "_fallback",
         "_gateway",
         "_metadata",
@@ -86,6 +103,8 @@ class Exchange:
         "_response",
         "_services",
         "_span",
+        "_stores_as",
+        "_unread_answer",
     )
 
     def __init__(
@@ -96,8 +115,11 @@ class Exchange:
         self._services = services
         self._metadata = metadata
         self._call: PostCall | None = None
-        self._counting = False
-        """A token count went to its provider; its answer passes unread."""
+        self._unread_answer: list[tuple[str, str]] | None = None
+        """Set when the answer passes unread (token counts, stored responses): the headers to
+        add to it."""
+        self._stores_as: Owner | None = None
+        """Set when the provider stores the response: who may reach it later."""
         self._fallback: ModelRoute | None = None
         """Set for an alias with fallback: which target answers is known only then."""
         self._client_body: JsonObject = {}
@@ -123,7 +145,8 @@ class Exchange:
     async def _dispatch(self, message: Message) -> ProcessingResponse | None:
         phase = message.phase
         if phase == "request_headers":
-            return self._on_request_headers(message.headers, has_body=not message.end_of_stream)
+            headers, has_body = message.headers, not message.end_of_stream
+            return await self._on_request_headers(headers, has_body=has_body)
         if phase == "request_body":
             return await self._on_request_body(message.body)
         if phase == "response_headers":
@@ -137,10 +160,11 @@ class Exchange:
         the request. Both happen after the last answer went out, off the response's path."""
         if self._response is not None:
             await self._response.finish()
+            await self._remember_stored_response(self._response)
         if self._record.method is not None:
             self._services.telemetry.finish(self._record, self._span)
 
-    def _on_request_headers(self, headers: Headers, *, has_body: bool) -> ProcessingResponse:
+    async def _on_request_headers(self, headers: Headers, *, has_body: bool) -> ProcessingResponse:
         record = self._record
         record.method = _single(headers, names.METHOD)
         record.path = path = _single(headers, names.PATH).partition("?")[0]
@@ -156,16 +180,52 @@ class Exchange:
             self._replied = True
             record.status = 200
             return local_reply(200, endpoint.answer(self._gateway, principal, path, headers))
-        if not has_body:
-            raise BadRequest("The request has no body; send a JSON object.")
-        _check_encoding(headers)
         self._principal = principal
         self._remove_headers = [
             name
             for name in headers
             if name.startswith(names.INTERNAL_PREFIX) or name in names.REMOVED_FROM_CLIENTS
         ]
+        if isinstance(endpoint, StoredResponse):
+            return await self._reach_stored_response(endpoint.response_id(path), principal, path)
+        if not has_body:
+            raise BadRequest("The request has no body; send a JSON object.")
+        _check_encoding(headers)
         return continue_and_read_response()
+
+    async def _reach_stored_response(
+        self, response_id: str, principal: Principal, path: str
+    ) -> ProcessingResponse:
+        """A stored response, read or deleted at the provider that keeps it, for a caller
+        that may use the alias it was created through. Its answer passes as it is."""
+        owner = await self._stored_owner(response_id)
+        target = reachable_target(owner, principal, self._gateway.models, response_id)
+        location = PROVIDER_APIS[target.provider.kind].locate_native(path, target)
+        assert location is not None, "reachable targets serve the Responses API"
+        self._record.alias = owner.alias if owner is not None else None
+        self._note_target(target, PROVIDER_APIS[target.provider.kind].otel_name)
+        self._unread_answer = []
+        set_headers, remove = self._routed_headers(target, location, [])
+        return replace_request_headers(set_headers=set_headers, remove_headers=remove)
+
+    async def _stored_owner(self, response_id: str) -> Owner | None:
+        try:
+            return await owner_of(self._services.ledger.store, response_id)
+        except StoreUnavailable:
+            raise store_down() from None
+
+    async def _remember_stored_response(self, response: ResponsePath) -> None:
+        owner, response_id = self._stores_as, response.answer_id()
+        if owner is None or response_id is None:
+            return
+        try:
+            await remember(self._services.ledger.store, response_id, owner)
+        except StoreUnavailable:
+            log.warning(
+                "response %s is stored by its provider but cannot be reached later: "
+                "the quota store is unavailable",
+                shorten(response_id),
+            )
 
     async def _on_request_body(self, raw: bytes) -> ProcessingResponse:
         call, principal = self._call, self._principal
@@ -184,13 +244,19 @@ class Exchange:
             bool(body.get("stream")),
         )
         route = resolve_route(self._gateway.models, principal, alias)
-        if route.retry is not None:
+        previous = body.get("previous_response_id") if call.schema is RESPONSES else None
+        if isinstance(previous, str) and keeps_responses(route):
+            target = await self._continued_target(route, principal, previous)
+        elif route.retry is not None:
             return await self._forward_with_fallback(call, principal, route, body)
-        target = choose_target(route, self._services.rng)
+        else:
+            target = choose_target(route, self._services.rng)
         provider = target.provider
         default_cap = self._gateway.output_cap(route)
         upstream = prepare_upstream(call, target, body, default_max_tokens=default_cap)
         translation = upstream.translation
+        if stored(translation, body):
+            self._stores_as = Owner(route.alias, provider.name)
         record.provider, record.provider_name = provider.name, upstream.api.otel_name
         record.upstream_model = target.model
         if self._services.telemetry.spans.records_content:
@@ -208,19 +274,41 @@ class Exchange:
     def _send_upstream(
         self, target: Target, location: Location, payload: bytes
     ) -> ProcessingResponse:
+        body_headers = [
+            (names.CONTENT_TYPE, "application/json"),
+            (names.CONTENT_LENGTH, str(len(payload))),
+        ]
+        set_headers, remove = self._routed_headers(target, location, body_headers)
+        return replace_request(set_headers=set_headers, remove_headers=remove, body=payload)
+
+    def _routed_headers(
+        self, target: Target, location: Location, extra: list[tuple[str, str]]
+    ) -> tuple[list[tuple[str, str]], list[str]]:
+        """The headers to set (and to remove) for a request to the target at `location`."""
         set_headers = [
             *location.headers,
             (names.ROUTE, target.provider.name),
             (names.PATH, location.path),
-            (names.CONTENT_TYPE, "application/json"),
-            (names.CONTENT_LENGTH, str(len(payload))),
+            *extra,
             # Answers the gateway reads must come uncompressed; Envoy compresses them again
             # for clients that accept it.
             (names.ACCEPT_ENCODING, "identity"),
         ]
         provided = {name for name, _ in set_headers}
-        remove = [name for name in self._remove_headers if name not in provided]
-        return replace_request(set_headers=set_headers, remove_headers=remove, body=payload)
+        return set_headers, [name for name in self._remove_headers if name not in provided]
+
+    async def _continued_target(
+        self, route: ModelRoute, principal: Principal, previous: str
+    ) -> Target:
+        """A Responses call continuing a stored response goes to the provider keeping it,
+        when that response was made through an alias the caller may use."""
+        owner = await self._stored_owner(previous)
+        param = "previous_response_id"
+        kept_by = reachable_target(owner, principal, self._gateway.models, previous, param=param)
+        for target in route.targets:
+            if target.provider.name == kept_by.provider.name:
+                return target
+        raise not_found(previous, param)
 
     def _count_tokens(
         self, count: TokenCount, principal: Principal, alias: str, body: JsonObject
@@ -239,10 +327,12 @@ class Exchange:
             headers = [(names.TOKEN_COUNT, "estimate")]
             return local_reply(200, estimated_count(count, body), headers=headers)
         self._note_target(target, PROVIDER_APIS[target.provider.kind].otel_name)
-        self._counting = True
+        self._unread_answer = [(names.TOKEN_COUNT, "provider")]
         return self._send_upstream(target, upstream.location, upstream.payload)
 
-    def _on_count_answer(self, headers: Headers) -> ProcessingResponse:
+    def _on_unread_answer(
+        self, headers: Headers, set_headers: list[tuple[str, str]]
+    ) -> ProcessingResponse:
         record = self._record
         record.status = status = int(headers[names.STATUS][0])
         if status in CREDENTIALS_REFUSED:
@@ -250,7 +340,7 @@ class Exchange:
             raise PROVIDER_AUTH_FAILED
         if status >= 400:
             record.error_type = str(status)
-        return amend_response_headers([(names.TOKEN_COUNT, "provider")], body="skip")
+        return amend_response_headers(set_headers, body="skip")
 
     async def _forward_with_fallback(
         self, call: ModelCall, principal: Principal, route: ModelRoute, body: JsonObject
@@ -314,8 +404,8 @@ class Exchange:
         )
 
     async def _on_response_headers(self, headers: Headers) -> ProcessingResponse:
-        if self._counting:
-            return self._on_count_answer(headers)
+        if self._unread_answer is not None:
+            return self._on_unread_answer(headers, self._unread_answer)
         response = self._response
         if response is None:
             return pass_through("response_headers")

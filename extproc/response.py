@@ -211,6 +211,10 @@ class ResponsePath:
                 timing.per_output_token,
             )
 
+    def answer_id(self) -> str | None:
+        """The provider's id of a successful answer."""
+        return self._meter.answer_id() if self._meter.succeeded else None
+
     async def refund(self) -> None:
         if not self._settled:
             self._settled = True

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from extproc.endpoints import models
+from extproc.endpoints import models, stored_responses
 from extproc.endpoints.calls import MODEL_CALLS
-from extproc.endpoints.spec import Endpoint, LocalAnswer, ModelCall, PostCall, TokenCount
+from extproc.endpoints.spec import (
+    Endpoint,
+    LocalAnswer,
+    ModelCall,
+    PostCall,
+    StoredResponse,
+    TokenCount,
+)
 from extproc.errors import MethodNotAllowed, NotFound, shorten
 
 
@@ -12,17 +19,22 @@ def match_endpoint(method: str, path: str) -> Endpoint:
     """The endpoint for a request line; 404 for unknown paths, 405 for a wrong method."""
     path = path.partition("?")[0]
     if path in MODEL_CALLS:
-        _expect(method, "POST", path)
+        _expect(method, ("POST",), path)
         return MODEL_CALLS[path]
     if path == models.PATH or path.startswith(models.PATH + "/"):
-        _expect(method, "GET", path)
+        _expect(method, ("GET",), path)
         return models.ENDPOINT
+    if (allowed := stored_responses.methods(path)) is not None:
+        _expect(method, allowed, path)
+        return stored_responses.ENDPOINT
     raise NotFound(f"Unknown request URL: {method} {shorten(path)}.", code="unknown_url")
 
 
-def _expect(method: str, allowed: str, path: str) -> None:
-    if method != allowed:
-        raise MethodNotAllowed(f"{path} accepts {allowed} only, not {method}.")
+def _expect(method: str, allowed: tuple[str, ...], path: str) -> None:
+    if method not in allowed:
+        raise MethodNotAllowed(
+            f"{shorten(path)} accepts {' or '.join(allowed)} only, not {method}."
+        )
 
 
 __all__ = [
@@ -31,6 +43,7 @@ __all__ = [
     "LocalAnswer",
     "ModelCall",
     "PostCall",
+    "StoredResponse",
     "TokenCount",
     "match_endpoint",
 ]

@@ -39,6 +39,15 @@ class TokenCount:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """A GET or DELETE of a response its provider stored, by the id in the path: sent to
+    that provider when the caller may use the alias the response was created through."""
+
+    response_id: Callable[[str], str]
+    """The response id in a request path this endpoint matched."""
+
+
+@dataclass(frozen=True, slots=True)
 class LocalAnswer:
     """A GET the gateway answers itself, with a JSON body."""
 
@@ -48,4 +57,4 @@ class LocalAnswer:
 
 PostCall = ModelCall | TokenCount
 """A POST whose JSON body names a model (an alias)."""
-Endpoint = ModelCall | TokenCount | LocalAnswer
+Endpoint = ModelCall | TokenCount | StoredResponse | LocalAnswer

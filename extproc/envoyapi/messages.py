@@ -160,6 +160,21 @@ def continue_and_read_response() -> ProcessingResponse:
     )
 
 
+def replace_request_headers(
+    *, set_headers: Iterable[tuple[str, str]], remove_headers: Iterable[str]
+) -> ProcessingResponse:
+    """Answer to the headers of a request without a body: new headers, re-pick the route,
+    and send this request's response phases too."""
+    mutation = ext_proc.HeaderMutation(
+        set_headers=[_header(name, value) for name, value in set_headers],
+        remove_headers=remove_headers,
+    )
+    common = ext_proc.CommonResponse(header_mutation=mutation, clear_route_cache=True)
+    return ext_proc.ProcessingResponse(
+        request_headers=ext_proc.HeadersResponse(response=common), mode_override=_READ_RESPONSE
+    )
+
+
 def amend_response_headers(
     set_headers: Iterable[tuple[str, str]],
     *,

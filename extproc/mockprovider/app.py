@@ -236,6 +236,8 @@ async def _stored_response(request: web.Request) -> web.StreamResponse:
         del stored[response_id]
         deleted = {"id": response_id, "object": "response.deleted", "deleted": True}
         return _json(request, orjson.dumps(deleted))
+    if request.path.endswith("/input_items"):
+        return _json(request, orjson.dumps(responses.input_items(stored[response_id])))
     return _json(request, orjson.dumps(responses.public(stored[response_id])))
 
 
@@ -351,5 +353,6 @@ def build_app(keys: frozenset[str] = frozenset()) -> web.Application:
     app.router.add_delete("/_mock/requests", _forget_requests)
     for method in ("GET", "DELETE"):
         app.router.add_route(method, r"/{prefix:.*}v1/responses/{id:resp_\w+}", _stored_response)
+    app.router.add_get(r"/{prefix:.*}v1/responses/{id:resp_\w+}/input_items", _stored_response)
     app.router.add_post("/{tail:.*}", _handle)
     return app

@@ -203,6 +203,24 @@ def public(response: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in response.items() if not name.startswith("_")}
 
 
+def input_items(response: dict[str, Any]) -> dict[str, Any]:
+    """`GET /v1/responses/{id}/input_items`: the input the response was made from, newest
+    first (OpenAI's default order)."""
+    items = [
+        item | {"id": item.get("id") or f"msg_{index}"} | _parts(item.get("content"))
+        for index, item in enumerate(reversed(response["_input"]))
+    ]
+    first, last = (items[0]["id"], items[-1]["id"]) if items else (None, None)
+    return {"object": "list", "data": items, "first_id": first, "last_id": last, "has_more": False}
+
+
+def _parts(content: Any) -> dict[str, Any]:
+    """Message text as the API lists it back: an `input_text` part."""
+    return (
+        {"content": [{"type": "input_text", "text": content}]} if isinstance(content, str) else {}
+    )
+
+
 def events(body: dict[str, Any], reply: Reply, stored: Stored) -> list[bytes]:
     """The Responses event sequence: created, in_progress, each item opened, filled and
     closed, then completed (or incomplete) with the usage; events numbered from 0."""

@@ -84,6 +84,14 @@ class Meter:
             return self.relay.usage.model
         return self._translation.provider.read_model(self.answer())
 
+    def answer_id(self) -> str | None:
+        """The id the provider gave its answer (what a stored response is fetched by)."""
+        if self.relay is not None:
+            return self.relay.usage.id
+        answer = self.answer()
+        answer_id = answer.get("id") if isinstance(answer, dict) else None
+        return answer_id if isinstance(answer_id, str) else None
+
     def output_text(self) -> str:
         if self.relay is not None:
             return "".join(self.relay.usage.texts or ())

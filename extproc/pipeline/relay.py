@@ -51,7 +51,7 @@ class StreamAccount:
     """What a stream said so far: the provider's usage when it reports it, and otherwise an
     estimate of the output from the content seen (for streams that are cut)."""
 
-    __slots__ = ("_chars", "_pieces", "_reported", "done", "model", "texts")
+    __slots__ = ("_chars", "_pieces", "_reported", "done", "id", "model", "texts")
 
     def __init__(self, *, keep_text: bool = False) -> None:
         self._chars = 0
@@ -59,6 +59,8 @@ class StreamAccount:
         self._reported: Usage | None = None
         self.done = False
         self.model: str | None = None
+        self.id: str | None = None
+        """The id the provider gave its answer."""
         self.texts: list[str] | None = [] if keep_text else None
         """The streamed text, kept only when it is to be recorded."""
 
@@ -73,7 +75,7 @@ class StreamAccount:
             elif isinstance(event, UsageReport):
                 self._reported = event.usage
             elif isinstance(event, StreamStart):
-                self.model = event.model
+                self.model, self.id = event.model, event.id
             elif isinstance(event, StreamEnd):
                 self.done = True
 

@@ -4,7 +4,13 @@ from urllib.parse import quote
 
 from extproc.config import Target
 from extproc.headers import API_KEY
-from extproc.providers.base import Credentials, Location, ProviderApi
+from extproc.providers.base import (
+    RESPONSES_INPUT_TOKENS,
+    Credentials,
+    Location,
+    ProviderApi,
+    in_responses_api,
+)
 from extproc.translators.openai import OPENAI
 from extproc.translators.schema import Operation
 
@@ -30,15 +36,12 @@ def locate(operation: Operation, target: Target, stream: bool) -> Location:
     return Location(path, credentials(target))
 
 
-RESPONSES = "/v1/responses"
-
-
 def locate_native(path: str, target: Target) -> Location | None:
-    """Azure's Responses API (its v1 API: the deployment is the body's `model`, and no
-    `api-version`)."""
-    if path != RESPONSES or not target.provider.responses_api:
+    """Azure's Responses API, in its v1 API (the deployment is the body's `model`, and no
+    `api-version`); it counts no input tokens."""
+    if not in_responses_api(path, target) or path == RESPONSES_INPUT_TOKENS:
         return None
-    return Location(f"{target.provider.base_path}/openai/v1/responses", credentials(target))
+    return Location(f"{target.provider.base_path}/openai{path}", credentials(target))
 
 
 API = ProviderApi(OPENAI, credentials, locate, "azure.ai.openai", locate_native)

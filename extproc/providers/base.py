@@ -19,6 +19,15 @@ class Location:
 
 
 Credentials = tuple[tuple[str, str], ...]
+RESPONSES_API = "/v1/responses"
+RESPONSES_INPUT_TOKENS = RESPONSES_API + "/input_tokens"
+
+
+def in_responses_api(path: str, target: Target) -> bool:
+    """Whether a gateway path belongs to OpenAI's Responses API (creating, counting, reading
+    and deleting responses) and the target's provider serves that API."""
+    inside = path == RESPONSES_API or path.startswith(RESPONSES_API + "/")
+    return inside and target.provider.responses_api
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 from extproc.config import Target
 from extproc.headers import AUTHORIZATION
-from extproc.providers.base import Credentials, Location, ProviderApi
+from extproc.providers.base import Credentials, Location, ProviderApi, in_responses_api
 from extproc.translators.openai import OPENAI
 from extproc.translators.schema import Operation
 
@@ -22,12 +22,9 @@ def locate(operation: Operation, target: Target, stream: bool) -> Location:
     return Location(target.provider.base_path + PATHS[operation], credentials(target))
 
 
-RESPONSES_PATHS = frozenset({"/v1/responses", "/v1/responses/input_tokens"})
-"""The Responses API and its token count, served as they are where the provider offers it."""
-
-
 def locate_native(path: str, target: Target) -> Location | None:
-    if path not in RESPONSES_PATHS or not target.provider.responses_api:
+    """The Responses API, where the provider serves it."""
+    if not in_responses_api(path, target):
         return None
     return Location(target.provider.base_path + path, credentials(target))
 

@@ -19,6 +19,7 @@ class MemoryStore:
         self._counters: dict[str, tuple[int, float]] = {}
         self._holders: dict[str, dict[str, float]] = {}
         self._cooldowns: dict[str, float] = {}
+        self._notes: dict[str, tuple[str, float]] = {}
         self._operations = 0
 
     async def reserve(self, charges: Sequence[Charge]) -> Outcome:
@@ -67,10 +68,19 @@ class MemoryStore:
         now = self._clock()
         return [until if (until := self._cooldowns.get(name, 0.0)) > now else 0.0 for name in names]
 
+    async def note(self, name: str, value: str, until: float) -> None:
+        self._maybe_sweep()
+        self._notes[name] = (value, until)
+
+    async def noted(self, name: str) -> str | None:
+        value, until = self._notes.get(name, ("", 0.0))
+        return value if until > self._clock() else None
+
     async def close(self) -> None:
         self._counters.clear()
         self._holders.clear()
         self._cooldowns.clear()
+        self._notes.clear()
 
     def _value(self, charge: Charge) -> int:
         now = self._clock()
@@ -89,6 +99,8 @@ class MemoryStore:
         now = self._clock()
         for counter in [name for name, (_, expiry) in self._counters.items() if expiry <= now]:
             del self._counters[counter]
+        for name in [name for name, (_, until) in self._notes.items() if until <= now]:
+            del self._notes[name]
         for counter, holders in list(self._holders.items()):
             for holder in [name for name, end in holders.items() if end <= now]:
                 del holders[holder]

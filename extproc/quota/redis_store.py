@@ -101,6 +101,7 @@ local ends = tonumber(ARGV[1])
 if ends > current then redis.call('SET', KEYS[1], ends, 'PXAT', ends) end
 """
 COOL_PREFIX = "{extproc}:cool:"
+NOTE_PREFIX = "{extproc}:note:"
 
 
 def _milliseconds(seconds: float) -> int:
@@ -158,6 +159,14 @@ class RedisStore:
             return []
         values = await self._call(self._client.mget([COOL_PREFIX + name for name in names]))
         return [int(value) / 1000 if value is not None else 0.0 for value in values]
+
+    async def note(self, name: str, value: str, until: float) -> None:
+        operation = self._client.set(NOTE_PREFIX + name, value, pxat=_milliseconds(until))
+        await self._call(operation)
+
+    async def noted(self, name: str) -> str | None:
+        value = await self._call(self._client.get(NOTE_PREFIX + name))
+        return None if value is None else value.decode() if isinstance(value, bytes) else str(value)
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -65,6 +65,15 @@ class QuotaStore(Protocol):
         """Until when each name cools (0.0 when it does not)."""
         ...
 
+    async def note(self, name: str, value: str, until: float) -> None:
+        """Keep a short text under `name` until `until` (Unix seconds): facts the replicas
+        share, such as which alias created a response the provider stored."""
+        ...
+
+    async def noted(self, name: str) -> str | None:
+        """The text kept under `name`; None when there is none (or it expired)."""
+        ...
+
     async def close(self) -> None: ...
 
 

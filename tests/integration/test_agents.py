@@ -19,8 +19,9 @@ import pytest
 from extproc.mockprovider.script import REPLY
 from extproc.mockprovider.script import estimate_tokens as provider_estimate
 from extproc.usage import estimate_tokens
-from tests.conftest import provider_document, write_provider_keys
+from tests.conftest import PROVIDER_KEYS, provider_document, write_provider_keys
 from tests.harness import (
+    HTTP,
     MockProvider,
     RunningGateway,
     access_log_lines,
@@ -79,6 +80,7 @@ def config(mock: MockProvider, tmp_path_factory: pytest.TempPathFactory) -> Path
     # Aliases that reserve 5 output tokens when the client asks for no cap (and OpenAI and
     # Gemini get none): their streams outgrow the reservation.
     models["oa-short"] = models["oa"] | {"max_output_tokens": 5}
+    models["oa-team"] = models["oa"]
     models["ge-short"] = models["ge"] | {"max_output_tokens": 5}
     document = {
         "providers": providers,
@@ -348,3 +350,39 @@ def test_a_budget_cuts_a_responses_stream_with_an_error_event_then_refuses(
         settles_to(config, f"budget-{alias}", "tokens", BUDGET, processor=gateway.processor)
         with pytest.raises(openai.RateLimitError):
             sdk.responses.create(model=alias, input="Hi")
+
+
+def test_a_stored_response_is_reachable_only_through_an_alias_the_key_may_use(
+    gateway: RunningGateway, oai: openai.OpenAI, mock: MockProvider
+) -> None:
+    """`narrow` may use `oa` only: it reaches what `oa` stored, not what `oa-team` stored,
+    and nothing created outside the gateway with the provider's key."""
+    team = oai.responses.create(model="oa-team", input="Team secret plans")
+    shared = oai.responses.create(model="oa", input="Shared notes")
+    outside = HTTP.post(
+        mock.url + "/v1/responses",
+        json={"model": "gpt-4o-2024-08-06", "input": "Made without the gateway"},
+        headers={"authorization": f"Bearer {PROVIDER_KEYS['openai']}"},
+    ).json()
+
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=NARROW_KEY, max_retries=0) as narrow:
+        assert narrow.responses.retrieve(shared.id).output_text == REPLY
+        items = narrow.responses.input_items.list(shared.id)
+        assert [item.content[0].text for item in items.data] == ["Shared notes"]  # type: ignore[union-attr]
+        for hidden in (team.id, outside["id"]):
+            with pytest.raises(openai.NotFoundError):
+                narrow.responses.retrieve(hidden)
+            with pytest.raises(openai.NotFoundError):
+                narrow.responses.delete(hidden)
+        with pytest.raises(openai.NotFoundError) as continued:
+            narrow.responses.create(model="oa", input="Go on", previous_response_id=team.id)
+        assert continued.value.param == "previous_response_id"
+        narrow.responses.delete(shared.id)
+
+    assert oai.responses.retrieve(team.id).output_text == REPLY, "its own key still reaches it"
+    with pytest.raises(openai.NotFoundError):
+        oai.responses.retrieve(outside["id"])
+    with pytest.raises(openai.NotFoundError):
+        oai.responses.retrieve(shared.id)  # deleted at the provider
+    requests = mock.requests()
+    assert not [r for r in requests if r["method"] == "DELETE" and team.id in r["path"]]

@@ -133,3 +133,13 @@ async def test_a_cooldown_lasts_until_its_time_and_a_shorter_one_does_not_cut_it
 
     assert cooling[0] == pytest.approx(now + 30, abs=0.01)
     assert cooling[1:] == [0.0, 0.0]
+
+
+async def test_a_note_is_kept_until_its_time(store: QuotaStore) -> None:
+    now = time.time()
+    await store.note("response:resp_1", "coder\nopenai", now + 30)
+    await store.note("response:resp_gone", "coder\nopenai", now - 1)
+
+    assert await store.noted("response:resp_1") == "coder\nopenai"
+    assert await store.noted("response:resp_gone") is None
+    assert await store.noted("response:resp_never") is None

@@ -409,7 +409,8 @@ def test_an_alias_forcing_max_tokens_still_answers_anthropic_clients(
 def test_anthropic_sdk_lists_the_models(ant: anthropic.Anthropic, oai: openai.OpenAI) -> None:
     assert {model.id for model in ant.models.list()} >= set(ALIASES.values())
     listed = {model.id: model.model_dump() for model in oai.models.list()}
-    assert listed["an"]["schemas"] == ["anthropic", "openai"]
+    assert listed["an"]["schemas"] == ["anthropic", "openai", "responses"]
+    assert "/v1/responses" in listed["an"]["endpoints"]
     assert "/v1/messages" in listed["ge"]["endpoints"]
     assert "/v1/embeddings" in listed["ge-embed"]["endpoints"]
     assert "/v1/embeddings" not in listed["an"]["endpoints"]
