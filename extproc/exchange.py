@@ -255,8 +255,7 @@ class Exchange:
         default_cap = self._gateway.output_cap(route)
         upstream = prepare_upstream(call, target, body, default_max_tokens=default_cap)
         translation = upstream.translation
-        if stored(translation, body):
-            self._stores_as = Owner(route.alias, provider.name)
+        self._note_keeper(route, target, translation, body)
         record.provider, record.provider_name = provider.name, upstream.api.otel_name
         record.upstream_model = target.model
         if self._services.telemetry.spans.records_content:
@@ -352,6 +351,7 @@ class Exchange:
         default_cap = self._gateway.output_cap(route)
         upstream = prepare_upstream(call, target, body, default_max_tokens=default_cap)
         self._note_target(target, upstream.api.otel_name)
+        self._note_keeper(route, target, upstream.translation, body)
         # Which target answers is not known yet: the dearest one's price is reserved.
         reservation = await self._reserve(
             principal,
@@ -437,7 +437,15 @@ class Exchange:
         default_cap = self._gateway.output_cap(route)
         upstream = prepare_upstream(call, target, self._client_body, default_max_tokens=default_cap)
         self._note_target(target, upstream.api.otel_name)
+        self._note_keeper(route, target, upstream.translation, self._client_body)
         answered.answered_by(upstream.translation, target.price)
+
+    def _note_keeper(
+        self, route: ModelRoute, target: Target, translation: Translation, body: JsonObject
+    ) -> None:
+        """Note who may reach the response later, when its provider stores it."""
+        keeps = stored(translation, body)
+        self._stores_as = Owner(route.alias, target.provider.name) if keeps else None
 
     def _note_target(self, target: Target, otel_name: str) -> None:
         record = self._record

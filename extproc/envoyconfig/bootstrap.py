@@ -126,6 +126,7 @@ from extproc.envoyconfig.fallback import (
     TLS_MATCH,
     alias_clusters,
     alias_routes,
+    without_attempt_count,
 )
 from extproc.errors import (
     INTERNAL_ERROR,
@@ -173,7 +174,8 @@ def build_bootstrap(
     gateway: Gateway, placement: Placement, *, with_processor: bool = True
 ) -> Bootstrap:
     """The whole bootstrap; `with_processor=False` gives plain Envoy (the benchmark baseline)."""
-    clusters = [_provider_cluster(provider) for provider in gateway.providers.values()]
+    numbered = with_processor and _has_fallback(gateway)
+    clusters = [_provider_cluster(p, numbered) for p in gateway.providers.values()]
     if with_processor:
         clusters.append(_processor_cluster(placement.processor_addresses, gateway))
         clusters += _alias_clusters(gateway)
@@ -363,6 +365,10 @@ def _request_decompressor() -> HttpFilter:
     return HttpFilter(name="envoy.filters.http.decompressor", typed_config=AnyMessage.pack(config))
 
 
+def _has_fallback(gateway: Gateway) -> bool:
+    return any(route.retry for route in gateway.models.values())
+
+
 def _routes(gateway: Gateway, with_processor: bool) -> RouteConfiguration:
     # Aliases with fallback need the processor on each attempt: plain Envoy has none.
     routes = [
@@ -402,7 +408,7 @@ def _routes(gateway: Gateway, with_processor: bool) -> RouteConfiguration:
             response_headers_to_add=[_response_header(headers.CONTENT_TYPE, JSON)],
         )
     )
-    fallback = any(route.retry for route in gateway.models.values())
+    fallback = with_processor and _has_fallback(gateway)
     return RouteConfiguration(
         name="llm",
         virtual_hosts=[
@@ -568,8 +574,12 @@ def _http_protocol(*, tls: bool) -> HttpProtocolOptions:
     )
 
 
-def _provider_cluster(provider: Provider) -> Cluster:
+def _provider_cluster(provider: Provider, numbered_attempts: bool) -> Cluster:
+    """`numbered_attempts`: Envoy numbers attempts (an alias has fallback), and the number
+    must not reach the provider."""
     protocol = _http_protocol(tls=provider.tls)
+    if numbered_attempts:
+        protocol.http_filters = without_attempt_count()
     return Cluster(
         name=provider.cluster,
         type=ClusterDiscoveryType.LOGICAL_DNS,

@@ -22,6 +22,7 @@ from envoy_data_plane.envoy.config.cluster.v3 import (
     ClusterTransportSocketMatch,
     OutlierDetection,
 )
+from envoy_data_plane.envoy.config.common.mutation_rules.v3 import HeaderMutation as MutationRule
 from envoy_data_plane.envoy.config.common.mutation_rules.v3 import HeaderMutationRules
 from envoy_data_plane.envoy.config.core.v3 import Address, GrpcService, Metadata, SocketAddress
 from envoy_data_plane.envoy.config.endpoint.v3 import (
@@ -51,6 +52,10 @@ from envoy_data_plane.envoy.extensions.filters.http.ext_proc.v3 import (
     ProcessingModeBodySendMode,
     ProcessingModeHeaderSendMode,
 )
+from envoy_data_plane.envoy.extensions.filters.http.header_mutation.v3 import (
+    HeaderMutation as HeaderMutationFilter,
+)
+from envoy_data_plane.envoy.extensions.filters.http.header_mutation.v3 import Mutations
 from envoy_data_plane.envoy.extensions.filters.http.upstream_codec.v3 import UpstreamCodec
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
     HttpFilter,
@@ -260,6 +265,18 @@ def _attempt_filter(processor: GrpcService) -> HttpFilter:
         ),
     )
     return HttpFilter(name="envoy.filters.http.ext_proc", typed_config=AnyMessage.pack(config))
+
+
+def without_attempt_count() -> list[HttpFilter]:
+    """Upstream filters for the providers' own clusters once an alias has fallback: the
+    virtual host then numbers every request's attempts (for the attempt spans), and calls
+    without fallback take no such internal header to their provider."""
+    removal = MutationRule(remove=headers.ATTEMPT_COUNT)
+    mutation = HeaderMutationFilter(mutations=Mutations(request_mutations=[removal]))
+    remover = HttpFilter(
+        name="envoy.filters.http.header_mutation", typed_config=AnyMessage.pack(mutation)
+    )
+    return [remover, _codec()]
 
 
 def _codec() -> HttpFilter:

@@ -68,6 +68,12 @@ class Tool:
     description: str | None
     parameters: JsonObject
     """A JSON Schema of the arguments."""
+    namespace: str | None = None
+    """The client's group of this tool (a Responses `namespace` tool); `name` then is the
+    namespace, NAMESPACE_SEPARATOR and the tool's own name, which every provider accepts."""
+
+
+NAMESPACE_SEPARATOR = "__"
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,7 +112,8 @@ class ClientSide:
     """(body, provider kind) → neutral request; raises BadRequest naming a field that cannot
     be carried to that provider."""
     parse_embeddings: Callable[[JsonObject, str], EmbeddingRequest] | None
-    build_chat_answer: Callable[[ChatAnswer], JsonObject]
+    build_chat_answer: Callable[[ChatAnswer, ChatRequest], JsonObject]
+    """(answer, the request it answers) → the client's answer."""
     build_embeddings_answer: Callable[[EmbeddingAnswer, EmbeddingRequest], JsonObject] | None
     encoder: Callable[[ChatRequest, str], StreamEncoder]
     """(request, upstream model) → a stream encoder for its answer."""

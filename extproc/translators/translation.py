@@ -55,10 +55,11 @@ class Translation:
             if embeddings.usage is None:
                 embeddings = replace(embeddings, usage=fallback_usage)
             return orjson.dumps(self.client.build_embeddings_answer(embeddings, request))
+        assert isinstance(request, ChatRequest), "translated calls carry their request"
         answer = self.provider.parse_chat_answer(payload, self.model)
         if answer.usage is None:
             answer = replace(answer, usage=fallback_usage)
-        return orjson.dumps(self.client.build_chat_answer(answer))
+        return orjson.dumps(self.client.build_chat_answer(answer, request))
 
     def decoder(self) -> StreamDecoder:
         return self.provider.decoder(self.model)

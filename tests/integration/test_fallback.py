@@ -60,6 +60,7 @@ def fallback_gateway(
         )
     }
     document["models"]["slow"]["retry"] = {"per_attempt_timeout": "1s"}  # type: ignore[index]
+    document["models"]["plain"] = {"provider": "openai", "model": "gpt-4o"}  # type: ignore[index]
     for target, price in zip(document["models"]["smart"]["targets"], PRICES, strict=True):  # type: ignore[index]
         target["price"] = price
     key = document["keys"][0]  # type: ignore[index]
@@ -80,6 +81,21 @@ def fallback_gateway(
 @pytest.fixture(scope="module")
 def config(fallback_gateway: RunningGateway) -> Path:
     return fallback_gateway.log_path.parent / "gateway.yaml"
+
+
+def test_an_alias_without_fallback_sends_no_envoy_headers_upstream(
+    fallback_gateway: RunningGateway, mock: MockProvider
+) -> None:
+    """Envoy numbers attempts for the whole virtual host once an alias has fallback; plain
+    calls must not carry that count to their provider."""
+    mock.clear()
+    response = HTTP.post(
+        fallback_gateway.url + "/v1/chat/completions", json=CHAT | {"model": "plain"}, headers=AUTH
+    )
+
+    assert response.status_code == 200, response.text
+    upstream = mock.last_request()["headers"]
+    assert not [name for name in upstream if name.startswith("x-envoy-")]
 
 
 def test_a_throttled_first_target_falls_back_to_the_next_provider_in_its_schema(

@@ -10,7 +10,14 @@ import time
 from typing import Any
 
 from extproc.translators.common import new_id, token_count
-from extproc.translators.ir import ChatAnswer, JsonObject, StopReason, Text, ToolCall
+from extproc.translators.ir import (
+    ChatAnswer,
+    ChatRequest,
+    JsonObject,
+    StopReason,
+    Text,
+    ToolCall,
+)
 from extproc.usage import Usage
 
 STOP_REASONS: dict[str, StopReason] = {
@@ -101,7 +108,7 @@ def parse_chat_answer(payload: JsonObject, model: str) -> ChatAnswer:
     )
 
 
-def build_chat_answer(answer: ChatAnswer) -> JsonObject:
+def build_chat_answer(answer: ChatAnswer, request: ChatRequest) -> JsonObject:
     content: list[JsonObject] = []
     for part in answer.parts:
         if isinstance(part, Text):

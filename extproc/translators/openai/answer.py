@@ -14,6 +14,7 @@ from extproc.errors import BadGateway
 from extproc.translators.common import arguments_text, new_id, token_count
 from extproc.translators.ir import (
     ChatAnswer,
+    ChatRequest,
     EmbeddingAnswer,
     EmbeddingRequest,
     JsonObject,
@@ -121,7 +122,7 @@ def answer_arguments(text: Any) -> JsonObject:
     return arguments
 
 
-def build_chat_answer(answer: ChatAnswer) -> JsonObject:
+def build_chat_answer(answer: ChatAnswer, request: ChatRequest) -> JsonObject:
     text = "".join(part.text for part in answer.parts if isinstance(part, Text))
     message: JsonObject = {"role": "assistant", "content": text or None, "refusal": None}
     calls = [part for part in answer.parts if isinstance(part, ToolCall)]

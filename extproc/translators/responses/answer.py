@@ -7,7 +7,15 @@ import time
 from typing import Any
 
 from extproc.translators.common import arguments_text, as_object, new_id, token_count
-from extproc.translators.ir import ChatAnswer, JsonObject, StopReason, Text, ToolCall
+from extproc.translators.ir import (
+    NAMESPACE_SEPARATOR,
+    ChatAnswer,
+    ChatRequest,
+    JsonObject,
+    StopReason,
+    Text,
+    ToolCall,
+)
 from extproc.translators.openai.answer import answer_arguments
 from extproc.usage import Usage
 
@@ -88,11 +96,11 @@ def _items(payload: Any, kind: str | None = None) -> list[JsonObject]:
     ]
 
 
-def build_chat_answer(answer: ChatAnswer) -> JsonObject:
+def build_chat_answer(answer: ChatAnswer, request: ChatRequest) -> JsonObject:
     text = "".join(part.text for part in answer.parts if isinstance(part, Text))
     output: list[JsonObject] = [message_item(new_id("msg_"), text)] if text else []
     output += [
-        function_call_item(new_id("fc_"), part, arguments_text(part.arguments))
+        function_call_item(new_id("fc_"), part, arguments_text(part.arguments), request)
         for part in answer.parts
         if isinstance(part, ToolCall)
     ]
@@ -113,18 +121,24 @@ def message_item(item_id: str, text: str, status: str = "completed") -> JsonObje
 
 
 def function_call_item(
-    item_id: str, call: ToolCall | tuple[str, str], arguments: str, status: str = "completed"
+    item_id: str,
+    call: ToolCall | tuple[str, str],
+    arguments: str,
+    request: ChatRequest,
+    status: str = "completed",
 ) -> JsonObject:
-    """`call`: the call, or its (id, name) while its arguments are still arriving."""
+    """`call`: the call, or its (id, name) while its arguments are still arriving. A call of
+    a tool the request grouped in a namespace names it as the request did."""
     call_id, name = (call.id, call.name) if isinstance(call, ToolCall) else call
-    return {
-        "type": "function_call",
-        "id": item_id,
-        "call_id": call_id,
-        "name": name,
-        "arguments": arguments,
-        "status": status,
-    }
+    item = {"type": "function_call", "id": item_id, "call_id": call_id}
+    namespace = next(
+        (tool.namespace for tool in request.tools if tool.name == name and tool.namespace),
+        None,
+    )
+    if namespace is not None:
+        item["namespace"] = namespace
+        name = name.removeprefix(namespace + NAMESPACE_SEPARATOR)
+    return item | {"name": name, "arguments": arguments, "status": status}
 
 
 def response_object(  # noqa: PLR0917 - the fields of one object

@@ -25,6 +25,7 @@ from extproc.translators.common import (
     untranslatable,
 )
 from extproc.translators.ir import (
+    NAMESPACE_SEPARATOR,
     ChatRequest,
     Image,
     JsonObject,
@@ -44,16 +45,17 @@ _HANDLED = frozenset(
     {
         "model", "input", "instructions", "max_output_tokens", "temperature", "top_p",
         "tools", "tool_choice", "parallel_tool_calls", "text", "user", "safety_identifier",
-        "stream", "stream_options", "store", "include",
+        "stream", "stream_options", "store", "include", "reasoning",
     }
 )  # fmt: skip
-_WITHOUT_EFFECT = frozenset({"metadata", "prompt_cache_key", "prompt_cache_retention"})
+_WITHOUT_EFFECT = frozenset(
+    {"metadata", "client_metadata", "prompt_cache_key", "prompt_cache_retention"}
+)
 """Fields that tag or cache a request but do not change its answer: not carried."""
 _DEFAULTS: dict[str, tuple[Any, ...]] = {
     "background": (False,),
     "truncation": ("disabled",),
     "service_tier": ("auto", "default"),
-    "reasoning": ({}, {"effort": None}, {"summary": None}, {"effort": None, "summary": None}),
 }
 """Fields accepted at their default values only (other values change the answer)."""
 _STATEFUL = ("previous_response_id", "conversation", "prompt")
@@ -78,6 +80,11 @@ def parse_chat(body: JsonObject, provider: str) -> ChatRequest:
     expect(text, dict, "text", "an object")
     if text.get("verbosity") not in (None, "medium"):
         raise untranslatable("text.verbosity", provider)
+    reasoning = body.get("reasoning") or {}
+    expect(reasoning, dict, "reasoning", "an object")
+    # A summary only describes reasoning, which translated answers do not return.
+    if reasoning.get("effort") not in (None, "none"):
+        raise untranslatable("reasoning.effort", provider)
     instructions = optional_str(body, "instructions")
     system, messages = _parse_input(body.get("input"), provider)
     return ChatRequest(
@@ -86,7 +93,7 @@ def parse_chat(body: JsonObject, provider: str) -> ChatRequest:
         max_tokens=optional_int(body, "max_output_tokens"),
         temperature=optional_number(body, "temperature"),
         top_p=optional_number(body, "top_p"),
-        tools=tuple(_parse_tool(tool, index, provider) for index, tool in _tools(body)),
+        tools=_parse_tools(body, provider),
         tool_choice=_parse_tool_choice(body.get("tool_choice"), provider),
         parallel_tool_calls=optional_bool(body, "parallel_tool_calls"),
         output_format=_parse_format(text.get("format")),
@@ -132,9 +139,11 @@ def _parse_input(value: Any, provider: str) -> tuple[list[str], list[tuple[Role,
             else:
                 raise invalid(f"{where}.role", "must be user, assistant, system or developer")
         elif kind == "function_call":
+            name = expect(item.get("name"), str, f"{where}.name", "a string")
+            namespace = optional_str(item, "namespace", f"{where}.namespace")
             call = ToolCall(
                 id=expect(item.get("call_id"), str, f"{where}.call_id", "a string"),
-                name=expect(item.get("name"), str, f"{where}.name", "a string"),
+                name=name if namespace is None else namespace + NAMESPACE_SEPARATOR + name,
                 arguments=parse_arguments(item.get("arguments"), f"{where}.arguments"),
             )
             calls.note(call)
@@ -187,25 +196,41 @@ def _text_only(content: Any, param: str) -> str:
     return "".join(texts)
 
 
-def _tools(body: JsonObject) -> list[tuple[int, Any]]:
+def _parse_tools(body: JsonObject, provider: str) -> tuple[Tool, ...]:
+    """Function tools, those grouped in namespaces included (flattened: every provider takes
+    a plain list)."""
     tools = body.get("tools") or []
     expect(tools, list, "tools", "an array")
-    return list(enumerate(tools))
+    parsed: list[Tool] = []
+    for index, tool in enumerate(tools):
+        param = f"tools.{index}"
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind == "namespace":
+            namespace = expect(tool.get("name"), str, f"{param}.name", "a string")
+            inner = expect(tool.get("tools"), list, f"{param}.tools", "an array")
+            parsed += [
+                _parse_tool(member, f"{param}.tools.{i}", provider, namespace)
+                for i, member in enumerate(inner)
+            ]
+        else:
+            parsed.append(_parse_tool(tool, param, provider))
+    return tuple(parsed)
 
 
-def _parse_tool(tool: Any, index: int, provider: str) -> Tool:
-    param = f"tools.{index}"
+def _parse_tool(tool: Any, param: str, provider: str, namespace: str | None = None) -> Tool:
     kind = tool.get("type") if isinstance(tool, dict) else None
     if kind != "function":
         # Built-in tools (web search, file search, code interpreter, …) run at OpenAI.
         raise untranslatable(param, provider, f"built-in tool {kind!r}")
+    name = expect(tool.get("name"), str, f"{param}.name", "a string")
     parameters = tool.get("parameters")
     return Tool(
-        name=expect(tool.get("name"), str, f"{param}.name", "a string"),
+        name=name if namespace is None else namespace + NAMESPACE_SEPARATOR + name,
         description=optional_str(tool, "description", f"{param}.description"),
         parameters=expect(parameters, dict, f"{param}.parameters", "an object")
         if parameters is not None
         else {"type": "object", "properties": {}},
+        namespace=namespace,
     )
 
 

@@ -139,12 +139,14 @@ class StreamEncoder:
         "_item",
         "_model",
         "_output",
+        "_request",
         "_sequence",
         "_stop",
         "_usage",
     )
 
     def __init__(self, request: ChatRequest, model: str) -> None:
+        self._request = request
         self._id = new_id("resp_")
         self._model = model
         self._created = int(time.time())
@@ -228,7 +230,9 @@ class StreamEncoder:
         return out + self._event(
             "response.output_item.added",
             output_index=item.output_index,
-            item=function_call_item(item.id, (event.id, event.name), "", status="in_progress"),
+            item=function_call_item(
+                item.id, (event.id, event.name), "", self._request, status="in_progress"
+            ),
         )
 
     def _arguments(self, event: ToolArgumentsDelta) -> bytes:
@@ -250,7 +254,7 @@ class StreamEncoder:
         text = "".join(item.text)
         where = {"item_id": item.id, "output_index": item.output_index}
         if item.call is not None:
-            done = function_call_item(item.id, item.call, text)
+            done = function_call_item(item.id, item.call, text, self._request)
             out = self._event("response.function_call_arguments.done", **where, arguments=text)
         else:
             done = message_item(item.id, text)

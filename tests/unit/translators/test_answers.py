@@ -12,8 +12,9 @@ import pytest
 
 from extproc.translators.anthropic import ANTHROPIC
 from extproc.translators.gemini import GEMINI
-from extproc.translators.ir import ChatAnswer, StopReason, Text
+from extproc.translators.ir import ChatAnswer, ChatRequest, StopReason, Text
 from extproc.translators.openai import OPENAI
+from extproc.translators.responses import RESPONSES
 from extproc.translators.schema import WireSchema
 from extproc.usage import Usage
 from tests.unit.translators.helpers import fixture, fixture_json, translate
@@ -191,7 +192,7 @@ def test_a_stop_sequence_reaches_anthropic_clients_with_its_value() -> None:
     parsed = ANTHROPIC.provider.parse_chat_answer(payload, "m")
     assert parsed.stop == "stop_sequence"
     assert ANTHROPIC.client is not None
-    rebuilt = ANTHROPIC.client.build_chat_answer(parsed)
+    rebuilt = ANTHROPIC.client.build_chat_answer(parsed, ChatRequest(()))
     assert (rebuilt["stop_reason"], rebuilt["stop_sequence"]) == ("stop_sequence", "END")
 
 
@@ -204,11 +205,11 @@ def test_every_stop_reason_has_a_word_in_every_client_schema() -> None:
         "content_filter",
         "other",
     ]
-    for schema in (OPENAI, ANTHROPIC):
+    for schema in (OPENAI, ANTHROPIC, RESPONSES):
         assert schema.client is not None
         for reason in reasons:
             built = schema.client.build_chat_answer(
-                ChatAnswer("id", "m", (Text("x"),), reason, Usage(1, 1))
+                ChatAnswer("id", "m", (Text("x"),), reason, Usage(1, 1)), ChatRequest(())
             )
             assert built, (schema.name, reason)
 
