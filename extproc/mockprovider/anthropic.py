@@ -15,11 +15,21 @@ MESSAGE_FIELDS = frozenset(
     {
         "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
         "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier",
-        "container", "mcp_servers", "context_management",
+        "container", "mcp_servers", "context_management", "output_config",
     }
 )  # fmt: skip
 COUNT_FIELDS = frozenset(
-    {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"}
+    {
+        "model",
+        "messages",
+        "system",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "mcp_servers",
+        "context_management",
+        "output_config",
+    }
 )
 """What `POST /v1/messages/count_tokens` accepts: a message's input, no output settings."""
 BLOCKS = frozenset({"text", "image", "document", "tool_use", "tool_result", "thinking"})
