@@ -386,3 +386,79 @@ def test_a_stored_response_is_reachable_only_through_an_alias_the_key_may_use(
         oai.responses.retrieve(shared.id)  # deleted at the provider
     requests = mock.requests()
     assert not [r for r in requests if r["method"] == "DELETE" and team.id in r["path"]]
+
+
+CODEX_TOOLS = [
+    {
+        "type": "function",
+        "name": "exec_command",
+        "description": "Runs a command",
+        "strict": False,
+        "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}},
+    },
+    {
+        "type": "namespace",
+        "name": "multi_agent_v1",
+        "description": "Tools for spawning and managing sub-agents.",
+        "tools": [
+            {
+                "type": "function",
+                "name": "close_agent",
+                "strict": False,
+                "parameters": {"type": "object", "properties": {"target": {"type": "string"}}},
+            }
+        ],
+    },
+]
+"""Tools as Codex CLI 0.171 sends them: functions, and functions grouped in a namespace."""
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "gemini"])
+def test_a_codex_cli_turn_works_on_a_translated_alias(
+    kind: str, oai: openai.OpenAI, mock: MockProvider
+) -> None:
+    """A turn shaped as Codex CLI sends it (developer instructions, namespace tools, reasoning
+    summary asked for, client metadata, nothing stored), and its follow-up with the call's
+    output and an encrypted reasoning item from an earlier turn."""
+    codex = {
+        "tools": CODEX_TOOLS,
+        "tool_choice": "auto",
+        "parallel_tool_calls": True,
+        "reasoning": {"summary": "auto"},
+        "store": False,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "session-1",
+        "extra_body": {"client_metadata": {"x-codex-turn-metadata": "{}"}},
+    }
+    turn = [
+        {
+            "type": "message",
+            "role": "developer",
+            "content": [{"type": "input_text", "text": "You are Codex."}],
+        },
+        {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "Close agent a1"}],
+        },
+    ]
+    call = '[{"name": "multi_agent_v1__close_agent", "arguments": {"target": "a1"}}]'
+    with oai.responses.stream(
+        model=ALIASES[kind], input=turn, extra_headers={"x-mock-tool-calls": call}, **codex
+    ) as stream:
+        first = stream.get_final_response()
+
+    [function_call] = [item for item in first.output if item.type == "function_call"]
+    assert (function_call.namespace, function_call.name) == ("multi_agent_v1", "close_agent")
+    tools = mock.last_request()["body"]["tools"]
+    assert any("multi_agent_v1__close_agent" in json.dumps(tool) for tool in tools)
+
+    follow_up = [
+        *turn,
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAA-opaque"},
+        function_call.model_dump(exclude_none=True),
+        {"type": "function_call_output", "call_id": function_call.call_id, "output": "closed"},
+    ]
+    with oai.responses.stream(model=ALIASES[kind], input=follow_up, **codex) as stream:
+        second = stream.get_final_response()
+    assert second.output_text == "Tool results: closed."
