@@ -11,7 +11,17 @@ from typing import Any, cast
 import orjson
 
 from extproc.errors import ApiError, BadRequest, shorten
-from extproc.translators.ir import Image, JsonObject, Message, Part, Role, ToolCall, ToolResult
+from extproc.translators.ir import (
+    REASONING_EFFORTS,
+    Image,
+    JsonObject,
+    Message,
+    Part,
+    ReasoningEffort,
+    Role,
+    ToolCall,
+    ToolResult,
+)
 
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)(?:;[^,;]*)*;base64,(?P<data>.*)$", re.S)
 
@@ -55,6 +65,15 @@ def optional_int(body: Mapping[str, Any], name: str, param: str | None = None) -
 def optional_str(body: Mapping[str, Any], name: str, param: str | None = None) -> str | None:
     value = body.get(name)
     return None if value is None else cast(str, expect(value, str, param or name, "a string"))
+
+
+def optional_effort(value: Any, param: str) -> ReasoningEffort | None:
+    """A reasoning effort in OpenAI's words."""
+    if value is None:
+        return None
+    if value not in REASONING_EFFORTS:
+        raise invalid(param, f"must be one of {', '.join(REASONING_EFFORTS)}")
+    return cast(ReasoningEffort, value)
 
 
 def optional_bool(body: Mapping[str, Any], name: str) -> bool | None:

@@ -92,6 +92,18 @@ class OutputFormat:
     name: str | None = None
 
 
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+REASONING_EFFORTS: tuple[ReasoningEffort, ...] = (
+    "none",
+    "minimal",
+    "low",
+    "medium",
+    "high",
+    "xhigh",
+)
+"""OpenAI's words for how much a model thinks, from not at all to the most."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     messages: tuple[Message, ...]
@@ -109,6 +121,8 @@ class ChatRequest:
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    reasoning_effort: ReasoningEffort | None = None
+    """How much the model should think before answering; None: the model's default."""
     stream: bool = False
     stream_usage: bool = False
     """The client wants the usage in its stream (Anthropic streams always carry it)."""

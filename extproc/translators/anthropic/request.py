@@ -206,6 +206,10 @@ def build_chat(request: ChatRequest, default_max_tokens: int) -> JsonObject:
     for name in ("seed", "presence_penalty", "frequency_penalty", "output_format"):
         if getattr(request, name) is not None:
             raise untranslatable(request.param(name), "anthropic")
+    if request.reasoning_effort is not None:
+        # Thinking would have to be sent back, signed, with every later tool result: only
+        # Anthropic's own clients keep those signatures.
+        raise untranslatable(request.param("reasoning_effort"), "anthropic", "thinking")
     body: JsonObject = {
         "max_tokens": request.max_tokens or default_max_tokens,
         "messages": [_build_message(message) for message in request.messages],

@@ -17,6 +17,7 @@ from extproc.translators.ir import (
     Message,
     OutputFormat,
     Part,
+    ReasoningEffort,
     Text,
     ToolCall,
     ToolChoice,
@@ -34,14 +35,33 @@ model or in another schema: thinking models refuse replayed calls without one.""
 _JSON = "application/json"
 
 
+THINKING_BUDGETS: dict[ReasoningEffort, int] = {
+    "none": 0,
+    "minimal": 0,
+    "low": 1024,
+    "medium": 8192,
+    "high": 24576,
+    "xhigh": 32768,
+}
+"""Gemini's thinking budget (tokens) for each of OpenAI's reasoning efforts."""
+
+
 def build_chat(request: ChatRequest, default_max_tokens: int) -> JsonObject:
     if request.parallel_tool_calls is False:
         raise untranslatable(request.param("parallel_tool_calls"), "gemini")
     body: JsonObject = {"contents": [_build_content(message) for message in request.messages]}
     if request.system:
         body["systemInstruction"] = {"parts": [{"text": text} for text in request.system]}
+    cap = request.max_tokens
+    thinking: JsonObject | None = None
+    if request.reasoning_effort is not None:
+        budget = THINKING_BUDGETS[request.reasoning_effort]
+        thinking = {"thinkingBudget": budget}
+        # Gemini counts thinking as output: the answer keeps the cap the client set.
+        cap = None if cap is None else cap + budget
     config = {
-        "maxOutputTokens": request.max_tokens,
+        "maxOutputTokens": cap,
+        "thinkingConfig": thinking,
         "temperature": request.temperature,
         "topP": request.top_p,
         "topK": request.top_k,

@@ -15,6 +15,7 @@ from extproc.translators.common import (
     invalid,
     merge_turns,
     optional_bool,
+    optional_effort,
     optional_int,
     optional_number,
     optional_str,
@@ -53,7 +54,7 @@ _HANDLED = frozenset(
         "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
         "stop", "tools", "tool_choice", "parallel_tool_calls", "response_format", "user",
         "safety_identifier", "seed", "presence_penalty", "frequency_penalty", "stream",
-        "stream_options",
+        "stream_options", "reasoning_effort",
     }
 )  # fmt: skip
 _WITHOUT_EFFECT = frozenset({"metadata", "prompt_cache_key", "prompt_cache_retention"})
@@ -97,6 +98,7 @@ def parse_chat(body: JsonObject, provider: str) -> ChatRequest:
         seed=optional_int(body, "seed"),
         presence_penalty=optional_number(body, "presence_penalty"),
         frequency_penalty=optional_number(body, "frequency_penalty"),
+        reasoning_effort=optional_effort(body.get("reasoning_effort"), "reasoning_effort"),
         stream=body.get("stream") is True,
         stream_usage=options.get("include_usage") is True,
         param_names={"output_format": "response_format"},
@@ -268,6 +270,7 @@ def build_chat(request: ChatRequest, default_max_tokens: int) -> JsonObject:
         "seed": request.seed,
         "presence_penalty": request.presence_penalty,
         "frequency_penalty": request.frequency_penalty,
+        "reasoning_effort": request.reasoning_effort,
         "user": request.user,
         "parallel_tool_calls": request.parallel_tool_calls if request.tools else None,
     }

@@ -18,6 +18,7 @@ from extproc.translators.common import (
     invalid,
     merge_turns,
     optional_bool,
+    optional_effort,
     optional_int,
     optional_number,
     optional_str,
@@ -80,11 +81,9 @@ def parse_chat(body: JsonObject, provider: str) -> ChatRequest:
     expect(text, dict, "text", "an object")
     if text.get("verbosity") not in (None, "medium"):
         raise untranslatable("text.verbosity", provider)
+    # A reasoning summary only describes thinking, which translated answers do not return.
     reasoning = body.get("reasoning") or {}
     expect(reasoning, dict, "reasoning", "an object")
-    # A summary only describes reasoning, which translated answers do not return.
-    if reasoning.get("effort") not in (None, "none"):
-        raise untranslatable("reasoning.effort", provider)
     instructions = optional_str(body, "instructions")
     system, messages = _parse_input(body.get("input"), provider)
     return ChatRequest(
@@ -98,6 +97,7 @@ def parse_chat(body: JsonObject, provider: str) -> ChatRequest:
         parallel_tool_calls=optional_bool(body, "parallel_tool_calls"),
         output_format=_parse_format(text.get("format")),
         user=optional_str(body, "safety_identifier") or optional_str(body, "user"),
+        reasoning_effort=optional_effort(reasoning.get("effort"), "reasoning.effort"),
         stream=body.get("stream") is True,
         stream_usage=True,  # `response.completed` always carries the usage
         param_names={
@@ -106,6 +106,7 @@ def parse_chat(body: JsonObject, provider: str) -> ChatRequest:
             "system": "instructions",
             "messages": "input",
             "stop": "input",
+            "reasoning_effort": "reasoning.effort",
         },
     )
 

@@ -12,6 +12,7 @@ from extproc.translators.anthropic import ANTHROPIC
 from extproc.translators.gemini import GEMINI
 from extproc.translators.gemini.request import SKIP_THOUGHT_SIGNATURE
 from extproc.translators.openai import OPENAI
+from extproc.translators.responses import RESPONSES
 from extproc.translators.schema import WireSchema
 from tests.unit.translators.helpers import DEFAULT_CAP, translate
 
@@ -640,3 +641,23 @@ def test_a_forced_output_cap_replaces_the_clients_in_either_spelling(client: Wir
 
     assert sent["max_tokens"] == 64
     assert "max_completion_tokens" not in sent
+
+
+def test_reasoning_effort_reaches_gemini_as_a_thinking_budget_on_top_of_the_cap() -> None:
+    _, body = translate(OPENAI, GEMINI, chat(reasoning_effort="low", max_completion_tokens=100))
+    assert body["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 1024}
+    assert body["generationConfig"]["maxOutputTokens"] == 1124, "thinking counts as output"
+
+
+def test_a_responses_reasoning_effort_reaches_chat_completions_and_is_refused_by_anthropic() -> (
+    None
+):
+    request = {"model": "m", "input": "Hi", "reasoning": {"effort": "high", "summary": "auto"}}
+    _, body = translate(RESPONSES, OPENAI, request)
+    assert body["reasoning_effort"] == "high"
+    with pytest.raises(BadRequest) as refused:
+        translate(RESPONSES, ANTHROPIC, request)
+    assert refused.value.param == "reasoning.effort"
+    with pytest.raises(BadRequest) as invalid:
+        translate(RESPONSES, OPENAI, request | {"reasoning": {"effort": "extreme"}})
+    assert invalid.value.param == "reasoning.effort"
