@@ -32,7 +32,7 @@ from extproc.envoyconfig.fallback import (
     alias_of,
 )
 from extproc.errors import GatewayError
-from extproc.pipeline.cooldown import cooldown_seconds
+from extproc.pipeline.cooldown import cooldown_name, cooldown_seconds
 from extproc.pipeline.upstream import prepare_upstream
 from extproc.providers import PROVIDER_APIS
 from extproc.quota.store import QuotaStore, StoreUnavailable
@@ -47,10 +47,6 @@ THROTTLED = 429
 def is_attempt(message: Message) -> bool:
     """Whether a stream's first message comes from the per-attempt filter."""
     return TARGET_ATTRIBUTE in message.attributes
-
-
-def cooldown_name(target: Target) -> str:
-    return f"{target.provider.name}/{target.model}"
 
 
 class Attempt:

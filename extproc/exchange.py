@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import Iterable
@@ -14,7 +13,6 @@ import orjson
 from opentelemetry.trace import Span
 
 from extproc import headers as names
-from extproc.attempt import cooldown_name
 from extproc.config import Gateway, ModelRoute, Principal, Target
 from extproc.endpoints import (
     LocalAnswer,
@@ -41,11 +39,11 @@ from extproc.errors import (
     INTERNAL_ERROR,
     BadRequest,
     GatewayError,
-    RateLimited,
     UnsupportedMediaType,
     shorten,
 )
 from extproc.pipeline.auth import authenticate
+from extproc.pipeline.cooldown import first_level_not_cooling
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.refusals import refused, store_down
 from extproc.pipeline.routing import choose_target, resolve_route
@@ -346,7 +344,7 @@ class Exchange:
     ) -> ProcessingResponse:
         """Reserve as for the first target, and leave each attempt (Envoy's, one per target
         tried) to prepare the client's body for its own target."""
-        start = await self._first_level_not_cooling(route)
+        start = await first_level_not_cooling(self._services.ledger.store, route)
         target = route.targets[0]
         default_cap = self._gateway.output_cap(route)
         upstream = prepare_upstream(call, target, body, default_max_tokens=default_cap)
@@ -378,29 +376,6 @@ class Exchange:
             body=payload,
             # Each attempt's span continues this request's span.
             shared=self._services.telemetry.spans.context_of(self._span),
-        )
-
-    async def _first_level_not_cooling(self, route: ModelRoute) -> int:
-        """The first priority level with a target not cooling down after throttling; when
-        every target cools, the client learns when the first recovers and nothing is sent."""
-        targets = [target for target in route.targets if target.weight]
-        try:
-            untils = await self._services.ledger.store.cooling([cooldown_name(t) for t in targets])
-        except StoreUnavailable:
-            return 0  # cooldowns are advice: without the store, every target is tried
-        now = time.time()
-        for start, level in enumerate(route.priorities):
-            if any(
-                until <= now
-                for target, until in zip(targets, untils, strict=True)
-                if target.priority == level
-            ):
-                return start
-        wait = max(1, math.ceil(min(untils) - now))
-        raise RateLimited(
-            f"Every provider of '{route.alias}' is throttling; retry after {wait} s.",
-            code="providers_throttled",
-            headers=[(names.RETRY_AFTER, str(wait))],
         )
 
     async def _on_response_headers(self, headers: Headers) -> ProcessingResponse:

@@ -1,11 +1,17 @@
-"""How long a throttled provider asks to be left alone, read from its answer's headers."""
+"""Cooldowns: how long a throttled provider asks to be left alone (read from its answer's
+headers), and where an alias with fallback starts while some of its targets cool."""
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from collections.abc import Mapping
 
 from extproc import headers as names
+from extproc.config import ModelRoute, Target
+from extproc.errors import RateLimited
+from extproc.quota.store import QuotaStore, StoreUnavailable
 
 _GO_DURATION = re.compile(
     r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$"
@@ -33,3 +39,33 @@ def _go_seconds(text: str) -> float | None:
         return None
     hours, minutes, seconds, millis = (float(group or 0) for group in match.groups())
     return hours * 3600 + minutes * 60 + seconds + millis / 1000
+
+
+def cooldown_name(target: Target) -> str:
+    """What cools: a provider's model (another model of the same provider may not be
+    throttled)."""
+    return f"{target.provider.name}/{target.model}"
+
+
+async def first_level_not_cooling(store: QuotaStore, route: ModelRoute) -> int:
+    """The first priority level with a target not cooling down after throttling; when every
+    target cools, the client learns when the first recovers and nothing is sent."""
+    targets = [target for target in route.targets if target.weight]
+    try:
+        untils = await store.cooling([cooldown_name(target) for target in targets])
+    except StoreUnavailable:
+        return 0  # cooldowns are advice: without the store, every target is tried
+    now = time.time()
+    for start, level in enumerate(route.priorities):
+        if any(
+            until <= now
+            for target, until in zip(targets, untils, strict=True)
+            if target.priority == level
+        ):
+            return start
+    wait = max(1, math.ceil(min(untils) - now))
+    raise RateLimited(
+        f"Every provider of '{route.alias}' is throttling; retry after {wait} s.",
+        code="providers_throttled",
+        headers=[(names.RETRY_AFTER, str(wait))],
+    )

@@ -198,7 +198,7 @@ def oai(gateway: RunningGateway) -> Iterator[openai.OpenAI]:
 def provider_input(request: dict[str, Any]) -> int:
     """The input the mock reports for a request it received, whatever schema it spoke."""
     body, path = request["body"], request["path"]
-    if path.endswith("/responses"):
+    if path.endswith(("/responses", "/input_tokens")):
         return provider_estimate(body["input"]) + provider_estimate(body["instructions"])
     if path.endswith("/v1/messages"):
         return provider_estimate(body["messages"]) + provider_estimate(body["system"])
@@ -462,3 +462,27 @@ def test_a_codex_cli_turn_works_on_a_translated_alias(
     with oai.responses.stream(model=ALIASES[kind], input=follow_up, **codex) as stream:
         second = stream.get_final_response()
     assert second.output_text == "Tool results: closed."
+
+
+@pytest.mark.parametrize(
+    ("kind", "counted_by"),
+    [("openai", "provider"), ("azure", "estimate"), ("anthropic", "estimate")],
+)
+def test_responses_input_tokens_are_counted_by_openai_and_estimated_elsewhere(
+    kind: str, counted_by: str, oai: openai.OpenAI, mock: MockProvider
+) -> None:
+    mock.clear()
+    counted = oai.responses.input_tokens.with_raw_response.count(
+        model=ALIASES[kind], input="How many tokens?", instructions=SYSTEM
+    )
+
+    assert counted.headers["x-extproc-token-count"] == counted_by
+    assert counted.parse().object == "response.input_tokens"
+    if counted_by == "provider":
+        upstream = mock.last_request()
+        assert upstream["path"] == "/v1/responses/input_tokens"
+        assert upstream["body"]["model"] == KINDS[kind][1]
+        assert counted.parse().input_tokens == provider_input(upstream)
+    else:
+        assert mock.requests() == []
+        assert counted.parse().input_tokens == estimate_tokens([SYSTEM, "How many tokens?"])
