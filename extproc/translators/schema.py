@@ -23,7 +23,7 @@ from extproc.translators.ir import (
 )
 from extproc.usage import Usage
 
-SchemaName = Literal["openai", "anthropic", "gemini", "responses"]
+SchemaName = Literal["openai", "anthropic", "gemini", "responses", "bedrock"]
 Operation = Literal["chat", "text_completion", "embeddings"]
 """The OpenTelemetry GenAI operation names of the calls the gateway serves."""
 

@@ -1,0 +1,27 @@
+"""Amazon Bedrock's Converse API: one request and answer shape for every model family Bedrock
+serves. Only providers speak it; every client schema is translated to it."""
+
+from extproc.translators.bedrock import answer, errors, request, stream
+from extproc.translators.schema import ProviderSide, WireSchema
+
+BEDROCK = WireSchema(
+    name="bedrock",
+    provider=ProviderSide(
+        operations=frozenset({"chat"}),
+        model_in_body=False,
+        input_fields=request.INPUT_FIELDS,
+        output_cap=request.output_cap,
+        with_output_cap=request.with_output_cap,
+        build_chat=request.build_chat,
+        build_embeddings=None,
+        read_usage=answer.read_usage,
+        read_model=answer.read_model,
+        read_text=answer.read_text,
+        parse_chat_answer=answer.parse_chat_answer,
+        parse_embeddings_answer=None,
+        decoder=stream.StreamDecoder,
+        parse_error=errors.parse_error,
+    ),
+)
+
+__all__ = ["BEDROCK"]
