@@ -21,6 +21,7 @@ from extproc.pipeline.ratelimit_headers import ratelimit_headers
 from extproc.pipeline.refusals import stopped_mid_stream
 from extproc.quota.ledger import Reservation
 from extproc.quota.limits import MICRO_USD_PER_USD, Price
+from extproc.sse import EVENT_STREAM
 from extproc.telemetry.record import RequestRecord
 from extproc.telemetry.requests import Telemetry
 from extproc.translators.translation import Translation
@@ -107,8 +108,10 @@ class ResponsePath:
             set_headers.append((names.CONTENT_TYPE, JSON))
             if status in CREDENTIALS_REFUSED:
                 set_headers.append((names.STATUS, str(self._credentials_refused(status))))
-        elif self._translation.translated and not streamed:
-            set_headers.append((names.CONTENT_TYPE, JSON))
+        elif self._translation.translated:
+            # A translated stream is the client's server-sent events, whatever the provider's
+            # framing was.
+            set_headers.append((names.CONTENT_TYPE, EVENT_STREAM if streamed else JSON))
         rewritten = status >= 400 or self._translation.translated or self._inflater is not None
         # A body the processor rewrites has its length (and encoding) set anew.
         remove = [names.CONTENT_LENGTH] if rewritten else []

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+EVENT_STREAM = "text/event-stream"
+
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 

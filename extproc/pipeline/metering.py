@@ -17,8 +17,6 @@ from extproc.pipeline.relay import StreamRelay
 from extproc.translators.translation import Translation
 from extproc.usage import Usage
 
-EVENT_STREAM = "text/event-stream"
-
 
 class Meter:
     __slots__ = (
@@ -55,7 +53,7 @@ class Meter:
     def on_headers(self, status: int, content_type: str) -> bool:
         """Note the response status; True when the body is an event stream to relay."""
         self.status = status
-        if status == 200 and content_type.startswith(EVENT_STREAM):
+        if status == 200 and content_type.startswith(self._translation.provider.stream_type):
             self.relay = StreamRelay(
                 self._translation, started=self._started, keep_text=self._keep_text
             )

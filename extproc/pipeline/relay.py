@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import orjson
 
 from extproc.errors import GatewayError
-from extproc.sse import Block, EventParser
+from extproc.sse import Block
 from extproc.translators.ir import (
     ReasoningDelta,
     StreamEnd,
@@ -114,7 +114,7 @@ class StreamRelay:
         self._decoder = translation.decoder()
         self._encoder = translation.encoder()
         self._clock = clock
-        self._parser = EventParser()
+        self._parser = translation.provider.framer()
         self._started = started
         self._first_at: float | None = None
         self._last_at: float | None = None

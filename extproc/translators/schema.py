@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from extproc.errors import ApiError
+from extproc.sse import EVENT_STREAM, Block, EventParser
 from extproc.translators.ir import (
     ChatAnswer,
     ChatRequest,
@@ -52,6 +53,12 @@ class StreamDecoder(Protocol):
     def end(self) -> list[StreamEvent]:
         """The events the end of the body implies (a schema without an end event)."""
         ...
+
+
+class Framer(Protocol):
+    """Splits a provider's stream body into events, whatever chunks it arrives in."""
+
+    def feed(self, chunk: bytes, *, end: bool = False) -> list[Block]: ...
 
 
 class StreamEncoder(Protocol):
@@ -96,6 +103,10 @@ class ProviderSide:
     parse_error: Callable[[int, bytes], ApiError]
 
     merge_options: Callable[[JsonObject, Mapping[str, Any]], JsonObject] = merged_with
+    framer: Callable[[], Framer] = EventParser
+    """How this schema's streams are framed: server-sent events, unless it says otherwise."""
+    stream_type: str = EVENT_STREAM
+    """The content type of this schema's streams."""
     """The body with a target's forced options (in this schema) merged in."""
 
     # Streams whose usage the gateway asked for itself (OpenAI's `include_usage`).

@@ -16,7 +16,7 @@ LAYERS = [
     {"telemetry"},
     {"config"},
     {"quota"},
-    {"errors", "headers", "usage", "sse", "health", "signals"},
+    {"errors", "headers", "usage", "sse", "eventstream", "health", "signals"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 INDEPENDENT = {"mockprovider"}

@@ -1,6 +1,7 @@
 """Amazon Bedrock's Converse API: one request and answer shape for every model family Bedrock
 serves. Only providers speak it; every client schema is translated to it."""
 
+from extproc.eventstream import EVENT_STREAM_TYPE, EventStreamParser
 from extproc.translators.bedrock import answer, errors, request, stream
 from extproc.translators.schema import ProviderSide, WireSchema
 
@@ -21,6 +22,8 @@ BEDROCK = WireSchema(
         parse_embeddings_answer=None,
         decoder=stream.StreamDecoder,
         parse_error=errors.parse_error,
+        framer=EventStreamParser,
+        stream_type=EVENT_STREAM_TYPE,
     ),
 )
 

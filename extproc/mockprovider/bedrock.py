@@ -1,0 +1,156 @@
+"""The mock as Amazon Bedrock's runtime: Converse and ConverseStream, the binary event stream
+frames, Bedrock's error shape, and the SigV4 signature checked as AWS checks it (recomputed
+from the test credentials the mock knows)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Any
+
+import orjson
+
+from extproc.mockprovider.script import Call, MockError, Prompt, Reply, estimate_tokens, pieces
+
+STOP = {"stop": "end_turn", "length": "max_tokens", "stop_sequence": "stop_sequence"} | {
+    "tool_calls": "tool_use"
+}
+FIELDS = frozenset(
+    {
+        "messages", "system", "inferenceConfig", "toolConfig", "guardrailConfig",
+        "additionalModelRequestFields", "promptVariables", "additionalModelResponseFieldPaths",
+        "requestMetadata", "performanceConfig",
+    }
+)  # fmt: skip
+ERROR_NAMES = {
+    400: "ValidationException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    429: "ThrottlingException",
+    503: "ServiceUnavailableException",
+}
+
+
+def error(status: int, message: str) -> bytes:
+    return orjson.dumps({"message": message})
+
+
+def error_name(status: int) -> str:
+    """The `x-amzn-ErrorType` of an error status."""
+    return ERROR_NAMES.get(status, "InternalServerException")
+
+
+def frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """One event stream message: prelude (lengths, CRC), string headers, payload, CRC."""
+    encoded = b"".join(
+        struct.pack("!B", len(name)) + name.encode() + b"\x07" + struct.pack("!H", len(value))
+        + value.encode()
+        for name, value in headers.items()
+    )  # fmt: skip
+    total = 12 + len(encoded) + len(payload) + 4
+    prelude = struct.pack("!II", total, len(encoded))
+    prelude += struct.pack("!I", zlib.crc32(prelude))
+    body = prelude + encoded + payload
+    return body + struct.pack("!I", zlib.crc32(body))
+
+
+def event(kind: str, payload: dict[str, Any]) -> bytes:
+    headers = {":event-type": kind, ":content-type": "application/json", ":message-type": "event"}
+    return frame(headers, orjson.dumps(payload))
+
+
+def check(body: dict[str, Any]) -> Prompt:
+    unknown = sorted(set(body) - FIELDS)
+    if unknown:
+        raise MockError(
+            f"1 validation error detected: Value at '{unknown[0]}' failed to satisfy constraint"
+        )
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise MockError(
+            "1 validation error detected: Value at 'messages' failed to satisfy constraint"
+        )
+    if messages[0].get("role") != "user":
+        raise MockError(
+            "A conversation must start with a user message. Try again with a conversation "
+            "that starts with a user message."
+        )
+    uses_tools = any(
+        "toolUse" in block or "toolResult" in block
+        for message in messages
+        for block in message.get("content") or ()
+    )
+    tools = (body.get("toolConfig") or {}).get("tools") or []
+    if uses_tools and not tools:
+        raise MockError(
+            "The toolConfig field must be defined when using toolUse and toolResult content blocks."
+        )
+    config = body.get("inferenceConfig") or {}
+    last = messages[-1].get("content") or []
+    results = [
+        "".join(part.get("text", "") for part in block["toolResult"].get("content") or ())
+        for block in last
+        if "toolResult" in block
+    ]
+    return Prompt(
+        input_tokens=estimate_tokens(messages) + estimate_tokens(body.get("system") or []),
+        tools=[tool["toolSpec"]["name"] for tool in tools],
+        tool_results=results,
+        max_tokens=config.get("maxTokens"),
+        stop=config.get("stopSequences") or [],
+    )
+
+
+def usage(reply: Reply) -> dict[str, int]:
+    uncached = reply.input_tokens - reply.cached_tokens
+    return {
+        "inputTokens": uncached,
+        "outputTokens": reply.output_tokens,
+        "totalTokens": reply.input_tokens + reply.output_tokens,
+        "cacheReadInputTokens": reply.cached_tokens,
+        "cacheWriteInputTokens": 0,
+    }
+
+
+def _tool_use(call: Call) -> dict[str, Any]:
+    return {"toolUse": {"toolUseId": call.id, "name": call.name, "input": call.arguments}}
+
+
+def answer(reply: Reply) -> dict[str, Any]:
+    content: list[dict[str, Any]] = [{"text": reply.text}] if reply.words else []
+    content += [_tool_use(call) for call in reply.calls]
+    return {
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": STOP[reply.finish],
+        "usage": usage(reply),
+        "metrics": {"latencyMs": 1},
+    }
+
+
+def events(reply: Reply) -> list[bytes]:
+    """ConverseStream's frames: messageStart, content blocks (text deltas, a tool call's start
+    then input pieces), messageStop, metadata with the usage."""
+    frames = [event("messageStart", {"role": "assistant"})]
+    index = 0
+    if reply.words:
+        frames += [
+            event("contentBlockDelta", {"delta": {"text": word}, "contentBlockIndex": 0})
+            for word in reply.words
+        ]
+        frames.append(event("contentBlockStop", {"contentBlockIndex": 0}))
+        index = 1
+    for offset, call in enumerate(reply.calls):
+        block = index + offset
+        start = {"toolUse": {"toolUseId": call.id, "name": call.name}}
+        frames.append(event("contentBlockStart", {"start": start, "contentBlockIndex": block}))
+        frames += [
+            event(
+                "contentBlockDelta",
+                {"delta": {"toolUse": {"input": piece}}, "contentBlockIndex": block},
+            )
+            for piece in pieces(call.arguments_json)
+        ]
+        frames.append(event("contentBlockStop", {"contentBlockIndex": block}))
+    frames.append(event("messageStop", {"stopReason": STOP[reply.finish]}))
+    frames.append(event("metadata", {"usage": usage(reply), "metrics": {"latencyMs": 1}}))
+    return frames
