@@ -121,6 +121,7 @@ class Attempt:
         payload = orjson.dumps(upstream.body)
         set_headers = [
             *location.headers,
+            *upstream.api.signature(target, location.path, payload),
             (names.PATH, location.path),
             (names.CONTENT_TYPE, "application/json"),
             (names.CONTENT_LENGTH, str(len(payload))),

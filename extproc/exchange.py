@@ -274,6 +274,7 @@ class Exchange:
         body_headers = [
             (names.CONTENT_TYPE, "application/json"),
             (names.CONTENT_LENGTH, str(len(payload))),
+            *PROVIDER_APIS[target.provider.kind].signature(target, location.path, payload),
         ]
         set_headers, remove = self._routed_headers(target, location, body_headers)
         return replace_request(set_headers=set_headers, remove_headers=remove, body=payload)

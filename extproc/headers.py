@@ -42,10 +42,12 @@ API_KEY = "api-key"
 X_API_KEY = "x-api-key"
 GOOG_API_KEY = "x-goog-api-key"
 ANTHROPIC_VERSION = "anthropic-version"
+AWS_SIGNATURE_HEADERS = ("x-amz-date", "x-amz-security-token", "x-amz-content-sha256")
+"""With `authorization`, what signs a request to AWS (SigV4)."""
 
 CREDENTIAL_HEADERS = (AUTHORIZATION, API_KEY, X_API_KEY)
 """Headers a client may carry its gateway key in; all of them are removed before upstream."""
-REMOVED_FROM_CLIENTS = (*CREDENTIAL_HEADERS, GOOG_API_KEY)
+REMOVED_FROM_CLIENTS = (*CREDENTIAL_HEADERS, GOOG_API_KEY, *AWS_SIGNATURE_HEADERS)
 """Client headers that never go upstream: its key, and any provider credential it sent."""
 PROVIDER_HEADERS = (*REMOVED_FROM_CLIENTS, ANTHROPIC_VERSION)
 """What one provider's request may carry that another's must not (keys, API versions)."""

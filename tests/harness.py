@@ -193,13 +193,17 @@ class RunningGateway:
 
 @contextmanager
 def running_gateway(
-    config: Path, log_path: Path, *, program: tuple[str, ...] = ()
+    config: Path,
+    log_path: Path,
+    *,
+    program: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> Iterator[RunningGateway]:
     """`extproc run --config … --port 0`, as a user runs it (`program`: another installed
-    `extproc`, run outside the source tree)."""
+    `extproc`, run outside the source tree; `env`: more environment variables)."""
     argv = [*(program or extproc()), "run", "--config", str(config), "--port", "0"]
     cwd = log_path.parent if program else ROOT
-    process = Process(argv, stderr_path=log_path, cwd=cwd)
+    process = Process(argv, stderr_path=log_path, cwd=cwd, env=env)
     try:
         processor = process.wait_for(r"processor on (\S+)").group(1)
         url = process.wait_for(r"gateway ready on (http://\S+)").group(1)

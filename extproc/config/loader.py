@@ -15,8 +15,10 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import yaml
+from botocore.exceptions import BotoCoreError
 from pydantic import ValidationError
 
+from extproc.config.aws import AwsCredentials
 from extproc.config.model import (
     Gateway,
     ListenSettings,
@@ -353,7 +355,8 @@ def _compile_provider(
     environ: Mapping[str, str] | None,
     problems: list[tuple[str, str]],
 ) -> Provider:
-    url = urlsplit(spec.base_url)
+    base_url = spec.base_url or f"https://bedrock-runtime.{spec.region}.amazonaws.com"
+    url = urlsplit(base_url)
     if url.scheme not in ("http", "https") or not url.hostname:
         problems.append((f"providers.{name}.base_url", "must be an http:// or https:// URL"))
     if url.query or url.fragment:
@@ -369,6 +372,12 @@ def _compile_provider(
             api_key = resolve_secret(spec.api_key, base_dir=base_dir, environ=environ)
         except ValueError as error:
             problems.append((f"providers.{name}.api_key", str(error)))
+    aws = None
+    if spec.kind == "bedrock" and environ is not None:
+        try:
+            aws = AwsCredentials.from_chain(spec.aws_profile)
+        except (ValueError, BotoCoreError) as error:
+            problems.append((f"providers.{name}", f"AWS credentials: {error}"))
     return Provider(
         name=name,
         kind=spec.kind,
@@ -385,6 +394,8 @@ def _compile_provider(
         ca_file=spec.ca_file,
         stream_usage=spec.stream_usage,
         responses_api=spec.responses_api,
+        region=spec.region,
+        aws=aws,
     )
 
 

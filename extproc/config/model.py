@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from extproc.config.address import worker_addresses
+from extproc.config.aws import AwsCredentials
 from extproc.config.schema import ProviderKind
 from extproc.config.secrets import Secret
 from extproc.quota.limits import Limit, Price
@@ -31,11 +32,20 @@ class Provider:
     ca_file: str
     stream_usage: bool = True
     responses_api: bool = True
+    region: str | None = None
+    aws: AwsCredentials | None = field(default=None, compare=False)
+    """Bedrock: where its requests' signing credentials come from (None until resolved)."""
     """OpenAI and Azure OpenAI kinds: Responses calls pass through (else translated)."""
 
     @property
     def tls(self) -> bool:
         return self.scheme == "https"
+
+    @property
+    def authority(self) -> str:
+        """The Host of requests to this provider: its port only when not the scheme's."""
+        default_port = 443 if self.tls else 80
+        return self.host if self.port == default_port else f"{self.host}:{self.port}"
 
     @property
     def cluster(self) -> str:

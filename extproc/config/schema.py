@@ -13,7 +13,7 @@ from extproc.config.address import parse_grpc_address
 from extproc.config.secrets import REFERENCE
 from extproc.config.units import Bytes, Seconds, parse_duration
 
-ProviderKind = Literal["openai", "azure", "anthropic", "gemini"]
+ProviderKind = Literal["openai", "azure", "anthropic", "gemini", "bedrock"]
 """openai: any OpenAI-compatible API; azure: Azure OpenAI; anthropic: Anthropic's Messages
 API; gemini: Google's Gemini API (generateContent)."""
 
@@ -80,7 +80,8 @@ class ProcessorSpec(Strict):
 
 class ProviderSpec(Strict):
     kind: ProviderKind
-    base_url: str
+    base_url: str | None = None
+    """Required, but for Bedrock: its regional endpoint unless set (a VPC endpoint, a test)."""
     api_key: str | None = None
     """A reference, `${env:NAME}` or `${file:/path}`; never the key itself."""
     api_version: Annotated[str | None, BeforeValidator(_date_as_text)] = None
@@ -98,6 +99,11 @@ class ProviderSpec(Strict):
     """Ask OpenAI-style streams for their usage event (`stream_options.include_usage`) when the
     client did not; turn off for APIs that reject the field (Azure OpenAI before
     2024-09-01-preview): such streams are then charged from their counted content."""
+    region: str | None = None
+    """Bedrock: the AWS region (required)."""
+    aws_profile: str | None = None
+    """Bedrock: a profile of the shared AWS config files; unset: the standard credential
+    chain (environment, IRSA web identity, EKS Pod Identity, instance metadata)."""
     responses_api: bool = True
     """OpenAI and Azure OpenAI: the provider serves the Responses API (`/v1/responses`), so
     Responses calls pass through as they are; turn off for OpenAI-compatible servers without
@@ -111,6 +117,15 @@ class ProviderSpec(Strict):
             raise ValueError("api_version applies to azure and gemini providers only")
         if self.kind not in ("openai", "azure") and "responses_api" in self.model_fields_set:
             raise ValueError("responses_api applies to openai and azure providers only")
+        if self.kind == "bedrock":
+            if not self.region:
+                raise ValueError("bedrock providers need region")
+            if self.api_key is not None:
+                raise ValueError("bedrock providers sign with AWS credentials, not an api_key")
+        elif self.region is not None or self.aws_profile is not None:
+            raise ValueError("region and aws_profile apply to bedrock providers only")
+        elif self.base_url is None:
+            raise ValueError("base_url is required")
         return self
 
 

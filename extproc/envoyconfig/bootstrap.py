@@ -391,7 +391,7 @@ def _routes(gateway: Gateway, with_processor: bool) -> RouteConfiguration:
             route=RouteAction(
                 cluster=provider.cluster,
                 timeout=timedelta(seconds=provider.timeout),
-                host_rewrite_literal=_authority(provider),
+                host_rewrite_literal=provider.authority,
             ),
         )
         for provider in gateway.providers.values()
@@ -634,11 +634,6 @@ def _breakers(limit: int) -> CircuitBreakers:
             )
         ]
     )
-
-
-def _authority(provider: Provider) -> str:
-    default_port = 443 if provider.tls else 80
-    return provider.host if provider.port == default_port else f"{provider.host}:{provider.port}"
 
 
 def _grpc_address(address: str) -> Address:

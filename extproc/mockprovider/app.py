@@ -41,17 +41,19 @@ import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
 
-from extproc.mockprovider import anthropic, gemini, openai, responses
+from extproc.mockprovider import anthropic, bedrock, gemini, openai, responses
 from extproc.mockprovider.script import MockError, plan_reply
 
 RECORDED = 1000
-CREDENTIALS = ("authorization", "api-key", "x-api-key", "x-goog-api-key")
+CREDENTIALS = ("authorization", "api-key", "x-api-key", "x-goog-api-key", "x-amz-security-token")
 _GEMINI = re.compile(r"/(?P<version>v1(?:beta|alpha)?)/models/(?P<model>[^/:]+):(?P<method>\w+)$")
 
+_BEDROCK = re.compile(r"/model/(?P<model>[^/]+)/(?P<method>converse|converse-stream)$")
 _ANTHROPIC_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
 
 _requests = web.AppKey("requests", deque[dict[str, Any]])
@@ -92,6 +94,9 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     if latency := request.headers.get("x-mock-latency-ms"):
         await asyncio.sleep(int(latency) / 1000)
     gemini_path = _GEMINI.search(request.path)
+    bedrock_path = _BEDROCK.search(request.path)
+    if bedrock_path:
+        return await _bedrock(request, raw, body, record, bedrock_path)
     failure = _failure_for(request, body, gemini_path)
     if failure is not None:
         return await _fail(request, failure, gemini_path)
@@ -241,6 +246,53 @@ async def _stored_response(request: web.Request) -> web.StreamResponse:
     return _json(request, orjson.dumps(responses.public(stored[response_id])))
 
 
+async def _bedrock(
+    request: web.Request,
+    raw: bytes,
+    body: Any,
+    record: dict[str, Any],
+    path: re.Match[str],
+) -> web.StreamResponse:
+    """Converse and ConverseStream, for requests whose SigV4 signature checks out."""
+    url = f"{request.scheme}://{request.host}{request.raw_path}"
+    refused = bedrock.check_signature(request.method, url, request.headers, raw)
+    if refused is not None:
+        return _bedrock_error(request, *refused)
+    failure = _failure_for(request, {"model": unquote(path["model"])}, None)
+    if failure is not None:
+        return await _bedrock_failure(request, failure)
+    if not isinstance(body, dict):
+        return _bedrock_error(request, 400, "SerializationException", "Malformed JSON.")
+    try:
+        reply = plan_reply(bedrock.check(body), request.headers, "tooluse_")
+    except MockError as error:
+        return _bedrock_error(request, error.status, bedrock.error_name(error.status), str(error))
+    if path["method"] == "converse-stream":
+        frames = bedrock.events(reply)
+        return await _send_events(request, frames, record, bedrock.EVENT_STREAM_TYPE)
+    return _json(request, orjson.dumps(bedrock.answer(reply)))
+
+
+async def _bedrock_failure(request: web.Request, failure: str) -> web.StreamResponse:
+    """A scripted failure (`x-mock-fail`) in Bedrock's error shape."""
+    if not failure[0].isdigit():
+        return await _fail(request, failure, None)  # reset, stall
+    status, _, retry_after = failure.partition("/")
+    code = int(status)
+    response = _bedrock_error(request, code, bedrock.error_name(code), f"Mock answered {code}.")
+    if retry_after:
+        response.headers["retry-after"] = retry_after
+    return response
+
+
+def _bedrock_error(request: web.Request, status: int, name: str, message: str) -> web.Response:
+    response = _json(request, bedrock.error(status, message), status)
+    response.headers["x-amzn-errortype"] = (
+        f"{name}:http://internal.amazon.com/coral/com.amazon.bedrock/"
+    )
+    return response
+
+
 async def _anthropic(
     request: web.Request, body: dict[str, Any], record: dict[str, Any]
 ) -> web.StreamResponse:
@@ -296,11 +348,14 @@ def _json(request: web.Request, body: bytes, status: int = 200) -> web.Response:
 
 
 async def _send_events(
-    request: web.Request, events: list[bytes], record: dict[str, Any]
+    request: web.Request,
+    events: list[bytes],
+    record: dict[str, Any],
+    content_type: str = "text/event-stream",
 ) -> web.StreamResponse:
     delay = int(request.headers.get("x-mock-chunk-delay-ms", "0")) / 1000
     cut_after = request.headers.get("x-mock-cut-after")
-    headers = {"content-type": "text/event-stream", "cache-control": "no-cache"}
+    headers = {"content-type": content_type, "cache-control": "no-cache"}
     compressor = None
     if _compress(request):
         compressor = zlib.compressobj(wbits=31)  # gzip, flushed after every event

@@ -4,11 +4,17 @@ from the test credentials the mock knows)."""
 
 from __future__ import annotations
 
+import hmac
+import re
 import struct
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from extproc.mockprovider.script import Call, MockError, Prompt, Reply, estimate_tokens, pieces
 
@@ -154,3 +160,48 @@ def events(reply: Reply) -> list[bytes]:
     frames.append(event("messageStop", {"stopReason": STOP[reply.finish]}))
     frames.append(event("metadata", {"usage": usage(reply), "metrics": {"latencyMs": 1}}))
     return frames
+
+
+EVENT_STREAM_TYPE = "application/vnd.amazon.eventstream"
+TEST_CREDENTIALS = {"AKIDMOCKGATEWAY": "mock/secret/access/key/for/tests/only"}
+"""The access keys the mock knows (id → secret), as AWS knows an account's keys."""
+_AUTHORIZATION = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/"
+    r"(?P<service>[^/]+)/aws4_request, ?SignedHeaders=(?P<signed>[^,]+), ?"
+    r"Signature=(?P<sig>[0-9a-f]{64})$"
+)
+
+
+def check_signature(
+    method: str, url: str, headers: Mapping[str, str], body: bytes
+) -> tuple[int, str, str] | None:
+    """(status, error name, message) when the SigV4 signature is missing or wrong; the
+    signature is recomputed from the request as received, as AWS does."""
+    match = _AUTHORIZATION.match(headers.get("authorization", ""))
+    if match is None:
+        return 403, "MissingAuthenticationTokenException", "Missing Authentication Token"
+    secret = TEST_CREDENTIALS.get(match["key"])
+    if secret is None or match["service"] != "bedrock":
+        return (
+            403,
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        )
+    signed = match["signed"].split(";")
+    request = AWSRequest(
+        method=method, url=url, data=body, headers={name: headers.get(name, "") for name in signed}
+    )
+    request.context["timestamp"] = headers.get("x-amz-date", "")
+    token = headers.get("x-amz-security-token")
+    signer = SigV4Auth(Credentials(match["key"], secret, token), match["service"], match["region"])
+    expected = signer.signature(
+        signer.string_to_sign(request, signer.canonical_request(request)), request
+    )
+    if not hmac.compare_digest(expected, match["sig"]):
+        return (
+            403,
+            "InvalidSignatureException",
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your AWS Secret Access Key and signing method.",
+        )
+    return None

@@ -41,6 +41,14 @@ class ProviderApi:
     otel_name: str
     """The `gen_ai.provider.name` of this kind of provider."""
     locate_native: Callable[[str, Target], Location | None] = lambda path, target: None
+    sign: Callable[[Target, str, bytes], Credentials] | None = None
+    """(target, upstream path, the exact body sent) → the headers that sign this request,
+    for kinds that sign each request (AWS SigV4) rather than send a key."""
+
+    def signature(self, target: Target, path: str, body: bytes) -> Credentials:
+        """The headers signing this request, for kinds that sign each one (else none)."""
+        return () if self.sign is None else self.sign(target, path, body)
+
     """(gateway path, target) → where a request to that path goes when the target's provider
     serves it as it is, beside its schema's calls (Anthropic's token counts, OpenAI's
     Responses API); None when it does not."""

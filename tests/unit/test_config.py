@@ -100,6 +100,23 @@ def test_azure_needs_an_api_version() -> None:
     assert problems(text) == [("providers.openai", "azure providers need api_version")]
 
 
+def test_bedrock_needs_a_region_and_no_key_and_defaults_to_its_regional_endpoint() -> None:
+    bedrock = "    kind: bedrock\n    region: eu-west-1\n"
+    no_url = VALID.replace(
+        "    kind: openai\n    base_url: https://api.openai.com\n    api_key: ${env:OPENAI_API_KEY}\n",
+        bedrock,
+    )
+    gateway = parse_gateway(no_url, source=Path("gw.yaml"), environ={}, resolve_secrets=False)
+    provider = gateway.providers["openai"]
+    assert (provider.host, provider.tls) == ("bedrock-runtime.eu-west-1.amazonaws.com", True)
+    without_region = no_url.replace("    region: eu-west-1\n", "")
+    assert problems(without_region) == [("providers.openai", "bedrock providers need region")]
+    with_key = VALID.replace("kind: openai", "kind: bedrock\n    region: eu-west-1")
+    assert problems(with_key) == [
+        ("providers.openai", "bedrock providers sign with AWS credentials, not an api_key")
+    ]
+
+
 def test_file_references_resolve_beside_the_config(tmp_path: Path) -> None:
     (tmp_path / "key").write_text("sk-from-file\n")
     config = tmp_path / "gw.yaml"

@@ -1,0 +1,56 @@
+"""AWS credentials from the standard chain — environment variables, the shared config and
+credentials files (a profile), a web identity token file (IRSA on EKS), container credentials
+(EKS Pod Identity), instance metadata — as botocore resolves them for every AWS SDK.
+
+Temporary credentials are refreshed ahead of their expiry in a thread: a request never waits
+on STS or a metadata endpoint, it signs with the credentials current when it is sent."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import botocore.session
+from botocore.credentials import ReadOnlyCredentials
+
+REFRESH_AHEAD_SECONDS = 600
+"""How long before their expiry temporary credentials are renewed."""
+
+
+class AwsCredentials:
+    __slots__ = ("_frozen", "_lock", "_refreshing", "_source")
+
+    def __init__(self, source: Any) -> None:
+        """`source`: botocore credentials (refreshable or not)."""
+        self._source = source
+        self._frozen: ReadOnlyCredentials = source.get_frozen_credentials()
+        self._lock = threading.Lock()
+        self._refreshing = False
+
+    @classmethod
+    def from_chain(cls, profile: str | None = None) -> AwsCredentials:
+        """Resolved now (at load, off any request); ValueError when the chain finds none."""
+        source = botocore.session.Session(profile=profile).get_credentials()
+        if source is None:
+            raise ValueError("no AWS credentials found in the standard chain")
+        return cls(source)
+
+    def current(self) -> ReadOnlyCredentials:
+        """The credentials to sign with now; never blocks (a renewal runs in a thread)."""
+        refresh_needed = getattr(self._source, "refresh_needed", None)
+        if refresh_needed is not None and refresh_needed(REFRESH_AHEAD_SECONDS):
+            with self._lock:
+                start, self._refreshing = not self._refreshing, True
+            if start:
+                threading.Thread(target=self._refresh, daemon=True).start()
+        return self._frozen
+
+    def _refresh(self) -> None:
+        try:
+            self._frozen = self._source.get_frozen_credentials()
+        finally:
+            with self._lock:
+                self._refreshing = False
+
+    def __repr__(self) -> str:
+        return "AwsCredentials(<from the AWS credential chain>)"

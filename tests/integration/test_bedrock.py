@@ -1,0 +1,148 @@
+"""Amazon Bedrock through the real Envoy and processor: OpenAI and Anthropic clients on an
+alias served by Converse, every request signed with SigV4 from the AWS credential chain and
+checked by the mock as AWS checks it, streams read from binary event-stream frames."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+
+from extproc.mockprovider.bedrock import TEST_CREDENTIALS
+from extproc.mockprovider.script import REPLY
+from extproc.mockprovider.script import estimate_tokens as provider_estimate
+from tests.harness import (
+    MockProvider,
+    RunningGateway,
+    access_log_lines,
+    logged_since,
+    running_gateway,
+    sha256,
+    write_config,
+)
+
+pytestmark = pytest.mark.envoy
+
+KEY = "sk-gw-bedrock-0123456789"
+MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+[(ACCESS_KEY, SECRET_KEY)] = TEST_CREDENTIALS.items()
+SESSION_TOKEN = "mock-session-token-of-a-role"
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+    "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    "AWS_SESSION_TOKEN": SESSION_TOKEN,
+    "AWS_CONFIG_FILE": "/nonexistent",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+REPLY_WORDS = len(REPLY.split())
+WEATHER = {
+    "name": "get_weather",
+    "description": "The weather now",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+@pytest.fixture(scope="module")
+def config(mock: MockProvider, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("bedrock")
+    document = {
+        "providers": {"bedrock": {"kind": "bedrock", "region": "us-east-1", "base_url": mock.url}},
+        "models": {"claude": {"provider": "bedrock", "model": MODEL, "max_output_tokens": 512}},
+        "prices": {"claude": {"input_per_million": 3.0, "output_per_million": 15.0}},
+        "keys": [{"id": "app", "sha256": sha256(KEY), "models": ["*"]}],
+        "telemetry": {"access_log": str(directory / "access.log")},
+    }
+    return write_config(directory, document)
+
+
+@pytest.fixture(scope="module")
+def gateway(config: Path) -> Iterator[RunningGateway]:
+    with running_gateway(config, config.parent / "gateway.log", env=AWS_ENV) as running:
+        yield running
+
+
+def converse_input(request: dict[str, object]) -> int:
+    body = request["body"]
+    assert isinstance(body, dict)
+    return provider_estimate(body["messages"]) + provider_estimate(body.get("system") or [])
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "stream"])
+def test_openai_clients_reach_bedrock_signed_with_exact_usage(
+    streamed: bool, gateway: RunningGateway, mock: MockProvider, config: Path
+) -> None:
+    before = len(access_log_lines(config))
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEY, max_retries=0) as sdk:
+        if streamed:
+            chunks = list(
+                sdk.chat.completions.create(
+                    model="claude",
+                    messages=messages,  # type: ignore[arg-type]
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+            )
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            usage = chunks[-1].usage
+        else:
+            completion = sdk.chat.completions.create(model="claude", messages=messages)  # type: ignore[arg-type]
+            text, usage = completion.choices[0].message.content or "", completion.usage
+
+    upstream = mock.last_request()
+    method = "converse-stream" if streamed else "converse"
+    assert upstream["path"] == f"/model/{MODEL}/{method}"
+    assert upstream["headers"]["authorization"].startswith("sha256:"), "signed, never logged"
+    assert "x-amz-date" in upstream["headers"]
+    assert text == REPLY
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens) == (converse_input(upstream), REPLY_WORDS)
+    line = logged_since(config, before, "claude")
+    assert (line["provider"], line["model"]) == ("bedrock", MODEL)
+    assert (line["input_tokens"], line["output_tokens"]) == (usage.prompt_tokens, REPLY_WORDS)
+
+
+def test_anthropic_clients_stream_a_tool_call_from_bedrock(gateway: RunningGateway) -> None:
+    call = json.dumps([{"name": "get_weather", "arguments": {"city": "Oslo"}}])
+    sdk = anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0)
+    with (
+        sdk,
+        sdk.messages.stream(
+            model="claude",
+            max_tokens=100,
+            tools=[WEATHER],  # type: ignore[list-item]
+            messages=[{"role": "user", "content": "Weather in Oslo?"}],
+            extra_headers={"x-mock-tool-calls": call},
+        ) as stream,
+    ):
+        message = stream.get_final_message()
+
+    assert message.stop_reason == "tool_use"
+    [use] = [block for block in message.content if block.type == "tool_use"]
+    assert (use.name, use.input) == ("get_weather", {"city": "Oslo"})
+
+
+def test_aws_credentials_never_leave_the_processor(
+    gateway: RunningGateway, mock: MockProvider, config: Path
+) -> None:
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEY, max_retries=0) as sdk:
+        response = sdk.chat.completions.with_raw_response.create(
+            model="claude", messages=[{"role": "user", "content": "Hi"}]
+        )
+
+    seen = "\n".join(
+        [
+            str(dict(response.headers)),
+            response.text,
+            gateway.log_path.read_text(),
+            "\n".join(access_log_lines(config)),
+            json.dumps(mock.last_request()),
+        ]
+    )
+    for secret in (SECRET_KEY, SESSION_TOKEN):
+        assert secret not in seen
