@@ -26,7 +26,8 @@ Headers that script a request (beside those of `script`):
                                never answers
 
 Answers are gzip-compressed whenever the request accepts gzip, as hosted APIs do (streams
-too, flushed event by event). `GET /_mock/requests` lists what the mock received (credential
+too, flushed event by event). AWS STS `AssumeRoleWithWebIdentity` (a form POST to any path)
+gives the test credentials. `GET /_mock/requests` lists what the mock received (credential
 values as SHA-256 digests, never the values) and, for streams, how many events it sent and
 whether the client stayed to the end; `DELETE /_mock/requests` forgets them.
 """
@@ -46,7 +47,7 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
-from extproc.mockprovider import anthropic, bedrock, gemini, openai, responses
+from extproc.mockprovider import anthropic, bedrock, gemini, openai, responses, sts
 from extproc.mockprovider.script import MockError, plan_reply
 
 RECORDED = 1000
@@ -83,6 +84,12 @@ def _record(request: web.Request, body: Any) -> dict[str, Any]:
     }
 
 
+async def _post(request: web.Request) -> web.StreamResponse:
+    if request.content_type == "application/x-www-form-urlencoded":
+        return await _sts(request)  # the only API the mock serves form-encoded
+    return await _handle(request)
+
+
 async def _handle(request: web.Request) -> web.StreamResponse:
     raw = await request.read()
     try:
@@ -107,6 +114,19 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     if _azure(request.path):
         return await _serve(request, body, record, openai.azure_error, _openai(azure=True))
     return await _serve(request, body, record, openai.status_error, _openai(azure=False))
+
+
+async def _sts(request: web.Request) -> web.Response:
+    """AWS STS, recorded with the web identity token as a digest (it is a credential)."""
+    form = {name: str(value) for name, value in (await request.post()).items()}
+    token = form.get("WebIdentityToken", "").encode()
+    digest = "sha256:" + hashlib.sha256(token).hexdigest()
+    record = _record(request, form | {"WebIdentityToken": digest})
+    request.app[_requests].append(record)
+    if form.get("Action") != "AssumeRoleWithWebIdentity":
+        return web.Response(status=400, text="Only AssumeRoleWithWebIdentity is mocked.")
+    status, body = sts.assume_role_with_web_identity(form)
+    return web.Response(status=status, text=body, content_type="text/xml")
 
 
 def _azure(path: str) -> bool:
@@ -409,5 +429,5 @@ def build_app(keys: frozenset[str] = frozenset()) -> web.Application:
     for method in ("GET", "DELETE"):
         app.router.add_route(method, r"/{prefix:.*}v1/responses/{id:resp_\w+}", _stored_response)
     app.router.add_get(r"/{prefix:.*}v1/responses/{id:resp_\w+}/input_items", _stored_response)
-    app.router.add_post("/{tail:.*}", _handle)
+    app.router.add_post("/{tail:.*}", _post)
     return app

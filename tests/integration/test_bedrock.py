@@ -146,3 +146,40 @@ def test_aws_credentials_never_leave_the_processor(
     )
     for secret in (SECRET_KEY, SESSION_TOKEN):
         assert secret not in seen
+
+
+def test_credentials_from_a_web_identity_token_file_as_on_eks(
+    mock: MockProvider, config: Path, tmp_path: Path
+) -> None:
+    """IRSA: no AWS key anywhere, only a service account token file and a role; the gateway
+    trades the token at STS (the mock's, as AWS_ENDPOINT_URL_STS points it) for temporary
+    credentials and signs with them."""
+    token = tmp_path / "token"
+    token.write_text("eyJhbGciOiJSUzI1NiJ9.service-account-token.signature")
+    irsa = {
+        "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/llm-gateway",
+        "AWS_WEB_IDENTITY_TOKEN_FILE": str(token),
+        "AWS_ENDPOINT_URL_STS": mock.url,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_SESSION_TOKEN": "",
+    }
+    mock.clear()
+    log = tmp_path / "gateway.log"
+    with running_gateway(config, log, env=AWS_ENV | irsa) as gateway:
+        sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEY, max_retries=0)
+        with sdk:
+            completion = sdk.chat.completions.create(
+                model="claude", messages=[{"role": "user", "content": "Hi"}]
+            )
+
+    assert completion.choices[0].message.content == REPLY
+    *exchanges, converse = mock.requests()
+    assert exchanges, "the token was exchanged at STS"
+    for sts in exchanges:  # once by each process that loads the configuration
+        assert sts["body"]["Action"] == "AssumeRoleWithWebIdentity"
+        assert sts["body"]["RoleArn"] == irsa["AWS_ROLE_ARN"]
+        assert sts["body"]["WebIdentityToken"].startswith("sha256:")
+    assert converse["path"] == f"/model/{MODEL}/converse"
+    assert "x-amz-security-token" in converse["headers"], "temporary credentials sign it"

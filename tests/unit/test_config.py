@@ -102,10 +102,8 @@ def test_azure_needs_an_api_version() -> None:
 
 def test_bedrock_needs_a_region_and_no_key_and_defaults_to_its_regional_endpoint() -> None:
     bedrock = "    kind: bedrock\n    region: eu-west-1\n"
-    no_url = VALID.replace(
-        "    kind: openai\n    base_url: https://api.openai.com\n    api_key: ${env:OPENAI_API_KEY}\n",
-        bedrock,
-    )
+    openai = "    kind: openai\n    base_url: https://api.openai.com\n"
+    no_url = VALID.replace(openai + "    api_key: ${env:OPENAI_API_KEY}\n", bedrock)
     gateway = parse_gateway(no_url, source=Path("gw.yaml"), environ={}, resolve_secrets=False)
     provider = gateway.providers["openai"]
     assert (provider.host, provider.tls) == ("bedrock-runtime.eu-west-1.amazonaws.com", True)
