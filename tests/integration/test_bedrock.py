@@ -5,6 +5,8 @@ checked by the mock as AWS checks it, streams read from binary event-stream fram
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from tests.harness import (
     MockProvider,
     RunningGateway,
     access_log_lines,
+    extproc,
     logged_since,
     running_gateway,
     sha256,
@@ -183,3 +186,18 @@ def test_credentials_from_a_web_identity_token_file_as_on_eks(
         assert sts["body"]["WebIdentityToken"].startswith("sha256:")
     assert converse["path"] == f"/model/{MODEL}/converse"
     assert "x-amz-security-token" in converse["headers"], "temporary credentials sign it"
+
+
+def test_envoy_configuration_holds_no_aws_credentials(config: Path) -> None:
+    """What Envoy is given (and its /config_dump shows) is rendered without them."""
+    rendered = subprocess.run(
+        extproc("envoy-config", "--config", str(config)),
+        capture_output=True,
+        check=True,
+        env=os.environ | AWS_ENV,
+        timeout=120,
+    ).stdout.decode()
+
+    assert "provider_bedrock" in rendered
+    for secret in (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN):
+        assert secret not in rendered
