@@ -18,6 +18,7 @@ Headers that script a request (beside those of `script`):
   x-mock-chunk-delay-ms: 20    wait between streamed events
   x-mock-cut-after: 3          cut the connection after this many streamed events
   x-mock-force-gzip: 1         compress the answer even when the client did not accept gzip
+  x-mock-corrupt-frame: 2      (Bedrock streams) flip a bit in this event-stream frame
   x-mock-fail: gpt-4o=429/2, claude-sonnet-4-5=reset
                                fail the requests for these models only (the model of the body,
                                the Azure deployment or the Gemini model of the path): a status
@@ -289,6 +290,8 @@ async def _bedrock(
         return _bedrock_error(request, error.status, bedrock.error_name(error.status), str(error))
     if path["method"] == "converse-stream":
         frames = bedrock.events(reply)
+        if (corrupt := request.headers.get("x-mock-corrupt-frame", "")).isdigit():
+            frames[int(corrupt)] = bedrock.corrupted(frames[int(corrupt)])
         return await _send_events(request, frames, record, bedrock.EVENT_STREAM_TYPE)
     return _json(request, orjson.dumps(bedrock.answer(reply)))
 

@@ -65,6 +65,13 @@ def event(kind: str, payload: dict[str, Any]) -> bytes:
     return frame(headers, orjson.dumps(payload))
 
 
+def corrupted(message: bytes) -> bytes:
+    """The frame with one payload bit flipped: its message CRC no longer matches."""
+    flipped = bytearray(message)
+    flipped[-5] ^= 0x01
+    return bytes(flipped)
+
+
 def check(body: dict[str, Any]) -> Prompt:
     unknown = sorted(set(body) - FIELDS)
     if unknown:
@@ -172,16 +179,22 @@ _AUTHORIZATION = re.compile(
 )
 
 
-def check_signature(
-    method: str, url: str, headers: Mapping[str, str], body: bytes
+def check_signature(  # noqa: PLR0917 - a request's parts, and whose keys to check against
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    known: Mapping[str, str] = TEST_CREDENTIALS,
+    service: str = "bedrock",
 ) -> tuple[int, str, str] | None:
     """(status, error name, message) when the SigV4 signature is missing or wrong; the
-    signature is recomputed from the request as received, as AWS does."""
+    signature is recomputed from the request as received, as AWS does, with the `known`
+    secret of its access key."""
     match = _AUTHORIZATION.match(headers.get("authorization", ""))
     if match is None:
         return 403, "MissingAuthenticationTokenException", "Missing Authentication Token"
-    secret = TEST_CREDENTIALS.get(match["key"])
-    if secret is None or match["service"] != "bedrock":
+    secret = known.get(match["key"])
+    if secret is None or match["service"] != service:
         return (
             403,
             "UnrecognizedClientException",

@@ -201,3 +201,22 @@ def test_envoy_configuration_holds_no_aws_credentials(config: Path) -> None:
     assert "provider_bedrock" in rendered
     for secret in (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN):
         assert secret not in rendered
+
+
+def test_a_corrupted_frame_ends_the_clients_stream_with_an_error_event(
+    gateway: RunningGateway,
+) -> None:
+    text = ""
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEY, max_retries=0) as sdk:
+        stream = sdk.chat.completions.create(
+            model="claude",
+            messages=[{"role": "user", "content": "Hi"}],
+            stream=True,
+            extra_headers={"x-mock-corrupt-frame": "3"},
+        )
+        with pytest.raises(openai.APIError) as raised:
+            for chunk in stream:
+                text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+
+    assert "corrupted" in raised.value.message
+    assert text == "Hello from ", "what came before the corrupted frame, and nothing after"

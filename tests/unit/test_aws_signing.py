@@ -87,3 +87,25 @@ def test_credentials_near_expiry_are_renewed_in_a_thread_without_blocking() -> N
     assert source.renewed.wait(5)
     wait_until(lambda: credentials.current().token == "new", "never renewed")
     assert received(sign(target(credentials), PATH, BODY)) is None
+
+
+def test_the_mock_checks_signatures_as_aws_documents_them() -> None:
+    """AWS's published SigV4 test suite, `get-vanilla`: the mock accepts its signature and
+    refuses it altered, so a request the mock accepts is one AWS would."""
+    secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+    signature = "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+    headers = {
+        "host": "example.amazonaws.com",
+        "x-amz-date": "20150830T123600Z",
+        "authorization": "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/"
+        f"aws4_request, SignedHeaders=host;x-amz-date, Signature={signature}",
+    }
+
+    def verdict(sent: dict[str, str]) -> Any:
+        url = "https://example.amazonaws.com/"
+        return check_signature("GET", url, sent, b"", {"AKIDEXAMPLE": secret}, "service")
+
+    assert verdict(headers) is None
+    altered = headers | {"authorization": headers["authorization"].replace("5fa0", "5fa1")}
+    assert verdict(altered)[1] == "InvalidSignatureException"
+    assert verdict(headers | {"x-amz-date": "20150830T123601Z"})[1] == "InvalidSignatureException"
