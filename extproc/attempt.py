@@ -34,7 +34,7 @@ from extproc.envoyconfig.fallback import (
 from extproc.errors import GatewayError
 from extproc.pipeline.cooldown import cooldown_name, cooldown_seconds
 from extproc.pipeline.upstream import prepare_upstream
-from extproc.providers import PROVIDER_APIS
+from extproc.providers import provider_api
 from extproc.quota.store import QuotaStore, StoreUnavailable
 from extproc.telemetry.record import AttemptRecord
 from extproc.telemetry.requests import Telemetry
@@ -106,7 +106,7 @@ class Attempt:
         self._record = record = AttemptRecord(
             alias=route.alias,
             target=cooldown_name(target),
-            provider_name=PROVIDER_APIS[target.provider.kind].otel_name,
+            provider_name=provider_api(target.provider).otel_name,
             model=target.model,
             number=int(number) if number.isdigit() else None,
         )

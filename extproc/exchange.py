@@ -58,7 +58,7 @@ from extproc.pipeline.stored_responses import (
 )
 from extproc.pipeline.token_count import count_upstream, estimated_count
 from extproc.pipeline.upstream import prepare_upstream
-from extproc.providers import PROVIDER_APIS, Location
+from extproc.providers import Location, provider_api
 from extproc.quota.ledger import Ledger, Reservation
 from extproc.quota.limits import Price
 from extproc.quota.standing import QuotaRefused, QuotaStoreDown
@@ -198,10 +198,10 @@ class Exchange:
         that may use the alias it was created through. Its answer passes as it is."""
         owner = await self._stored_owner(response_id)
         target = reachable_target(owner, principal, self._gateway.models, response_id)
-        location = PROVIDER_APIS[target.provider.kind].locate_native(path, target)
+        location = provider_api(target.provider).locate_native(path, target)
         assert location is not None, "reachable targets serve the Responses API"
         self._record.alias = owner.alias if owner is not None else None
-        self._note_target(target, PROVIDER_APIS[target.provider.kind].otel_name)
+        self._note_target(target, provider_api(target.provider).otel_name)
         self._unread_answer = []
         set_headers, remove = self._routed_headers(target, location, [])
         return replace_request_headers(set_headers=set_headers, remove_headers=remove)
@@ -274,7 +274,7 @@ class Exchange:
         body_headers = [
             (names.CONTENT_TYPE, "application/json"),
             (names.CONTENT_LENGTH, str(len(payload))),
-            *PROVIDER_APIS[target.provider.kind].signature(target, location.path, payload),
+            *provider_api(target.provider).signature(target, location.path, payload),
         ]
         set_headers, remove = self._routed_headers(target, location, body_headers)
         return replace_request(set_headers=set_headers, remove_headers=remove, body=payload)
@@ -324,7 +324,7 @@ class Exchange:
             self._record.status = 200
             headers = [(names.TOKEN_COUNT, "estimate")]
             return local_reply(200, estimated_count(count, body), headers=headers)
-        self._note_target(target, PROVIDER_APIS[target.provider.kind].otel_name)
+        self._note_target(target, provider_api(target.provider).otel_name)
         self._unread_answer = [(names.TOKEN_COUNT, "provider")]
         return self._send_upstream(target, upstream.location, upstream.payload)
 

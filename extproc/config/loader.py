@@ -16,9 +16,11 @@ from zoneinfo import ZoneInfo
 
 import yaml
 from botocore.exceptions import BotoCoreError
+from google.auth.exceptions import GoogleAuthError
 from pydantic import ValidationError
 
 from extproc.config.aws import AwsCredentials
+from extproc.config.gcp import GcpCredentials
 from extproc.config.model import (
     Gateway,
     ListenSettings,
@@ -355,7 +357,7 @@ def _compile_provider(
     environ: Mapping[str, str] | None,
     problems: list[tuple[str, str]],
 ) -> Provider:
-    base_url = spec.base_url or f"https://bedrock-runtime.{spec.region}.amazonaws.com"
+    base_url = spec.base_url or _default_base_url(spec)
     url = urlsplit(base_url)
     if url.scheme not in ("http", "https") or not url.hostname:
         problems.append((f"providers.{name}.base_url", "must be an http:// or https:// URL"))
@@ -372,6 +374,12 @@ def _compile_provider(
             api_key = resolve_secret(spec.api_key, base_dir=base_dir, environ=environ)
         except ValueError as error:
             problems.append((f"providers.{name}.api_key", str(error)))
+    gcp = None
+    if spec.kind == "vertex" and environ is not None:
+        try:
+            gcp = GcpCredentials.from_adc()
+        except (ValueError, GoogleAuthError) as error:
+            problems.append((f"providers.{name}", f"Google Cloud credentials: {error}"))
     aws = None
     if spec.kind == "bedrock" and environ is not None:
         try:
@@ -396,7 +404,19 @@ def _compile_provider(
         responses_api=spec.responses_api,
         region=spec.region,
         aws=aws,
+        project=spec.project,
+        location=spec.location,
+        publisher=spec.publisher,
+        gcp=gcp,
     )
+
+
+def _default_base_url(spec: ProviderSpec) -> str:
+    """Bedrock's and Vertex AI's regional endpoints."""
+    if spec.kind == "vertex":
+        prefix = "" if spec.location == "global" else f"{spec.location}-"
+        return f"https://{prefix}aiplatform.googleapis.com"
+    return f"https://bedrock-runtime.{spec.region}.amazonaws.com"
 
 
 def _price(spec: PriceSpec) -> Price:

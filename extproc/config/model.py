@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 from extproc.config.address import worker_addresses
 from extproc.config.aws import AwsCredentials
-from extproc.config.schema import ProviderKind
+from extproc.config.gcp import GcpCredentials
+from extproc.config.schema import ProviderKind, Publisher
 from extproc.config.secrets import Secret
 from extproc.quota.limits import Limit, Price
 
@@ -35,6 +36,11 @@ class Provider:
     region: str | None = None
     aws: AwsCredentials | None = field(default=None, compare=False)
     """Bedrock: where its requests' signing credentials come from (None until resolved)."""
+    project: str | None = None
+    location: str | None = None
+    publisher: Publisher = "google"
+    gcp: GcpCredentials | None = field(default=None, compare=False)
+    """Vertex AI: where its access tokens come from (None until resolved)."""
     """OpenAI and Azure OpenAI kinds: Responses calls pass through (else translated)."""
 
     @property

@@ -13,7 +13,8 @@ from extproc.config.address import parse_grpc_address
 from extproc.config.secrets import REFERENCE
 from extproc.config.units import Bytes, Seconds, parse_duration
 
-ProviderKind = Literal["openai", "azure", "anthropic", "gemini", "bedrock"]
+ProviderKind = Literal["openai", "azure", "anthropic", "gemini", "bedrock", "vertex"]
+Publisher = Literal["google", "anthropic"]
 """openai: any OpenAI-compatible API; azure: Azure OpenAI; anthropic: Anthropic's Messages
 API; gemini: Google's Gemini API (generateContent)."""
 
@@ -104,6 +105,12 @@ class ProviderSpec(Strict):
     aws_profile: str | None = None
     """Bedrock: a profile of the shared AWS config files; unset: the standard credential
     chain (environment, IRSA web identity, EKS Pod Identity, instance metadata)."""
+    project: str | None = None
+    """Vertex AI: the Google Cloud project (required)."""
+    location: str | None = None
+    """Vertex AI: the region (`us-central1`, …) or `global` (required)."""
+    publisher: Publisher = "google"
+    """Vertex AI: whose models — Google's (Gemini) or Anthropic's (Claude)."""
     responses_api: bool = True
     """OpenAI and Azure OpenAI: the provider serves the Responses API (`/v1/responses`), so
     Responses calls pass through as they are; turn off for OpenAI-compatible servers without
@@ -117,6 +124,13 @@ class ProviderSpec(Strict):
             raise ValueError("api_version applies to azure and gemini providers only")
         if self.kind not in ("openai", "azure") and "responses_api" in self.model_fields_set:
             raise ValueError("responses_api applies to openai and azure providers only")
+        if self.kind == "vertex":
+            if not self.project or not self.location:
+                raise ValueError("vertex providers need project and location")
+            if self.api_key is not None:
+                raise ValueError("vertex providers use Google Cloud credentials, not an api_key")
+        elif self.project is not None or self.location is not None:
+            raise ValueError("project and location apply to vertex providers only")
         if self.kind == "bedrock":
             if not self.region:
                 raise ValueError("bedrock providers need region")
@@ -124,7 +138,7 @@ class ProviderSpec(Strict):
                 raise ValueError("bedrock providers sign with AWS credentials, not an api_key")
         elif self.region is not None or self.aws_profile is not None:
             raise ValueError("region and aws_profile apply to bedrock providers only")
-        elif self.base_url is None:
+        elif self.base_url is None and self.kind != "vertex":
             raise ValueError("base_url is required")
         return self
 

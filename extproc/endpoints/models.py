@@ -18,7 +18,7 @@ from extproc.endpoints.calls import MODEL_CALLS
 from extproc.endpoints.spec import LocalAnswer
 from extproc.errors import NotFound, shorten
 from extproc.headers import ANTHROPIC_VERSION
-from extproc.providers import PROVIDER_APIS
+from extproc.providers import provider_api
 from extproc.translators.ir import JsonObject
 
 PATH = "/v1/models"
@@ -53,7 +53,7 @@ def answer(
 def endpoints(route: ModelRoute) -> list[str]:
     """The paths that can call this alias: those every one of its targets can serve."""
     operations = set.intersection(
-        *(set(PROVIDER_APIS[t.provider.kind].schema.provider.operations) for t in route.targets)
+        *(set(provider_api(t.provider).schema.provider.operations) for t in route.targets)
     )
     return [path for path, call in MODEL_CALLS.items() if call.operation in operations]
 

@@ -48,7 +48,7 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
-from extproc.mockprovider import anthropic, bedrock, gemini, openai, responses, sts
+from extproc.mockprovider import anthropic, bedrock, gemini, openai, responses, sts, vertex
 from extproc.mockprovider.script import MockError, plan_reply
 
 RECORDED = 1000
@@ -60,6 +60,7 @@ _ANTHROPIC_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
 
 _requests = web.AppKey("requests", deque[dict[str, Any]])
 _stored = web.AppKey("stored", dict[str, dict[str, Any]])
+_tokens = web.AppKey("tokens", set[str])
 _keys = web.AppKey("keys", frozenset[str])
 ErrorBody = Callable[[int, str], bytes]
 
@@ -87,8 +88,19 @@ def _record(request: web.Request, body: Any) -> dict[str, Any]:
 
 async def _post(request: web.Request) -> web.StreamResponse:
     if request.content_type == "application/x-www-form-urlencoded":
-        return await _sts(request)  # the only API the mock serves form-encoded
+        # The APIs the mock serves form-encoded: Google's token endpoint and AWS STS.
+        form = {name: str(value) for name, value in (await request.post()).items()}
+        if "grant_type" in form:
+            return _oauth_token(request, form)
+        return await _sts(request, form)
     return await _handle(request)
+
+
+def _oauth_token(request: web.Request, form: dict[str, str]) -> web.Response:
+    digest = "sha256:" + hashlib.sha256(form.get("assertion", "").encode()).hexdigest()
+    request.app[_requests].append(_record(request, form | {"assertion": digest}))
+    status, answer = vertex.issue_token(form, request.app[_tokens])
+    return web.Response(status=status, body=orjson.dumps(answer), content_type="application/json")
 
 
 async def _handle(request: web.Request) -> web.StreamResponse:
@@ -101,10 +113,16 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     request.app[_requests].append(record)
     if latency := request.headers.get("x-mock-latency-ms"):
         await asyncio.sleep(int(latency) / 1000)
-    gemini_path = _GEMINI.search(request.path)
-    bedrock_path = _BEDROCK.search(request.path)
-    if bedrock_path:
+    if bedrock_path := _BEDROCK.search(request.path):
         return await _bedrock(request, raw, body, record, bedrock_path)
+    if vertex_path := vertex.PATH.search(request.path):
+        return await _vertex(request, body, record, vertex_path)
+    return await _keyed(request, body, record)
+
+
+async def _keyed(request: web.Request, body: Any, record: dict[str, Any]) -> web.StreamResponse:
+    """The APIs that take a key: OpenAI, Azure OpenAI, Anthropic, Gemini."""
+    gemini_path = _GEMINI.search(request.path)
     failure = _failure_for(request, body, gemini_path)
     if failure is not None:
         return await _fail(request, failure, gemini_path)
@@ -117,9 +135,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     return await _serve(request, body, record, openai.status_error, _openai(azure=False))
 
 
-async def _sts(request: web.Request) -> web.Response:
+async def _sts(request: web.Request, form: dict[str, str]) -> web.Response:
     """AWS STS, recorded with the web identity token as a digest (it is a credential)."""
-    form = {name: str(value) for name, value in (await request.post()).items()}
     token = form.get("WebIdentityToken", "").encode()
     digest = "sha256:" + hashlib.sha256(token).hexdigest()
     record = _record(request, form | {"WebIdentityToken": digest})
@@ -331,8 +348,36 @@ async def _anthropic(
     return _json(request, orjson.dumps(anthropic.message(body, reply)))
 
 
+async def _vertex(
+    request: web.Request, body: Any, record: dict[str, Any], path: re.Match[str]
+) -> web.StreamResponse:
+    """Vertex AI: a bearer token the mock issued, then Gemini's or Claude's API."""
+    refused = vertex.check_token(request.headers, request.app[_tokens])
+    if refused is not None:
+        return _json(request, refused, 401)
+    if path["publisher"] == "google":
+        return await _serve(request, body, record, gemini.error, _gemini(path))
+    return await _serve(request, body, record, anthropic.error, _claude_on_vertex(path))
+
+
+def _claude_on_vertex(path: re.Match[str]) -> Answer:
+    async def answer(
+        request: web.Request, body: dict[str, Any], record: dict[str, Any]
+    ) -> web.StreamResponse:
+        if path["method"] not in ("rawPredict", "streamRawPredict"):
+            raise MockError(f"Method {path['method']} is not supported by the mock.", status=404)
+        claude = vertex.claude_body(body) | {"model": path["model"]}
+        reply = plan_reply(anthropic.check_message(claude), request.headers, "toolu_")
+        if path["method"] == "streamRawPredict":
+            return await _send_events(request, anthropic.events(claude, reply), record)
+        return _json(request, orjson.dumps(anthropic.message(claude, reply)))
+
+    return answer
+
+
 def _gemini(path: re.Match[str]) -> Answer:
     model, method = path["model"], path["method"]
+    on_vertex = "publishers" in path.string  # authorized by its bearer token already
 
     async def answer(
         request: web.Request, body: dict[str, Any], record: dict[str, Any]
@@ -340,7 +385,7 @@ def _gemini(path: re.Match[str]) -> Answer:
         refused = gemini.check_key(
             request.headers, request.query.get("key", ""), request.app[_keys]
         )
-        if refused is not None:
+        if refused is not None and not on_vertex:
             return _json(request, refused, orjson.loads(refused)["error"]["code"])
         if method == "batchEmbedContents":
             requests = gemini.check_embed(body, model)
@@ -427,6 +472,7 @@ def build_app(keys: frozenset[str] = frozenset()) -> web.Application:
     app[_requests] = deque(maxlen=RECORDED)
     app[_keys] = keys
     app[_stored] = {}
+    app[_tokens] = set()
     app.router.add_get("/_mock/requests", _list_requests)
     app.router.add_delete("/_mock/requests", _forget_requests)
     for method in ("GET", "DELETE"):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from extproc.config import ModelRoute, Principal, Target
 from extproc.errors import NotFound, shorten
-from extproc.providers import PROVIDER_APIS
+from extproc.providers import provider_api
 from extproc.providers.base import RESPONSES_API
 from extproc.quota.store import QuotaStore
 from extproc.translators.ir import JsonObject
@@ -79,7 +79,7 @@ def not_found(response_id: str, param: str | None = None) -> NotFound:
 
 
 def _serves(target: Target) -> bool:
-    return PROVIDER_APIS[target.provider.kind].locate_native(RESPONSES_API, target) is not None
+    return provider_api(target.provider).locate_native(RESPONSES_API, target) is not None
 
 
 def _name(response_id: str) -> str:

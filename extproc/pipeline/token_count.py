@@ -8,7 +8,7 @@ import orjson
 
 from extproc.config import Target
 from extproc.endpoints.spec import TokenCount
-from extproc.providers import PROVIDER_APIS, Location
+from extproc.providers import Location, provider_api
 from extproc.translators.ir import JsonObject
 from extproc.usage import estimate_tokens
 
@@ -22,7 +22,7 @@ class CountUpstream:
 
 def count_upstream(count: TokenCount, target: Target, body: JsonObject) -> CountUpstream | None:
     """Where the count goes when the target's provider counts natively; None when not."""
-    location = PROVIDER_APIS[target.provider.kind].locate_native(count.path, target)
+    location = provider_api(target.provider).locate_native(count.path, target)
     if location is None:
         return None
     return CountUpstream(location, orjson.dumps({**body, "model": target.model}))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from extproc.config import Target
 from extproc.endpoints.spec import ModelCall
-from extproc.providers import PROVIDER_APIS, Location, ProviderApi
+from extproc.providers import Location, ProviderApi, provider_api
 from extproc.translators.ir import JsonObject
 from extproc.translators.translation import Translation, translate_request
 
@@ -26,7 +26,7 @@ def prepare_upstream(
     """`default_max_tokens`: the output cap for providers that require one when the client
     sets none."""
     provider = target.provider
-    api = PROVIDER_APIS[provider.kind]
+    api = provider_api(provider)
     # A provider that serves the client's API as it is gets the call in the client's schema,
     # unless the target forces options: those are written in the provider's own schema.
     native = None if target.options else api.locate_native(call.path, target)

@@ -1,10 +1,10 @@
 """One module per provider kind: its wire schema, paths and credentials."""
 
-from extproc.config.schema import ProviderKind
-from extproc.providers import anthropic, azure, bedrock, gemini, openai
+from extproc.config import Provider
+from extproc.providers import anthropic, azure, bedrock, gemini, openai, vertex
 from extproc.providers.base import Location, ProviderApi
 
-PROVIDER_APIS: dict[ProviderKind, ProviderApi] = {
+PROVIDER_APIS: dict[str, ProviderApi] = {
     "openai": openai.API,
     "azure": azure.API,
     "anthropic": anthropic.API,
@@ -12,4 +12,13 @@ PROVIDER_APIS: dict[ProviderKind, ProviderApi] = {
     "bedrock": bedrock.API,
 }
 
-__all__ = ["PROVIDER_APIS", "Location", "ProviderApi"]
+
+def provider_api(provider: Provider) -> ProviderApi:
+    """How the gateway talks to this provider: by its kind (and, on Vertex AI, by whose
+    models it serves)."""
+    if provider.kind == "vertex":
+        return vertex.APIS[provider.publisher]
+    return PROVIDER_APIS[provider.kind]
+
+
+__all__ = ["Location", "ProviderApi", "provider_api"]
