@@ -27,6 +27,8 @@ VARIANTS = [
     "overlays/observability",
     "overlays/istio",
     "overlays/envoy-gateway",
+    "overlays/eks",
+    "overlays/gke",
 ]
 SIDECAR_EXAMPLE = "overlays/istio/sidecar-example"
 MODEL_CHECK = ROOT / "tests" / "k8s-models" / "validate.mjs"
@@ -413,3 +415,38 @@ def test_mesh_and_gateway_api_routes_cover_every_configured_provider() -> None:
         for endpoint in o["spec"]["endpoints"]
     }
     assert backends == hosts
+
+
+@pytest.mark.parametrize(
+    ("name", "annotation", "egress"),
+    [
+        ("overlays/eks", "eks.amazonaws.com/role-arn", {"169.254.170.23/32"}),
+        (
+            "overlays/gke",
+            "iam.gke.io/gcp-service-account",
+            {"169.254.169.254/32", "169.254.169.252/32"},
+        ),
+    ],
+)
+def test_cloud_overlays_give_the_pod_a_cloud_identity_instead_of_a_key(
+    name: str, annotation: str, egress: set[str]
+) -> None:
+    """Bedrock and Vertex AI credentials come from the pod's identity (IRSA or Pod Identity,
+    Workload Identity): an annotated ServiceAccount, and the way to its credential endpoint."""
+    objects = rendered(name)
+    [account] = [o for o in objects if o["kind"] == "ServiceAccount"]
+    assert annotation in account["metadata"]["annotations"]
+    [pod] = pods(objects)
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    [policy] = [
+        o
+        for o in objects
+        if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "extproc-gateway"
+    ]
+    blocks = {
+        peer["ipBlock"]["cidr"]
+        for rule in policy["spec"]["egress"]
+        for peer in rule["to"]
+        if "ipBlock" in peer
+    }
+    assert egress <= blocks
