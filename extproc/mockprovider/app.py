@@ -55,7 +55,7 @@ RECORDED = 1000
 CREDENTIALS = ("authorization", "api-key", "x-api-key", "x-goog-api-key", "x-amz-security-token")
 _GEMINI = re.compile(r"/(?P<version>v1(?:beta|alpha)?)/models/(?P<model>[^/:]+):(?P<method>\w+)$")
 
-_BEDROCK = re.compile(r"/model/(?P<model>[^/]+)/(?P<method>converse|converse-stream)$")
+_BEDROCK = re.compile(r"/model/(?P<model>[^/]+)/(?P<method>converse|converse-stream|invoke)$")
 _ANTHROPIC_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
 
 _requests = web.AppKey("requests", deque[dict[str, Any]])
@@ -291,7 +291,8 @@ async def _bedrock(
     record: dict[str, Any],
     path: re.Match[str],
 ) -> web.StreamResponse:
-    """Converse and ConverseStream, for requests whose SigV4 signature checks out."""
+    """Converse, ConverseStream and InvokeModel (embeddings), for requests whose SigV4
+    signature checks out."""
     url = f"{request.scheme}://{request.host}{request.raw_path}"
     refused = bedrock.check_signature(request.method, url, request.headers, raw)
     if refused is not None:
@@ -299,12 +300,20 @@ async def _bedrock(
     failure = _failure_for(request, {"model": unquote(path["model"])}, None)
     if failure is not None:
         return await _bedrock_failure(request, failure)
-    if not isinstance(body, dict):
-        return _bedrock_error(request, 400, "SerializationException", "Malformed JSON.")
     try:
-        reply = plan_reply(bedrock.check(body), request.headers, "tooluse_")
+        if not isinstance(body, dict):
+            raise MockError("Malformed JSON.")
+        return await _bedrock_answer(request, body, record, path)
     except MockError as error:
         return _bedrock_error(request, error.status, bedrock.error_name(error.status), str(error))
+
+
+async def _bedrock_answer(
+    request: web.Request, body: dict[str, Any], record: dict[str, Any], path: re.Match[str]
+) -> web.StreamResponse:
+    if path["method"] == "invoke":
+        return _json(request, orjson.dumps(bedrock.embed(unquote(path["model"]), body)))
+    reply = plan_reply(bedrock.check(body), request.headers, "tooluse_")
     if path["method"] == "converse-stream":
         frames = bedrock.events(reply)
         if (corrupt := request.headers.get("x-mock-corrupt-frame", "")).isdigit():

@@ -4,6 +4,7 @@ from the test credentials the mock knows)."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 import struct
@@ -114,6 +115,39 @@ def check(body: dict[str, Any]) -> Prompt:
     )
 
 
+def embed(model: str, body: dict[str, Any]) -> dict[str, Any]:
+    """InvokeModel for an embedding model: Cohere's batch of texts, or Titan's one text."""
+    if model.startswith("cohere."):
+        texts = body.get("texts")
+        if not isinstance(texts, list) or not texts or "input_type" not in body:
+            raise MockError("Malformed input request: texts and input_type are required")
+        vectors = [vector(text, EMBEDDING_DIMENSIONS) for text in texts]
+        return {
+            "embeddings": vectors,
+            "id": "mock",
+            "response_type": "embeddings_floats",
+            "texts": texts,
+        }
+    if not model.startswith("amazon.titan-embed"):
+        raise MockError(f"The provided model identifier is invalid: {model}")
+    unknown = sorted(set(body) - {"inputText", "dimensions", "normalize", "embeddingTypes"})
+    if unknown or not isinstance(body.get("inputText"), str):
+        raise MockError(
+            "Malformed input request: required key [inputText] not found, extraneous key found"
+        )
+    dimensions = body.get("dimensions", 1024)
+    if dimensions not in (256, 512, 1024):
+        raise MockError("Malformed input request: dimensions must be 256, 512 or 1024")
+    text = body["inputText"]
+    return {"embedding": vector(text, dimensions), "inputTextTokenCount": estimate_tokens(text)}
+
+
+def vector(text: str, dimensions: int) -> list[float]:
+    """A stable vector for a text."""
+    seed = hashlib.sha256(text.encode()).digest()
+    return [seed[i % len(seed)] / 255 for i in range(dimensions)]
+
+
 def usage(reply: Reply) -> dict[str, int]:
     uncached = reply.input_tokens - reply.cached_tokens
     return {
@@ -170,6 +204,7 @@ def events(reply: Reply) -> list[bytes]:
 
 
 EVENT_STREAM_TYPE = "application/vnd.amazon.eventstream"
+EMBEDDING_DIMENSIONS = 1024
 TEST_CREDENTIALS = {"AKIDMOCKGATEWAY": "mock/secret/access/key/for/tests/only"}
 """The access keys the mock knows (id → secret), as AWS knows an account's keys."""
 _AUTHORIZATION = re.compile(

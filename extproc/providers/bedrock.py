@@ -24,7 +24,8 @@ def credentials(target: Target) -> Credentials:
 
 
 def locate(operation: Operation, target: Target, stream: bool) -> Location:
-    method = "converse-stream" if stream else "converse"
+    """Chat through Converse; embeddings through InvokeModel."""
+    method = "invoke" if operation == "embeddings" else "converse-stream" if stream else "converse"
     path = f"{target.provider.base_path}/model/{quote(target.model, safe='')}/{method}"
     return Location(path, ())
 

@@ -55,8 +55,15 @@ def config(mock: MockProvider, tmp_path_factory: pytest.TempPathFactory) -> Path
     directory = tmp_path_factory.mktemp("bedrock")
     document = {
         "providers": {"bedrock": {"kind": "bedrock", "region": "us-east-1", "base_url": mock.url}},
-        "models": {"claude": {"provider": "bedrock", "model": MODEL, "max_output_tokens": 512}},
-        "prices": {"claude": {"input_per_million": 3.0, "output_per_million": 15.0}},
+        "models": {
+            "claude": {"provider": "bedrock", "model": MODEL, "max_output_tokens": 512},
+            "titan": {"provider": "bedrock", "model": "amazon.titan-embed-text-v2:0"},
+            "cohere": {"provider": "bedrock", "model": "cohere.embed-english-v3"},
+        },
+        "prices": {
+            alias: {"input_per_million": 3.0, "output_per_million": 15.0}
+            for alias in ("claude", "titan", "cohere")
+        },
         "keys": [{"id": "app", "sha256": sha256(KEY), "models": ["*"]}],
         "telemetry": {"access_log": str(directory / "access.log")},
     }
@@ -220,3 +227,26 @@ def test_a_corrupted_frame_ends_the_clients_stream_with_an_error_event(
 
     assert "corrupted" in raised.value.message
     assert text == "Hello from ", "what came before the corrupted frame, and nothing after"
+
+
+def test_embeddings_through_invoke_model_for_titan_and_cohere(
+    gateway: RunningGateway, mock: MockProvider, config: Path
+) -> None:
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEY, max_retries=0) as sdk:
+        before = len(access_log_lines(config))
+        titan = sdk.embeddings.create(model="titan", input="A text to embed", dimensions=256)
+        titan_request = mock.last_request()
+        line = logged_since(config, before, "titan")
+        cohere = sdk.embeddings.create(model="cohere", input=["one", "two"])
+        cohere_request = mock.last_request()
+        with pytest.raises(openai.BadRequestError) as batch:
+            sdk.embeddings.create(model="titan", input=["one", "two"])
+
+    assert titan_request["path"] == "/model/amazon.titan-embed-text-v2:0/invoke"
+    assert titan_request["body"] == {"inputText": "A text to embed", "dimensions": 256}
+    assert len(titan.data[0].embedding) == 256
+    assert titan.usage.prompt_tokens == provider_estimate("A text to embed")
+    assert (line["input_tokens"], line["output_tokens"]) == (titan.usage.prompt_tokens, 0)
+    assert cohere_request["body"]["texts"] == ["one", "two"]
+    assert [item.index for item in cohere.data] == [0, 1]
+    assert batch.value.param == "input"

@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from extproc.translators.common import as_object, new_id, token_count
-from extproc.translators.ir import ChatAnswer, JsonObject, StopReason, Text, ToolCall
+from extproc.translators.ir import (
+    ChatAnswer,
+    EmbeddingAnswer,
+    JsonObject,
+    StopReason,
+    Text,
+    ToolCall,
+)
 from extproc.usage import Usage
 
 STOP_REASONS: dict[str, StopReason] = {
@@ -25,7 +32,11 @@ STOP_REASONS: dict[str, StopReason] = {
 
 
 def read_usage(payload: Any) -> Usage | None:
-    """Usage from an answer or a stream's `metadata` event."""
+    """Usage from an answer, a stream's `metadata` event, or a Titan embedding (Cohere's
+    embeddings report none: the gateway's estimate stands)."""
+    titan = as_object(payload).get("inputTextTokenCount")
+    if isinstance(titan, int):
+        return Usage(titan, 0)
     usage = as_object(payload).get("usage")
     if not isinstance(usage, dict) or "outputTokens" not in usage:
         return None
@@ -69,6 +80,20 @@ def parse_chat_answer(payload: JsonObject, model: str) -> ChatAnswer:
         model=model,
         parts=tuple(parts),
         stop=STOP_REASONS.get(payload.get("stopReason") or "", "other"),
+        usage=read_usage(payload),
+    )
+
+
+def parse_embeddings_answer(payload: JsonObject, model: str) -> EmbeddingAnswer:
+    """Titan's `embedding`, or Cohere's `embeddings` (a list, or by type: `{float: [...]}`)."""
+    vectors: Any = payload.get("embeddings")
+    if isinstance(vectors, dict):
+        vectors = vectors.get("float")
+    if not isinstance(vectors, list):
+        vectors = [payload.get("embedding")]
+    return EmbeddingAnswer(
+        vectors=tuple(tuple(vector) for vector in vectors if isinstance(vector, list)),
+        model=model,
         usage=read_usage(payload),
     )
 

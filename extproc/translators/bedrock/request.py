@@ -6,6 +6,7 @@ from __future__ import annotations
 from extproc.translators.common import untranslatable
 from extproc.translators.ir import (
     ChatRequest,
+    EmbeddingRequest,
     Image,
     JsonObject,
     Message,
@@ -17,7 +18,10 @@ from extproc.translators.ir import (
 )
 from extproc.translators.schema import Operation
 
-INPUT_FIELDS: dict[Operation, tuple[str, ...]] = {"chat": ("system", "messages", "toolConfig")}
+INPUT_FIELDS: dict[Operation, tuple[str, ...]] = {
+    "chat": ("system", "messages", "toolConfig"),
+    "embeddings": ("inputText", "texts"),
+}
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
 KIND = "bedrock"
 
@@ -113,7 +117,24 @@ def _tool_choice(choice: ToolChoice | None) -> JsonObject | None:
     return {"tool": {"name": choice.name}}
 
 
+def build_embeddings(request: EmbeddingRequest, model: str) -> JsonObject:
+    """An InvokeModel body for Bedrock's embedding models: Cohere's take a batch of texts,
+    Amazon Titan's one text a request."""
+    if model.startswith("cohere."):
+        if request.dimensions is not None:
+            raise untranslatable("dimensions", KIND, "Cohere's embeddings have one size")
+        return {"texts": list(request.inputs), "input_type": "search_document"}
+    if len(request.inputs) != 1:
+        raise untranslatable("input", KIND, "Titan embeds one text a request")
+    body: JsonObject = {"inputText": request.inputs[0]}
+    if request.dimensions is not None:
+        body["dimensions"] = request.dimensions
+    return body
+
+
 def output_cap(operation: Operation, body: JsonObject) -> int | None:
+    if operation == "embeddings":
+        return 0
     config = body.get("inferenceConfig")
     cap = config.get("maxTokens") if isinstance(config, dict) else None
     return cap if isinstance(cap, int) and not isinstance(cap, bool) else None
