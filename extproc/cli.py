@@ -16,6 +16,9 @@ from extproc.config.address import worker_addresses
 from extproc.pipeline.auth import digest_key
 
 KEY_PREFIX = "sk-gw-"
+QUIET_LIBRARIES = ("botocore", "google.auth", "urllib3")
+"""Cloud credential libraries whose debug logs hold credentials (botocore logs each canonical
+request, session token included): warnings only, whatever the gateway's own level."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,6 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         result: int = args.command(args)
     except ConfigError as error:

@@ -250,3 +250,22 @@ def test_embeddings_through_invoke_model_for_titan_and_cohere(
     assert cohere_request["body"]["texts"] == ["one", "two"]
     assert [item.index for item in cohere.data] == [0, 1]
     assert batch.value.param == "input"
+
+
+def test_debug_logging_shows_no_aws_credential(
+    mock: MockProvider, config: Path, tmp_path: Path
+) -> None:
+    """botocore logs every canonical request (the session token in it) at debug level: the
+    gateway keeps that library at warnings even when it logs debug itself."""
+    log = tmp_path / "gateway.log"
+    with running_gateway(config, log, env=AWS_ENV | {"EXTPROC_LOG_LEVEL": "debug"}) as gateway:
+        sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEY, max_retries=0)
+        with sdk:
+            sdk.chat.completions.create(
+                model="claude", messages=[{"role": "user", "content": "Hi"}]
+            )
+        text = log.read_text()
+
+    assert "DEBUG" in text, "the gateway did log at debug level"
+    for secret in (SECRET_KEY, SESSION_TOKEN):
+        assert secret not in text
