@@ -8,10 +8,10 @@ on STS or a metadata endpoint, it signs with the credentials current when it is 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import botocore.session
-from botocore.credentials import ReadOnlyCredentials
+if TYPE_CHECKING:
+    from botocore.credentials import ReadOnlyCredentials
 
 REFRESH_AHEAD_SECONDS = 600
 """How long before their expiry temporary credentials are renewed."""
@@ -30,10 +30,17 @@ class AwsCredentials:
     @classmethod
     def from_chain(cls, profile: str | None = None) -> AwsCredentials:
         """Resolved now (at load, off any request); ValueError when the chain finds none."""
-        source = botocore.session.Session(profile=profile).get_credentials()
-        if source is None:
-            raise ValueError("no AWS credentials found in the standard chain")
-        return cls(source)
+        # botocore loads only for Bedrock providers: every command loads the configuration.
+        import botocore.session  # noqa: PLC0415
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+        try:
+            source = botocore.session.Session(profile=profile).get_credentials()
+            if source is None:
+                raise ValueError("no AWS credentials found in the standard chain")
+            return cls(source)
+        except (BotoCoreError, ClientError) as error:  # STS, a metadata endpoint, a profile
+            raise ValueError(str(error)) from None
 
     def current(self) -> ReadOnlyCredentials:
         """The credentials to sign with now; never blocks (a renewal runs in a thread)."""

@@ -11,10 +11,6 @@ import datetime
 import threading
 from typing import Any
 
-import google.auth
-import urllib3
-from google.auth.transport.urllib3 import Request
-
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 REFRESH_AHEAD = datetime.timedelta(minutes=5)
 """How long before its expiry a token is renewed (tokens last an hour)."""
@@ -25,6 +21,10 @@ class GcpCredentials:
 
     def __init__(self, credentials: Any) -> None:
         """`credentials`: google-auth credentials; their first token is fetched now."""
+        # google-auth loads only for Vertex providers: every command loads the configuration.
+        import urllib3  # noqa: PLC0415
+        from google.auth.transport.urllib3 import Request  # noqa: PLC0415
+
         self._credentials = credentials
         self._http = Request(urllib3.PoolManager())  # type: ignore[no-untyped-call]
         self._lock = threading.Lock()
@@ -35,11 +35,13 @@ class GcpCredentials:
     @classmethod
     def from_adc(cls) -> GcpCredentials:
         """Resolved now (at load, off any request); ValueError when none are found."""
+        import google.auth  # noqa: PLC0415
+
         try:
             credentials, _ = google.auth.default(scopes=[SCOPE])
-        except google.auth.exceptions.DefaultCredentialsError as error:
+            return cls(credentials)
+        except google.auth.exceptions.GoogleAuthError as error:  # none found, or no token
             raise ValueError(str(error)) from None
-        return cls(credentials)
 
     def token(self) -> str:
         """The access token to send now; never blocks (a renewal runs in a thread)."""

@@ -15,8 +15,6 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import yaml
-from botocore.exceptions import BotoCoreError
-from google.auth.exceptions import GoogleAuthError
 from pydantic import ValidationError
 
 from extproc.config.aws import AwsCredentials
@@ -378,13 +376,13 @@ def _compile_provider(
     if spec.kind == "vertex" and environ is not None:
         try:
             gcp = GcpCredentials.from_adc()
-        except (ValueError, GoogleAuthError) as error:
+        except ValueError as error:
             problems.append((f"providers.{name}", f"Google Cloud credentials: {error}"))
     aws = None
     if spec.kind == "bedrock" and environ is not None:
         try:
             aws = AwsCredentials.from_chain(spec.aws_profile)
-        except (ValueError, BotoCoreError) as error:
+        except ValueError as error:
             problems.append((f"providers.{name}", f"AWS credentials: {error}"))
     return Provider(
         name=name,
