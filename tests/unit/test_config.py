@@ -115,6 +115,27 @@ def test_bedrock_needs_a_region_and_no_key_and_defaults_to_its_regional_endpoint
     ]
 
 
+def test_vertex_needs_a_project_and_a_location_and_defaults_to_its_regional_endpoint() -> None:
+    openai = "    kind: openai\n    base_url: https://api.openai.com\n"
+    key = "    api_key: ${env:OPENAI_API_KEY}\n"
+    vertex = "    kind: vertex\n    project: p\n    location: europe-west4\n"
+    gateway = parse_gateway(
+        VALID.replace(openai + key, vertex),
+        source=Path("gw.yaml"),
+        environ={},
+        resolve_secrets=False,
+    )
+    provider = gateway.providers["openai"]
+    assert (provider.host, provider.publisher) == (
+        "europe-west4-aiplatform.googleapis.com",
+        "google",
+    )
+    no_location = VALID.replace(openai + key, "    kind: vertex\n    project: p\n")
+    assert problems(no_location) == [
+        ("providers.openai", "vertex providers need project and location")
+    ]
+
+
 def test_file_references_resolve_beside_the_config(tmp_path: Path) -> None:
     (tmp_path / "key").write_text("sk-from-file\n")
     config = tmp_path / "gw.yaml"
