@@ -7,8 +7,9 @@ on STS or a metadata endpoint, it signs with the credentials current when it is 
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any
+
+from extproc.config.renewal import BackgroundRenewal
 
 if TYPE_CHECKING:
     from botocore.credentials import ReadOnlyCredentials
@@ -18,14 +19,13 @@ REFRESH_AHEAD_SECONDS = 600
 
 
 class AwsCredentials:
-    __slots__ = ("_frozen", "_lock", "_refreshing", "_source")
+    __slots__ = ("_frozen", "_renewal", "_source")
 
     def __init__(self, source: Any) -> None:
         """`source`: botocore credentials (refreshable or not)."""
         self._source = source
         self._frozen: ReadOnlyCredentials = source.get_frozen_credentials()
-        self._lock = threading.Lock()
-        self._refreshing = False
+        self._renewal = BackgroundRenewal(self._renew)
 
     @classmethod
     def from_chain(cls, profile: str | None = None) -> AwsCredentials:
@@ -46,18 +46,11 @@ class AwsCredentials:
         """The credentials to sign with now; never blocks (a renewal runs in a thread)."""
         refresh_needed = getattr(self._source, "refresh_needed", None)
         if refresh_needed is not None and refresh_needed(REFRESH_AHEAD_SECONDS):
-            with self._lock:
-                start, self._refreshing = not self._refreshing, True
-            if start:
-                threading.Thread(target=self._refresh, daemon=True).start()
+            self._renewal.start()
         return self._frozen
 
-    def _refresh(self) -> None:
-        try:
-            self._frozen = self._source.get_frozen_credentials()
-        finally:
-            with self._lock:
-                self._refreshing = False
+    def _renew(self) -> None:
+        self._frozen = self._source.get_frozen_credentials()
 
     def __repr__(self) -> str:
         return "AwsCredentials(<from the AWS credential chain>)"

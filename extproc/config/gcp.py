@@ -8,8 +8,9 @@ endpoint, it carries the token current when it is sent."""
 from __future__ import annotations
 
 import datetime
-import threading
 from typing import Any
+
+from extproc.config.renewal import BackgroundRenewal
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 REFRESH_AHEAD = datetime.timedelta(minutes=5)
@@ -17,7 +18,7 @@ REFRESH_AHEAD = datetime.timedelta(minutes=5)
 
 
 class GcpCredentials:
-    __slots__ = ("_credentials", "_http", "_lock", "_refreshing", "_token")
+    __slots__ = ("_credentials", "_http", "_renewal", "_token")
 
     def __init__(self, credentials: Any) -> None:
         """`credentials`: google-auth credentials; their first token is fetched now."""
@@ -27,8 +28,7 @@ class GcpCredentials:
 
         self._credentials = credentials
         self._http = Request(urllib3.PoolManager())  # type: ignore[no-untyped-call]
-        self._lock = threading.Lock()
-        self._refreshing = False
+        self._renewal = BackgroundRenewal(self._renew)
         credentials.refresh(self._http)
         self._token: str = credentials.token
 
@@ -48,19 +48,12 @@ class GcpCredentials:
         expiry = self._credentials.expiry
         now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)  # google-auth: naive UTC
         if expiry is not None and expiry - now < REFRESH_AHEAD:
-            with self._lock:
-                start, self._refreshing = not self._refreshing, True
-            if start:
-                threading.Thread(target=self._refresh, daemon=True).start()
+            self._renewal.start()
         return self._token
 
-    def _refresh(self) -> None:
-        try:
-            self._credentials.refresh(self._http)
-            self._token = self._credentials.token
-        finally:
-            with self._lock:
-                self._refreshing = False
+    def _renew(self) -> None:
+        self._credentials.refresh(self._http)
+        self._token = self._credentials.token
 
     def __repr__(self) -> str:
         return "GcpCredentials(<from Application Default Credentials>)"
