@@ -208,7 +208,10 @@ def _alias_cluster(
                             address=provider.host, port_value=provider.port
                         )
                     ),
-                    hostname=provider.host,
+                    # The Host each attempt gets (auto_host_rewrite): the same authority as
+                    # the provider's own route sends, port included when not the default —
+                    # a signed request (SigV4) covers it.
+                    hostname=provider.authority,
                 ),
                 load_balancing_weight=target.weight,
                 metadata=metadata,

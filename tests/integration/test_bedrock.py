@@ -4,6 +4,7 @@ checked by the mock as AWS checks it, streams read from binary event-stream fram
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 from extproc.mockprovider.bedrock import TEST_CREDENTIALS
 from extproc.mockprovider.script import REPLY
 from extproc.mockprovider.script import estimate_tokens as provider_estimate
+from tests.conftest import PROVIDER_KEYS, provider_document, write_provider_keys
 from tests.harness import (
     MockProvider,
     RunningGateway,
@@ -53,16 +55,26 @@ WEATHER = {
 @pytest.fixture(scope="module")
 def config(mock: MockProvider, tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("bedrock")
+    write_provider_keys(directory)
     document = {
-        "providers": {"bedrock": {"kind": "bedrock", "region": "us-east-1", "base_url": mock.url}},
+        "providers": {
+            "bedrock": {"kind": "bedrock", "region": "us-east-1", "base_url": mock.url},
+            "openai": provider_document(mock.url, directory)["openai"],
+        },
         "models": {
             "claude": {"provider": "bedrock", "model": MODEL, "max_output_tokens": 512},
             "titan": {"provider": "bedrock", "model": "amazon.titan-embed-text-v2:0"},
             "cohere": {"provider": "bedrock", "model": "cohere.embed-english-v3"},
+            "resilient": {
+                "targets": [
+                    {"provider": "openai", "model": "gpt-4o"},
+                    {"provider": "bedrock", "model": MODEL, "priority": 1},
+                ]
+            },
         },
         "prices": {
             alias: {"input_per_million": 3.0, "output_per_million": 15.0}
-            for alias in ("claude", "titan", "cohere")
+            for alias in ("claude", "titan", "cohere", "resilient")
         },
         "keys": [{"id": "app", "sha256": sha256(KEY), "models": ["*"]}],
         "telemetry": {"access_log": str(directory / "access.log")},
@@ -269,3 +281,30 @@ def test_debug_logging_shows_no_aws_credential(
     assert "DEBUG" in text, "the gateway did log at debug level"
     for secret in (SECRET_KEY, SESSION_TOKEN):
         assert secret not in text
+
+
+def test_a_fallback_attempt_to_bedrock_is_signed_for_itself(
+    gateway: RunningGateway, mock: MockProvider
+) -> None:
+    """OpenAI throttles; Envoy's next attempt goes to Bedrock, prepared and signed by the
+    attempt's own filter, and carries nothing of OpenAI's key."""
+    mock.clear()
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEY, max_retries=0) as sdk:
+        completion = sdk.chat.completions.create(
+            model="resilient",
+            messages=[{"role": "user", "content": "Hi"}],
+            extra_headers={"x-mock-fail": "gpt-4o=429"},
+        )
+
+    throttled, answered = mock.requests()
+    assert throttled["path"] == "/v1/chat/completions"
+    assert answered["path"] == f"/model/{MODEL}/converse", "the mock checked its signature"
+    assert "x-amz-date" in answered["headers"]
+    openai_bearer = sha256_digest(f"Bearer {PROVIDER_KEYS['openai']}")
+    assert answered["headers"]["authorization"] != openai_bearer
+    assert completion.choices[0].message.content == REPLY
+
+
+def sha256_digest(value: str) -> str:
+    """How the mock records a credential header."""
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
