@@ -135,7 +135,7 @@ def test_envoy_accepts_a_fallback_alias_and_renders_its_chain(tmp_path: Path) ->
     ] == [
         (0, ["api.openai.com", "x.openai.azure.com"]),
         (1, ["api.anthropic.com"]),
-        (2, ["127.0.0.1"]),
+        (2, ["127.0.0.1:8000"]),  # the Host attempts send: port kept when not the default
     ]
     matches = {m["name"] for m in clusters["alias_smart.0"]["transport_socket_matches"]}
     assert matches == {"openai", "azure", "claude"}, "TLS for the https providers only"
