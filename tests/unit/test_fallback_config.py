@@ -144,7 +144,7 @@ def test_envoy_accepts_a_fallback_alias_and_renders_its_chain(tmp_path: Path) ->
     assert [
         (level.get("priority", 0), [e["endpoint"]["hostname"] for e in level["lb_endpoints"]])
         for level in later
-    ] == [(0, ["api.anthropic.com"]), (1, ["127.0.0.1"])]
+    ] == [(0, ["api.anthropic.com"]), (1, ["127.0.0.1:8000"])]
     assert "alias_smart.3" not in clusters
     routes = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
     first = routes["typed_config"]["route_config"]["virtual_hosts"][0]["routes"][0]
