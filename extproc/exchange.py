@@ -213,8 +213,11 @@ class Exchange:
             raise store_down() from None
 
     async def _remember_stored_response(self, response: ResponsePath) -> None:
-        owner, response_id = self._stores_as, response.answer_id()
-        if owner is None or response_id is None:
+        owner = self._stores_as
+        if owner is None:
+            return  # most calls: nothing stored, nothing to read from the answer
+        response_id = response.answer_id()
+        if response_id is None:
             return
         try:
             await remember(self._services.ledger.store, response_id, owner)
