@@ -63,7 +63,12 @@ from extproc.quota.ledger import Ledger, Reservation
 from extproc.quota.limits import Price
 from extproc.quota.standing import QuotaRefused, QuotaStoreDown
 from extproc.quota.store import StoreUnavailable
-from extproc.response import CREDENTIALS_REFUSED, PROVIDER_AUTH_FAILED, ResponsePath
+from extproc.response import (
+    CREDENTIALS_REFUSED,
+    PROVIDER_AUTH_FAILED,
+    STREAM_STEP,
+    ResponsePath,
+)
 from extproc.telemetry.record import RequestRecord
 from extproc.telemetry.requests import Telemetry
 from extproc.translators.ir import JsonObject
@@ -459,6 +464,7 @@ class Exchange:
                 price=price,
                 estimate=estimate,
                 policy=self._gateway.quota.on_store_error,
+                upfront_output=min(cap, STREAM_STEP) if self._record.stream else None,
             )
         except QuotaRefused as refusal:
             raise refused(refusal) from None

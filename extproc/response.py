@@ -28,8 +28,10 @@ from extproc.translators.translation import Translation
 
 log = logging.getLogger(__name__)
 
-STREAM_EXTENSION = 256
-"""Output tokens reserved at a time when a stream outgrows its reservation."""
+STREAM_STEP = 256
+"""Output tokens a stream reserves at a time: at first (though its whole output cap must fit)
+and whenever it outgrows its reservation. What a stream cut without settlement (a killed
+processor) stays charged is its input and at most this much output beyond what it sent."""
 CREDENTIALS_REFUSED = (401, 403)
 PROVIDER_AUTH_FAILED = BadGateway(
     "The provider refused the gateway's credentials; the gateway operator has been told "
@@ -240,7 +242,7 @@ class ResponsePath:
         reservation = self._reservation
         while output_tokens > reservation.output_tokens:
             needed = output_tokens - reservation.output_tokens
-            if not await reservation.extend(max(STREAM_EXTENSION, needed)):
+            if not await reservation.extend(max(STREAM_STEP, needed)):
                 return False
         return True
 

@@ -133,7 +133,7 @@ def open_services(gateway: Gateway, source: GatewaySource, sdk: Sdk) -> Services
         settings.store, password=settings.revealed_password, timeout=settings.timeout
     )
     longest = max(provider.timeout for provider in gateway.providers.values())
-    ledger = open_ledger(store, longest_request=longest)
+    ledger = open_ledger(store, longest_request=longest, timeout=settings.timeout)
     metrics = None
     if sdk.metered:
         metrics = Metrics(
@@ -153,6 +153,7 @@ async def serve(gateway: Gateway, address: str, *, worker: int = 0) -> None:
     server = ProcessorServer(source, services, address)
     stop = stop_requested()
     follow = asyncio.create_task(source.follow())
+    maintain = asyncio.create_task(services.ledger.maintain())
     try:
         await server.start()
         log.info("processor listening on %s", address)
@@ -163,6 +164,10 @@ async def serve(gateway: Gateway, address: str, *, worker: int = 0) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await follow
         await server.stop(SHUTDOWN_GRACE)
+        maintain.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await maintain
+        await services.ledger.flush()
         await services.ledger.store.close()
         services.telemetry.flush()
         sdk.shutdown()

@@ -18,5 +18,6 @@ def open_store(store: str, *, password: str | None, timeout: float) -> QuotaStor
     return RedisStore(store, password=password, timeout=timeout)
 
 
-def open_ledger(store: QuotaStore, *, longest_request: float) -> Ledger:
-    return Ledger(store, lease=longest_request + LEASE_MARGIN)
+def open_ledger(store: QuotaStore, *, longest_request: float, timeout: float) -> Ledger:
+    """`timeout`: how long the store may take to answer (`quota.timeout`)."""
+    return Ledger(store, lease=longest_request + LEASE_MARGIN, timeout=timeout)

@@ -1,25 +1,39 @@
 """Reserve before a request goes upstream, settle on its real usage afterwards.
 
 A reservation charges the estimated cost to every counter that applies (the key's limits and
-its team's, those for this model too), atomically in the store; the settlement adds the
-difference between the real cost and the estimate, or refunds everything when the request did
-not run. Concurrency counters are taken on reserve and given back on settle.
+its team's, those for this model too), atomically in the store, under a ticket of its own;
+the settlement charges the real cost instead, or refunds everything when the request did not
+run. Concurrency counters are taken on reserve and given back on settle.
+
+Faults lose nothing (see `store.py`): a reservation the store may have received but did not
+answer in time is cancelled, a settlement the store could not take is replayed once it
+answers, and a processor that dies stops beating, which frees its slots for the others.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import logging
 import math
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from extproc.quota.limits import Limit, Price
 from extproc.quota.standing import QuotaRefused, QuotaStoreDown, Standing
-from extproc.quota.store import Charge, Clock, Outcome, QuotaStore, StoreUnavailable
+from extproc.quota.store import (
+    Charge,
+    Clock,
+    Final,
+    Outcome,
+    QuotaStore,
+    StoreUnavailable,
+)
 from extproc.usage import Usage
 
 log = logging.getLogger(__name__)
@@ -27,6 +41,13 @@ log = logging.getLogger(__name__)
 EXPIRY_GRACE = 5.0
 """Seconds a counter outlives its window, so a settlement just after the end still lands."""
 CONCURRENT_RETRY_AFTER = 1
+BEAT_EVERY = 2.0
+"""Seconds between a processor's beats (see `OWNER_TTL`)."""
+REPLAY_BACKOFF = (0.2, 5.0)
+"""First and longest wait (seconds) before trying the store again with what it missed."""
+MAX_PENDING = 100_000
+"""Settlements and cancellations kept for the store while it does not answer; beyond this
+the oldest are dropped (and logged)."""
 
 StorePolicy = Literal["deny", "allow"]
 STORE_ERROR_KINDS = ("deny", "allow", "settle", "extend")
@@ -36,14 +57,26 @@ STORE_ERROR_KINDS = ("deny", "allow", "settle", "extend")
 class _Counted:
     limit: Limit
     counter: str
-    reserved: int
     window_end: float
     cap: int | None
-    holder: str | None = None
-    """In-flight limits: the slot this request holds (released on settle, or by its lease)."""
 
-    def charge(self, amount: int, expires_at: float) -> Charge:
-        return Charge(self.counter, amount, self.cap, expires_at, self.holder)
+    @property
+    def in_flight(self) -> bool:
+        return self.limit.window is None
+
+    def charge(self, amount: int, expires_at: float, room: int = 0) -> Charge:
+        return Charge(self.counter, amount, self.cap, expires_at, self.in_flight, room)
+
+
+@dataclass(frozen=True, slots=True)
+class _Settlement:
+    ticket: str
+    epoch: str
+    finals: tuple[Final, ...]
+
+
+_Pending = _Settlement | str
+"""What the store missed: a settlement, or the ticket of a reservation to cancel."""
 
 
 class Reservation:
@@ -53,6 +86,8 @@ class Reservation:
         self,
         ledger: Ledger | None,
         *,
+        ticket: str = "",
+        epoch: str = "",
         counted: Sequence[_Counted],
         values: Sequence[int],
         price: Price | None,
@@ -62,6 +97,8 @@ class Reservation:
         decision: str = "metered",
     ) -> None:
         self._ledger = ledger
+        self._ticket = ticket
+        self._epoch = epoch
         self.decision = decision
         """`metered`, `unmetered` (no limit applies) or `store_unavailable` (served anyway)."""
         self._counted = tuple(counted)
@@ -87,11 +124,10 @@ class Reservation:
             self.output_tokens += extra_output
             return extra_output
         growing = [item for item in self._counted if _output_cost(item, 1, self._price)]
-        granted, self.spent = await self._ledger.grow(growing, extra_output, self._price)
-        if granted:
-            for item in growing:
-                item.reserved += _output_cost(item, granted, self._price)
-            self.output_tokens += granted
+        granted, self.spent = await self._ledger.grow(
+            self._ticket, growing, extra_output, self._price
+        )
+        self.output_tokens += granted
         return granted
 
     async def settle(self, usage: Usage | None) -> None:
@@ -99,30 +135,49 @@ class Reservation:
         ledger, self._ledger = self._ledger, None
         if ledger is None or not self._counted:
             return
-        deltas = []
-        releases = []
-        for item in self._counted:
-            if item.holder is not None:
-                releases.append((item.counter, item.holder))
-                continue
-            final = 0 if usage is None else item.limit.cost(usage, self._price)
-            if final != item.reserved:
-                deltas.append((item.counter, final - item.reserved))
-        await ledger.settle(deltas, releases)
+        finals = tuple(
+            Final(
+                item.counter,
+                0 if usage is None else item.limit.cost(usage, self._price),
+                item.window_end + EXPIRY_GRACE,
+            )
+            for item in self._counted
+            if not item.in_flight
+        )
+        await ledger.settle(_Settlement(self._ticket, self._epoch, finals))
 
 
 class Ledger:
-    def __init__(self, store: QuotaStore, *, lease: float, clock: Clock = time.time) -> None:
+    def __init__(
+        self,
+        store: QuotaStore,
+        *,
+        lease: float,
+        timeout: float = 1.0,
+        clock: Clock | None = None,
+    ) -> None:
         self._store = store
         self._lease = lease
         """How long a concurrency slot is held at most, should its holder vanish."""
-        self._clock = clock
+        self._timeout = timeout
+        """How long a reservation may take to reach the store before it is given up."""
+        self._clock = clock or store.now
+        self.owner = uuid.uuid4().hex[:16]
+        """This processor, as the owner of its tickets (see `QuotaStore.beat`)."""
+        self._serial = itertools.count()
+        self._pending: deque[_Pending] = deque()
+        self._wake = asyncio.Event()
         self.store_errors: Counter[str] = Counter(dict.fromkeys(STORE_ERROR_KINDS, 0))
         """Store failures by what followed: `deny`, `allow` (admission), `settle`, `extend`."""
 
     @property
     def store(self) -> QuotaStore:
         return self._store
+
+    @property
+    def pending(self) -> int:
+        """Settlements and cancellations waiting for the store to answer again."""
+        return len(self._pending)
 
     async def reserve(
         self,
@@ -132,57 +187,72 @@ class Ledger:
         price: Price | None,
         estimate: Usage,
         policy: StorePolicy,
+        upfront_output: int | None = None,
     ) -> Reservation:
         """Reserve `estimate` in every limit for `alias`; the returned reservation may carry a
-        lower output cap when a `clamp_max_tokens` limit lowered it. Raises QuotaRefused, or
-        QuotaStoreDown (store down, policy deny)."""
+        lower output cap when a `clamp_max_tokens` limit lowered it. With `upfront_output`,
+        only that much output is charged now (a stream grows its reservation as it goes),
+        though the whole estimate must fit. Raises QuotaRefused, or QuotaStoreDown (store
+        down, policy deny)."""
         applicable = [limit for limit in limits if limit.applies_to(alias)]
         if not applicable:
             return UNMETERED
         now = self._clock()
+        ticket = f"{self.owner}.{next(self._serial)}"
         clamped = None
+        upfront = estimate.output_tokens if upfront_output is None else upfront_output
         try:
-            counted, outcome = await self._try(applicable, price, estimate, now)
+            counted, outcome = await self._try(
+                ticket, applicable, price, estimate, upfront_output=upfront, now=now
+            )
             if not outcome.granted:
                 clamped = _clamped_output(counted, outcome, price, estimate)
                 if clamped is None:
                     raise _refusal(counted, outcome, now)
                 estimate = Usage(estimate.input_tokens, clamped)
-                counted, outcome = await self._try(applicable, price, estimate, now)
+                upfront = min(upfront, clamped)
+                counted, outcome = await self._try(
+                    ticket, applicable, price, estimate, upfront_output=upfront, now=now
+                )
                 if not outcome.granted:
                     raise _refusal(counted, outcome, now)
         except StoreUnavailable as error:
+            # The store may have taken it without the answer coming back: cancel it.
+            self._keep(ticket)
             self.store_errors[policy] += 1
             return _on_store_error(policy, error)
         _report_shadow(counted, outcome.values)
         return Reservation(
             self,
+            ticket=ticket,
+            epoch=outcome.epoch,
             counted=counted,
             values=outcome.values,
             price=price,
             now=now,
-            output_tokens=estimate.output_tokens,
+            output_tokens=upfront,
             clamped_output=clamped,
         )
 
     async def grow(
-        self, counted: Sequence[_Counted], extra: int, price: Price | None
+        self, ticket: str, counted: Sequence[_Counted], extra: int, price: Price | None
     ) -> tuple[int, Limit | None]:
         """Add `extra` output tokens (or as many as still fit) to these counters: the tokens
         granted, and the limit that refused when none were. A store error grants them
-        unreserved, since the request was already admitted."""
+        unreserved, since the request was already admitted (and a growth that lands late
+        changes nothing; one that lands in time is settled with the ticket)."""
         if not counted:
             return extra, None
         now = self._clock()
         try:
-            outcome = await self._store.reserve(_growth(counted, extra, price, now))
+            outcome = await self._grow(ticket, _growth(counted, extra, price, now), now)
             if outcome.granted:
                 return extra, None
             refused = counted[outcome.refused[0]].limit
             room = _clamped_output(counted, outcome, price, Usage(0, extra), clamping=False)
             if room is None:
                 return 0, refused
-            outcome = await self._store.reserve(_growth(counted, room, price, now))
+            outcome = await self._grow(ticket, _growth(counted, room, price, now), now)
         except StoreUnavailable as error:
             self.store_errors["extend"] += 1
             log.error("quota store unavailable (%s): stream continues unreserved", error)
@@ -191,33 +261,94 @@ class Ledger:
             return room, None
         return 0, counted[outcome.refused[0]].limit
 
-    async def settle(
-        self, deltas: Sequence[tuple[str, int]], releases: Sequence[tuple[str, str]]
-    ) -> None:
-        if not deltas and not releases:
-            return
+    async def settle(self, settlement: _Settlement) -> None:
         try:
-            await self._store.settle(deltas, releases)
+            await self._store.settle(settlement.ticket, settlement.epoch, settlement.finals)
         except StoreUnavailable as error:
             self.store_errors["settle"] += 1
-            log.error("quota store unavailable (%s): a settlement was lost", error)
+            log.warning(
+                "quota store unavailable (%s): the settlement is kept until it answers", error
+            )
+            self._keep(settlement)
+
+    async def maintain(self) -> None:
+        """Beat for this processor's tickets and give the store what it missed, until
+        cancelled (one task per processor)."""
+        backoff = REPLAY_BACKOFF[0]
+        beat_due = 0.0
+        while True:
+            if time.monotonic() >= beat_due:
+                beat_due = time.monotonic() + BEAT_EVERY
+                with contextlib.suppress(StoreUnavailable):
+                    await self._store.beat(self.owner)
+            if self._pending:
+                if await self._replay():
+                    backoff = REPLAY_BACKOFF[0]
+                    continue
+                wait = backoff
+                backoff = min(backoff * 2, REPLAY_BACKOFF[1])
+            else:
+                wait = beat_due - time.monotonic()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, min(wait, BEAT_EVERY)))
+
+    async def flush(self) -> None:
+        """One last try to give the store what it missed (the processor is stopping)."""
+        if self._pending and not await self._replay():
+            log.error(
+                "quota store unavailable: %d settlements or cancellations are lost",
+                len(self._pending),
+            )
+
+    def _keep(self, pending: _Pending) -> None:
+        if len(self._pending) >= MAX_PENDING:
+            dropped = self._pending.popleft()
+            log.error("quota store unavailable too long: dropped %r", dropped)
+        self._pending.append(pending)
+        self._wake.set()
+
+    async def _replay(self) -> bool:
+        """Hand the store what it missed, oldest first; False when it still fails."""
+        while self._pending:
+            pending = self._pending[0]
+            try:
+                if isinstance(pending, str):
+                    await self._store.cancel(pending)
+                else:
+                    await self._store.settle(pending.ticket, pending.epoch, pending.finals)
+            except StoreUnavailable:
+                return False
+            self._pending.popleft()
+        log.info("quota store answers again: what it missed is settled")
+        return True
 
     async def _try(
-        self, limits: Sequence[Limit], price: Price | None, estimate: Usage, now: float
+        self,
+        ticket: str,
+        limits: Sequence[Limit],
+        price: Price | None,
+        estimate: Usage,
+        *,
+        upfront_output: int,
+        now: float,
     ) -> tuple[list[_Counted], Outcome]:
         counted: list[_Counted] = []
         charges: list[Charge] = []
-        holder = uuid.uuid4().hex
+        upfront = Usage(estimate.input_tokens, upfront_output)
         for limit in limits:
-            amount = limit.cost(estimate, price)
+            amount = limit.cost(upfront, price)
             counter, end = limit.counter_at(now)
-            in_flight = limit.window is None
-            expiry = now + self._lease if in_flight else end + EXPIRY_GRACE
-            cap = None if limit.shadow else limit.amount
-            item = _Counted(limit, counter, amount, end, cap, holder if in_flight else None)
+            item = _Counted(limit, counter, end, None if limit.shadow else limit.amount)
+            expiry = now + self._lease if item.in_flight else end + EXPIRY_GRACE
             counted.append(item)
-            charges.append(item.charge(amount, expiry))
-        return counted, await self._store.reserve(charges)
+            charges.append(item.charge(amount, expiry, limit.cost(estimate, price) - amount))
+        return counted, await self._grow(ticket, charges, now)
+
+    async def _grow(self, ticket: str, charges: Sequence[Charge], now: float) -> Outcome:
+        return await self._store.reserve(
+            ticket, charges, deadline=now + self._timeout, lease_end=now + self._lease
+        )
 
 
 def _clamped_output(

@@ -1,14 +1,27 @@
-"""The in-memory counter store: one process, exact (see `store.py` for the contract)."""
+"""The in-memory counter store: one process, exact (see `store.py` for the contract).
+
+Its counters live and die with the processor, so its epoch is the store object itself and
+its only owner is the process holding it: no answer is ever lost or late here.
+"""
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from extproc.quota.store import Charge, Clock, Outcome
+from extproc.quota.store import Charge, Clock, Final, Outcome
 
 SWEEP_EVERY = 1024
 """Operations between sweeps of expired counters in the memory store."""
+
+
+@dataclass(slots=True)
+class _Ticket:
+    lease_end: float
+    amounts: dict[str, int] = field(default_factory=dict)
+    slots: list[str] = field(default_factory=list)
 
 
 class MemoryStore:
@@ -16,39 +29,66 @@ class MemoryStore:
 
     def __init__(self, clock: Clock = time.time) -> None:
         self._clock = clock
+        self._epoch = uuid.uuid4().hex
         self._counters: dict[str, tuple[int, float]] = {}
         self._holders: dict[str, dict[str, float]] = {}
+        self._tickets: dict[str, _Ticket] = {}
         self._cooldowns: dict[str, float] = {}
         self._notes: dict[str, tuple[str, float]] = {}
         self._operations = 0
 
-    async def reserve(self, charges: Sequence[Charge]) -> Outcome:
+    def now(self) -> float:
+        return self._clock()
+
+    async def reserve(
+        self, ticket: str, charges: Sequence[Charge], *, deadline: float, lease_end: float
+    ) -> Outcome:
         self._maybe_sweep()
         found = [self._value(charge) for charge in charges]
         refused = tuple(
             index
             for index, (charge, value) in enumerate(zip(charges, found, strict=True))
-            if charge.cap is not None and value + charge.amount > charge.cap
+            if charge.cap is not None and value + charge.amount + charge.room > charge.cap
         )
         if refused:
-            return Outcome(False, tuple(found), refused)
+            return Outcome(False, tuple(found), refused, self._epoch)
+        held = self._tickets.setdefault(ticket, _Ticket(lease_end))
+        held.lease_end = max(held.lease_end, lease_end)
         for charge, value in zip(charges, found, strict=True):
-            if charge.holder is not None:
-                self._holders.setdefault(charge.counter, {})[charge.holder] = charge.expires_at
+            if charge.in_flight:
+                self._holders.setdefault(charge.counter, {})[ticket] = charge.expires_at
+                held.slots.append(charge.counter)
             else:
                 self._counters[charge.counter] = (value + charge.amount, charge.expires_at)
-        return Outcome(True, tuple(v + c.amount for v, c in zip(found, charges, strict=True)), ())
+                held.amounts[charge.counter] = held.amounts.get(charge.counter, 0) + charge.amount
+        values = tuple(v + c.amount for v, c in zip(found, charges, strict=True))
+        return Outcome(True, values, (), self._epoch)
 
-    async def settle(
-        self, deltas: Sequence[tuple[str, int]], releases: Sequence[tuple[str, str]] = ()
-    ) -> None:
+    async def settle(self, ticket: str, epoch: str, finals: Sequence[Final]) -> None:
+        held = self._tickets.pop(ticket, None)
+        if held is None:
+            return  # settled already (this store is never restarted under its tickets)
         now = self._clock()
-        for counter, delta in deltas:
+        for final in finals:
+            entry = self._counters.get(final.counter)
+            delta = final.amount - held.amounts.get(final.counter, 0)
+            if entry is not None and entry[1] > now and delta:
+                self._counters[final.counter] = (max(0, entry[0] + delta), entry[1])
+        self._free(ticket, held)
+
+    async def cancel(self, ticket: str) -> None:
+        held = self._tickets.pop(ticket, None)
+        if held is None:
+            return
+        now = self._clock()
+        for counter, amount in held.amounts.items():
             entry = self._counters.get(counter)
             if entry is not None and entry[1] > now:
-                self._counters[counter] = (max(0, entry[0] + delta), entry[1])
-        for counter, holder in releases:
-            self._holders.get(counter, {}).pop(holder, None)
+                self._counters[counter] = (max(0, entry[0] - amount), entry[1])
+        self._free(ticket, held)
+
+    async def beat(self, owner: str) -> None:
+        """Nothing to do: the only owner is the process holding the store."""
 
     async def read(self, counters: Sequence[str]) -> list[int]:
         now = self._clock()
@@ -79,12 +119,17 @@ class MemoryStore:
     async def close(self) -> None:
         self._counters.clear()
         self._holders.clear()
+        self._tickets.clear()
         self._cooldowns.clear()
         self._notes.clear()
 
+    def _free(self, ticket: str, held: _Ticket) -> None:
+        for counter in held.slots:
+            self._holders.get(counter, {}).pop(ticket, None)
+
     def _value(self, charge: Charge) -> int:
         now = self._clock()
-        if charge.holder is not None:
+        if charge.in_flight:
             holders = self._holders.get(charge.counter, {})
             for holder in [name for name, end in holders.items() if end <= now]:
                 del holders[holder]
@@ -101,6 +146,8 @@ class MemoryStore:
             del self._counters[counter]
         for name in [name for name, (_, until) in self._notes.items() if until <= now]:
             del self._notes[name]
+        for ticket in [name for name, held in self._tickets.items() if held.lease_end <= now]:
+            del self._tickets[ticket]
         for counter, holders in list(self._holders.items()):
             for holder in [name for name, end in holders.items() if end <= now]:
                 del holders[holder]

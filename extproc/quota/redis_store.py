@@ -1,8 +1,12 @@
 """The Redis store: counters shared by every replica, one Lua script per operation.
 
 A script runs atomically on the server, so replicas reserving at the same moment cannot
-together go past a cap. Counter keys carry their window start and expire with the window.
-All keys share one hash tag so the multi-key scripts also work on a Redis Cluster.
+together go past a cap. Scripts read the time from Redis (`TIME`), never from the processor:
+a reservation that arrives after its deadline (written to a connection before Redis froze or
+failed over, run when it resumed) sees that it is late and changes nothing. Counter keys
+carry their window start and expire with the window; a ticket's record (what it reserved)
+expires with its lease. All keys share one hash tag so the multi-key scripts also work on a
+Redis Cluster.
 """
 
 from __future__ import annotations
@@ -17,74 +21,200 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from extproc.quota.store import Charge, Outcome, StoreUnavailable
+from extproc.quota.store import OWNER_TTL, Charge, Final, Outcome, StoreUnavailable
 
-KEY_PREFIX = "{extproc}:quota:"
+TAG = "{extproc}"
+KEY_PREFIX = TAG + ":quota:"
+TICKET_PREFIX = TAG + ":ticket:"
+ALIVE_PREFIX = TAG + ":alive:"
+EPOCH_KEY = TAG + ":epoch"
+COOL_PREFIX = TAG + ":cool:"
+NOTE_PREFIX = TAG + ":note:"
+TOMBSTONE_MS = 60_000
+"""How long a cancelled ticket refuses a reservation still on its way."""
+SYNC_RTT = 0.05
+"""Round trips up to this long (seconds) correct the estimate of Redis's clock."""
 
-_RESERVE = """
-local now = tonumber(ARGV[1])
-local found = {}
-local refused = {}
-for i = 1, #KEYS do
-  local at = 4 * i - 2
-  local holder = ARGV[at + 3]
+# Shared by the scripts: the time on Redis's clock, and the epoch (made when missing, from
+# that time: a Redis that lost its keys gets an epoch no earlier one had).
+_PRELUDE = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = clock[1] .. '.' .. clock[2]
+  redis.call('SET', KEYS[1], epoch)
+end
+"""
+
+# Holders whose owner no longer beats are dropped from a holder set when a slot is needed.
+_SWEEP = f"""
+local alive = {{}}
+local function owner_of(member)
+  return string.match(member, '^[^.]*')
+end
+local function sweep(key, own)
+  local removed = 0
+  for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    local owner = owner_of(member)
+    if owner ~= own then
+      if alive[owner] == nil then
+        alive[owner] = redis.call('EXISTS', '{ALIVE_PREFIX}' .. owner) == 1
+      end
+      if not alive[owner] then
+        redis.call('ZREM', key, member)
+        removed = removed + 1
+      end
+    end
+  end
+  return removed
+end
+"""
+
+# KEYS: epoch, ticket, counters…; ARGV: deadline, lease end, ticket, the owner's TTL (ms), then
+# per counter: amount, cap (-1: none), expiry, in flight (1/0), room.
+_RESERVE = (
+    _PRELUDE
+    + _SWEEP
+    + f"""
+if now > tonumber(ARGV[1]) or redis.call('HEXISTS', KEYS[2], '!cancelled') == 1 then
+  return {{-1, now, epoch}}
+end
+local ticket = ARGV[3]
+local own = owner_of(ticket)
+local found, refused = {{}}, {{}}
+local holds = false
+for i = 3, #KEYS do
+  local at = 5 * i - 10
+  local amount, cap = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+  local room = tonumber(ARGV[at + 4])
   local value
-  if holder ~= '' then
+  if ARGV[at + 3] == '1' then
+    holds = true
     redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
     value = redis.call('ZCARD', KEYS[i])
+    if cap >= 0 and value + amount + room > cap then
+      value = value - sweep(KEYS[i], own)
+    end
   else
     value = tonumber(redis.call('GET', KEYS[i]) or '0')
   end
-  found[i] = value
-  local cap = tonumber(ARGV[at + 1])
-  if cap >= 0 and value + tonumber(ARGV[at]) > cap then
-    refused[#refused + 1] = i - 1
+  found[i - 2] = value
+  if cap >= 0 and value + amount + room > cap then
+    refused[#refused + 1] = i - 3
   end
 end
 if #refused > 0 then
-  return {0, found, refused}
+  return {{0, now, epoch, found, refused}}
 end
-for i = 1, #KEYS do
-  local at = 4 * i - 2
+for i = 3, #KEYS do
+  local at = 5 * i - 10
   local expiry = tonumber(ARGV[at + 2])
-  local holder = ARGV[at + 3]
-  if holder ~= '' then
-    redis.call('ZADD', KEYS[i], expiry, holder)
-    found[i] = found[i] + 1
+  if ARGV[at + 3] == '1' then
+    redis.call('ZADD', KEYS[i], expiry, ticket)
+    found[i - 2] = found[i - 2] + 1
     if redis.call('PEXPIRETIME', KEYS[i]) < expiry then
       redis.call('PEXPIREAT', KEYS[i], expiry)
     end
+    redis.call('HSET', KEYS[2], 's:' .. KEYS[i], 1)
   else
-    found[i] = redis.call('INCRBY', KEYS[i], ARGV[at])
+    found[i - 2] = redis.call('INCRBY', KEYS[i], ARGV[at])
     redis.call('PEXPIREAT', KEYS[i], expiry)
+    redis.call('HINCRBY', KEYS[2], 'a:' .. KEYS[i], ARGV[at])
   end
 end
-return {1, found, refused}
+if redis.call('PEXPIRETIME', KEYS[2]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIREAT', KEYS[2], ARGV[2])
+end
+if holds then
+  redis.call('SET', '{ALIVE_PREFIX}' .. own, 1, 'PX', ARGV[4])
+end
+return {{1, now, epoch, found, refused}}
+"""
+)
+
+# Adds `delta` to a counter that still exists, never going below 0.
+_ADJUST = """
+local function adjust(key, delta)
+  if delta ~= 0 and redis.call('EXISTS', key) == 1 then
+    if redis.call('INCRBY', key, delta) < 0 then
+      redis.call('SET', key, 0, 'KEEPTTL')
+    end
+  end
+end
 """
 
-_SETTLE = """
-local deltas = tonumber(ARGV[1])
-for i = 1, #KEYS do
-  if i <= deltas then
-    if redis.call('EXISTS', KEYS[i]) == 1 then
-      if redis.call('INCRBY', KEYS[i], ARGV[i + 1]) < 0 then
-        redis.call('SET', KEYS[i], 0, 'KEEPTTL')
-      end
+# KEYS: epoch, ticket, counters…; ARGV: the reservation's epoch, ticket, then per counter:
+# final amount, expiry.
+_SETTLE = (
+    _PRELUDE
+    + _ADJUST
+    + """
+local held = redis.call('HGETALL', KEYS[2])
+if #held > 0 then
+  local reserved, cancelled = {}, false
+  for j = 1, #held, 2 do
+    local kind, key = string.sub(held[j], 1, 2), string.sub(held[j], 3)
+    if held[j] == '!cancelled' then
+      cancelled = true
+    elseif kind == 'a:' then
+      reserved[key] = tonumber(held[j + 1])
+    elseif kind == 's:' then
+      redis.call('ZREM', key, ARGV[2])
     end
-  else
-    redis.call('ZREM', KEYS[i], ARGV[i + 1])
+  end
+  if not cancelled then
+    for i = 3, #KEYS do
+      adjust(KEYS[i], tonumber(ARGV[2 * i - 3]) - (reserved[KEYS[i]] or 0))
+    end
+    redis.call('DEL', KEYS[2])
+  end
+elseif epoch ~= ARGV[1] then
+  for i = 3, #KEYS do
+    local final = tonumber(ARGV[2 * i - 3])
+    if final > 0 and redis.call('INCRBY', KEYS[i], final) == final then
+      redis.call('PEXPIREAT', KEYS[i], ARGV[2 * i - 2])
+    end
   end
 end
 return 0
 """
+)
 
-_READ = """
-local now = tonumber(ARGV[1])
+# KEYS: ticket; ARGV: ticket, tombstone lifetime (ms).
+_CANCEL = (
+    _ADJUST
+    + """
+if redis.call('HEXISTS', KEYS[1], '!cancelled') == 0 then
+  local held = redis.call('HGETALL', KEYS[1])
+  for j = 1, #held, 2 do
+    local kind, key = string.sub(held[j], 1, 2), string.sub(held[j], 3)
+    if kind == 'a:' then
+      adjust(key, -tonumber(held[j + 1]))
+    elseif kind == 's:' then
+      redis.call('ZREM', key, ARGV[1])
+    end
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], '!cancelled', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 0
+"""
+)
+
+_READ = (
+    "local clock = redis.call('TIME')\n"
+    "local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)\n"
+    + _SWEEP
+    + """
 local values = {}
 for i = 1, #KEYS do
   local kind = redis.call('TYPE', KEYS[i])['ok']
   if kind == 'zset' then
-    values[i] = redis.call('ZCOUNT', KEYS[i], '(' .. now, '+inf')
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+    sweep(KEYS[i], '')
+    values[i] = redis.call('ZCARD', KEYS[i])
   elseif kind == 'string' then
     values[i] = tonumber(redis.call('GET', KEYS[i]))
   else
@@ -93,15 +223,13 @@ for i = 1, #KEYS do
 end
 return values
 """
-
+)
 
 _COOL = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 local ends = tonumber(ARGV[1])
 if ends > current then redis.call('SET', KEYS[1], ends, 'PXAT', ends) end
 """
-COOL_PREFIX = "{extproc}:cool:"
-NOTE_PREFIX = "{extproc}:note:"
 
 
 def _milliseconds(seconds: float) -> int:
@@ -121,34 +249,63 @@ class RedisStore:
             retry=Retry(NoBackoff(), retries=1),
         )
         self._timeout = timeout
+        self._offset: float | None = None
+        """Redis's clock minus this machine's (seconds), once measured."""
         self._reserve = self._client.register_script(_RESERVE)
         self._settle = self._client.register_script(_SETTLE)
+        self._cancel = self._client.register_script(_CANCEL)
         self._read = self._client.register_script(_READ)
         self._cool = self._client.register_script(_COOL)
 
-    async def reserve(self, charges: Sequence[Charge]) -> Outcome:
-        keys = [KEY_PREFIX + charge.counter for charge in charges]
-        args: list[int | str] = [_milliseconds(time.time())]
+    def now(self) -> float:
+        return time.time() + (self._offset or 0.0)
+
+    async def reserve(
+        self, ticket: str, charges: Sequence[Charge], *, deadline: float, lease_end: float
+    ) -> Outcome:
+        if self._offset is None:
+            await self._synchronise()
+        keys = [EPOCH_KEY, TICKET_PREFIX + ticket]
+        keys += [KEY_PREFIX + charge.counter for charge in charges]
+        args: list[int | str] = [
+            _milliseconds(deadline),
+            _milliseconds(lease_end),
+            ticket,
+            _milliseconds(OWNER_TTL),
+        ]
         for charge in charges:
             cap = -1 if charge.cap is None else charge.cap
-            args += [charge.amount, cap, _milliseconds(charge.expires_at), charge.holder or ""]
-        granted, values, refused = await self._call(self._reserve(keys=keys, args=args))
-        return Outcome(bool(granted), tuple(int(v) for v in values), tuple(refused))
+            expiry = _milliseconds(charge.expires_at)
+            args += [charge.amount, cap, expiry, int(charge.in_flight), charge.room]
+        sent = time.time()
+        answer = await self._call(self._reserve(keys=keys, args=args))
+        self._observe(sent, int(answer[1]))
+        granted, epoch = int(answer[0]), _text(answer[2])
+        if granted < 0:
+            raise StoreUnavailable("the reservation reached the store after its deadline")
+        values, refused = answer[3], answer[4]
+        return Outcome(bool(granted), tuple(int(v) for v in values), tuple(refused), epoch)
 
-    async def settle(
-        self, deltas: Sequence[tuple[str, int]], releases: Sequence[tuple[str, str]] = ()
-    ) -> None:
-        keys = [KEY_PREFIX + counter for counter, _ in (*deltas, *releases)]
-        args: list[int | str] = [len(deltas)]
-        args += [delta for _, delta in deltas]
-        args += [holder for _, holder in releases]
+    async def settle(self, ticket: str, epoch: str, finals: Sequence[Final]) -> None:
+        keys = [EPOCH_KEY, TICKET_PREFIX + ticket]
+        keys += [KEY_PREFIX + final.counter for final in finals]
+        args: list[int | str] = [epoch, ticket]
+        for final in finals:
+            args += [final.amount, _milliseconds(final.expires_at)]
         await self._call(self._settle(keys=keys, args=args))
+
+    async def cancel(self, ticket: str) -> None:
+        keys = [TICKET_PREFIX + ticket]
+        await self._call(self._cancel(keys=keys, args=[ticket, TOMBSTONE_MS]))
+
+    async def beat(self, owner: str) -> None:
+        await self._call(self._client.set(ALIVE_PREFIX + owner, 1, px=_milliseconds(OWNER_TTL)))
 
     async def read(self, counters: Sequence[str]) -> list[int]:
         if not counters:
             return []
         keys = [KEY_PREFIX + counter for counter in counters]
-        values = await self._call(self._read(keys=keys, args=[_milliseconds(time.time())]))
+        values = await self._call(self._read(keys=keys))
         return [int(value) for value in values]
 
     async def cool(self, name: str, until: float) -> None:
@@ -166,14 +323,31 @@ class RedisStore:
 
     async def noted(self, name: str) -> str | None:
         value = await self._call(self._client.get(NOTE_PREFIX + name))
-        return None if value is None else value.decode() if isinstance(value, bytes) else str(value)
+        return None if value is None else _text(value)
 
     async def close(self) -> None:
         await self._client.aclose()
 
+    async def _synchronise(self) -> None:
+        """Measure Redis's clock against this machine's (before the first reservation)."""
+        sent = time.time()
+        seconds, microseconds = await self._call(self._client.time())
+        self._observe(sent, int(seconds) * 1000 + int(microseconds) // 1000)
+
+    def _observe(self, sent: float, redis_ms: int) -> None:
+        """Correct the clock estimate from one answer's Redis time, when the answer came
+        quickly enough to place it."""
+        received = time.time()
+        if received - sent <= SYNC_RTT or self._offset is None:
+            self._offset = redis_ms / 1000 - (sent + received) / 2
+
     async def _call(self, operation: Any) -> Any:
-        """Await a Redis call; any failure to get an answer becomes StoreUnavailable."""
+        """Await a Redis call; any failure to get an answer in time becomes StoreUnavailable."""
         try:
-            return await asyncio.wait_for(operation, self._timeout * 2)
+            return await asyncio.wait_for(operation, self._timeout)
         except (RedisError, OSError, TimeoutError) as error:
             raise StoreUnavailable(type(error).__name__) from None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,11 +1,23 @@
 """What a counter store promises (the memory and Redis stores keep it).
 
-Every operation is atomic across all the counters it names: a reservation either fits in
-every capped counter and is added to all of them, or changes nothing.
+Every reservation is filed under a ticket (`<owner>.<n>`, the owner being one processor) and
+the store keeps what each ticket reserved, so that the operations around it are exact even
+when their answers are lost:
+
+- `reserve` is atomic across all the counters it names: every capped charge fits (with the
+  room it asks for) and all are added, or nothing changes. One that reaches the store after
+  its deadline, or after the ticket was cancelled, changes nothing: a processor that gave up
+  waiting (a stalled or failing-over store) never leaves a phantom behind.
+- `settle` sets each counter to the ticket's final cost by the difference to what the
+  ticket reserved, frees its slots, and forgets the ticket: a repeat changes nothing.
+- `cancel` undoes a reservation whose answer never came, if it landed at all.
+- The store has an epoch, new whenever it lost its counters (a restart without
+  persistence): a settlement of a ticket from an earlier epoch charges its final cost afresh
+  instead of a difference to counters that no longer hold the reservation.
 
 Two kinds of counter: amounts (requests, tokens, money in a window), and holder sets for
-requests in flight, where each holder is one request with its own lease. A holder that
-vanishes (its processor killed) frees its slot when its lease ends, whatever else happens.
+requests in flight, where each holder is a ticket. A holder whose owner stopped beating
+(killed processor) is dropped when its slot is needed; its lease bounds it in any case.
 """
 
 from __future__ import annotations
@@ -13,6 +25,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+OWNER_TTL = 10.0
+"""Seconds an owner counts as alive after its last beat (or reservation holding a slot): a
+killed processor's slots are free again this long after its last sign of life."""
 
 
 class StoreUnavailable(Exception):
@@ -27,8 +43,20 @@ class Charge:
     """Refuse if the counter would go above this; None never refuses (shadow limits)."""
     expires_at: float
     """Unix seconds after which the counter (or, for a holder, its slot) may be forgotten."""
-    holder: str | None = None
-    """For in-flight counters: the request taking a slot (the amount is then 1)."""
+    in_flight: bool = False
+    """A holder set: the ticket takes a slot (the amount is then 1)."""
+    room: int = 0
+    """How much beyond `amount` must still fit under the cap (charged later, if at all)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    """What a ticket finally costs on one amount counter."""
+
+    counter: str
+    amount: int
+    expires_at: float
+    """When the counter may be forgotten, should the settlement have to create it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,18 +66,38 @@ class Outcome:
     """Each counter after the reservation, or as found when it was refused."""
     refused: tuple[int, ...]
     """Indexes of the charges that did not fit."""
+    epoch: str
+    """The store's epoch when the reservation was made."""
 
 
 class QuotaStore(Protocol):
-    async def reserve(self, charges: Sequence[Charge]) -> Outcome:
-        """Add every charge if each capped one fits; otherwise change nothing."""
+    def now(self) -> float:
+        """The store's clock in Unix seconds (as well as the processor knows it): windows and
+        deadlines are read on it, so that every replica agrees."""
         ...
 
-    async def settle(
-        self, deltas: Sequence[tuple[str, int]], releases: Sequence[tuple[str, str]] = ()
-    ) -> None:
-        """Add (or with a negative delta, refund) to amount counters that still exist, never
-        below 0; and free the (counter, holder) slots in `releases`."""
+    async def reserve(
+        self, ticket: str, charges: Sequence[Charge], *, deadline: float, lease_end: float
+    ) -> Outcome:
+        """Add every charge under `ticket` if each capped one fits; otherwise change nothing.
+        Reserving again under a ticket adds to it (a stream that outgrew its reservation).
+        The store keeps the ticket until `lease_end`, when its request must be over. Raises
+        StoreUnavailable, also when the store got it after `deadline` (both store clock)."""
+        ...
+
+    async def settle(self, ticket: str, epoch: str, finals: Sequence[Final]) -> None:
+        """The ticket costs `finals`: each counter gets the difference to what the ticket
+        reserved there (never going below 0, skipped if the counter is gone), its slots are
+        freed, and it is forgotten. From an earlier epoch: the finals are charged in full."""
+        ...
+
+    async def cancel(self, ticket: str) -> None:
+        """Undo the ticket's reservation if it landed, and refuse it if it is yet to land."""
+        ...
+
+    async def beat(self, owner: str) -> None:
+        """Say the owner (a processor) is alive for the next `OWNER_TTL` seconds: slots held
+        by tickets of an owner that stopped beating may be taken by others."""
         ...
 
     async def read(self, counters: Sequence[str]) -> list[int]:

@@ -10,8 +10,8 @@ import pytest
 from redis.asyncio import Redis
 
 from extproc.quota.memory_store import MemoryStore
-from extproc.quota.redis_store import KEY_PREFIX, RedisStore
-from extproc.quota.store import Charge, QuotaStore, StoreUnavailable
+from extproc.quota.redis_store import ALIVE_PREFIX, KEY_PREFIX, RedisStore
+from extproc.quota.store import Charge, Final, Outcome, QuotaStore, StoreUnavailable
 from tests.harness import RedisServer, redis_server
 
 pytestmark = pytest.mark.redis
@@ -36,62 +36,154 @@ async def store(request: pytest.FixtureRequest, redis: RedisServer) -> AsyncIter
     await chosen.close()
 
 
-def charge(counter: str, amount: int, cap: int | None) -> Charge:
-    return Charge(counter, amount, cap, time.time() + 60)
+def charge(counter: str, amount: int, cap: int | None, *, room: int = 0) -> Charge:
+    return Charge(counter, amount, cap, time.time() + 60, room=room)
+
+
+async def reserve(
+    store: QuotaStore, ticket: str, charges: list[Charge], *, lease: float = 60
+) -> Outcome:
+    now = store.now()
+    return await store.reserve(ticket, charges, deadline=now + 5, lease_end=now + lease)
+
+
+def final(counter: str, amount: int) -> Final:
+    return Final(counter, amount, time.time() + 60)
 
 
 async def test_a_reservation_is_all_or_nothing(store: QuotaStore) -> None:
-    granted = await store.reserve([charge("a", 3, 5), charge("b", 7, 10), charge("s", 9, None)])
+    granted = await reserve(
+        store, "o.1", [charge("a", 3, 5), charge("b", 7, 10), charge("s", 9, None)]
+    )
     assert granted.granted and granted.values == (3, 7, 9)
 
-    refused = await store.reserve([charge("a", 1, 5), charge("b", 4, 10), charge("s", 1, None)])
+    refused = await reserve(
+        store, "o.2", [charge("a", 1, 5), charge("b", 4, 10), charge("s", 1, None)]
+    )
     assert not refused.granted
     assert refused.refused == (1,)
     assert refused.values == (3, 7, 9)
     assert await store.read(["a", "b", "s", "never"]) == [3, 7, 9, 0]
 
 
-async def test_adjust_refunds_never_below_zero_and_skips_gone_counters(store: QuotaStore) -> None:
-    await store.reserve([charge("a", 10, None)])
-    await store.settle([("a", -4), ("gone", 5)])
-    assert await store.read(["a", "gone"]) == [6, 0]
-    await store.settle([("a", -100)])
-    assert await store.read(["a"]) == [0]
+async def test_room_must_fit_but_is_not_charged(store: QuotaStore) -> None:
+    assert (await reserve(store, "o.1", [charge("a", 2, 10, room=8)])).granted
+    refused = await reserve(store, "o.2", [charge("a", 2, 10, room=7)])
+    assert not refused.granted and refused.values == (2,)
+    assert await store.read(["a"]) == [2]
+
+
+async def test_settling_charges_the_final_cost_once(store: QuotaStore) -> None:
+    first = await reserve(store, "o.1", [charge("a", 10, None)])
+    await reserve(store, "o.2", [charge("a", 5, None)])
+    await reserve(store, "o.1", [charge("a", 4, None)])  # the first one grew
+    await store.settle("o.1", first.epoch, [final("a", 6), final("gone", 5)])
+    assert await store.read(["a", "gone"]) == [11, 0]
+    # An answer that was lost, so the settlement is made again: nothing changes.
+    await store.settle("o.1", first.epoch, [final("a", 6)])
+    assert await store.read(["a"]) == [11]
+    await store.settle("o.2", first.epoch, [final("a", 0)])  # did not run: refunded
+    assert await store.read(["a"]) == [6]
+
+
+async def test_a_cancelled_reservation_is_undone_and_a_late_one_refused(store: QuotaStore) -> None:
+    await reserve(store, "o.1", [charge("a", 5, None), slot_charge()])
+    await store.cancel("o.1")
+    assert await store.read(["a", "inflight"]) == [0, 0]
+    await store.cancel("o.2")  # its reservation is still on the way
+    if not isinstance(store, MemoryStore):  # the memory store is never late
+        with pytest.raises(StoreUnavailable):
+            await reserve(store, "o.2", [charge("a", 5, None)])
+        assert await store.read(["a"]) == [0]
 
 
 async def test_concurrent_reservations_never_pass_the_cap(store: QuotaStore) -> None:
-    outcomes = await asyncio.gather(*(store.reserve([charge("c", 1, 10)]) for _ in range(50)))
+    outcomes = await asyncio.gather(
+        *(reserve(store, f"o.{n}", [charge("c", 1, 10)]) for n in range(50))
+    )
     assert sum(outcome.granted for outcome in outcomes) == 10
     assert await store.read(["c"]) == [10]
 
 
-def slot(holder: str, lease: float) -> Charge:
-    return Charge("inflight", 1, 2, time.time() + lease, holder)
+def slot_charge(lease: float = 60) -> Charge:
+    return Charge("inflight", 1, 2, time.time() + lease, in_flight=True)
 
 
 async def test_in_flight_slots_are_held_released_and_counted(store: QuotaStore) -> None:
-    assert (await store.reserve([slot("a", 60)])).values == (1,)
-    assert (await store.reserve([slot("b", 60), charge("n", 5, None)])).values == (2, 5)
-    refused = await store.reserve([slot("c", 60), charge("n", 5, None)])
+    assert (await reserve(store, "o.a", [slot_charge()])).values == (1,)
+    b = await reserve(store, "o.b", [slot_charge(), charge("n", 5, None)])
+    assert b.values == (2, 5)
+    refused = await reserve(store, "o.c", [slot_charge(), charge("n", 5, None)])
     assert not refused.granted and refused.refused == (0,)
     assert await store.read(["inflight", "n"]) == [2, 5]
-    await store.settle([("n", -1)], [("inflight", "a")])
+    await store.settle("o.b", b.epoch, [final("n", 4)])
     assert await store.read(["inflight", "n"]) == [1, 4]
-    assert (await store.reserve([slot("c", 60)])).granted
+    assert (await reserve(store, "o.c", [slot_charge()])).granted
 
 
 async def test_a_vanished_holder_frees_its_slot_when_its_lease_ends(store: QuotaStore) -> None:
     # A holder whose processor died never releases: its lease (already over here) does.
-    await store.reserve([slot("alive", 60)])
-    await store.reserve([slot("crashed", -1)])
+    await reserve(store, "o.alive", [slot_charge(60)])
+    await reserve(store, "o.crashed", [slot_charge(-1)])
     assert await store.read(["inflight"]) == [1]
-    assert (await store.reserve([slot("next", 60)])).values == (2,)
+    assert (await reserve(store, "o.next", [slot_charge(60)])).values == (2,)
+
+
+async def test_redis_keeps_its_own_clock(redis: RedisServer) -> None:
+    store = RedisStore(redis.url, password=None, timeout=1.0)
+    await reserve(store, "o.1", [charge("a", 1, None)])
+    async with Redis.from_url(redis.url) as client:
+        seconds, microseconds = await client.time()
+    assert store.now() == pytest.approx(seconds + microseconds / 1e6, abs=0.05)
+    await store.close()
+
+
+async def test_a_reservation_past_its_deadline_changes_nothing(redis: RedisServer) -> None:
+    store = RedisStore(redis.url, password=None, timeout=1.0)
+    async with Redis.from_url(redis.url) as client:
+        await client.flushdb()
+    now = store.now()
+    with pytest.raises(StoreUnavailable, match="deadline"):
+        await store.reserve("o.1", [charge("a", 5, None)], deadline=now - 1, lease_end=now + 60)
+    assert await store.read(["a"]) == [0]
+    await store.close()
+
+
+async def test_a_settlement_from_before_a_restart_charges_the_new_counters_in_full(
+    redis: RedisServer,
+) -> None:
+    store = RedisStore(redis.url, password=None, timeout=1.0)
+    async with Redis.from_url(redis.url) as client:
+        await client.flushdb()
+        old = await reserve(store, "o.1", [charge("a", 4000, None)])
+        await client.flushall()  # what a restart without persistence leaves
+        new = await reserve(store, "o.2", [charge("a", 100, None)])
+        assert new.epoch != old.epoch
+        await store.settle("o.1", old.epoch, [final("a", 10)])
+        assert await store.read(["a"]) == [110]  # not 100 + 10 - 4000
+    await store.close()
+
+
+async def test_slots_of_an_owner_that_stopped_beating_are_taken_when_needed(
+    redis: RedisServer,
+) -> None:
+    store = RedisStore(redis.url, password=None, timeout=1.0)
+    async with Redis.from_url(redis.url) as client:
+        await client.flushdb()
+        await store.beat("live")
+        await reserve(store, "live.1", [slot_charge()])
+        await reserve(store, "dead.1", [slot_charge()])
+        await client.delete(ALIVE_PREFIX + "dead")  # its beat ran out
+        assert await store.read(["inflight"]) == [1]
+        assert (await reserve(store, "next.1", [slot_charge()])).values == (2,)
+        assert not (await reserve(store, "next.2", [slot_charge()])).granted  # the live one stays
+    await store.close()
 
 
 async def test_redis_counters_expire_with_their_window(redis: RedisServer) -> None:
     store = RedisStore(redis.url, password=None, timeout=1.0)
     end = time.time() + 30
-    await store.reserve([Charge("w", 1, None, end)])
+    await reserve(store, "o.1", [Charge("w", 1, None, end)])
     async with Redis.from_url(redis.url) as client:
         expiry = await client.pexpiretime(KEY_PREFIX + "w")
     assert expiry == int(end * 1000)
@@ -101,12 +193,12 @@ async def test_redis_counters_expire_with_their_window(redis: RedisServer) -> No
 async def test_memory_counters_expire_with_their_window() -> None:
     now = [1000.0]
     store = MemoryStore(lambda: now[0])
-    await store.reserve([Charge("w", 4, None, 1060.0)])
+    await reserve(store, "o.1", [Charge("w", 4, None, 1060.0)])
     now[0] = 1059.9
     assert await store.read(["w"]) == [4]
     now[0] = 1060.0
     assert await store.read(["w"]) == [0]
-    granted = await store.reserve([Charge("w", 1, 1, 1120.0)])
+    granted = await reserve(store, "o.2", [Charge("w", 1, 1, 1120.0)])
     assert granted.granted and granted.values == (1,)
 
 
@@ -116,7 +208,7 @@ async def test_an_unreachable_redis_is_a_store_error_not_a_hang() -> None:
     store = RedisStore(url, password=None, timeout=0.25)
     started = time.monotonic()
     with pytest.raises(StoreUnavailable):
-        await store.reserve([charge("a", 1, 5)])
+        await reserve(store, "o.1", [charge("a", 1, 5)])
     assert time.monotonic() - started < 5
     await store.close()
 
