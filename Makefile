@@ -9,7 +9,7 @@ MOCK_PORT ?= 18080
 DEMO_KEY := sk-demo-gateway-key
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-unit lint format protos bench bench-peers bench-memory redis-server hey kubectl k8s-models checkov envoy-examples clean
+.PHONY: help venv run test faults test-unit lint format protos bench bench-peers bench-memory redis-server hey kubectl k8s-models checkov envoy-examples clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ run: venv ## run the demo gateway on http://127.0.0.1:10000 with the mock provid
 
 test: venv redis-server kubectl k8s-models checkov ## run every test (unit, stream, integration with a real Envoy)
 	$(BIN)/python -m pytest
+
+faults: venv redis-server ## the whole fault suite, heavy cases included (minutes)
+	EXTPROC_HEAVY_FAULTS=1 $(BIN)/python -m pytest tests/faults
 
 test-unit: venv ## the unit and stream tests only: no Envoy, Redis or Kubernetes tools (seconds)
 	$(BIN)/python -m pytest tests/unit tests/stream

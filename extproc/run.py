@@ -58,7 +58,9 @@ async def _start(
     processor = workdir_processor(workdir)
     addresses = tuple(worker_addresses(processor, gateway.processor.workers))
     await supervisor.start(
-        "processor", [*python, "serve", "--config", str(gateway.source), "--address", processor]
+        "processor",
+        [*python, "serve", "--config", str(gateway.source), "--address", processor],
+        restart=True,
     )
     placement = Placement(
         port=gateway.listen.port if port is None else port,

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 from extproc.supervisor import Supervisor
 
-log = logging.getLogger(__name__)
-
 
 async def serve_workers(config: Path, addresses: list[str]) -> int:
-    """Start one `extproc serve` per address; stop all on SIGINT/SIGTERM or when one dies."""
+    """Start one `extproc serve` per address, each started again when it dies; stop all on
+    SIGINT/SIGTERM."""
     supervisor = Supervisor()
     try:
         for index, address in enumerate(addresses):
@@ -20,11 +18,9 @@ async def serve_workers(config: Path, addresses: list[str]) -> int:
             await supervisor.start(
                 f"worker {index}",
                 [*argv, "--address", address, "--workers", "1", "--worker-index", str(index)],
+                restart=True,
             )
-        exited = await supervisor.wait()
-        if exited is not None:
-            log.error("%s exited; stopping the other workers", exited)
-            return 1
+        await supervisor.wait()  # every worker is restarted: only a signal ends this
         return 0
     finally:
         await supervisor.stop()

@@ -157,6 +157,16 @@ class RedisServer:
     socket: Path
     process: Process
 
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Redis stopped in its tracks (as a long fork, GC pause or failover leaves it):
+        connections stay open, nothing is answered until the block ends."""
+        self.process.popen.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.popen.send_signal(signal.SIGCONT)
+
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
@@ -230,6 +240,33 @@ def envoy_only(
         yield process, asyncio.run(ready)
     finally:
         process.stop()
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # it ended meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def command_line(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+
+
+def processor_pid(gateway: RunningGateway) -> int:
+    """The processor that `extproc run` started (and restarts)."""
+    (pid,) = [
+        child
+        for child in children(gateway.process.popen.pid)
+        if "serve" in command_line(child)
+    ]
+    return pid
 
 
 def quota_usage(config: Path, processor: str | None = None) -> dict[str, dict[str, Any]]:
