@@ -262,9 +262,7 @@ def command_line(pid: int) -> list[str]:
 def processor_pid(gateway: RunningGateway) -> int:
     """The processor that `extproc run` started (and restarts)."""
     (pid,) = [
-        child
-        for child in children(gateway.process.popen.pid)
-        if "serve" in command_line(child)
+        child for child in children(gateway.process.popen.pid) if "serve" in command_line(child)
     ]
     return pid
 

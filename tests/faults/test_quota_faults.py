@@ -5,6 +5,8 @@ counters hold what the provider answered."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from extproc.quota.store import OWNER_TTL
@@ -41,9 +44,7 @@ SLOTS = 4
 PROMPT = [{"role": "user", "content": "Hello"}]
 
 
-def document(
-    mock: MockProvider, redis_port: int, policy: str, directory: Path
-) -> dict[str, Any]:
+def document(mock: MockProvider, redis_port: int, policy: str, directory: Path) -> dict[str, Any]:
     return {
         "processor": {"message_timeout": "10s"},
         "providers": {
@@ -133,8 +134,6 @@ class SlowStream(threading.Thread):
 
     def usage_tokens(self) -> int:
         """The total tokens of the stream's final usage event."""
-        import orjson
-
         for line in reversed(self.body.split(b"\n")):
             if line.startswith(b"data: {") and b'"usage":{' in line:
                 return int(orjson.loads(line[6:])["usage"]["total_tokens"])
@@ -174,3 +173,68 @@ def test_a_frozen_redis_leaves_no_phantom_reservation(
         charged += sum(stream.usage_tokens() for stream in streams)
         settles_to(config, "app", "tokens", charged)
         assert counter_used(config, "app", "concurrent", per=None) == 0
+
+
+def test_a_redis_restarted_under_open_streams_gets_their_whole_cost(
+    mock: MockProvider, tmp_path: Path
+) -> None:
+    port = free_port()
+    with redis_server(port) as redis:
+        config, running = start_gateway(mock, redis, tmp_path)
+        with running as gateway:
+            streams = [SlowStream(gateway, words=120, delay_ms=25) for _ in range(SLOTS)]
+            for stream in streams:
+                assert stream.started.wait(30)
+            redis.process.stop()  # no persistence: every counter and ticket is gone
+            with redis_server(port):
+                after = [chat(gateway) for _ in range(3)]
+                for stream in streams:
+                    stream.join(timeout=60)
+                assert [stream.status for stream in streams] == [200] * SLOTS
+                assert {answer.status_code for answer in after} == {200}
+                # The streams reserved before the restart are charged in full on the new
+                # counters (not their difference to a reservation the new Redis never had).
+                expected = sum(stream.usage_tokens() for stream in streams)
+                expected += sum(answer.json()["usage"]["total_tokens"] for answer in after)
+                settles_to(config, "app", "tokens", expected)
+                assert counter_used(config, "app", "concurrent", per=None) == 0
+
+
+def test_a_killed_processor_frees_its_slots_within_the_owner_ttl(
+    mock: MockProvider, redis: RedisServer, tmp_path: Path
+) -> None:
+    config, running = start_gateway(mock, redis, tmp_path)
+    with running as gateway:
+        cut = [SlowStream(gateway, words=2000, delay_ms=10) for _ in range(SLOTS)]
+        for stream in cut:
+            assert stream.started.wait(30)
+        os.kill(processor_pid(gateway), signal.SIGKILL)
+        killed_at = time.monotonic()
+        for stream in cut:
+            stream.join(timeout=30)
+        assert all(stream.cut or b"[DONE]" not in stream.body for stream in cut)
+        wait_until(
+            lambda: "starting it again" in gateway.log_path.read_text(),
+            "extproc run did not restart its processor",
+        )
+        # Until the dead processor's beat runs out its slots are held; then all are free.
+        after = wait_until(
+            lambda: (
+                (streams := streams_at_once(gateway))
+                and all(stream.status == 200 for stream in streams)
+                and streams
+            ),
+            "the killed processor's slots were never freed",
+            timeout=OWNER_TTL + 20,
+        )
+        assert time.monotonic() - killed_at < OWNER_TTL + 10
+        served = sum(stream.usage_tokens() for stream in after)
+        # A settlement frees the slot and charges the tokens in one step.
+        wait_until(
+            lambda: counter_used(config, "app", "concurrent", per=None) == 0,
+            "the streams after the restart were not settled",
+        )
+        unsettled = counter_used(config, "app", "tokens") - served
+        # Each cut stream stays charged what it reserved: its input and output reserved
+        # STREAM_STEP at a time, not its whole output cap.
+        assert 0 < unsettled <= SLOTS * 3 * STREAM_STEP, unsettled
