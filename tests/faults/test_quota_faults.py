@@ -238,3 +238,21 @@ def test_a_killed_processor_frees_its_slots_within_the_owner_ttl(
         # Each cut stream stays charged what it reserved: its input and output reserved
         # STREAM_STEP at a time, not its whole output cap.
         assert 0 < unsettled <= SLOTS * 3 * STREAM_STEP, unsettled
+
+
+def test_a_settlement_redis_missed_is_made_once_it_answers(
+    mock: MockProvider, redis: RedisServer, tmp_path: Path
+) -> None:
+    config, running = start_gateway(mock, redis, tmp_path)
+    with running as gateway:
+        stream = SlowStream(gateway, words=40, delay_ms=20)
+        assert stream.started.wait(30)
+        with redis.frozen():
+            stream.join(timeout=30)  # it ends, and its settlement finds no store
+            assert stream.status == 200 and b"[DONE]" in stream.body
+            wait_until(
+                lambda: "the settlement is kept" in gateway.log_path.read_text(),
+                "the settlement did not fail",
+            )
+        settles_to(config, "app", "tokens", stream.usage_tokens())
+        assert counter_used(config, "app", "concurrent", per=None) == 0
