@@ -19,7 +19,6 @@ from grpc_health.v1 import health_pb2
 from extproc.attempt import Attempt, is_attempt
 from extproc.config import Gateway
 from extproc.config.address import parse_grpc_address
-from extproc.config.schema import MAX_REQUEST_BODY
 from extproc.config.watcher import GatewaySource
 from extproc.counters import CountersService
 from extproc.envoyapi.messages import ProcessingRequest, read_message
@@ -31,7 +30,7 @@ from extproc.telemetry.metrics import Metrics
 from extproc.telemetry.requests import Telemetry
 from extproc.telemetry.sdk import Sdk, start_sdk
 from extproc.telemetry.spans import Spans
-from extproc.transport import Call, Method, Server
+from extproc.transport import Call, GrpcError, Method, Server, Status
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,10 @@ class Processor:
         self.idle.clear()
         try:
             async for request in call:
-                message = read_message(request)
+                try:
+                    message = read_message(request)
+                except ValueError as error:  # a client's mistake, not the processor's
+                    raise GrpcError(Status.INVALID_ARGUMENT, str(error)) from None
                 if exchange is None:  # a request's own stream, or one attempt of it
                     exchange = (
                         Attempt(gateway, self._services.ledger.store, self._services.telemetry)
@@ -99,14 +101,16 @@ class ProcessorServer:
     """The processor's gRPC endpoint at one address (`host:port` or `unix:/path`)."""
 
     def __init__(self, source: GatewaySource, services: Services, address: str) -> None:
+        gateway = source.current
         self._address = address
         self._processor = Processor(source, services)
         self.health = Health()
         counters = CountersService(services.ledger.store)
-        # A request body travels in one ext_proc message; answers may be larger.
+        # A request body travels in one ext_proc message. Envoy's listener (and with it this
+        # limit) is rendered once, at start: a reload does not change it.
         self._server = Server(
             self._processor.methods() | self.health.methods() | counters.methods(),
-            max_message=2 * MAX_REQUEST_BODY,
+            max_message=gateway.listen.max_message,
         )
 
     async def start(self) -> None:

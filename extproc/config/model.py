@@ -132,6 +132,10 @@ class QuotaSettings:
         return self.password.reveal() if self.password is not None else None
 
 
+MESSAGE_OVERHEAD = 1024 * 1024
+"""Room above the body limit for the rest of an ext_proc message."""
+
+
 @dataclass(frozen=True, slots=True)
 class ListenSettings:
     address: str
@@ -139,6 +143,12 @@ class ListenSettings:
     admin_port: int
     max_request_body: int
     request_timeout: float
+
+    @property
+    def max_message(self) -> int:
+        """The largest ext_proc message either side takes: a whole body, and room for the
+        rest of the message."""
+        return self.max_request_body + MESSAGE_OVERHEAD
 
 
 @dataclass(frozen=True, slots=True)

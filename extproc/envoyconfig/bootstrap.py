@@ -141,8 +141,6 @@ from extproc.errors import (
 PROCESSOR_CLUSTER = "extproc"
 COLLECTOR_CLUSTER = "otel_collector"
 DEFAULT_COLLECTOR = "http://127.0.0.1:4317"
-GRPC_OVERHEAD = 1024 * 1024
-"""Room above the body limit for the rest of an ext_proc message."""
 MAX_DOWNSTREAM_CONNECTIONS = 50_000
 BREAKER_LIMIT = 1_000_000
 """Every HTTP request is one stream to the processor: never let a breaker refuse those."""
@@ -274,7 +272,7 @@ def _processor_service(gateway: Gateway) -> GrpcService:
     return GrpcService(
         envoy_grpc=GrpcServiceEnvoyGrpc(
             cluster_name=PROCESSOR_CLUSTER,
-            max_receive_message_length=gateway.listen.max_request_body + GRPC_OVERHEAD,
+            max_receive_message_length=gateway.listen.max_message,
         )
     )
 

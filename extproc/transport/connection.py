@@ -4,6 +4,12 @@ Only what a gRPC server needs of RFC 9113: no push, no priorities (read and igno
 request bodies outside gRPC framing. Frames are read straight from each socket read; a
 request's common path (HEADERS, DATA in; HEADERS, DATA out) costs a few dict lookups and one
 HPACK decode, which is the point of this module.
+
+A peer gets no more than it is owed: reading stops while the peer does not read what it is
+sent (and a peer that makes the server queue more than `OUTBOUND_LIMIT` anyway is told to
+calm down), a stream's window is credited as its handler consumes messages (see `call.py`),
+header blocks are bounded before they are decoded, and a connection without calls is
+closed after `IDLE_TIMEOUT` (one that never says its preface after `HANDSHAKE_TIMEOUT`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any, cast
 from hpack import Decoder
 from hpack.exceptions import HPACKError
 
+from extproc.transport.budget import Budget
 from extproc.transport.call import Call, GrpcError, Method, Status
 from extproc.transport.frames import (
     DEFAULT_MAX_FRAME,
@@ -43,11 +50,20 @@ from extproc.transport.frames import (
 
 log = logging.getLogger(__name__)
 
-STREAM_WINDOW = 16 * 1024 * 1024
-"""What one stream may send before it is acknowledged: most bodies need no WINDOW_UPDATE."""
-CONNECTION_WINDOW = MAX_WINDOW
-MAX_FRAME = 1024 * 1024
-MAX_HEADER_LIST = 64 * 1024
+STREAM_WINDOW = 64 * 1024
+"""What one stream may have sent and not had consumed: a message up to this size needs no
+WINDOW_UPDATE; a larger one is admitted to the receive budget (see `budget.py`)."""
+CONNECTION_WINDOW = 16 * 1024 * 1024
+"""The connection's window, credited as bytes arrive (the stream windows bound them)."""
+MAX_FRAME = DEFAULT_MAX_FRAME
+MAX_HEADER_LIST = 16 * 1024
+"""The largest header block taken (before and after decoding): gRPC metadata is small, and
+HPACK decoding time grows faster than the block."""
+OUTBOUND_LIMIT = 4 * 1024 * 1024
+"""Bytes queued for a peer that does not read, beyond which it is told ENHANCE_YOUR_CALM."""
+HANDSHAKE_TIMEOUT = 10.0
+IDLE_TIMEOUT = 300.0
+"""Seconds a connection stays open without calls (Envoy opens a new one when it needs it)."""
 
 
 class Connection(asyncio.Protocol):
@@ -60,11 +76,15 @@ class Connection(asyncio.Protocol):
         *,
         max_message: int,
         max_streams: int,
+        budget: Budget,
+        on_close: Callable[[Connection], None] = lambda connection: None,
     ) -> None:
         self._methods = methods
         self._max_message = max_message
         self._max_streams = max_streams
+        self._budget = budget
         self._track = track
+        self._on_close = on_close
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._awaited = 0
@@ -73,17 +93,25 @@ class Connection(asyncio.Protocol):
         self._settings_seen = False
         self._decoder = Decoder(max_header_list_size=MAX_HEADER_LIST)
         self._calls: dict[int, Call[Any]] = {}
+        """Streams open for frames, by id."""
+        self._running = 0
+        """Handlers not yet returned (a reset call counts until its handler is done)."""
         self._last_stream_id = 0
         self._header_block: tuple[int, int, bytearray] | None = None
-        self._unacknowledged = 0
+        self._receive_window = CONNECTION_WINDOW
+        self._owed = 0
+        """Bytes received on the connection and not yet credited back."""
         self._send_window = DEFAULT_WINDOW
         self._peer_stream_window = DEFAULT_WINDOW
         self._peer_max_frame = DEFAULT_MAX_FRAME
         self._senders: list[asyncio.Future[None]] = []
         self._writing_paused = False
         self._peer_going_away = False
+        self._timer: asyncio.TimerHandle | None = None
+        self.idle_since: float | None = None
+        """When the connection last had no calls (loop time); None while it has some."""
         self.closed = False
-        self._handlers: dict[int, Callable[[int, int, bytes], None]] = {
+        self._handlers: dict[int, Callable[[int, int, memoryview], None]] = {
             Kind.DATA: self._on_data,
             Kind.HEADERS: self._on_headers,
             Kind.CONTINUATION: self._on_continuation,
@@ -96,18 +124,24 @@ class Connection(asyncio.Protocol):
             Kind.PRIORITY: self._on_priority,
         }
 
+    @property
+    def stream_window(self) -> int:
+        """What a stream may send before it is credited (messages larger need admission)."""
+        return STREAM_WINDOW
+
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # Not asserted to be an asyncio.Transport: uvloop's transports are not subclasses.
+        self._transport = cast("asyncio.Transport", transport)
         ours = {
             Setting.MAX_CONCURRENT_STREAMS: self._max_streams,
             Setting.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
             Setting.MAX_FRAME_SIZE: MAX_FRAME,
             Setting.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
         }
-        transport.write(settings(ours) + window_update(0, CONNECTION_WINDOW - DEFAULT_WINDOW))
+        self._transport.write(settings(ours) + window_update(0, CONNECTION_WINDOW - DEFAULT_WINDOW))
+        self._set_timer(HANDSHAKE_TIMEOUT)
 
     def data_received(self, data: bytes) -> None:
         if self._buffer:
@@ -128,16 +162,23 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._cancel_timer()
         for call in self._calls.values():
             call.end()
         self._calls.clear()
         self._wake_senders()
+        self._on_close(self)
 
     def pause_writing(self) -> None:
+        # The peer does not read what it is sent: read nothing more of it meanwhile.
         self._writing_paused = True
+        if self._transport is not None:
+            self._transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        if self._transport is not None and not self.closed:
+            self._transport.resume_reading()
         self._wake_senders()
 
     # for the server and the calls
@@ -148,6 +189,15 @@ class Connection(asyncio.Protocol):
             self._transport.write(goaway(self._last_stream_id, ErrorCode.NO_ERROR))
             self._transport.close()
 
+    def credit(self, call: Call[Any], size: int) -> None:
+        """The handler consumed `size` bytes of the call's stream: the client may send them
+        again (credited in batches, at once while a message waits for them)."""
+        if call.reset or self.closed:
+            return
+        call.owed += size
+        if call.owed >= STREAM_WINDOW // 2 or call.receiving:
+            self._credit_stream(call)
+
     async def send_data(self, call: Call[Any], payload: bytes) -> None:
         """Send `payload` as DATA on the call's stream, within both flow-control windows."""
         if call.reset or self.closed:
@@ -156,7 +206,12 @@ class Connection(asyncio.Protocol):
         assert transport is not None
         headers = call.response_headers()
         size = len(payload)
-        if size <= self._send_window and size <= call.send_window and size <= self._peer_max_frame:
+        if (
+            not self._writing_paused
+            and size <= self._send_window
+            and size <= call.send_window
+            and size <= self._peer_max_frame
+        ):
             self._send_window -= size
             call.send_window -= size
             transport.write(headers + frame(Kind.DATA, 0, call.stream_id, payload))
@@ -185,12 +240,15 @@ class Connection(asyncio.Protocol):
         position = 0
         if not self._preface_seen:
             if len(data) < len(PREFACE):
+                if not PREFACE.startswith(data):
+                    raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "not an HTTP/2 preface")
                 return 0
             if not data.startswith(PREFACE):
                 raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "not an HTTP/2 connection preface")
             self._preface_seen = True
             position = len(PREFACE)
         end = len(data)
+        view = memoryview(data)
         while end - position >= FRAME_HEADER_SIZE and not self.closed:
             size = (data[position] << 16) | (data[position + 1] << 8) | data[position + 2]
             if size > MAX_FRAME:
@@ -201,16 +259,17 @@ class Connection(asyncio.Protocol):
             kind, flags = data[position + 3], data[position + 4]
             stream_id = int.from_bytes(data[position + 5 : start], "big") & MAX_WINDOW
             position = start + size
-            self._on_frame(kind, flags, stream_id, data[start:position])
+            self._on_frame(kind, flags, stream_id, view[start:position])
         return position
 
-    def _on_frame(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
+    def _on_frame(self, kind: int, flags: int, stream_id: int, payload: memoryview) -> None:
         if self._header_block is not None and kind != Kind.CONTINUATION:
             raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "a header block was interrupted")
         if not self._settings_seen:
             if kind != Kind.SETTINGS or flags & Flag.ACK:
                 raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "the preface's SETTINGS is missing")
             self._settings_seen = True
+            self._become_idle()
         if kind in _CONNECTION_FRAMES:
             if stream_id:
                 raise ProtocolError(ErrorCode.PROTOCOL_ERROR, f"frame type {kind} on a stream")
@@ -220,25 +279,29 @@ class Connection(asyncio.Protocol):
         if handler is not None:  # other frame types are ignored, as RFC 9113 §5.5 asks
             handler(flags, stream_id, payload)
 
-    def _on_goaway(self, flags: int, stream_id: int, payload: bytes) -> None:
+    def _on_goaway(self, flags: int, stream_id: int, payload: memoryview) -> None:
+        if len(payload) < 8:
+            raise ProtocolError(ErrorCode.FRAME_SIZE_ERROR, "GOAWAY shorter than 8 bytes")
         self._peer_going_away = True
         self._close_if_done()
 
-    def _on_push_promise(self, flags: int, stream_id: int, payload: bytes) -> None:
+    def _on_push_promise(self, flags: int, stream_id: int, payload: memoryview) -> None:
         raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "a client sent PUSH_PROMISE")
 
-    def _on_priority(self, flags: int, stream_id: int, payload: bytes) -> None:
+    def _on_priority(self, flags: int, stream_id: int, payload: memoryview) -> None:
         if len(payload) != 5:
             raise ProtocolError(ErrorCode.FRAME_SIZE_ERROR, "PRIORITY is not 5 bytes")
 
-    def _on_data(self, flags: int, stream_id: int, payload: bytes) -> None:
+    def _on_data(self, flags: int, stream_id: int, payload: memoryview) -> None:
         size = len(payload)
-        self._unacknowledged += size
-        if self._unacknowledged > CONNECTION_WINDOW:
-            raise ProtocolError(ErrorCode.FLOW_CONTROL_ERROR, "the connection window overflowed")
-        if self._unacknowledged >= CONNECTION_WINDOW // 2:
-            self._write(window_update(0, self._unacknowledged))
-            self._unacknowledged = 0
+        self._receive_window -= size
+        if self._receive_window < 0:
+            raise ProtocolError(ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the connection window")
+        self._owed += size
+        if self._owed >= CONNECTION_WINDOW // 2:
+            self._write(window_update(0, self._owed))
+            self._receive_window += self._owed
+            self._owed = 0
         call = self._calls.get(stream_id)
         if call is None:
             if stream_id > self._last_stream_id:
@@ -247,39 +310,44 @@ class Connection(asyncio.Protocol):
         if call.ended:
             self._end_call(call, ErrorCode.STREAM_CLOSED)
             return
-        end = bool(flags & Flag.END_STREAM)
-        call.unacknowledged += size
-        if call.unacknowledged > STREAM_WINDOW:
+        call.receive_window -= size
+        if call.receive_window < 0:
             self._end_call(call, ErrorCode.FLOW_CONTROL_ERROR)
             return
-        if not end and call.unacknowledged >= STREAM_WINDOW // 2:
-            self._write(window_update(stream_id, call.unacknowledged))
-            call.unacknowledged = 0
+        content = unpad(flags, payload)
         try:
-            call.receive(unpad(flags, payload), end=end)
+            credit = call.receive(content, end=bool(flags & Flag.END_STREAM))
         except GrpcError as error:
             self._write(call.closing_frame(error.status, error.message))
             self._end_call(call, ErrorCode.NO_ERROR)
+            return
+        credit += size - len(content)  # padding is nobody's to consume
+        if credit:
+            self.credit(call, credit)
+        elif call.owed and call.receiving:
+            self._credit_stream(call)
 
-    def _on_headers(self, flags: int, stream_id: int, payload: bytes) -> None:
+    def _on_headers(self, flags: int, stream_id: int, payload: memoryview) -> None:
         fragment = header_fragment(flags, payload)
         if flags & Flag.END_HEADERS:
-            self._on_header_block(stream_id, flags, fragment)
+            self._on_header_block(stream_id, flags, bytes(fragment))
         else:
             self._header_block = (stream_id, flags, bytearray(fragment))
 
-    def _on_continuation(self, flags: int, stream_id: int, payload: bytes) -> None:
+    def _on_continuation(self, flags: int, stream_id: int, payload: memoryview) -> None:
         if self._header_block is None or self._header_block[0] != stream_id:
             raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "CONTINUATION without its HEADERS")
         _, first_flags, block = self._header_block
         block += payload
         if len(block) > MAX_HEADER_LIST:
-            raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "a header block over the size limit")
+            raise ProtocolError(ErrorCode.ENHANCE_YOUR_CALM, "a header block over the limit")
         if flags & Flag.END_HEADERS:
             self._header_block = None
             self._on_header_block(stream_id, first_flags, bytes(block))
 
     def _on_header_block(self, stream_id: int, flags: int, block: bytes) -> None:
+        if len(block) > MAX_HEADER_LIST:
+            raise ProtocolError(ErrorCode.ENHANCE_YOUR_CALM, "a header block over the limit")
         try:
             # Decoded whatever becomes of the stream: the HPACK table is the connection's.
             # Not raw: names and values come as str.
@@ -291,7 +359,11 @@ class Connection(asyncio.Protocol):
         if call is not None:  # trailers: gRPC clients send none, but they end the stream
             if not end:
                 raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "trailers without END_STREAM")
-            call.receive(b"", end=True)
+            try:
+                call.receive(b"", end=True)
+            except GrpcError as error:
+                self._write(call.closing_frame(error.status, error.message))
+                self._end_call(call, ErrorCode.NO_ERROR)
             return
         if stream_id <= self._last_stream_id:
             self._write(rst_stream(stream_id, ErrorCode.STREAM_CLOSED))
@@ -299,7 +371,7 @@ class Connection(asyncio.Protocol):
         if not stream_id % 2:
             raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "a client opened an even stream")
         self._last_stream_id = stream_id
-        if len(self._calls) >= self._max_streams:  # the client ignored our SETTINGS
+        if self._running >= self._max_streams:  # the client ignored our SETTINGS
             self._write(rst_stream(stream_id, ErrorCode.REFUSED_STREAM))
             return
         self._open_call(stream_id, headers, end=end)
@@ -327,9 +399,14 @@ class Connection(asyncio.Protocol):
             target.request_type,
             metadata,
             send_window=self._peer_stream_window,
+            receive_window=STREAM_WINDOW,
             max_message=self._max_message,
+            budget=self._budget,
         )
         self._calls[stream_id] = call
+        self._running += 1
+        self._cancel_timer()
+        self.idle_since = None
         if end:
             call.receive(b"", end=True)
         self._track(asyncio.get_running_loop().create_task(self._run(call, target, path)))
@@ -340,8 +417,12 @@ class Connection(asyncio.Protocol):
             await method.handler(call)
         except GrpcError as error:
             status, message = error.status, error.message
+            if status == Status.INVALID_ARGUMENT:
+                log.warning("gRPC method %s refused a client's message: %s", path, message)
         except asyncio.CancelledError:
             self._calls.pop(call.stream_id, None)
+            call.end()
+            self._handler_done()
             raise
         except Exception:
             log.exception("gRPC method %s failed", path)
@@ -350,9 +431,16 @@ class Connection(asyncio.Protocol):
             self._write(call.closing_frame(status, message))
             if not call.ended:  # answered before the client finished: it may stop sending
                 self._write(rst_stream(call.stream_id, ErrorCode.NO_ERROR))
+        call.end()
+        self._handler_done()
         self._close_if_done()
 
-    def _on_reset(self, flags: int, stream_id: int, payload: bytes) -> None:
+    def _handler_done(self) -> None:
+        self._running -= 1
+        if not self._running:
+            self._become_idle()
+
+    def _on_reset(self, flags: int, stream_id: int, payload: memoryview) -> None:
         if len(payload) != 4:
             raise ProtocolError(ErrorCode.FRAME_SIZE_ERROR, "RST_STREAM is not 4 bytes")
         if stream_id > self._last_stream_id:
@@ -360,8 +448,9 @@ class Connection(asyncio.Protocol):
         call = self._calls.pop(stream_id, None)
         if call is not None:
             call.end()
+            self._wake_senders()  # a sender blocked on this stream gives up
 
-    def _on_settings(self, flags: int, stream_id: int, payload: bytes) -> None:
+    def _on_settings(self, flags: int, stream_id: int, payload: memoryview) -> None:
         if flags & Flag.ACK:
             if payload:
                 raise ProtocolError(ErrorCode.FRAME_SIZE_ERROR, "a SETTINGS ACK with content")
@@ -374,6 +463,8 @@ class Connection(asyncio.Protocol):
                 self._peer_stream_window = value
                 for call in self._calls.values():
                     call.send_window += delta
+                    if call.send_window > MAX_WINDOW:
+                        raise ProtocolError(ErrorCode.FLOW_CONTROL_ERROR, "a window overflowed")
             elif key == Setting.MAX_FRAME_SIZE:
                 if not DEFAULT_MAX_FRAME <= value <= MAX_FRAME_LIMIT:
                     raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range")
@@ -383,7 +474,7 @@ class Connection(asyncio.Protocol):
         self._write(frame(Kind.SETTINGS, Flag.ACK, 0))
         self._wake_senders()
 
-    def _on_window_update(self, flags: int, stream_id: int, payload: bytes) -> None:
+    def _on_window_update(self, flags: int, stream_id: int, payload: memoryview) -> None:
         if len(payload) != 4:
             raise ProtocolError(ErrorCode.FRAME_SIZE_ERROR, "WINDOW_UPDATE is not 4 bytes")
         increment = int.from_bytes(payload, "big") & MAX_WINDOW
@@ -396,6 +487,8 @@ class Connection(asyncio.Protocol):
         else:
             call = self._calls.get(stream_id)
             if call is None:
+                if stream_id > self._last_stream_id:
+                    raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream")
                 return
             call.send_window += increment
             if not increment:
@@ -404,23 +497,33 @@ class Connection(asyncio.Protocol):
                 self._end_call(call, ErrorCode.FLOW_CONTROL_ERROR)
         self._wake_senders()
 
-    def _on_ping(self, flags: int, stream_id: int, payload: bytes) -> None:
+    def _on_ping(self, flags: int, stream_id: int, payload: memoryview) -> None:
         if len(payload) != 8:
             raise ProtocolError(ErrorCode.FRAME_SIZE_ERROR, "PING is not 8 bytes")
         if not flags & Flag.ACK:
-            self._write(frame(Kind.PING, Flag.ACK, 0, payload))
+            self._write(frame(Kind.PING, Flag.ACK, 0, bytes(payload)))
 
     # helpers
+
+    def _credit_stream(self, call: Call[Any]) -> None:
+        owed, call.owed = call.owed, 0
+        call.receive_window += owed
+        self._write(window_update(call.stream_id, owed))
 
     def _end_call(self, call: Call[Any], code: ErrorCode) -> None:
         """Reset the call's stream: its handler sees the end and its answers are dropped."""
         self._write(rst_stream(call.stream_id, code))
         self._calls.pop(call.stream_id, None)
         call.end()
+        self._wake_senders()
 
     def _write(self, data: bytes) -> None:
-        if self._transport is not None and not self.closed:
-            self._transport.write(data)
+        transport = self._transport
+        if transport is None or self.closed:
+            return
+        transport.write(data)
+        if self._writing_paused and transport.get_write_buffer_size() > OUTBOUND_LIMIT:
+            self._fail(ProtocolError(ErrorCode.ENHANCE_YOUR_CALM, "the peer does not read"))
 
     async def _wait_to_send(self) -> None:
         waiter = asyncio.get_running_loop().create_future()
@@ -434,14 +537,37 @@ class Connection(asyncio.Protocol):
                 waiter.set_result(None)
 
     def _close_if_done(self) -> None:
-        if self._peer_going_away and not self._calls and self._transport is not None:
+        if self._peer_going_away and not self._running and self._transport is not None:
             self._transport.close()
 
+    def _become_idle(self) -> None:
+        if not self.closed:
+            self.idle_since = asyncio.get_running_loop().time()
+            self._set_timer(IDLE_TIMEOUT)
+
+    def _set_timer(self, seconds: float) -> None:
+        self._cancel_timer()
+        self._timer = asyncio.get_running_loop().call_later(seconds, self._time_out)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _time_out(self) -> None:
+        """No preface in time, or no call for too long: say GOAWAY and close."""
+        self._timer = None
+        if not self._running:
+            self.close()
+            self.closed = True
+
     def _fail(self, error: ProtocolError) -> None:
+        if self.closed:
+            return
         peer = self._transport.get_extra_info("peername") if self._transport else None
         log.warning("closing the HTTP/2 connection from %s: %s", peer or "a client", error)
-        self._write(goaway(self._last_stream_id, error.code))
         if self._transport is not None:
+            self._transport.write(goaway(self._last_stream_id, error.code))
             self._transport.close()
         self.closed = True
 

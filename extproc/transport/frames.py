@@ -57,6 +57,7 @@ class ErrorCode(IntEnum):
     FRAME_SIZE_ERROR = 6
     REFUSED_STREAM = 7
     COMPRESSION_ERROR = 9
+    ENHANCE_YOUR_CALM = 11
 
 
 class ProtocolError(Exception):
@@ -83,7 +84,7 @@ def settings(values: dict[int, int]) -> bytes:
     return frame(Kind.SETTINGS, 0, 0, payload)
 
 
-def parse_settings(payload: bytes) -> list[tuple[int, int]]:
+def parse_settings(payload: bytes | memoryview) -> list[tuple[int, int]]:
     if len(payload) % 6:
         raise ProtocolError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS length is not a multiple of 6")
     return [
@@ -104,7 +105,7 @@ def goaway(last_stream_id: int, code: ErrorCode) -> bytes:
     return frame(Kind.GOAWAY, 0, 0, last_stream_id.to_bytes(4, "big") + code.to_bytes(4, "big"))
 
 
-def unpad(flags: int, payload: bytes) -> bytes:
+def unpad(flags: int, payload: memoryview) -> memoryview:
     """The frame's content without its padding (DATA, HEADERS)."""
     if not flags & Flag.PADDED:
         return payload
@@ -113,7 +114,7 @@ def unpad(flags: int, payload: bytes) -> bytes:
     return payload[1 : len(payload) - payload[0]]
 
 
-def header_fragment(flags: int, payload: bytes) -> bytes:
+def header_fragment(flags: int, payload: memoryview) -> memoryview:
     """A HEADERS frame's header block fragment: padding and priority fields removed."""
     content = unpad(flags, payload)
     if flags & Flag.PRIORITY:

@@ -27,6 +27,7 @@ from hyperframe.frame import (
 )
 
 from extproc.transport import Call, GrpcError, Method, Server, Status
+from extproc.transport.budget import Budget
 from extproc.transport.connection import Connection
 
 ECHO = "/test.Echo/Stream"
@@ -416,6 +417,9 @@ class CollectingTransport(asyncio.Transport):
     def get_extra_info(self, name: str, default: object = None) -> object:
         return default
 
+    def get_write_buffer_size(self) -> int:
+        return 0
+
     def close(self) -> None:
         pass
 
@@ -433,7 +437,13 @@ def frames_in(data: bytes) -> list[Frame]:
 @pytest.mark.parametrize("piece", [1, 2, 7, 64, 100_000])
 async def test_frames_split_anywhere_across_reads_are_read_whole(piece: int) -> None:
     echo = Echo()
-    connection = Connection(echo.methods(), lambda task: None, max_message=1 << 20, max_streams=4)
+    connection = Connection(
+        echo.methods(),
+        lambda task: None,
+        max_message=1 << 20,
+        max_streams=4,
+        budget=Budget(1 << 22),
+    )
     transport = CollectingTransport()
     connection.connection_made(transport)
     message = grpc_message(words("x" * 3000, "split"))
