@@ -61,6 +61,9 @@ MAX_HEADER_LIST = 16 * 1024
 HPACK decoding time grows faster than the block."""
 OUTBOUND_LIMIT = 4 * 1024 * 1024
 """Bytes queued for a peer that does not read, beyond which it is told ENHANCE_YOUR_CALM."""
+MAX_REFUSALS = 100
+"""Streams a connection may open that are refused at once (unknown method, over the stream
+cap) before it is told ENHANCE_YOUR_CALM: Envoy never does either, a flood does."""
 HANDSHAKE_TIMEOUT = 10.0
 IDLE_TIMEOUT = 300.0
 """Seconds a connection stays open without calls (Envoy opens a new one when it needs it)."""
@@ -97,6 +100,7 @@ class Connection(asyncio.Protocol):
         self._running = 0
         """Handlers not yet returned (a reset call counts until its handler is done)."""
         self._last_stream_id = 0
+        self._refusals = 0
         self._header_block: tuple[int, int, bytearray] | None = None
         self._receive_window = CONNECTION_WINDOW
         self._owed = 0
@@ -109,7 +113,7 @@ class Connection(asyncio.Protocol):
         self._peer_going_away = False
         self._timer: asyncio.TimerHandle | None = None
         self.idle_since: float | None = None
-        """When the connection last had no calls (loop time); None while it has some."""
+        """Since when the connection has had no calls (loop time); None while it has some."""
         self.closed = False
         self._handlers: dict[int, Callable[[int, int, memoryview], None]] = {
             Kind.DATA: self._on_data,
@@ -142,6 +146,7 @@ class Connection(asyncio.Protocol):
         }
         self._transport.write(settings(ours) + window_update(0, CONNECTION_WINDOW - DEFAULT_WINDOW))
         self._set_timer(HANDSHAKE_TIMEOUT)
+        self.idle_since = asyncio.get_running_loop().time()  # evictable until it has calls
 
     def data_received(self, data: bytes) -> None:
         if self._buffer:
@@ -372,6 +377,7 @@ class Connection(asyncio.Protocol):
             raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "a client opened an even stream")
         self._last_stream_id = stream_id
         if self._running >= self._max_streams:  # the client ignored our SETTINGS
+            self._refuse()
             self._write(rst_stream(stream_id, ErrorCode.REFUSED_STREAM))
             return
         self._open_call(stream_id, headers, end=end)
@@ -390,6 +396,7 @@ class Connection(asyncio.Protocol):
                 metadata.append((name, value))
         target = self._methods.get(path)
         if target is None or method != "POST" or not content_type.startswith("application/grpc"):
+            self._refuse()
             block = RESPONSE_HEADERS + trailers(Status.UNIMPLEMENTED, f"no method {path}")
             self._write(frame(Kind.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, stream_id, block))
             return
@@ -434,6 +441,11 @@ class Connection(asyncio.Protocol):
         call.end()
         self._handler_done()
         self._close_if_done()
+
+    def _refuse(self) -> None:
+        self._refusals += 1
+        if self._refusals > MAX_REFUSALS:
+            raise ProtocolError(ErrorCode.ENHANCE_YOUR_CALM, "too many streams refused")
 
     def _handler_done(self) -> None:
         self._running -= 1

@@ -464,3 +464,55 @@ async def test_frames_split_anywhere_across_reads_are_read_whole(piece: int) -> 
 
     data = [f for f in frames_in(bytes(transport.written)) if isinstance(f, DataFrame)]
     assert ListValue.FromString(b"".join(f.data for f in data)[5:]) == words("x" * 3000, "split")
+
+
+async def test_a_reset_wakes_a_sender_blocked_on_the_window_and_frees_its_stream(
+    narrow: Running,
+) -> None:
+    reader, writer = await asyncio.open_unix_connection(narrow.socket)
+    raw = RawClient(reader, writer)
+    block = Encoder().encode([*REQUEST_HEADERS[:2], (":path", ECHO), *REQUEST_HEADERS[3:]])
+    raw.send(
+        PREFACE,
+        SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 0}),
+        HeadersFrame(1, data=block, flags=["END_HEADERS"]),
+        DataFrame(1, data=grpc_message(words("blocked"))),
+    )
+    await raw.until(HeadersFrame)  # the answer started; its DATA waits for a window
+
+    raw.send(RstStreamFrame(1, error_code=8))  # CANCEL
+    await asyncio.wait_for(narrow.echo.ended.wait(), 5)
+
+    # Both of the connection's two streams are free again.
+    raw.send(SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 65535}))
+    for stream_id in (3, 5):
+        raw.send(
+            HeadersFrame(stream_id, data=block, flags=["END_HEADERS"]),
+            DataFrame(stream_id, data=grpc_message(words("after")), flags=["END_STREAM"]),
+        )
+    frames = [await raw.until(HeadersFrame, ending=True) for _ in (3, 5)]
+    writer.close()
+    assert not any(isinstance(f, RstStreamFrame) for seen in frames for f in seen)
+
+
+async def test_a_reset_call_counts_against_the_cap_until_its_handler_returns(
+    narrow: Running,
+) -> None:
+    reader, writer = await asyncio.open_unix_connection(narrow.socket)
+    raw = RawClient(reader, writer)
+    blocking = Encoder().encode([*REQUEST_HEADERS[:2], (":path", BLOCK), *REQUEST_HEADERS[3:]])
+    raw.send(
+        PREFACE,
+        SettingsFrame(0),
+        HeadersFrame(1, data=blocking, flags=["END_HEADERS"]),
+        DataFrame(1, data=grpc_message(words("hold")), flags=["END_STREAM"]),
+    )
+    await asyncio.wait_for(narrow.echo.started.wait(), 5)
+    raw.send(RstStreamFrame(1, error_code=8))  # its handler ignores the reset and runs on
+    for stream_id in (3, 5):
+        raw.send(HeadersFrame(stream_id, data=blocking, flags=["END_HEADERS"]))
+
+    frames = await raw.until(RstStreamFrame)
+    writer.close()
+
+    assert (frames[-1].stream_id, frames[-1].error_code) == (5, 7)  # REFUSED_STREAM
