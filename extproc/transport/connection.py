@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -64,6 +65,8 @@ OUTBOUND_LIMIT = 4 * 1024 * 1024
 MAX_REFUSALS = 100
 """Streams a connection may open that are refused at once (unknown method, over the stream
 cap) before it is told ENHANCE_YOUR_CALM: Envoy never does either, a flood does."""
+REMEMBERED_STREAMS = 1024
+"""Streams the client ended that a connection remembers, to answer late frames on them."""
 HANDSHAKE_TIMEOUT = 10.0
 IDLE_TIMEOUT = 300.0
 """Seconds a connection stays open without calls (Envoy opens a new one when it needs it)."""
@@ -101,6 +104,7 @@ class Connection(asyncio.Protocol):
         """Handlers not yet returned (a reset call counts until its handler is done)."""
         self._last_stream_id = 0
         self._refusals = 0
+        self._ended_by_client: OrderedDict[int, None] = OrderedDict()
         self._header_block: tuple[int, int, bytearray] | None = None
         self._receive_window = CONNECTION_WINDOW
         self._owed = 0
@@ -311,6 +315,8 @@ class Connection(asyncio.Protocol):
         if call is None:
             if stream_id > self._last_stream_id:
                 raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "DATA on an idle stream")
+            if stream_id in self._ended_by_client:  # RFC 9113 §5.1: nothing after END_STREAM
+                self._write(rst_stream(stream_id, ErrorCode.STREAM_CLOSED))
             return  # the call is over; its late bytes only count for the connection
         if call.ended:
             self._end_call(call, ErrorCode.STREAM_CLOSED)
@@ -438,9 +444,17 @@ class Connection(asyncio.Protocol):
             self._write(call.closing_frame(status, message))
             if not call.ended:  # answered before the client finished: it may stop sending
                 self._write(rst_stream(call.stream_id, ErrorCode.NO_ERROR))
+            elif not call.reset:
+                self._remember_ended(call.stream_id)
         call.end()
         self._handler_done()
         self._close_if_done()
+
+    def _remember_ended(self, stream_id: int) -> None:
+        """Note a stream the client ended, whose call is over (the latest few)."""
+        self._ended_by_client[stream_id] = None
+        if len(self._ended_by_client) > REMEMBERED_STREAMS:
+            self._ended_by_client.popitem(last=False)
 
     def _refuse(self) -> None:
         self._refusals += 1
