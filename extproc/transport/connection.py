@@ -376,11 +376,11 @@ class Connection(asyncio.Protocol):
                 self._write(call.closing_frame(error.status, error.message))
                 self._end_call(call, ErrorCode.NO_ERROR)
             return
+        if not stream_id % 2:
+            raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "a client opened an even stream")
         if stream_id <= self._last_stream_id:
             self._write(rst_stream(stream_id, ErrorCode.STREAM_CLOSED))
             return
-        if not stream_id % 2:
-            raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "a client opened an even stream")
         self._last_stream_id = stream_id
         if self._running >= self._max_streams:  # the client ignored our SETTINGS
             self._refuse()

@@ -394,7 +394,7 @@ def _oversized() -> bytes:
 
 
 SameAsH2.TestCase.settings = settings(
-    max_examples=300,
+    max_examples=500,
     stateful_step_count=40,
     deadline=None,
     derandomize=True,
