@@ -158,6 +158,16 @@ class Exchange:
             return await self._response.on_body(message.body, end=message.end_of_stream)
         return pass_through(phase)
 
+    def stall_timeout(self) -> float | None:
+        """How long the provider may stay silent now (None: no limit here), while an event
+        stream is being relayed."""
+        return self._response.stall_timeout() if self._response is not None else None
+
+    def on_stall(self) -> ProcessingResponse:
+        """The provider stayed silent too long mid-stream: what ends the client's stream."""
+        assert self._response is not None
+        return self._response.on_stall()
+
     async def finish(self) -> None:
         """The stream ended (completed, cut or cancelled): settle the reservation and report
         the request. Both happen after the last answer went out, off the response's path."""
@@ -267,7 +277,13 @@ class Exchange:
         if self._services.telemetry.spans.records_content:
             record.input_content = self._services.telemetry.spans.content(_input_text(call, body))
         reservation = await self._reserve(
-            principal, route, translation, upstream.body, default_cap, price=target.price
+            principal,
+            route,
+            translation,
+            upstream.body,
+            default_cap,
+            price=target.price,
+            idle_timeout=provider.idle_timeout,
         )
         upstream_body = upstream.body
         if reservation.clamped_output is not None:
@@ -367,6 +383,7 @@ class Exchange:
             upstream.body,
             default_cap,
             price=route.price,
+            idle_timeout=max(target.provider.idle_timeout for target in route.targets),
         )
         if reservation.clamped_output is not None:
             body = call.schema.provider.with_output_cap(
@@ -445,6 +462,7 @@ class Exchange:
         default_cap: int,
         *,
         price: Price | None,
+        idle_timeout: float,
     ) -> Reservation:
         """Reserve the request's estimated cost (read from the body as the provider will get
         it; `default_cap` when it asks for no output cap) and prepare its response path; the
@@ -487,6 +505,7 @@ class Exchange:
             price=price,
             record=self._record,
             telemetry=telemetry,
+            idle_timeout=idle_timeout,
             expose_provider=self._gateway.expose_provider,
         )
         return reservation

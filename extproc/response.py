@@ -14,7 +14,7 @@ from extproc.envoyapi.messages import (
     relay_body,
     replace_response_body,
 )
-from extproc.errors import BadGateway, GatewayError, shorten
+from extproc.errors import BadGateway, GatewayError, GatewayTimeout, shorten
 from extproc.pipeline.inflate import INFLATABLE, Inflater
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.ratelimit_headers import ratelimit_headers
@@ -41,11 +41,16 @@ PROVIDER_AUTH_FAILED = BadGateway(
 """The provider refusing the gateway's own key is the operator's problem, not the client's:
 a 502 that says so, without echoing the provider's text."""
 JSON = "application/json"
+STREAM_CUT = "stream_cut"
+UPSTREAM_TIMEOUT = GatewayTimeout(
+    "The provider stopped sending its answer; the stream was ended.", code="upstream_timeout"
+)
 
 
 class ResponsePath:
     __slots__ = (
         "_expose_provider",
+        "_idle_timeout",
         "_inflater",
         "_meter",
         "_price",
@@ -66,9 +71,11 @@ class ResponsePath:
         price: Price | None,
         record: RequestRecord,
         telemetry: Telemetry,
+        idle_timeout: float,
         expose_provider: bool = False,
     ) -> None:
         self._meter = meter
+        self._idle_timeout = idle_timeout
         self._expose_provider = expose_provider
         self._reservation = reservation
         self._translation = translation
@@ -210,6 +217,10 @@ class ResponsePath:
         if self._telemetry.spans.records_content:
             record.output_content = self._telemetry.spans.content(self._meter.output_text())
         if self._meter.relay is not None:
+            if not self._meter.relay.usage.done and not self._stopped:
+                # Envoy reset the stream before the provider's last event: the client left,
+                # or the provider's connection broke (the processor cannot tell which).
+                record.error_type = record.error_type or STREAM_CUT
             timing = self._meter.relay.timing()
             record.first_token, record.per_output_token = (
                 timing.first_token,
@@ -245,6 +256,25 @@ class ResponsePath:
             if not await reservation.extend(max(STREAM_STEP, needed)):
                 return False
         return True
+
+    def stall_timeout(self) -> float | None:
+        """The provider's idle timeout while a stream is relayed, else None."""
+        if self._meter.relay is None or self._stopped:
+            return None
+        return self._idle_timeout
+
+    def on_stall(self) -> ProcessingResponse:
+        """End the client's stream with an error event: the provider went silent."""
+        relay = self._meter.relay
+        assert relay is not None
+        self._stopped = True
+        self._record.error_type = UPSTREAM_TIMEOUT.code
+        log.warning(
+            "provider %s sent nothing for %.0fs mid-stream: the stream is ended",
+            self._record.provider,
+            self._idle_timeout,
+        )
+        return relay_body(relay.stop(UPSTREAM_TIMEOUT, spent=False), end=True)
 
     def _spent_error(self) -> GatewayError:
         error = stopped_mid_stream(self._reservation.spent)

@@ -57,7 +57,11 @@ class Processor:
         self._open_streams += 1
         self.idle.clear()
         try:
-            async for request in call:
+            while (request := await _next(call, exchange)) is not None:
+                if request is _STALLED:
+                    assert isinstance(exchange, Exchange)
+                    await call.send(exchange.on_stall())
+                    continue
                 try:
                     message = read_message(request)
                 except ValueError as error:  # a client's mistake, not the processor's
@@ -81,6 +85,25 @@ class Processor:
 
     def methods(self) -> dict[str, Method[ProcessingRequest]]:
         return {f"/{SERVICE}/Process": Method(self.process, ProcessingRequest)}
+
+
+_STALLED = ProcessingRequest()
+"""What `_next` gives when the provider stayed silent too long mid-stream."""
+
+
+async def _next(
+    call: Call[ProcessingRequest], exchange: Exchange | Attempt | None
+) -> ProcessingRequest | None:
+    """The stream's next message (None at its end), or `_STALLED` when a relayed answer's
+    provider sent nothing within its idle timeout."""
+    timeout = exchange.stall_timeout() if isinstance(exchange, Exchange) else None
+    if timeout is None:
+        return await call.recv()
+    try:
+        async with asyncio.timeout(timeout):
+            return await call.recv()
+    except TimeoutError:
+        return _STALLED
 
 
 class Health:

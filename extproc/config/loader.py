@@ -397,6 +397,7 @@ def _compile_provider(
         timeout=spec.timeout,
         connect_timeout=spec.connect_timeout,
         max_concurrent_requests=spec.max_concurrent_requests,
+        idle_timeout=spec.idle_timeout,
         ca_file=spec.ca_file,
         stream_usage=spec.stream_usage,
         responses_api=spec.responses_api,

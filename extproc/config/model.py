@@ -30,6 +30,7 @@ class Provider:
     timeout: float
     connect_timeout: float
     max_concurrent_requests: int
+    idle_timeout: float
     ca_file: str
     stream_usage: bool = True
     responses_api: bool = True

@@ -91,6 +91,10 @@ class ProviderSpec(Strict):
     anthropic_version: str = "2023-06-01"
     timeout: Seconds = 600.0
     """Upper bound on one upstream response, streams included."""
+    idle_timeout: Seconds = 120.0
+    """Longest silence in the middle of a streamed answer: a provider that sends nothing for
+    this long has its stream ended, the client gets its schema's error event, and the call is
+    logged `upstream_timeout`."""
     connect_timeout: Seconds = 5.0
     max_concurrent_requests: int = Field(default=10000, ge=1)
     """Envoy's circuit breaker for this provider (Envoy's own default of 1024 is low for LLMs)."""

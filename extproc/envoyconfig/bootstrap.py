@@ -389,6 +389,10 @@ def _routes(gateway: Gateway, with_processor: bool) -> RouteConfiguration:
             route=RouteAction(
                 cluster=provider.cluster,
                 timeout=timedelta(seconds=provider.timeout),
+                # A JSON answer says nothing until it is whole: the connection manager's
+                # stream idle timeout (300 s) must not end it before the provider's timeout.
+                # Streams that stall are ended by the processor (`idle_timeout`).
+                idle_timeout=timedelta(seconds=provider.timeout),
                 host_rewrite_literal=provider.authority,
             ),
         )

@@ -172,6 +172,7 @@ def _alias_route(route: ModelRoute, retry: RetrySettings, start: int) -> Route:
         route=RouteAction(
             cluster=cluster_name(route, start),
             timeout=timedelta(seconds=whole),
+            idle_timeout=timedelta(seconds=whole),
             auto_host_rewrite=True,
             retry_policy=policy,
         ),

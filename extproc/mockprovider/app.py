@@ -17,6 +17,8 @@ Headers that script a request (beside those of `script`):
   x-mock-latency-ms: 250       wait before answering
   x-mock-chunk-delay-ms: 20    wait between streamed events
   x-mock-cut-after: 3          cut the connection after this many streamed events
+  x-mock-stall-after: 3        send this many streamed events, then nothing more (the
+                               connection stays open until the client leaves)
   x-mock-force-gzip: 1         compress the answer even when the client did not accept gzip
   x-mock-corrupt-frame: 2      (Bedrock streams) flip a bit in this event-stream frame
   x-mock-fail: gpt-4o=429/2, claude-sonnet-4-5=reset
@@ -432,6 +434,7 @@ async def _send_events(
 ) -> web.StreamResponse:
     delay = int(request.headers.get("x-mock-chunk-delay-ms", "0")) / 1000
     cut_after = request.headers.get("x-mock-cut-after")
+    stall_after = request.headers.get("x-mock-stall-after")
     headers = {"content-type": content_type, "cache-control": "no-cache"}
     compressor = None
     if _compress(request):
@@ -443,8 +446,15 @@ async def _send_events(
     try:
         for index, event in enumerate(events):
             if cut_after is not None and index == int(cut_after):
-                assert request.transport is not None
-                request.transport.abort()  # the provider fails mid-stream
+                transport = request.transport
+                assert transport is not None
+                while transport.get_write_buffer_size() and not transport.is_closing():
+                    await asyncio.sleep(0.001)  # what was sent has left, then the cut
+                transport.abort()  # the provider fails mid-stream
+                return response
+            if stall_after is not None and index == int(stall_after):
+                record["stream"]["stalled"] = True
+                await _until_gone(request)
                 return response
             data = event
             if compressor is not None:
@@ -463,6 +473,12 @@ async def _send_events(
     finally:
         record["stream"]["ended"] = True
     return response
+
+
+async def _until_gone(request: web.Request) -> None:
+    """Hold a stalled answer open, sending nothing, until the client closes the connection."""
+    while request.transport is not None and not request.transport.is_closing():
+        await asyncio.sleep(0.05)
 
 
 async def _list_requests(request: web.Request) -> web.Response:

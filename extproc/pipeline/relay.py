@@ -130,9 +130,11 @@ class StreamRelay:
             pieces.append(self._piece(self._emit(self._decoder.end())))
         return pieces
 
-    def stop(self, error: GatewayError) -> bytes:
-        """The bytes that end the stream early with `error`, in the client's schema."""
-        self.stopped = True
+    def stop(self, error: GatewayError, *, spent: bool = True) -> bytes:
+        """The bytes that end the stream early with `error`, in the client's schema. `spent`:
+        a budget ran out (the provider went on generating what it had reserved); otherwise
+        the provider went silent and only what it streamed counts."""
+        self.stopped = spent
         return self._translation.client.stream_error(error.api_error(), self._events_sent)
 
     def timing(self) -> Timing:
