@@ -149,13 +149,13 @@ def vector(text: str, dimensions: int) -> list[float]:
 
 
 def usage(reply: Reply) -> dict[str, int]:
-    uncached = reply.input_tokens - reply.cached_tokens
+    uncached = reply.input_tokens - reply.cached_tokens - reply.cache_write_tokens
     return {
         "inputTokens": uncached,
         "outputTokens": reply.output_tokens,
         "totalTokens": reply.input_tokens + reply.output_tokens,
         "cacheReadInputTokens": reply.cached_tokens,
-        "cacheWriteInputTokens": 0,
+        "cacheWriteInputTokens": reply.cache_write_tokens,
     }
 
 

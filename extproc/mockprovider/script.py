@@ -5,7 +5,8 @@ stops, and the usage it reports. Tests choose it with request headers:
   x-mock-tool-calls: [{"name": "get_weather", "arguments": {"city": "Paris"}}]
                                  call these tools (they must be declared in the request)
   x-mock-cached-tokens: 40       report this much of the input as read from the prompt cache
-  x-mock-cache-write-tokens: 20  … and this much as written to it (Anthropic)
+  x-mock-cache-write-tokens: 20  … and this much as written to it (Anthropic, Bedrock, the
+                                 Responses API)
   x-mock-reasoning-tokens: 30    report this much thinking on top of the answer
 
 A request whose last turn carries tool results is answered with a text that quotes them, so a

@@ -15,6 +15,7 @@ from typing import Any
 import anthropic
 import openai
 import pytest
+from openai.types.responses import ResponseUsage
 
 from extproc.mockprovider.script import REPLY
 from extproc.mockprovider.script import estimate_tokens as provider_estimate
@@ -236,6 +237,31 @@ def test_responses_on_every_provider_kind_with_exact_usage_and_cost(
     )
     expected_cost = (response.usage.input_tokens * 3.0 + REPLY_WORDS * 15.0) / 1e6
     assert line["cost_usd"] == pytest.approx(expected_cost)
+
+
+CACHE_WRITES = ("openai", "azure", "anthropic")
+"""Providers (of these tests) that report what a request wrote to the prompt cache."""
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "stream"])
+def test_responses_usage_has_every_field_the_sdk_requires(
+    kind: str, streamed: bool, oai: openai.OpenAI
+) -> None:
+    cache = {"x-mock-cached-tokens": "3", "x-mock-cache-write-tokens": "2"}
+    if streamed:
+        with oai.responses.stream(model=ALIASES[kind], input=SYSTEM, extra_headers=cache) as events:
+            completed = [event for event in events if event.type == "response.completed"]
+        usage = completed[0].response.model_dump()["usage"]
+    else:
+        raw = oai.responses.with_raw_response.create(
+            model=ALIASES[kind], input=SYSTEM, extra_headers=cache
+        )
+        usage = raw.http_response.json()["usage"]
+
+    checked = ResponseUsage.model_validate(usage, strict=True)  # every required field is there
+    assert checked.input_tokens_details.cached_tokens == 3
+    assert checked.input_tokens_details.cache_write_tokens == (2 if kind in CACHE_WRITES else 0)
 
 
 @pytest.mark.parametrize("kind", KINDS)

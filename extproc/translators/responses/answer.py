@@ -35,6 +35,7 @@ def read_usage(payload: Any) -> Usage | None:
         token_count(usage, "input_tokens"),
         token_count(usage, "output_tokens"),
         cached_input_tokens=token_count(usage.get("input_tokens_details"), "cached_tokens"),
+        cache_write_tokens=token_count(usage.get("input_tokens_details"), "cache_write_tokens"),
         reasoning_tokens=token_count(usage.get("output_tokens_details"), "reasoning_tokens"),
     )
 
@@ -42,7 +43,10 @@ def read_usage(payload: Any) -> Usage | None:
 def usage_object(usage: Usage) -> JsonObject:
     return {
         "input_tokens": usage.input_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "input_tokens_details": {
+            "cached_tokens": usage.cached_input_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+        },
         "output_tokens": usage.output_tokens,
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.input_tokens + usage.output_tokens,
