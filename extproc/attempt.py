@@ -17,6 +17,7 @@ from extproc.config import Gateway, ModelRoute, Target
 from extproc.endpoints import ModelCall, match_endpoint
 from extproc.endpoints.body import parse_body
 from extproc.envoyapi.messages import (
+    Answer,
     Message,
     ProcessingResponse,
     amend_response_headers,
@@ -24,6 +25,7 @@ from extproc.envoyapi.messages import (
     pass_through,
     replace_request,
 )
+from extproc.envoyapi.wire import Buffer
 from extproc.envoyconfig.fallback import (
     CLUSTER_ATTRIBUTE,
     METHOD_ATTRIBUTE,
@@ -74,7 +76,7 @@ class Attempt:
         self._record: AttemptRecord | None = None
         self._span: Span | None = None
 
-    async def process(self, message: Message) -> ProcessingResponse | None:
+    async def process(self, message: Message) -> Answer | None:
         if message.phase == "request_headers":
             self._begin(message)
         elif message.phase == "request_body" and self._call and self._route and self._target:
@@ -112,9 +114,7 @@ class Attempt:
         )
         self._span = self._telemetry.spans.begin_attempt(record, message.shared)
 
-    def _prepared(
-        self, call: ModelCall, route: ModelRoute, target: Target, raw: bytes
-    ) -> ProcessingResponse:
+    def _prepared(self, call: ModelCall, route: ModelRoute, target: Target, raw: Buffer) -> Answer:
         default_cap = self._gateway.output_cap(route)
         upstream = prepare_upstream(call, target, parse_body(raw), default_max_tokens=default_cap)
         location = upstream.location

@@ -24,6 +24,7 @@ from extproc.endpoints import (
 )
 from extproc.endpoints.body import check_common, parse_body, read_model
 from extproc.envoyapi.messages import (
+    Answer,
     Headers,
     Message,
     ProcessingResponse,
@@ -34,6 +35,7 @@ from extproc.envoyapi.messages import (
     replace_request,
     replace_request_headers,
 )
+from extproc.envoyapi.wire import Buffer
 from extproc.envoyconfig.fallback import route_value
 from extproc.errors import (
     INTERNAL_ERROR,
@@ -133,7 +135,7 @@ class Exchange:
         self._record = RequestRecord()
         self._span: Span | None = None
 
-    async def process(self, message: Message) -> ProcessingResponse | None:
+    async def process(self, message: Message) -> Answer | None:
         """The answer to one message; None when Envoy expects none (a stream ended early)."""
         if self._replied:
             return pass_through(message.phase)
@@ -145,7 +147,7 @@ class Exchange:
             log.exception("unexpected failure while processing %s", message.phase)
             return await self._reply_error(INTERNAL_ERROR)
 
-    async def _dispatch(self, message: Message) -> ProcessingResponse | None:
+    async def _dispatch(self, message: Message) -> Answer | None:
         phase = message.phase
         if phase == "request_headers":
             headers, has_body = message.headers, not message.end_of_stream
@@ -155,7 +157,10 @@ class Exchange:
         if phase == "response_headers":
             return await self._on_response_headers(message.headers)
         if phase == "response_body" and self._response is not None:
-            return await self._response.on_body(message.body, end=message.end_of_stream)
+            chunk = message.body
+            if isinstance(chunk, memoryview):  # (bodies of responses are read as bytes)
+                chunk = bytes(chunk)
+            return await self._response.on_body(chunk, end=message.end_of_stream)
         return pass_through(phase)
 
     def stall_timeout(self) -> float | None:
@@ -243,7 +248,7 @@ class Exchange:
                 shorten(response_id),
             )
 
-    async def _on_request_body(self, raw: bytes) -> ProcessingResponse:
+    async def _on_request_body(self, raw: Buffer) -> Answer:
         call, principal = self._call, self._principal
         if call is None or principal is None:
             raise RuntimeError("request body before request headers")
@@ -292,9 +297,7 @@ class Exchange:
             )
         return self._send_upstream(target, upstream.location, orjson.dumps(upstream_body))
 
-    def _send_upstream(
-        self, target: Target, location: Location, payload: bytes
-    ) -> ProcessingResponse:
+    def _send_upstream(self, target: Target, location: Location, payload: bytes) -> Answer:
         body_headers = [
             (names.CONTENT_TYPE, "application/json"),
             (names.CONTENT_LENGTH, str(len(payload))),
@@ -334,7 +337,7 @@ class Exchange:
 
     def _count_tokens(
         self, count: TokenCount, principal: Principal, alias: str, body: JsonObject
-    ) -> ProcessingResponse:
+    ) -> Answer:
         """Sent to a provider that counts natively, else answered from the gateway's estimate;
         not charged either way."""
         self._record.alias = alias
@@ -366,7 +369,7 @@ class Exchange:
 
     async def _forward_with_fallback(
         self, call: ModelCall, principal: Principal, route: ModelRoute, body: JsonObject
-    ) -> ProcessingResponse:
+    ) -> Answer:
         """Reserve as for the first target, and leave each attempt (Envoy's, one per target
         tried) to prepare the client's body for its own target."""
         start = await first_level_not_cooling(self._services.ledger.store, route)

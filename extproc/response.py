@@ -7,6 +7,7 @@ import logging
 
 from extproc import headers as names
 from extproc.envoyapi.messages import (
+    Answer,
     Headers,
     ProcessingResponse,
     amend_response_headers,
@@ -151,7 +152,7 @@ class ResponsePath:
         standings = ratelimit_headers(self._reservation.standings)
         return amend_response_headers(standings, remove_headers=internal, body="skip")
 
-    async def on_body(self, chunk: bytes, *, end: bool) -> ProcessingResponse | None:
+    async def on_body(self, chunk: bytes, *, end: bool) -> Answer | None:
         """The answer for a body chunk; None once a stream was ended early (Envoy has
         finished the response and needs nothing more)."""
         if self._stopped:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import random
 from pathlib import Path
 
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2
 
 from extproc.attempt import Attempt, is_attempt
@@ -21,7 +23,7 @@ from extproc.config import Gateway
 from extproc.config.address import parse_grpc_address
 from extproc.config.watcher import GatewaySource
 from extproc.counters import CountersService
-from extproc.envoyapi.messages import ProcessingRequest, read_message
+from extproc.envoyapi.messages import BodyAnswer, ProcessingRequest, read_wire
 from extproc.exchange import Exchange, Services
 from extproc.quota.configured import open_ledger, open_store
 from extproc.signals import stop_requested
@@ -63,9 +65,10 @@ class Processor:
                     await call.send(exchange.on_stall())
                     continue
                 try:
-                    message = read_message(request)
-                except ValueError as error:  # a client's mistake, not the processor's
+                    message = read_wire(request)
+                except (DecodeError, ValueError) as error:  # a client's mistake, not ours
                     raise GrpcError(Status.INVALID_ARGUMENT, str(error)) from None
+                del request  # (a view of what was received: the body is parsed from it)
                 if exchange is None:  # a request's own stream, or one attempt of it
                     exchange = (
                         Attempt(gateway, self._services.ledger.store, self._services.telemetry)
@@ -73,7 +76,9 @@ class Processor:
                         else Exchange(gateway, self._services, call.metadata)
                     )
                 response = await exchange.process(message)
-                if response is not None:
+                if isinstance(response, BodyAnswer):
+                    await call.send_serialized(response.pieces)
+                elif response is not None:
                     await call.send(response)
         finally:
             # Also on cancellation (a client or provider cut the request): settle what is held.
@@ -87,21 +92,35 @@ class Processor:
         return {f"/{SERVICE}/Process": Method(self.process, ProcessingRequest)}
 
 
-_STALLED = ProcessingRequest()
+M_MMAP_THRESHOLD = -3
+"""glibc's `mallopt` parameter: the size from which an allocation gets its own mapping."""
+MMAP_THRESHOLD = 128 * 1024
+
+
+def _map_large_buffers() -> None:
+    """Keep large buffers (request bodies, their new versions) in mappings of their own,
+    returned to the system when freed. By default glibc raises its threshold to the largest
+    buffer freed so far; the next body's buffers then grow inside the heap, and the holes they
+    leave count as the processor's memory (a 24 MB body cost 2.9x its size instead of 2.2x)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to set
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+_STALLED = memoryview(b"")
 """What `_next` gives when the provider stayed silent too long mid-stream."""
 
 
 async def _next(
     call: Call[ProcessingRequest], exchange: Exchange | Attempt | None
-) -> ProcessingRequest | None:
+) -> memoryview | None:
     """The stream's next message (None at its end), or `_STALLED` when a relayed answer's
     provider sent nothing within its idle timeout."""
     timeout = exchange.stall_timeout() if isinstance(exchange, Exchange) else None
     if timeout is None:
-        return await call.recv()
+        return await call.recv_serialized()
     try:
         async with asyncio.timeout(timeout):
-            return await call.recv()
+            return await call.recv_serialized()
     except TimeoutError:
         return _STALLED
 
@@ -174,6 +193,7 @@ def open_services(gateway: Gateway, source: GatewaySource, sdk: Sdk) -> Services
 async def serve(gateway: Gateway, address: str, *, worker: int = 0) -> None:
     """Serve until SIGINT or SIGTERM, then drain: health says NOT_SERVING, streams finish.
     The configuration file is followed meanwhile (see `extproc.config.watcher`)."""
+    _map_large_buffers()
     source = GatewaySource(gateway)
     sdk = start_sdk(gateway.telemetry, worker=worker)
     services = open_services(gateway, source, sdk)

@@ -38,8 +38,15 @@ class Usage:
 
 def estimate_tokens(values: Iterable[Any]) -> int:
     """About one token per four bytes of the values' JSON."""
-    size = sum(len(orjson.dumps(value)) for value in values)
-    return math.ceil(size / BYTES_PER_TOKEN)
+    return math.ceil(sum(_json_size(value) for value in values) / BYTES_PER_TOKEN)
+
+
+def _json_size(value: Any) -> int:
+    """The length of `value`'s compact JSON; a list is measured item by item, so that a long
+    conversation is never written out whole just to be measured."""
+    if isinstance(value, list) and value:
+        return 1 + sum(_json_size(item) + 1 for item in value)  # brackets and commas
+    return len(orjson.dumps(value))
 
 
 def estimate_text_tokens(chars: int, pieces: int) -> int:

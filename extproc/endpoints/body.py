@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-import orjson
+import msgspec
 
 from extproc.errors import BadRequest
 from extproc.translators.ir import JsonObject
@@ -24,17 +25,57 @@ CLIENT_FORBIDDEN_FIELDS = (
 """Fields some SDKs send to steer a proxy; the upstream is chosen by configuration alone."""
 
 
-def parse_body(raw: bytes) -> JsonObject:
-    """The body as a JSON object; anything else is a 400 that says what is wrong."""
+_DECODER = msgspec.json.Decoder()
+"""Decodes straight into Python objects: a body costs its objects and nothing more while it
+is read (orjson holds a document model of twice the body's size meanwhile)."""
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+"""Digits enough for an integer beyond 64 bits (or a long number inside a string)."""
+
+
+def parse_body(raw: bytes | memoryview) -> JsonObject:
+    """The body as a JSON object; anything else is a 400 that says what is wrong. A view (of
+    the bytes received) is released once read: they are freed as soon as nothing else shows
+    them, long before the request is answered."""
     if not raw:
         raise BadRequest("The request body is empty; send a JSON object.")
+    text = raw[len(BOM) :] if raw[: len(BOM)] == BOM else raw
     try:
-        document = orjson.loads(raw.removeprefix(BOM))
-    except orjson.JSONDecodeError as error:
+        document = _DECODER.decode(text)
+        if _LONG_NUMBER.search(text):
+            document = _within_64_bits(document)
+    except msgspec.DecodeError as error:
         raise BadRequest(f"The request body is not valid JSON: {error}.") from None
+    except RecursionError:
+        raise BadRequest("The request body is nested too deeply.") from None
+    finally:
+        if isinstance(text, memoryview):
+            text.release()
+        if isinstance(raw, memoryview):
+            raw.release()
     if not isinstance(document, dict):
         raise BadRequest("The request body must be a JSON object.")
     return document
+
+
+def _within_64_bits(document: Any) -> Any:
+    """Integers beyond 64 bits as floats, as every JSON encoder of the gateway takes them
+    (orjson writes no larger integer)."""
+    if _huge(document):
+        return float(document)
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            if isinstance(value, dict | list):
+                stack.append(value)
+            elif _huge(value):
+                node[key] = float(value)
+    return document
+
+
+def _huge(value: Any) -> bool:
+    return type(value) is int and not -(2**63) <= value < 2**64
 
 
 def read_model(body: JsonObject) -> str:

@@ -13,6 +13,7 @@ from extproc.envoyapi.protos.envoy.config.core.v3 import base_pb2
 from extproc.envoyapi.protos.envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from extproc.envoyapi.protos.envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from extproc.envoyapi.protos.envoy.type.v3 import http_status_pb2
+from extproc.envoyapi.wire import Buffer, body_answer, read_body
 from extproc.headers import CONTENT_TYPE
 
 ProcessingRequest = ext_proc.ProcessingRequest
@@ -56,8 +57,9 @@ class Message:
     phase."""
     headers: Headers
     """The headers, for a headers phase (else empty)."""
-    body: bytes
-    """The body (or this chunk of it), for a body phase."""
+    body: Buffer
+    """The body (or this chunk of it), for a body phase: a request body is a view of the
+    bytes received (parse it, do not keep it)."""
     end_of_stream: bool
     """Nothing follows in this direction (a headers phase: the HTTP message has no body)."""
     attributes: Mapping[str, str]
@@ -69,6 +71,28 @@ class Message:
 
 _HEADER_PHASES = frozenset(("request_headers", "response_headers"))
 _BODY_PHASES = frozenset(("request_body", "response_body"))
+
+
+@dataclass(frozen=True, slots=True)
+class BodyAnswer:
+    """An answer to a body phase, serialised around its body (which is not copied)."""
+
+    pieces: list[Buffer]
+
+
+Answer = ProcessingResponse | BodyAnswer
+"""What the processor sends Envoy for one message."""
+
+
+def read_wire(data: memoryview) -> Message:
+    """A serialised ProcessingRequest as the processor reads it (raises DecodeError)."""
+    body = read_body(data)
+    if body is None:
+        return read_message(ProcessingRequest.FromString(cast("bytes", data)))
+    phase, content, end = body
+    if phase == "response_body":  # kept by the meter, read by several parts: its own bytes
+        return Message(phase, {}, bytes(content), end, _NO_ATTRIBUTES, _NO_ATTRIBUTES)
+    return Message(phase, {}, content, end, _NO_ATTRIBUTES, _NO_ATTRIBUTES)
 
 
 def read_message(request: ProcessingRequest) -> Message:
@@ -114,22 +138,18 @@ def replace_request(
     remove_headers: Iterable[str],
     body: bytes,
     shared: Mapping[str, str] | None = None,
-) -> ProcessingResponse:
+) -> BodyAnswer:
     """Answer to a buffered request body: new headers and body, and re-pick the route;
     `shared`: values for later filters' streams (`SHARED_METADATA`)."""
     mutation = ext_proc.HeaderMutation(
         set_headers=[_header(name, value) for name, value in set_headers],
         remove_headers=remove_headers,
     )
-    common = ext_proc.CommonResponse(
-        header_mutation=mutation,
-        body_mutation=ext_proc.BodyMutation(body=body),
-        clear_route_cache=True,
-    )
-    response = ext_proc.ProcessingResponse(request_body=ext_proc.BodyResponse(response=common))
+    common = ext_proc.CommonResponse(header_mutation=mutation, clear_route_cache=True)
+    rest = ext_proc.ProcessingResponse()
     if shared:
-        response.dynamic_metadata.update({SHARED_METADATA: dict(shared)})
-    return response
+        rest.dynamic_metadata.update({SHARED_METADATA: dict(shared)})
+    return BodyAnswer(body_answer("request_body", common, body, rest))
 
 
 _MODE = processing_mode_pb2.ProcessingMode
@@ -208,18 +228,14 @@ def relay_body(body: bytes, *, end: bool) -> ProcessingResponse:
 
 def replace_response_body(
     body: bytes, *, set_headers: Iterable[tuple[str, str]] = ()
-) -> ProcessingResponse:
+) -> BodyAnswer:
     """Answer to a whole response body: send this body instead (and change headers, which
     are still held)."""
-    mutation = ext_proc.BodyMutation(body=body)
     headers = ext_proc.HeaderMutation(
         set_headers=[_header(name, value) for name, value in set_headers]
     )
-    return ext_proc.ProcessingResponse(
-        response_body=ext_proc.BodyResponse(
-            response=ext_proc.CommonResponse(header_mutation=headers, body_mutation=mutation)
-        )
-    )
+    common = ext_proc.CommonResponse(header_mutation=headers)
+    return BodyAnswer(body_answer("response_body", common, body, ext_proc.ProcessingResponse()))
 
 
 def local_reply(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Generic, TypeVar, cast
@@ -78,6 +78,7 @@ class Call(Generic[RequestT]):
 
     __slots__ = (
         "_admitted",
+        "_assembly",
         "_budget",
         "_connection",
         "_expected",
@@ -125,6 +126,8 @@ class Call(Generic[RequestT]):
         self._budget = budget
         self._inbound: list[bytes] = []
         """The message being received, in pieces (joined once, when whole)."""
+        self._assembly: bytearray | None = None
+        """Instead, once an admitted large message: the whole of it, filled as it comes."""
         self._have = 0
         """How many bytes of it are in."""
         self._expected = 0
@@ -145,6 +148,18 @@ class Call(Generic[RequestT]):
     async def recv(self) -> RequestT | None:
         """The next message; None once the client has sent its last one (or reset). A
         message that does not parse ends the call with INVALID_ARGUMENT."""
+        raw = await self.recv_serialized()
+        if raw is None:
+            return None
+        try:
+            # upb parses any buffer: the message is not copied out of what was received.
+            return self._request_type.FromString(cast("bytes", raw))
+        except DecodeError:
+            raise GrpcError(Status.INVALID_ARGUMENT, "a message that does not parse") from None
+
+    async def recv_serialized(self) -> memoryview | None:
+        """The next message as received, unparsed (a view: parse it before asking for the
+        next); None once the client has sent its last one (or reset)."""
         self._release()
         while not self._messages:
             if self.ended:
@@ -158,11 +173,7 @@ class Call(Generic[RequestT]):
         if received.uncredited:
             self._connection.credit(self, received.uncredited)
         self._held = received.held
-        try:
-            # upb parses any buffer: the message is not copied out of what was received.
-            return self._request_type.FromString(cast("bytes", received.raw))
-        except DecodeError:
-            raise GrpcError(Status.INVALID_ARGUMENT, "a message that does not parse") from None
+        return received.raw
 
     def __aiter__(self) -> Call[RequestT]:
         return self
@@ -174,9 +185,13 @@ class Call(Generic[RequestT]):
         return message
 
     async def send(self, message: Message) -> None:
-        data = message.SerializeToString()
-        payload = b"\x00" + len(data).to_bytes(4, "big") + data
-        await self._connection.send_data(self, payload)
+        await self.send_serialized((message.SerializeToString(),))
+
+    async def send_serialized(self, pieces: Sequence[bytes | memoryview]) -> None:
+        """Send a message serialised already, in pieces that are written as they are."""
+        size = sum(len(piece) for piece in pieces)
+        prefix = b"\x00" + size.to_bytes(4, "big")
+        await self._connection.send_data(self, (prefix, *pieces), PREFIX + size)
 
     def response_headers(self) -> bytes:
         """The response's HEADERS frame the first time it is asked for, then nothing."""
@@ -203,7 +218,10 @@ class Call(Generic[RequestT]):
                 taken = self._read_prefix(view)
             else:
                 taken = min(len(view), self._expected - self._have)
-                self._inbound.append(bytes(view[:taken]))
+                if self._assembly is not None:
+                    self._assembly[self._have : self._have + taken] = view[:taken]
+                else:
+                    self._inbound.append(bytes(view[:taken]))
                 self._have += taken
             if self._admitted:
                 credit += taken
@@ -225,8 +243,15 @@ class Call(Generic[RequestT]):
         return self._have > 0 and not self._admitted
 
     def admit(self) -> None:
-        """The budget admitted the message being received: credit what came of it so far."""
+        """The budget admitted the message being received: from now on it is received in
+        one buffer of its size, and credited as it comes (what came of it so far too)."""
         self._admitted = True
+        self._assembly = bytearray(self._expected)
+        position = 0
+        for piece in self._inbound:
+            self._assembly[position : position + len(piece)] = piece
+            position += len(piece)
+        self._inbound = []
         uncredited, self._uncredited = self._uncredited, 0
         if uncredited:
             self._connection.credit(self, uncredited)
@@ -242,6 +267,7 @@ class Call(Generic[RequestT]):
         self._budget.release(held)
         self._messages.clear()
         self._inbound.clear()
+        self._assembly = None
         self._have = self._expected = 0
         self._admitted = False
         self._release()
@@ -287,10 +313,14 @@ class Call(Generic[RequestT]):
             self._budget.request(self, self._expected)
 
     def _complete(self) -> None:
-        raw = self._inbound[0] if len(self._inbound) == 1 else b"".join(self._inbound)
+        if self._assembly is not None:
+            raw: bytes | bytearray = self._assembly
+        else:
+            raw = self._inbound[0] if len(self._inbound) == 1 else b"".join(self._inbound)
         held = self._expected if self._admitted else 0
         self._messages.append(_Received(memoryview(raw)[PREFIX:], self._uncredited, held))
         self._inbound = []
+        self._assembly = None
         self._expected = self._have = self._uncredited = 0
         self._admitted = False
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from hpack import Decoder
@@ -39,6 +39,7 @@ from extproc.transport.frames import (
     ProtocolError,
     Setting,
     frame,
+    frame_header,
     goaway,
     header_fragment,
     parse_settings,
@@ -207,14 +208,16 @@ class Connection(asyncio.Protocol):
         if call.owed >= STREAM_WINDOW // 2 or call.receiving:
             self._credit_stream(call)
 
-    async def send_data(self, call: Call[Any], payload: bytes) -> None:
-        """Send `payload` as DATA on the call's stream, within both flow-control windows."""
+    async def send_data(
+        self, call: Call[Any], pieces: Sequence[bytes | memoryview], size: int
+    ) -> None:
+        """Send `pieces` (`size` bytes in all) as DATA on the call's stream, within both
+        flow-control windows, in frames the peer takes."""
         if call.reset or self.closed:
             return
         transport = self._transport
         assert transport is not None
         headers = call.response_headers()
-        size = len(payload)
         if (
             not self._writing_paused
             and size <= self._send_window
@@ -223,24 +226,24 @@ class Connection(asyncio.Protocol):
         ):
             self._send_window -= size
             call.send_window -= size
-            transport.write(headers + frame(Kind.DATA, 0, call.stream_id, payload))
+            transport.write(
+                b"".join((headers, frame_header(Kind.DATA, 0, call.stream_id, size), *pieces))
+            )
             return
         if headers:
             transport.write(headers)
-        view = memoryview(payload)
-        offset = 0
-        while offset < size:
+        remaining = deque(memoryview(piece) for piece in pieces if len(piece))
+        while remaining:
             if call.reset or self.closed:
                 return
-            allowed = min(self._send_window, call.send_window, self._peer_max_frame, size - offset)
+            allowed = min(self._send_window, call.send_window, self._peer_max_frame, size)
             if allowed <= 0 or self._writing_paused:
                 await self._wait_to_send()
                 continue
             self._send_window -= allowed
             call.send_window -= allowed
-            chunk = bytes(view[offset : offset + allowed])
-            transport.write(frame(Kind.DATA, 0, call.stream_id, chunk))
-            offset += allowed
+            size -= allowed
+            transport.write(frame(Kind.DATA, 0, call.stream_id, _take(remaining, allowed)))
 
     # reading frames
 
@@ -596,6 +599,22 @@ class Connection(asyncio.Protocol):
             self._transport.write(goaway(self._last_stream_id, error.code))
             self._transport.close()
         self.closed = True
+
+
+def _take(pieces: deque[memoryview], size: int) -> bytes:
+    """The next `size` bytes of `pieces`, taken off their front."""
+    taken = []
+    while size:
+        piece = pieces[0]
+        if len(piece) <= size:
+            taken.append(piece)
+            pieces.popleft()
+            size -= len(piece)
+        else:
+            taken.append(piece[:size])
+            pieces[0] = piece[size:]
+            size = 0
+    return b"".join(taken)
 
 
 def _frame_length(data: bytes) -> int:

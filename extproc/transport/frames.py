@@ -69,11 +69,13 @@ class ProtocolError(Exception):
 
 
 def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
-    size = len(payload)
-    return (
-        bytes((size >> 16, (size >> 8) & 0xFF, size & 0xFF, kind, flags))
-        + stream_id.to_bytes(4, "big")
-        + payload
+    return frame_header(kind, flags, stream_id, len(payload)) + payload
+
+
+def frame_header(kind: int, flags: int, stream_id: int, size: int) -> bytes:
+    """The 9 bytes that start a frame of `size` bytes."""
+    return bytes((size >> 16, (size >> 8) & 0xFF, size & 0xFF, kind, flags)) + stream_id.to_bytes(
+        4, "big"
     )
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from extproc.errors import RateLimited
 from extproc.pipeline.metering import Meter
@@ -199,3 +204,16 @@ def test_usage_is_read_in_each_spelling() -> None:
     assert ANTHROPIC.provider.read_usage(
         {"usage": anthropic | {"cache_creation_input_tokens": 7}}
     ) == Usage(112, 9, cached_input_tokens=100, cache_write_tokens=7)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=20,
+)
+
+
+@given(st.lists(JSON, max_size=4))
+def test_the_estimate_measures_the_values_json_without_writing_it_whole(values: list[Any]) -> None:
+    written = sum(len(orjson.dumps(value)) for value in values)
+    assert estimate_tokens(values) == math.ceil(written / 4)

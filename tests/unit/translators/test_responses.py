@@ -173,7 +173,7 @@ def test_a_stream_is_written_as_numbered_items_opened_filled_and_closed() -> Non
     assert final["output"][1]["arguments"] == '{"x":1}'
     assert final["usage"] == {
         "input_tokens": 10,
-        "input_tokens_details": {"cached_tokens": 4},
+        "input_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 0},
         "output_tokens": 7,
         "output_tokens_details": {"reasoning_tokens": 2},
         "total_tokens": 17,
