@@ -500,6 +500,7 @@ class Exchange:
             translation,
             started=time.monotonic(),
             keep_text=telemetry.spans.records_content,
+            max_event=self._gateway.listen.max_request_body,
         )
         self._response = ResponsePath(
             meter,
@@ -509,6 +510,7 @@ class Exchange:
             record=self._record,
             telemetry=telemetry,
             idle_timeout=idle_timeout,
+            max_message=self._gateway.listen.max_request_body,
             expose_provider=self._gateway.expose_provider,
         )
         return reservation

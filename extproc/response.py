@@ -12,6 +12,7 @@ from extproc.envoyapi.messages import (
     ProcessingResponse,
     amend_response_headers,
     pass_through,
+    relay_bodies,
     relay_body,
     replace_response_body,
 )
@@ -22,7 +23,7 @@ from extproc.pipeline.ratelimit_headers import ratelimit_headers
 from extproc.pipeline.refusals import stopped_mid_stream
 from extproc.quota.ledger import Reservation
 from extproc.quota.limits import MICRO_USD_PER_USD, Price
-from extproc.sse import EVENT_STREAM
+from extproc.sse import EVENT_STREAM, EventTooLarge
 from extproc.telemetry.record import RequestRecord
 from extproc.telemetry.requests import Telemetry
 from extproc.translators.translation import Translation
@@ -43,6 +44,10 @@ PROVIDER_AUTH_FAILED = BadGateway(
 a 502 that says so, without echoing the provider's text."""
 JSON = "application/json"
 STREAM_CUT = "stream_cut"
+EVENT_TOO_LARGE = BadGateway(
+    "The provider streamed an event larger than the gateway relays; the stream was ended.",
+    code="event_too_large",
+)
 UPSTREAM_TIMEOUT = GatewayTimeout(
     "The provider stopped sending its answer; the stream was ended.", code="upstream_timeout"
 )
@@ -53,6 +58,7 @@ class ResponsePath:
         "_expose_provider",
         "_idle_timeout",
         "_inflater",
+        "_max_message",
         "_meter",
         "_price",
         "_record",
@@ -73,10 +79,13 @@ class ResponsePath:
         record: RequestRecord,
         telemetry: Telemetry,
         idle_timeout: float,
+        max_message: int,
         expose_provider: bool = False,
     ) -> None:
+        """`max_message`: the most bytes of body one answer to Envoy may carry."""
         self._meter = meter
         self._idle_timeout = idle_timeout
+        self._max_message = max_message
         self._expose_provider = expose_provider
         self._reservation = reservation
         self._translation = translation
@@ -237,17 +246,26 @@ class ResponsePath:
             self._settled = True
             await self._reservation.settle(None)
 
-    async def _relay(self, chunk: bytes, *, end: bool) -> ProcessingResponse:
+    async def _relay(self, chunk: bytes, *, end: bool) -> Answer:
         relay = self._meter.relay
         assert relay is not None
         out: list[bytes] = []
-        for piece in relay.feed(chunk, end=end):
+        try:
+            pieces, oversized = relay.feed(chunk, end=end), None
+        except EventTooLarge as error:
+            pieces, oversized = error.before, error
+        for piece in pieces:
             if not await self._covered(piece.output_tokens):
                 out.append(relay.stop(self._spent_error()))
                 self._stopped = True
-                return relay_body(b"".join(out), end=True)
+                return relay_bodies(b"".join(out), end=True, limit=self._max_message)
             out.append(relay.deliver(piece))
-        return relay_body(b"".join(out), end=end)
+        if oversized is not None:
+            log.warning("provider %s: %s; the stream is ended", self._record.provider, oversized)
+            self._record.error_type = EVENT_TOO_LARGE.code
+            out.append(relay.stop(EVENT_TOO_LARGE, spent=False))
+            self._stopped = end = True
+        return relay_bodies(b"".join(out), end=end, limit=self._max_message)
 
     async def _covered(self, output_tokens: int) -> bool:
         """Whether the reservation covers this much output, growing it when it can."""

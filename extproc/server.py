@@ -78,6 +78,9 @@ class Processor:
                 response = await exchange.process(message)
                 if isinstance(response, BodyAnswer):
                     await call.send_serialized(response.pieces)
+                elif isinstance(response, list):
+                    for part in response:
+                        await call.send(part)
                 elif response is not None:
                     await call.send(response)
         finally:

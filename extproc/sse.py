@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 EVENT_STREAM = "text/event-stream"
+MAX_EVENT = 8 * 1024 * 1024
+"""The largest event read by default (streamed images are a few MB)."""
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
@@ -30,40 +33,68 @@ class Block:
     """None for a block without data (comments, keep-alives)."""
 
 
-class EventParser:
-    __slots__ = ("_data", "_name", "_pending", "_raw")
+class EventTooLarge(Exception):
+    """One event of a stream is larger than the gateway relays; `before`: what the same
+    chunk completed before it."""
 
-    def __init__(self) -> None:
-        self._pending = b""
+    def __init__(self, message: str, before: list[Any]) -> None:
+        super().__init__(message)
+        self.before = before
+
+
+class EventParser:
+    """Reads a stream as it comes, scanning each byte once whatever the events' sizes."""
+
+    __slots__ = ("_block_size", "_data", "_limit", "_name", "_pending", "_raw", "_scanned")
+
+    def __init__(self, limit: int = MAX_EVENT) -> None:
+        """`limit`: the largest event taken (bytes); a larger one raises EventTooLarge."""
+        self._limit = limit
+        self._pending = bytearray()
+        """Received bytes not yet read as lines."""
+        self._scanned = 0
+        """How much of `_pending` is known to hold no line end."""
         self._raw: list[bytes] = []
+        self._block_size = 0
         self._data: list[str] = []
         self._name: str | None = None
 
     def feed(self, chunk: bytes, *, end: bool = False) -> list[Block]:
         """The blocks completed by this chunk; `end` flushes a last block without a blank line."""
-        buffer = self._pending + chunk
+        pending = self._pending
+        pending += chunk
         blocks: list[Block] = []
         position = 0
-        for match in _LINE_END.finditer(buffer):
-            if match.group() == b"\r" and match.end() == len(buffer) and not end:
+        view = memoryview(pending)
+        for match in _LINE_END.finditer(pending, self._scanned):
+            if match.group() == b"\r" and match.end() == len(pending) and not end:
                 break  # a CR at the very end may be the first half of a CRLF
-            self._line(buffer[position : match.start()], buffer[position : match.end()], blocks)
+            raw = bytes(view[position : match.end()])
+            self._line(raw[: match.start() - position], raw, blocks)
             position = match.end()
-        self._pending = buffer[position:]
+        view.release()
+        del pending[:position]
+        self._scanned = len(pending) - 1 if pending.endswith(b"\r") and not end else len(pending)
+        if self._block_size + len(pending) > self._limit:
+            raise EventTooLarge(f"a streamed event over {self._limit} bytes", blocks)
         if end:
-            if self._pending:
-                self._line(self._pending, self._pending, blocks)
-                self._pending = b""
+            if pending:
+                rest = bytes(pending)
+                self._line(rest, rest, blocks)
+                pending.clear()
             if self._raw:
                 self._line(b"", b"", blocks)
+            self._scanned = 0
         return blocks
 
     def _line(self, line: bytes, raw: bytes, blocks: list[Block]) -> None:
         self._raw.append(raw)
+        self._block_size += len(raw)
         if not line:
             event = Event(self._name, "\n".join(self._data)) if self._data else None
             blocks.append(Block(b"".join(self._raw), event))
             self._raw = []
+            self._block_size = 0
             self._data = []
             self._name = None
             return

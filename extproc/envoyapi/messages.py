@@ -80,8 +80,9 @@ class BodyAnswer:
     pieces: list[Buffer]
 
 
-Answer = ProcessingResponse | BodyAnswer
-"""What the processor sends Envoy for one message."""
+Answer = ProcessingResponse | BodyAnswer | list[ProcessingResponse]
+"""What the processor sends Envoy for one message (several answers to a streamed chunk
+whose bytes would not fit one)."""
 
 
 def read_wire(data: memoryview) -> Message:
@@ -224,6 +225,19 @@ def relay_body(body: bytes, *, end: bool) -> ProcessingResponse:
             response=ext_proc.CommonResponse(body_mutation=mutation)
         )
     )
+
+
+def relay_bodies(body: bytes, *, end: bool, limit: int) -> Answer:
+    """Answer to a full-duplex streamed body chunk, in as many answers as keep each within
+    `limit` bytes of body (Envoy refuses a message over its receive limit)."""
+    if len(body) <= limit:
+        return relay_body(body, end=end)
+    view = memoryview(body)
+    starts = range(0, len(body), limit)
+    return [
+        relay_body(bytes(view[start : start + limit]), end=end and start == starts[-1])
+        for start in starts
+    ]
 
 
 def replace_response_body(

@@ -2,6 +2,8 @@
 stops, and the usage it reports. Tests choose it with request headers:
 
   x-mock-words: 500              answer this many words (the reply text repeats)
+  x-mock-word-bytes: 9000000     … each this long (one streamed event each: a large image
+                                 chunk, say)
   x-mock-tool-calls: [{"name": "get_weather", "arguments": {"city": "Paris"}}]
                                  call these tools (they must be declared in the request)
   x-mock-cached-tokens: 40       report this much of the input as read from the prompt cache
@@ -95,6 +97,8 @@ def plan_reply(prompt: Prompt, headers: Mapping[str, str], call_id: str) -> Repl
     """The reply to a request; `call_id` prefixes the ids of tool calls (`call_`, `toolu_`)."""
     calls = _tool_calls(headers.get("x-mock-tool-calls"), prompt, call_id)
     words = [] if calls else _words(headers.get("x-mock-words"), prompt.tool_results)
+    if (size := _number(headers, "x-mock-word-bytes")) and words:
+        words = ["w" * size for _ in words]
     finish: Finish = "tool_calls" if calls else "stop"
     stop_sequence = None
     text = "".join(words)

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from extproc.pipeline.relay import StreamRelay
+from extproc.sse import MAX_EVENT
 from extproc.translators.translation import Translation
 from extproc.usage import Usage
 
@@ -23,6 +24,7 @@ class Meter:
         "_estimate",
         "_json_body",
         "_keep_text",
+        "_max_event",
         "_parsed",
         "_started",
         "_translation",
@@ -31,9 +33,16 @@ class Meter:
     )
 
     def __init__(
-        self, estimate: Usage, translation: Translation, *, started: float, keep_text: bool = False
+        self,
+        estimate: Usage,
+        translation: Translation,
+        *,
+        started: float,
+        keep_text: bool = False,
+        max_event: int = MAX_EVENT,
     ) -> None:
         self._estimate = estimate
+        self._max_event = max_event
         self._translation = translation
         self._started = started
         self._keep_text = keep_text
@@ -55,7 +64,10 @@ class Meter:
         self.status = status
         if status == 200 and content_type.startswith(self._translation.provider.stream_type):
             self.relay = StreamRelay(
-                self._translation, started=self._started, keep_text=self._keep_text
+                self._translation,
+                started=self._started,
+                keep_text=self._keep_text,
+                max_event=self._max_event,
             )
             return True
         return False

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import orjson
 
 from extproc.errors import GatewayError
-from extproc.sse import Block
+from extproc.sse import MAX_EVENT, Block, EventTooLarge
 from extproc.translators.ir import (
     ReasoningDelta,
     StreamEnd,
@@ -107,14 +107,16 @@ class StreamRelay:
         *,
         started: float,
         keep_text: bool = False,
+        max_event: int = MAX_EVENT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`started`: when the request went upstream, on `clock`."""
+        """`started`: when the request went upstream, on `clock`; `max_event`: the largest
+        event relayed (a larger one raises EventTooLarge from `feed`)."""
         self._translation = translation
         self._decoder = translation.decoder()
         self._encoder = translation.encoder()
         self._clock = clock
-        self._parser = translation.provider.framer()
+        self._parser = translation.provider.framer(max_event)
         self._started = started
         self._first_at: float | None = None
         self._last_at: float | None = None
@@ -124,8 +126,15 @@ class StreamRelay:
         """Events the client got (a Responses error event's sequence number)."""
 
     def feed(self, chunk: bytes, *, end: bool) -> list[Piece]:
-        """The blocks this chunk completes, each as it should reach the client."""
-        pieces = [self._piece(self._relay(block)) for block in self._parser.feed(chunk, end=end)]
+        """The blocks this chunk completes, each as it should reach the client. Raises
+        EventTooLarge (with the pieces completed before the event) for an event over the
+        limit."""
+        try:
+            blocks = self._parser.feed(chunk, end=end)
+        except EventTooLarge as error:
+            completed = [self._piece(self._relay(block)) for block in error.before]
+            raise EventTooLarge(str(error), completed) from None
+        pieces = [self._piece(self._relay(block)) for block in blocks]
         if end:
             pieces.append(self._piece(self._emit(self._decoder.end())))
         return pieces

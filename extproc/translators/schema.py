@@ -103,8 +103,9 @@ class ProviderSide:
     parse_error: Callable[[int, bytes], ApiError]
 
     merge_options: Callable[[JsonObject, Mapping[str, Any]], JsonObject] = merged_with
-    framer: Callable[[], Framer] = EventParser
-    """How this schema's streams are framed: server-sent events, unless it says otherwise."""
+    framer: Callable[[int], Framer] = EventParser
+    """How this schema's streams are framed (given the largest event to take): server-sent
+    events, unless it says otherwise."""
     stream_type: str = EVENT_STREAM
     """The content type of this schema's streams."""
     """The body with a target's forced options (in this schema) merged in."""

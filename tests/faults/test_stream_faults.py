@@ -159,3 +159,43 @@ def test_a_cut_stream_is_logged_as_cut_and_frees_its_slot(
     assert entry["status"] == 200
     assert entry["error_type"] == "stream_cut"
     wait_until(lambda: slots_free(gateway, config), "the cut stream kept its slot")
+
+
+def test_an_event_over_the_limit_ends_the_stream_with_an_error_event(
+    gateway: RunningGateway, config: Path
+) -> None:
+    before = len(access_log_lines(config))
+    # One streamed event of 9 MB: more than the gateway relays (max_request_body, 8 MiB).
+    events, clean = stream(gateway, **{"x-mock-words": "2", "x-mock-word-bytes": "9000000"})
+
+    assert clean
+    assert events[-1]["error"]["code"] == "event_too_large"
+    assert not any("error" in event for event in events[:-1])
+    entry = logged_since(config, before)
+    assert (entry["status"], entry["error_type"]) == (200, "event_too_large")
+    wait_until(lambda: slots_free(gateway, config), "the stream kept its slot")
+
+
+@pytest.mark.parametrize("client", ["openai", "anthropic"])
+def test_events_of_several_megabytes_reach_the_client_whole(
+    gateway: RunningGateway, client: str
+) -> None:
+    size = 6_000_000
+    scenario = {"x-mock-words": "2", "x-mock-word-bytes": str(size)}
+    if client == "openai":
+        events, clean = stream(gateway, **scenario)
+        assert clean
+        text = "".join(
+            event["choices"][0]["delta"].get("content") or ""
+            for event in events
+            if event.get("choices")
+        )
+    else:  # translated from the provider's schema, event by event
+        sdk = anthropic.Anthropic(
+            base_url=gateway.url, api_key=KEY, default_headers=scenario, max_retries=0
+        )
+        with sdk.messages.stream(
+            model="chat", max_tokens=100, messages=[{"role": "user", "content": "Hi"}]
+        ) as answer:
+            text = "".join(answer.text_stream)
+    assert text == "w" * (2 * size)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from extproc.errors import RateLimited
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.relay import StreamRelay
-from extproc.sse import Block, Event, EventParser
+from extproc.sse import Block, Event, EventParser, EventTooLarge
 from extproc.translators.anthropic import ANTHROPIC
 from extproc.translators.openai import OPENAI
 from extproc.translators.schema import WireSchema
@@ -50,6 +50,19 @@ def test_events_parse_the_same_whatever_the_chunking() -> None:
     for cut in range(1, len(OPENAI_STREAM)):
         assert parse_in_pieces(OPENAI_STREAM, [cut]) == whole, cut
     assert parse_in_pieces(OPENAI_STREAM, list(range(1, len(OPENAI_STREAM)))) == whole
+
+
+def test_an_event_over_the_limit_is_refused_after_those_before_it() -> None:
+    parser = EventParser(limit=100)
+    assert parser.feed(b"data: small\n\n" + b"data: " + b"x" * 50) == [
+        Block(b"data: small\n\n", Event(None, "small"))
+    ]
+    with pytest.raises(EventTooLarge) as refused:
+        parser.feed(b"x" * 60)
+    assert refused.value.before == []
+    # A limit counts one event, wherever its lines end: many small events pass.
+    many = EventParser(limit=100)
+    assert len(many.feed(b"data: 0123456789\n\n" * 1000, end=True)) == 1000
 
 
 def passing_through(schema: WireSchema = OPENAI, *, hide_usage: bool = False) -> Translation:
