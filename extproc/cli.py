@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check configuration files")
     validate.add_argument("files", nargs="+", type=Path)
+    validate.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="the processor's memory limit (512Mi, 1GiB); default: this container's, if any",
+    )
     validate.set_defaults(command=_validate)
 
     keys = commands.add_parser("keys", help="make and hash gateway keys")
@@ -186,7 +191,31 @@ def _validate(args: argparse.Namespace) -> int:
             f"{path}: OK ({len(gateway.providers)} providers, {len(gateway.models)} models, "
             f"{len(gateway.principals)} keys)"
         )
+        _report_memory(gateway, args.memory_limit)
     return 1 if failed else 0
+
+
+def _report_memory(gateway: Gateway, limit_text: str | None) -> None:
+    """What the processor needs for this configuration, and a warning when its memory limit
+    (given, or this container's) cannot hold it."""
+    from extproc.config.sizing import MiB, container_limit, processor_memory
+    from extproc.config.units import parse_size
+
+    need = processor_memory(gateway)
+    workers = gateway.processor.workers
+    body = gateway.listen.max_request_body
+    print(
+        f"  processor memory: needs about {need // MiB} MiB ({workers} worker"
+        f"{'s' if workers > 1 else ''}, max_request_body {body / MiB:g} MiB)"
+    )
+    limit = parse_size(limit_text) if limit_text else container_limit()
+    if limit is not None and limit < need:
+        print(
+            f"warning: the processor's memory limit ({limit // MiB} MiB) is below what "
+            f"{workers} worker(s) with max_request_body {body / MiB:g} MiB need ({need // MiB} "
+            "MiB): raise the limit, or lower max_request_body or processor.workers",
+            file=sys.stderr,
+        )
 
 
 def _keys_new(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2
 from extproc.attempt import Attempt, is_attempt
 from extproc.config import Gateway
 from extproc.config.address import parse_grpc_address
+from extproc.config.sizing import BODIES_AT_ONCE
 from extproc.config.watcher import GatewaySource
 from extproc.counters import CountersService
 from extproc.envoyapi.messages import BodyAnswer, ProcessingRequest, read_wire
@@ -156,6 +157,7 @@ class ProcessorServer:
         self._server = Server(
             self._processor.methods() | self.health.methods() | counters.methods(),
             max_message=gateway.listen.max_message,
+            receive_budget=BODIES_AT_ONCE * gateway.listen.max_message,
         )
 
     async def start(self) -> None:

@@ -9,7 +9,7 @@ from pydantic import BeforeValidator
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _DURATION_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE = re.compile(r"^(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?$")
+_SIZE = re.compile(r"^(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB|K|Ki|M|Mi|G|Gi)?$")
 _SIZE_BYTES = {
     None: 1,
     "B": 1,
@@ -20,6 +20,8 @@ _SIZE_BYTES = {
     "GB": 1000**3,
     "GiB": 1024**3,
 }
+_SIZE_BYTES |= {"K": 1000, "Ki": 1024, "M": 1000**2, "Mi": 1024**2, "G": 1000**3, "Gi": 1024**3}
+"""Kubernetes's spellings too (`512Mi`), as a container's memory limit is written."""
 
 
 def parse_duration(value: object) -> float:

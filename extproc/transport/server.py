@@ -23,8 +23,6 @@ closed when none is idle). Also kept under the process's file limit."""
 FD_RESERVE = 64
 """Files kept free for everything else (Redis, the access log, telemetry)."""
 BACKLOG = 1024
-BUDGET_MESSAGES = 4
-"""The receive budget holds this many of the largest messages at once (see `budget.py`)."""
 
 
 class Server:
@@ -36,17 +34,19 @@ class Server:
         methods: Mapping[str, Method[Any]],
         *,
         max_message: int,
+        receive_budget: int,
         max_streams: int = MAX_STREAMS,
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
-        """`max_message`: the largest message a call may receive (bytes); `max_streams`: the
-        calls one connection may have open at once (a client needing more opens another
-        connection, as Envoy does)."""
+        """`max_message`: the largest message a call may receive (bytes); `receive_budget`:
+        how much of messages larger than a stream window all calls may hold at once (see
+        `budget.py`); `max_streams`: the calls one connection may have open at once (a client
+        needing more opens another connection, as Envoy does)."""
         self._methods = dict(methods)
         self._max_message = max_message
         self._max_streams = max_streams
         self._max_connections = min(max_connections, _file_limit() - FD_RESERVE)
-        self.budget = Budget(BUDGET_MESSAGES * max_message)
+        self.budget = Budget(receive_budget)
         self._listener: asyncio.Server | None = None
         self._connections: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()

@@ -15,6 +15,8 @@ import yaml
 from kubernetes_validate.utils import all_versions
 
 from extproc.config import load_gateway
+from extproc.config.sizing import processor_memory
+from extproc.config.units import parse_size
 from extproc.envoyconfig.bootstrap import build_bootstrap, placement_of, render
 from tests.harness import ENVOY, ROOT
 
@@ -303,6 +305,23 @@ def test_every_container_runs_locked_down_with_probes_and_limits(
             long_running = container in pod["containers"] or container.get("restartPolicy")
             if long_running:
                 assert "readinessProbe" in container and "livenessProbe" in container
+
+
+def test_every_processor_container_has_the_memory_its_configuration_needs(
+    variant: tuple[str, list[dict[str, Any]]],
+) -> None:
+    gateway = load_gateway(GATEWAY_YAML, resolve_secrets=False)
+    need = processor_memory(gateway)
+    processors = [
+        container
+        for pod in pods(variant[1])
+        for container in containers(pod)
+        if container.get("command", [])[:2] == ["extproc", "serve"]
+    ]
+    assert processors
+    for container in processors:
+        limit = parse_size(container["resources"]["limits"]["memory"])
+        assert limit >= need, (container["name"], limit, need)
 
 
 def test_the_processor_runs_as_a_sidecar_on_a_shared_socket() -> None:

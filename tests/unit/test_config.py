@@ -166,6 +166,22 @@ def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "providers.openai.kind" in capsys.readouterr().err
 
 
+def test_validate_says_what_memory_the_processor_needs_and_warns_below_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    example = str(ROOT / "examples" / "gateway.yaml")
+
+    assert main(["validate", "--memory-limit", "1Gi", example]) == 0
+    out = capsys.readouterr()
+    assert "processor memory: needs about 208 MiB (1 worker, max_request_body 8 MiB)" in out.out
+    assert "warning" not in out.err
+
+    assert main(["validate", "--memory-limit", "128Mi", example]) == 0  # a warning, no failure
+    assert "below what 1 worker(s) with max_request_body 8 MiB need (208 MiB)" in (
+        capsys.readouterr().err
+    )
+
+
 def test_keys_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["keys", "hash", "password"]) == 0
     assert capsys.readouterr().out.strip() == DIGEST

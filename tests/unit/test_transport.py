@@ -108,7 +108,7 @@ class Running:
 @asynccontextmanager
 async def serving(socket: str, **limits: int) -> AsyncIterator[Running]:
     echo = Echo()
-    server = Server(echo.methods(), **limits)
+    server = Server(echo.methods(), receive_budget=4 * limits["max_message"], **limits)
     await server.start_unix(socket)
     yield Running(server, echo, socket)
     server.close()
