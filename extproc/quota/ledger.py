@@ -75,8 +75,14 @@ class _Settlement:
     finals: tuple[Final, ...]
 
 
-_Pending = _Settlement | str
-"""What the store missed: a settlement, or the ticket of a reservation to cancel."""
+@dataclass(frozen=True, slots=True)
+class _Cancellation:
+    ticket: str
+    charges: tuple[Charge, ...]
+
+
+_Pending = _Settlement | _Cancellation
+"""What the store missed: a settlement, or a reservation to cancel."""
 
 
 class Reservation:
@@ -123,9 +129,8 @@ class Reservation:
         if self._ledger is None:  # nothing is counted: any length is fine
             self.output_tokens += extra_output
             return extra_output
-        growing = [item for item in self._counted if _output_cost(item, 1, self._price)]
         granted, self.spent = await self._ledger.grow(
-            self._ticket, growing, extra_output, self._price
+            self._ticket, self._counted, extra_output, self._price
         )
         self.output_tokens += granted
         return granted
@@ -140,9 +145,9 @@ class Reservation:
                 item.counter,
                 0 if usage is None else item.limit.cost(usage, self._price),
                 item.window_end + EXPIRY_GRACE,
+                item.in_flight,
             )
             for item in self._counted
-            if not item.in_flight
         )
         await ledger.settle(_Settlement(self._ticket, self._epoch, finals))
 
@@ -201,24 +206,23 @@ class Ledger:
         ticket = f"{self.owner}.{next(self._serial)}"
         clamped = None
         upfront = estimate.output_tokens if upfront_output is None else upfront_output
+        counted = self._counters(applicable, now)
+        charges = self._charges(counted, price, estimate, upfront, now)
         try:
-            counted, outcome = await self._try(
-                ticket, applicable, price, estimate, upfront_output=upfront, now=now
-            )
+            outcome = await self._reserve(ticket, charges, now)
             if not outcome.granted:
                 clamped = _clamped_output(counted, outcome, price, estimate)
                 if clamped is None:
                     raise _refusal(counted, outcome, now)
                 estimate = Usage(estimate.input_tokens, clamped)
                 upfront = min(upfront, clamped)
-                counted, outcome = await self._try(
-                    ticket, applicable, price, estimate, upfront_output=upfront, now=now
-                )
+                charges = self._charges(counted, price, estimate, upfront, now)
+                outcome = await self._reserve(ticket, charges, now)
                 if not outcome.granted:
                     raise _refusal(counted, outcome, now)
         except StoreUnavailable as error:
             # The store may have taken it without the answer coming back: cancel it.
-            self._keep(ticket)
+            self._keep(_Cancellation(ticket, tuple(charges)))
             self.store_errors[policy] += 1
             return _on_store_error(policy, error)
         _report_shadow(counted, outcome.values)
@@ -241,18 +245,18 @@ class Ledger:
         granted, and the limit that refused when none were. A store error grants them
         unreserved, since the request was already admitted (and a growth that lands late
         changes nothing; one that lands in time is settled with the ticket)."""
-        if not counted:
-            return extra, None
+        if not any(_output_cost(item, 1, price) for item in counted):
+            return extra, None  # output counts against none of them
         now = self._clock()
         try:
-            outcome = await self._grow(ticket, _growth(counted, extra, price, now), now)
+            outcome = await self._reserve(ticket, _growth(counted, extra, price, now), now)
             if outcome.granted:
                 return extra, None
             refused = counted[outcome.refused[0]].limit
             room = _clamped_output(counted, outcome, price, Usage(0, extra), clamping=False)
             if room is None:
                 return 0, refused
-            outcome = await self._grow(ticket, _growth(counted, room, price, now), now)
+            outcome = await self._reserve(ticket, _growth(counted, room, price, now), now)
         except StoreUnavailable as error:
             self.store_errors["extend"] += 1
             log.error("quota store unavailable (%s): stream continues unreserved", error)
@@ -313,8 +317,8 @@ class Ledger:
         while self._pending:
             pending = self._pending[0]
             try:
-                if isinstance(pending, str):
-                    await self._store.cancel(pending)
+                if isinstance(pending, _Cancellation):
+                    await self._store.cancel(pending.ticket, pending.charges)
                 else:
                     await self._store.settle(pending.ticket, pending.epoch, pending.finals)
             except StoreUnavailable:
@@ -323,29 +327,33 @@ class Ledger:
         log.info("quota store answers again: what it missed is settled")
         return True
 
-    async def _try(
+    def _counters(self, limits: Sequence[Limit], now: float) -> list[_Counted]:
+        """The counters a reservation at `now` takes, in the order it names them."""
+        counted = []
+        for limit in limits:
+            counter, end = limit.counter_at(now)
+            counted.append(_Counted(limit, counter, end, None if limit.shadow else limit.amount))
+        return counted
+
+    def _charges(
         self,
-        ticket: str,
-        limits: Sequence[Limit],
+        counted: Sequence[_Counted],
         price: Price | None,
         estimate: Usage,
-        *,
         upfront_output: int,
         now: float,
-    ) -> tuple[list[_Counted], Outcome]:
-        counted: list[_Counted] = []
-        charges: list[Charge] = []
+    ) -> list[Charge]:
+        """What reserving `estimate` charges each counter now (`upfront_output` of its
+        output), the rest of the estimate being room that must fit."""
         upfront = Usage(estimate.input_tokens, upfront_output)
-        for limit in limits:
-            amount = limit.cost(upfront, price)
-            counter, end = limit.counter_at(now)
-            item = _Counted(limit, counter, end, None if limit.shadow else limit.amount)
-            expiry = now + self._lease if item.in_flight else end + EXPIRY_GRACE
-            counted.append(item)
-            charges.append(item.charge(amount, expiry, limit.cost(estimate, price) - amount))
-        return counted, await self._grow(ticket, charges, now)
+        charges = []
+        for item in counted:
+            amount = item.limit.cost(upfront, price)
+            expiry = now + self._lease if item.in_flight else item.window_end + EXPIRY_GRACE
+            charges.append(item.charge(amount, expiry, item.limit.cost(estimate, price) - amount))
+        return charges
 
-    async def _grow(self, ticket: str, charges: Sequence[Charge], now: float) -> Outcome:
+    async def _reserve(self, ticket: str, charges: Sequence[Charge], now: float) -> Outcome:
         return await self._store.reserve(
             ticket, charges, deadline=now + self._timeout, lease_end=now + self._lease
         )
@@ -381,10 +389,15 @@ def _output_cost(item: _Counted, tokens: int, price: Price | None) -> int:
 def _growth(
     counted: Sequence[_Counted], extra: int, price: Price | None, now: float
 ) -> list[Charge]:
-    return [
-        item.charge(_output_cost(item, extra, price), max(now, item.window_end) + EXPIRY_GRACE)
-        for item in counted
-    ]
+    """`extra` output tokens on each of a ticket's counters output counts against (the others
+    are named, untouched: see `store.py`)."""
+    charges = []
+    for item in counted:
+        amount = _output_cost(item, extra, price)
+        expiry = max(now, item.window_end) + EXPIRY_GRACE
+        untouched = Charge(item.counter, 0, None, expiry, item.in_flight)
+        charges.append(item.charge(amount, expiry) if amount else untouched)
+    return charges
 
 
 def _refusal(counted: Sequence[_Counted], outcome: Outcome, now: float) -> QuotaRefused:

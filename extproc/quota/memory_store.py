@@ -20,8 +20,8 @@ SWEEP_EVERY = 1024
 @dataclass(slots=True)
 class _Ticket:
     lease_end: float
-    amounts: dict[str, int] = field(default_factory=dict)
-    slots: list[str] = field(default_factory=list)
+    amounts: list[int] = field(default_factory=list)
+    """What the ticket holds on each of its counters, by position."""
 
 
 class MemoryStore:
@@ -44,23 +44,28 @@ class MemoryStore:
         self, ticket: str, charges: Sequence[Charge], *, deadline: float, lease_end: float
     ) -> Outcome:
         self._maybe_sweep()
-        found = [self._value(charge) for charge in charges]
+        found = [0 if _untouched(charge) else self._value(charge) for charge in charges]
         refused = tuple(
             index
             for index, (charge, value) in enumerate(zip(charges, found, strict=True))
-            if charge.cap is not None and value + charge.amount + charge.room > charge.cap
+            if charge.cap is not None
+            and charge.amount + charge.room > 0
+            and value + charge.amount + charge.room > charge.cap
         )
         if refused:
             return Outcome(False, tuple(found), refused, self._epoch)
         held = self._tickets.setdefault(ticket, _Ticket(lease_end))
         held.lease_end = max(held.lease_end, lease_end)
-        for charge, value in zip(charges, found, strict=True):
+        held.amounts += [0] * (len(charges) - len(held.amounts))
+        for position, (charge, value) in enumerate(zip(charges, found, strict=True)):
+            if _untouched(charge):
+                continue
             if charge.in_flight:
                 self._holders.setdefault(charge.counter, {})[ticket] = charge.expires_at
-                held.slots.append(charge.counter)
+                held.amounts[position] = 1
             else:
                 self._counters[charge.counter] = (value + charge.amount, charge.expires_at)
-                held.amounts[charge.counter] = held.amounts.get(charge.counter, 0) + charge.amount
+                held.amounts[position] += charge.amount
         values = tuple(v + c.amount for v, c in zip(found, charges, strict=True))
         return Outcome(True, values, (), self._epoch)
 
@@ -68,24 +73,21 @@ class MemoryStore:
         held = self._tickets.pop(ticket, None)
         if held is None:
             return  # settled already (this store is never restarted under its tickets)
-        now = self._clock()
-        for final in finals:
-            entry = self._counters.get(final.counter)
-            delta = final.amount - held.amounts.get(final.counter, 0)
-            if entry is not None and entry[1] > now and delta:
-                self._counters[final.counter] = (max(0, entry[0] + delta), entry[1])
-        self._free(ticket, held)
+        for final, amount in zip(finals, held.amounts, strict=False):
+            if final.in_flight:
+                self._holders.get(final.counter, {}).pop(ticket, None)
+            else:
+                self._adjust(final.counter, final.amount - amount)
 
-    async def cancel(self, ticket: str) -> None:
+    async def cancel(self, ticket: str, charges: Sequence[Charge]) -> None:
         held = self._tickets.pop(ticket, None)
         if held is None:
             return
-        now = self._clock()
-        for counter, amount in held.amounts.items():
-            entry = self._counters.get(counter)
-            if entry is not None and entry[1] > now:
-                self._counters[counter] = (max(0, entry[0] - amount), entry[1])
-        self._free(ticket, held)
+        for charge, amount in zip(charges, held.amounts, strict=False):
+            if charge.in_flight:
+                self._holders.get(charge.counter, {}).pop(ticket, None)
+            else:
+                self._adjust(charge.counter, -amount)
 
     async def beat(self, owner: str) -> None:
         """Nothing to do: the only owner is the process holding the store."""
@@ -123,9 +125,10 @@ class MemoryStore:
         self._cooldowns.clear()
         self._notes.clear()
 
-    def _free(self, ticket: str, held: _Ticket) -> None:
-        for counter in held.slots:
-            self._holders.get(counter, {}).pop(ticket, None)
+    def _adjust(self, counter: str, delta: int) -> None:
+        entry = self._counters.get(counter)
+        if entry is not None and entry[1] > self._clock() and delta:
+            self._counters[counter] = (max(0, entry[0] + delta), entry[1])
 
     def _value(self, charge: Charge) -> int:
         now = self._clock()
@@ -153,3 +156,8 @@ class MemoryStore:
                 del holders[holder]
             if not holders:
                 del self._holders[counter]
+
+
+def _untouched(charge: Charge) -> bool:
+    """A charge of nothing on a counter this call does not check (see `store.py`)."""
+    return charge.amount == 0 and (charge.cap is None or charge.in_flight)

@@ -71,13 +71,32 @@ local function sweep(key, own)
 end
 """
 
+# A ticket's record: what it holds on each of its counters, by position ("4104 1 1"); a
+# cancelled ticket's is "!" for a while, which a reservation still on its way finds.
+_RECORD = """
+local function held(record, count)
+  local amounts = {}
+  if record then
+    for amount in string.gmatch(record, '%S+') do
+      amounts[#amounts + 1] = tonumber(amount)
+    end
+  end
+  for i = #amounts + 1, count do
+    amounts[i] = 0
+  end
+  return amounts
+end
+"""
+
 # KEYS: epoch, ticket, counters…; ARGV: deadline, lease end, ticket, the owner's TTL (ms), then
 # per counter: amount, cap (-1: none), expiry, in flight (1/0), room.
 _RESERVE = (
     _PRELUDE
     + _SWEEP
+    + _RECORD
     + f"""
-if now > tonumber(ARGV[1]) or redis.call('HEXISTS', KEYS[2], '!cancelled') == 1 then
+local record = redis.call('GET', KEYS[2])
+if now > tonumber(ARGV[1]) or record == '!' then
   return {{-1, now, epoch}}
 end
 local ticket = ARGV[3]
@@ -88,8 +107,10 @@ for i = 3, #KEYS do
   local at = 5 * i - 10
   local amount, cap = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
   local room = tonumber(ARGV[at + 4])
-  local value
-  if ARGV[at + 3] == '1' then
+  local value = 0
+  if amount == 0 and (cap < 0 or ARGV[at + 3] == '1') then
+    -- untouched by this call
+  elseif ARGV[at + 3] == '1' then
     holds = true
     redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
     value = redis.call('ZCARD', KEYS[i])
@@ -100,32 +121,34 @@ for i = 3, #KEYS do
     value = tonumber(redis.call('GET', KEYS[i]) or '0')
   end
   found[i - 2] = value
-  if cap >= 0 and value + amount + room > cap then
+  if cap >= 0 and amount + room > 0 and value + amount + room > cap then
     refused[#refused + 1] = i - 3
   end
 end
 if #refused > 0 then
   return {{0, now, epoch, found, refused}}
 end
+local amounts = held(record, #KEYS - 2)
 for i = 3, #KEYS do
   local at = 5 * i - 10
+  local amount = tonumber(ARGV[at])
   local expiry = tonumber(ARGV[at + 2])
-  if ARGV[at + 3] == '1' then
+  if amount == 0 and (tonumber(ARGV[at + 1]) < 0 or ARGV[at + 3] == '1') then
+    -- untouched by this call
+  elseif ARGV[at + 3] == '1' then
     redis.call('ZADD', KEYS[i], expiry, ticket)
     found[i - 2] = found[i - 2] + 1
     if redis.call('PEXPIRETIME', KEYS[i]) < expiry then
       redis.call('PEXPIREAT', KEYS[i], expiry)
     end
-    redis.call('HSET', KEYS[2], 's:' .. KEYS[i], 1)
+    amounts[i - 2] = 1
   else
-    found[i - 2] = redis.call('INCRBY', KEYS[i], ARGV[at])
+    found[i - 2] = redis.call('INCRBY', KEYS[i], amount)
     redis.call('PEXPIREAT', KEYS[i], expiry)
-    redis.call('HINCRBY', KEYS[2], 'a:' .. KEYS[i], ARGV[at])
+    amounts[i - 2] = amounts[i - 2] + amount
   end
 end
-if redis.call('PEXPIRETIME', KEYS[2]) < tonumber(ARGV[2]) then
-  redis.call('PEXPIREAT', KEYS[2], ARGV[2])
-end
+redis.call('SET', KEYS[2], table.concat(amounts, ' '), 'PXAT', ARGV[2])
 if holds then
   redis.call('SET', '{ALIVE_PREFIX}' .. own, 1, 'PX', ARGV[4])
 end
@@ -145,35 +168,40 @@ end
 """
 
 # KEYS: epoch, ticket, counters…; ARGV: the reservation's epoch, ticket, then per counter:
-# final amount, expiry.
+# final amount, expiry, in flight (1/0).
 _SETTLE = (
-    _PRELUDE
+    _RECORD
     + _ADJUST
     + """
-local held = redis.call('HGETALL', KEYS[2])
-if #held > 0 then
-  local reserved, cancelled = {}, false
-  for j = 1, #held, 2 do
-    local kind, key = string.sub(held[j], 1, 2), string.sub(held[j], 3)
-    if held[j] == '!cancelled' then
-      cancelled = true
-    elseif kind == 'a:' then
-      reserved[key] = tonumber(held[j + 1])
-    elseif kind == 's:' then
-      redis.call('ZREM', key, ARGV[2])
-    end
-  end
-  if not cancelled then
-    for i = 3, #KEYS do
-      adjust(KEYS[i], tonumber(ARGV[2 * i - 3]) - (reserved[KEYS[i]] or 0))
-    end
-    redis.call('DEL', KEYS[2])
-  end
-elseif epoch ~= ARGV[1] then
+local record = redis.call('GET', KEYS[2])
+if record == '!' then
+  return 0
+end
+if record then
+  local amounts = held(record, #KEYS - 2)
   for i = 3, #KEYS do
-    local final = tonumber(ARGV[2 * i - 3])
-    if final > 0 and redis.call('INCRBY', KEYS[i], final) == final then
-      redis.call('PEXPIREAT', KEYS[i], ARGV[2 * i - 2])
+    local at = 3 * i - 6
+    if ARGV[at + 2] == '1' then
+      redis.call('ZREM', KEYS[i], ARGV[2])
+    else
+      adjust(KEYS[i], tonumber(ARGV[at]) - amounts[i - 2])
+    end
+  end
+  redis.call('DEL', KEYS[2])
+  return 0
+end
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then  -- nothing has run since Redis lost its keys
+  local clock = redis.call('TIME')
+  epoch = clock[1] .. '.' .. clock[2]
+  redis.call('SET', KEYS[1], epoch)
+end
+if epoch ~= ARGV[1] then
+  for i = 3, #KEYS do
+    local at = 3 * i - 6
+    local final = tonumber(ARGV[at])
+    if ARGV[at + 2] ~= '1' and final > 0 and redis.call('INCRBY', KEYS[i], final) == final then
+      redis.call('PEXPIREAT', KEYS[i], ARGV[at + 1])
     end
   end
 end
@@ -181,24 +209,24 @@ return 0
 """
 )
 
-# KEYS: ticket; ARGV: ticket, tombstone lifetime (ms).
+# KEYS: ticket, counters…; ARGV: ticket, tombstone lifetime (ms), then per counter: in
+# flight (1/0).
 _CANCEL = (
-    _ADJUST
+    _RECORD
+    + _ADJUST
     + """
-if redis.call('HEXISTS', KEYS[1], '!cancelled') == 0 then
-  local held = redis.call('HGETALL', KEYS[1])
-  for j = 1, #held, 2 do
-    local kind, key = string.sub(held[j], 1, 2), string.sub(held[j], 3)
-    if kind == 'a:' then
-      adjust(key, -tonumber(held[j + 1]))
-    elseif kind == 's:' then
-      redis.call('ZREM', key, ARGV[1])
+local record = redis.call('GET', KEYS[1])
+if record and record ~= '!' then
+  local amounts = held(record, #KEYS - 1)
+  for i = 2, #KEYS do
+    if ARGV[i + 1] == '1' then
+      redis.call('ZREM', KEYS[i], ARGV[1])
+    else
+      adjust(KEYS[i], -amounts[i - 1])
     end
   end
 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], '!cancelled', 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[1], '!', 'PX', ARGV[2])
 return 0
 """
 )
@@ -291,12 +319,14 @@ class RedisStore:
         keys += [KEY_PREFIX + final.counter for final in finals]
         args: list[int | str] = [epoch, ticket]
         for final in finals:
-            args += [final.amount, _milliseconds(final.expires_at)]
+            args += [final.amount, _milliseconds(final.expires_at), int(final.in_flight)]
         await self._call(self._settle(keys=keys, args=args))
 
-    async def cancel(self, ticket: str) -> None:
-        keys = [TICKET_PREFIX + ticket]
-        await self._call(self._cancel(keys=keys, args=[ticket, TOMBSTONE_MS]))
+    async def cancel(self, ticket: str, charges: Sequence[Charge]) -> None:
+        keys = [TICKET_PREFIX + ticket, *(KEY_PREFIX + charge.counter for charge in charges)]
+        args: list[int | str] = [ticket, TOMBSTONE_MS]
+        args += [int(charge.in_flight) for charge in charges]
+        await self._call(self._cancel(keys=keys, args=args))
 
     async def beat(self, owner: str) -> None:
         await self._call(self._client.set(ALIVE_PREFIX + owner, 1, px=_milliseconds(OWNER_TTL)))

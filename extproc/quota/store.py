@@ -15,6 +15,11 @@ when their answers are lost:
   persistence): a settlement of a ticket from an earlier epoch charges its final cost afresh
   instead of a difference to counters that no longer hold the reservation.
 
+Every operation on a ticket names the ticket's counters, in the same order each time (the
+store keeps what the ticket holds by position). A charge of 0 without a cap, or of 0 on a
+holder set, leaves its counter untouched: a stream's growth names every counter of its
+ticket, and charges only those its output counts against.
+
 Two kinds of counter: amounts (requests, tokens, money in a window), and holder sets for
 requests in flight, where each holder is a ticket. A holder whose owner stopped beating
 (killed processor) is dropped when its slot is needed; its lease bounds it in any case.
@@ -51,12 +56,13 @@ class Charge:
 
 @dataclass(frozen=True, slots=True)
 class Final:
-    """What a ticket finally costs on one amount counter."""
+    """What a ticket finally costs on one of its counters (a holder set: its slot is freed)."""
 
     counter: str
     amount: int
     expires_at: float
     """When the counter may be forgotten, should the settlement have to create it."""
+    in_flight: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +97,9 @@ class QuotaStore(Protocol):
         freed, and it is forgotten. From an earlier epoch: the finals are charged in full."""
         ...
 
-    async def cancel(self, ticket: str) -> None:
-        """Undo the ticket's reservation if it landed, and refuse it if it is yet to land."""
+    async def cancel(self, ticket: str, charges: Sequence[Charge]) -> None:
+        """Undo the ticket's reservation (`charges`, as reserved) if it landed, and refuse it
+        if it is yet to land."""
         ...
 
     async def beat(self, owner: str) -> None:

@@ -87,14 +87,27 @@ async def test_settling_charges_the_final_cost_once(store: QuotaStore) -> None:
 
 
 async def test_a_cancelled_reservation_is_undone_and_a_late_one_refused(store: QuotaStore) -> None:
-    await reserve(store, "o.1", [charge("a", 5, None), slot_charge()])
-    await store.cancel("o.1")
+    charges = [charge("a", 5, None), slot_charge()]
+    await reserve(store, "o.1", charges)
+    await store.cancel("o.1", charges)
     assert await store.read(["a", "inflight"]) == [0, 0]
-    await store.cancel("o.2")  # its reservation is still on the way
+    await store.cancel("o.2", charges[:1])  # its reservation is still on the way
     if not isinstance(store, MemoryStore):  # the memory store is never late
         with pytest.raises(StoreUnavailable):
             await reserve(store, "o.2", [charge("a", 5, None)])
         assert await store.read(["a"]) == [0]
+
+
+async def test_a_growth_charges_only_the_counters_it_names(store: QuotaStore) -> None:
+    first = await reserve(store, "o.1", [slot_charge(), charge("r", 1, 1), charge("t", 10, 100)])
+    # A stream grows: its request and slot are named, untouched (the request is at its cap).
+    untouched = [Charge("inflight", 0, None, 0, in_flight=True), Charge("r", 0, None, 0)]
+    grown = await reserve(store, "o.1", [*untouched, charge("t", 30, 100)])
+    assert grown.granted
+    assert await store.read(["inflight", "r", "t"]) == [1, 1, 40]
+    finals = [Final("inflight", 0, 0, in_flight=True), final("r", 1), final("t", 35)]
+    await store.settle("o.1", first.epoch, finals)
+    assert await store.read(["inflight", "r", "t"]) == [0, 1, 35]
 
 
 async def test_concurrent_reservations_never_pass_the_cap(store: QuotaStore) -> None:
@@ -116,7 +129,7 @@ async def test_in_flight_slots_are_held_released_and_counted(store: QuotaStore) 
     refused = await reserve(store, "o.c", [slot_charge(), charge("n", 5, None)])
     assert not refused.granted and refused.refused == (0,)
     assert await store.read(["inflight", "n"]) == [2, 5]
-    await store.settle("o.b", b.epoch, [final("n", 4)])
+    await store.settle("o.b", b.epoch, [Final("inflight", 0, 0, in_flight=True), final("n", 4)])
     assert await store.read(["inflight", "n"]) == [1, 4]
     assert (await reserve(store, "o.c", [slot_charge()])).granted
 
