@@ -6,7 +6,7 @@ import logging
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -71,6 +71,7 @@ from extproc.response import (
     STREAM_STEP,
     ResponsePath,
 )
+from extproc.telemetry.cuts import STREAM_CUT, CutCauses
 from extproc.telemetry.record import RequestRecord
 from extproc.telemetry.requests import Telemetry
 from extproc.translators.ir import JsonObject
@@ -90,6 +91,8 @@ class Services:
     ledger: Ledger
     telemetry: Telemetry
     rng: random.Random
+    cuts: CutCauses = field(default_factory=CutCauses)
+    """Why streams were cut, as Envoy reports it."""
 
 
 class Exchange:
@@ -179,8 +182,19 @@ class Exchange:
         if self._response is not None:
             await self._response.finish()
             await self._remember_stored_response(self._response)
-        if self._record.method is not None:
-            self._services.telemetry.finish(self._record, self._span)
+        record = self._record
+        if record.method is None:
+            return
+        if record.error_type == STREAM_CUT and record.request_id:
+            # Who cut it, the client or the provider, only Envoy knows: it reports it shortly.
+            self._services.cuts.when_known(record.request_id, self._report_cut)
+        else:
+            self._services.telemetry.finish(record, self._span)
+
+    def _report_cut(self, cause: str | None) -> None:
+        if cause is not None:
+            self._record.error_type = cause
+        self._services.telemetry.finish(self._record, self._span)
 
     async def _on_request_headers(self, headers: Headers, *, has_body: bool) -> ProcessingResponse:
         record = self._record

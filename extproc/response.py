@@ -24,6 +24,7 @@ from extproc.pipeline.refusals import stopped_mid_stream
 from extproc.quota.ledger import Reservation
 from extproc.quota.limits import MICRO_USD_PER_USD, Price
 from extproc.sse import EVENT_STREAM, EventTooLarge
+from extproc.telemetry.cuts import STREAM_CUT
 from extproc.telemetry.record import RequestRecord
 from extproc.telemetry.requests import Telemetry
 from extproc.translators.translation import Translation
@@ -43,7 +44,6 @@ PROVIDER_AUTH_FAILED = BadGateway(
 """The provider refusing the gateway's own key is the operator's problem, not the client's:
 a 502 that says so, without echoing the provider's text."""
 JSON = "application/json"
-STREAM_CUT = "stream_cut"
 EVENT_TOO_LARGE = BadGateway(
     "The provider streamed an event larger than the gateway relays; the stream was ended.",
     code="event_too_large",

@@ -24,6 +24,7 @@ from extproc.config.address import parse_grpc_address
 from extproc.config.sizing import BODIES_AT_ONCE
 from extproc.config.watcher import GatewaySource
 from extproc.counters import CountersService
+from extproc.cut_reports import CutReportService
 from extproc.envoyapi.messages import BodyAnswer, ProcessingRequest, read_wire
 from extproc.exchange import Exchange, Services
 from extproc.quota.configured import open_ledger, open_store
@@ -152,10 +153,14 @@ class ProcessorServer:
         self._processor = Processor(source, services)
         self.health = Health()
         counters = CountersService(services.ledger.store)
+        cut_reports = CutReportService(services.cuts)
         # A request body travels in one ext_proc message. Envoy's listener (and with it this
         # limit) is rendered once, at start: a reload does not change it.
         self._server = Server(
-            self._processor.methods() | self.health.methods() | counters.methods(),
+            self._processor.methods()
+            | self.health.methods()
+            | counters.methods()
+            | cut_reports.methods(),
             max_message=gateway.listen.max_message,
             receive_budget=BODIES_AT_ONCE * gateway.listen.max_message,
         )
@@ -220,6 +225,7 @@ async def serve(gateway: Gateway, address: str, *, worker: int = 0) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await maintain
         await services.ledger.flush()
+        services.cuts.flush()
         await services.ledger.store.close()
         services.telemetry.flush()
         sdk.shutdown()

@@ -122,6 +122,7 @@ from extproc.config import Gateway, Provider
 from extproc.config.address import parse_grpc_address
 from extproc.config.model import TracingSettings
 from extproc.envoyapi.messages import REPLY_DETAILS, SHARED_METADATA
+from extproc.envoyconfig.cut_reports import cut_report_loggers
 from extproc.envoyconfig.fallback import (
     TLS_MATCH,
     alias_clusters,
@@ -175,7 +176,14 @@ def build_bootstrap(
     numbered = with_processor and _has_fallback(gateway)
     clusters = [_provider_cluster(p, numbered) for p in gateway.providers.values()]
     if with_processor:
-        clusters.append(_processor_cluster(placement.processor_addresses, gateway))
+        clusters.append(_processor_cluster(PROCESSOR_CLUSTER, placement.processor_addresses))
+        if len(placement.processor_addresses) > 1:
+            clusters += [
+                _processor_cluster(name, (address,))
+                for name, address in zip(
+                    _report_clusters(placement), placement.processor_addresses, strict=True
+                )
+            ]
         clusters += _alias_clusters(gateway)
     if gateway.telemetry.tracing.active(os.environ):
         clusters.append(_collector_cluster(gateway.telemetry.tracing))
@@ -248,6 +256,7 @@ def _listener(gateway: Gateway, placement: Placement, with_processor: bool) -> L
         tracing=_tracing(gateway.telemetry.tracing)
         if gateway.telemetry.tracing.active(os.environ)
         else None,
+        access_log=cut_report_loggers(_report_clusters(placement)) if with_processor else [],
     )
     return Listener(
         name="public",
@@ -539,15 +548,23 @@ def _collector_cluster(spec: TracingSettings) -> Cluster:
     )
 
 
-def _processor_cluster(addresses: tuple[str, ...], gateway: Gateway) -> Cluster:
+def _report_clusters(placement: Placement) -> list[str]:
+    """Where Envoy sends its reports of cut calls: every worker (see `cut_reports`)."""
+    addresses = placement.processor_addresses
+    if len(addresses) == 1:
+        return [PROCESSOR_CLUSTER]
+    return [f"{PROCESSOR_CLUSTER}_{index}" for index in range(len(addresses))]
+
+
+def _processor_cluster(name: str, addresses: tuple[str, ...]) -> Cluster:
     return Cluster(
-        name=PROCESSOR_CLUSTER,
+        name=name,
         type=ClusterDiscoveryType.STATIC,
         connect_timeout=timedelta(seconds=1),
         typed_extension_protocol_options=_http2_only(),
         circuit_breakers=_breakers(BREAKER_LIMIT),
         load_assignment=ClusterLoadAssignment(
-            cluster_name=PROCESSOR_CLUSTER,
+            cluster_name=name,
             endpoints=[
                 LocalityLbEndpoints(
                     lb_endpoints=[

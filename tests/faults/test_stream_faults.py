@@ -157,7 +157,8 @@ def test_a_cut_stream_is_logged_as_cut_and_frees_its_slot(
             next(response.iter_raw())  # the first bytes, then the client leaves
     entry = logged_since(config, before)
     assert entry["status"] == 200
-    assert entry["error_type"] == "stream_cut"
+    # Envoy tells the processor who cut it (its response flags, over its access-log service).
+    assert entry["error_type"] == {"provider": "upstream_cut", "client": "client_cut"}[cut]
     wait_until(lambda: slots_free(gateway, config), "the cut stream kept its slot")
 
 
@@ -199,3 +200,38 @@ def test_events_of_several_megabytes_reach_the_client_whole(
         ) as answer:
             text = "".join(answer.text_stream)
     assert text == "w" * (2 * size)
+
+
+def test_with_several_workers_each_call_hears_who_cut_it(
+    mock: MockProvider, tmp_path: Path
+) -> None:
+    (tmp_path / "openai").write_text(OPENAI_KEY)
+    config = write_config(
+        tmp_path,
+        {
+            "processor": {"workers": 2, "message_timeout": "10s"},
+            "providers": {
+                "openai": {"kind": "openai", "base_url": mock.url, "api_key": "${file:openai}"}
+            },
+            "models": {"chat": {"provider": "openai", "model": "gpt-4o-mini"}},
+            "keys": [{"id": "app", "sha256": sha256(KEY), "models": ["*"]}],
+            "telemetry": {"access_log": str(tmp_path / "access.log")},
+        },
+    )
+    with running_gateway(config, tmp_path / "gateway.log") as gateway:
+        body = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+        headers = {
+            "authorization": f"Bearer {KEY}",
+            "x-mock-words": "500",
+            "x-mock-chunk-delay-ms": "20",
+        }
+        for _ in range(4):  # over both workers
+            with httpx.stream(
+                "POST", gateway.url + "/v1/chat/completions", json=body, headers=headers
+            ) as response:
+                next(response.iter_raw())
+        entries = wait_until(
+            lambda: len(lines := access_log_lines(config)) == 4 and lines,
+            "not every cut call was logged",
+        )
+    assert {orjson.loads(line)["error_type"] for line in entries} == {"client_cut"}

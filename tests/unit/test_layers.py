@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "extproc"
 LAYERS = [
     {"cli", "run", "supervisor", "workers", "usage_report", "__main__", "mockprovider"},
-    {"server", "transport", "counters"},
+    {"server", "transport", "counters", "cut_reports"},
     {"exchange", "attempt", "response"},
     {"pipeline", "endpoints", "translators", "providers"},
     {"envoyapi", "envoyconfig"},
