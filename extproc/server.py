@@ -193,7 +193,10 @@ def open_services(gateway: Gateway, source: GatewaySource, sdk: Sdk) -> Services
     metrics = None
     if sdk.metered:
         metrics = Metrics(
-            sdk.meter, store_errors=lambda: ledger.store_errors, reloads=lambda: source.reloads
+            sdk.meter,
+            store_errors=lambda: ledger.store_errors,
+            reloads=lambda: source.reloads,
+            store_pending=lambda: ledger.pending,
         )
     spans = Spans(sdk.tracer, gateway.telemetry.tracing)
     telemetry = Telemetry(spans, metrics, open_access_log(gateway.telemetry.access_log))

@@ -11,8 +11,6 @@ phase, and anything unexpected, is left to upb (`None`), which tests hold this m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from extproc.envoyapi.protos.envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 
 Buffer = bytes | memoryview
@@ -166,8 +164,3 @@ def _encode_varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
-
-
-def joined(pieces: Sequence[Buffer]) -> bytes:
-    """The pieces as one message (for tests and small answers)."""
-    return b"".join(pieces)

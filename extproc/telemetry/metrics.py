@@ -1,5 +1,6 @@
 """The gateway's metrics: GenAI histograms per call, counters of requests, money and
-refusals, and the observed counts of quota-store errors and configuration reloads."""
+refusals, and the observed counts of quota-store errors (and of what waits for the store)
+and configuration reloads."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from extproc.telemetry.record import AttemptRecord, RequestRecord, present
 
 Counts = Callable[[], Mapping[str, int]]
+Count = Callable[[], int]
 
 
 class Metrics:
-    def __init__(self, meter: Meter, *, store_errors: Counts, reloads: Counts) -> None:
+    def __init__(
+        self, meter: Meter, *, store_errors: Counts, reloads: Counts, store_pending: Count
+    ) -> None:
         self._tokens = meter.create_histogram(
             "gen_ai.client.token.usage", unit="{token}", description="Tokens used per request"
         )
@@ -55,6 +59,12 @@ class Metrics:
             callbacks=[_observe(store_errors, "extproc.quota.policy")],
             unit="{error}",
             description="Quota store operations that failed, by the failure policy applied",
+        )
+        meter.create_observable_gauge(
+            "extproc.quota.store_pending",
+            callbacks=[lambda _: [Observation(store_pending())]],
+            unit="{operation}",
+            description="Settlements and cancellations kept until the quota store answers again",
         )
         meter.create_observable_counter(
             "extproc.config.reloads",

@@ -28,11 +28,6 @@ class Budget:
         """Bytes admitted and not yet released."""
         self._waiting: OrderedDict[Admittable, int] = OrderedDict()
 
-    @property
-    def waiting(self) -> int:
-        """Messages waiting for admission."""
-        return len(self._waiting)
-
     def request(self, caller: Admittable, size: int) -> None:
         """Admit `size` bytes for `caller` now (calling its `admit`) or when they fit."""
         if not self._waiting and self._fits(size):

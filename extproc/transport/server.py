@@ -52,10 +52,6 @@ class Server:
         self._tasks: set[asyncio.Task[None]] = set()
         self._refusing = False
 
-    @property
-    def connections(self) -> int:
-        return len(self._connections)
-
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_server(self._connection, host, port, backlog=BACKLOG)

@@ -138,6 +138,11 @@ def frames_until_closed(sock: socket.socket, *, timeout: float = 10) -> list[Fra
     with contextlib.suppress(TimeoutError, ConnectionError):
         while chunk := sock.recv(1 << 16):
             data += chunk
+    return whole_frames(data)
+
+
+def whole_frames(data: bytes | bytearray) -> list[Frame]:
+    """The frames `data` holds whole (a last one cut short is left out)."""
     found, position = [], 0
     while len(data) - position >= 9:
         parsed, length = Frame.parse_frame_header(memoryview(data[position : position + 9]))
@@ -225,15 +230,7 @@ class _Reader(threading.Thread):
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_WR)
         self.join(timeout=10)
-        found, position, data = [], 0, self._data
-        while len(data) - position >= 9:
-            parsed, length = Frame.parse_frame_header(memoryview(data[position : position + 9]))
-            if len(data) - position - 9 < length:
-                break
-            parsed.parse_body(memoryview(data[position + 9 : position + 9 + length]))
-            found.append(parsed)
-            position += 9 + length
-        return found
+        return whole_frames(self._data)
 
 
 @pytest.mark.parametrize("split", [False, True], ids=["one-frame", "continuations"])

@@ -275,6 +275,7 @@ def test_metrics_count_tokens_and_refusals(traffic: dict[str, Any]) -> None:
     assert sample(text, "extproc_attempts_total", extproc_attempt_outcome="ok") == 1
     assert sample(text, "extproc_cooldowns_total", extproc_target=f"openai/{THROTTLED}") == 1
     assert sample(text, "extproc_fallbacks_total", extproc_model_alias="backed") == 1
+    assert sample(text, "extproc_quota_store_pending") == 0  # nothing waits for the store
 
 
 def test_metrics_also_go_out_over_otlp(
