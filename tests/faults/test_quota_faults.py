@@ -26,6 +26,7 @@ from tests.harness import (
     MockProvider,
     RedisServer,
     RunningGateway,
+    access_log_lines,
     counter_used,
     free_port,
     processor_pid,
@@ -173,6 +174,13 @@ def test_a_frozen_redis_leaves_no_phantom_reservation(
         charged += sum(stream.usage_tokens() for stream in streams)
         settles_to(config, "app", "tokens", charged)
         assert counter_used(config, "app", "concurrent", per=None) == 0
+        # Every call has its access-log line, with what it got.
+        lines = wait_until(
+            lambda: len(found := access_log_lines(config)) == 1 + 2 * SLOTS + SLOTS and found,
+            "a call has no access-log line",
+        )
+        statuses = [orjson.loads(line)["status"] for line in lines]
+        assert statuses[1 : 1 + 2 * SLOTS] == [503 if policy == "deny" else 200] * (2 * SLOTS)
 
 
 def test_a_redis_restarted_under_open_streams_gets_their_whole_cost(

@@ -256,7 +256,7 @@ def test_an_oversized_header_block_is_refused_before_it_is_decoded(
         elapsed = time.monotonic() - started
     goaway = [f for f in answer if isinstance(f, GoAwayFrame)]
     assert goaway and goaway[0].error_code == (ENHANCE_YOUR_CALM if split else FRAME_SIZE_ERROR)
-    assert elapsed < 2.0
+    assert elapsed < 0.5, "refused unread (decoding it took 1.7 s of the event loop)"
     assert processor.health_latency() < 1.0
 
 
