@@ -18,6 +18,7 @@ from extproc.endpoints import ModelCall, match_endpoint
 from extproc.endpoints.body import parse_body
 from extproc.envoyapi.messages import (
     Answer,
+    Headers,
     Message,
     ProcessingResponse,
     amend_response_headers,
@@ -36,6 +37,7 @@ from extproc.envoyconfig.fallback import (
 from extproc.errors import GatewayError
 from extproc.pipeline.cooldown import cooldown_name, cooldown_seconds
 from extproc.pipeline.upstream import prepare_upstream
+from extproc.pipeline.upstream_headers import to_provider
 from extproc.providers import provider_api
 from extproc.quota.store import QuotaStore, StoreUnavailable
 from extproc.telemetry.record import AttemptRecord
@@ -55,6 +57,7 @@ class Attempt:
     __slots__ = (
         "_call",
         "_gateway",
+        "_headers",
         "_index",
         "_record",
         "_route",
@@ -71,6 +74,8 @@ class Attempt:
         self._call: ModelCall | None = None
         self._route: ModelRoute | None = None
         self._target: Target | None = None
+        self._headers: Headers = {}
+        """The attempt's request headers, as Envoy holds them for it."""
         self._index = ""
         """The target's place among the alias's targets, as Envoy's endpoint metadata says."""
         self._record: AttemptRecord | None = None
@@ -104,6 +109,7 @@ class Attempt:
         self._route = route = self._gateway.models[alias_of(attributes[CLUSTER_ATTRIBUTE])]
         self._index = attributes[TARGET_ATTRIBUTE]
         self._target = target = route.targets[int(self._index)]
+        self._headers = message.headers
         number = message.headers.get(names.ATTEMPT_COUNT, [""])[0]
         self._record = record = AttemptRecord(
             alias=route.alias,
@@ -119,19 +125,26 @@ class Attempt:
         upstream = prepare_upstream(call, target, parse_body(raw), default_max_tokens=default_cap)
         location = upstream.location
         payload = orjson.dumps(upstream.body)
-        set_headers = [
+        setting = [
             *location.headers,
             *upstream.api.signature(target, location.path, payload),
             (names.PATH, location.path),
             (names.CONTENT_TYPE, "application/json"),
             (names.CONTENT_LENGTH, str(len(payload))),
         ]
-        # An earlier attempt's provider headers are still on the request: none may reach
-        # this provider, its key least of all.
-        provided = {name for name, _ in set_headers}
-        stale = [name for name in names.PROVIDER_HEADERS if name not in provided]
-        stale.append(names.ATTEMPT_COUNT)  # Envoy's, for this attempt's span only
-        return replace_request(set_headers=set_headers, remove_headers=stale, body=payload)
+        # What is on the request now is the client's (kept by the request's own stream for
+        # any target), and an earlier attempt's provider headers: this target's allow-list
+        # decides, so none of another provider's reaches it, its key least of all (Envoy's
+        # attempt count, for this attempt's span only, goes too).
+        agent = self._headers.get(names.USER_AGENT, [None])[0]
+        set_headers, remove = to_provider(
+            self._headers,
+            target,
+            same_schema=not upstream.translation.translated,
+            setting=setting,
+            client_agent=agent if self._gateway.client_user_agent == "append" else None,
+        )
+        return replace_request(set_headers=set_headers, remove_headers=remove, body=payload)
 
     def _refused(self, call: ModelCall, error: GatewayError) -> ProcessingResponse:
         """This target cannot take the request (a field its provider has no equivalent

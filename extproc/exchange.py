@@ -60,6 +60,7 @@ from extproc.pipeline.stored_responses import (
 )
 from extproc.pipeline.token_count import count_upstream, estimated_count
 from extproc.pipeline.upstream import prepare_upstream
+from extproc.pipeline.upstream_headers import from_provider, kept_for, removed, to_provider
 from extproc.providers import Location, provider_api
 from extproc.quota.ledger import Ledger, Reservation
 from extproc.quota.limits import Price
@@ -100,13 +101,14 @@ class Exchange:
 
     __slots__ = (
         "_call",
+        "_client_agent",
         "_client_body",
+        "_client_headers",
         "_fallback",
         "_gateway",
         "_metadata",
         "_principal",
         "_record",
-        "_remove_headers",
         "_replied",
         "_response",
         "_services",
@@ -132,7 +134,10 @@ class Exchange:
         """Set for an alias with fallback: which target answers is known only then."""
         self._client_body: JsonObject = {}
         self._principal: Principal | None = None
-        self._remove_headers: list[str] = []
+        self._client_headers: tuple[str, ...] = ()
+        """The names of the headers the client sent."""
+        self._client_agent: str | None = None
+        """The client's user agent, when the providers get it after the gateway's."""
         self._replied = False
         self._response: ResponsePath | None = None
         self._record = RequestRecord()
@@ -213,11 +218,9 @@ class Exchange:
             record.status = 200
             return local_reply(200, endpoint.answer(self._gateway, principal, path, headers))
         self._principal = principal
-        self._remove_headers = [
-            name
-            for name in headers
-            if name.startswith(names.INTERNAL_PREFIX) or name in names.REMOVED_FROM_CLIENTS
-        ]
+        self._client_headers = tuple(headers)
+        if self._gateway.client_user_agent == "append":
+            self._client_agent = headers.get(names.USER_AGENT, [None])[0]
         if isinstance(endpoint, StoredResponse):
             return await self._reach_stored_response(endpoint.response_id(path), principal, path)
         if not has_body:
@@ -237,7 +240,8 @@ class Exchange:
         self._record.alias = owner.alias if owner is not None else None
         self._note_target(target, provider_api(target.provider).otel_name)
         self._unread_answer = []
-        set_headers, remove = self._routed_headers(target, location, [])
+        # Passed on as the client sent it: the client speaks the provider's own API.
+        set_headers, remove = self._routed_headers(target, location, [], same_schema=True)
         return replace_request_headers(set_headers=set_headers, remove_headers=remove)
 
     async def _stored_owner(self, response_id: str) -> Owner | None:
@@ -309,22 +313,34 @@ class Exchange:
             upstream_body = translation.provider.with_output_cap(
                 translation.operation, upstream_body, reservation.clamped_output
             )
-        return self._send_upstream(target, upstream.location, orjson.dumps(upstream_body))
+        payload = orjson.dumps(upstream_body)
+        return self._send_upstream(
+            target, upstream.location, payload, same_schema=not translation.translated
+        )
 
-    def _send_upstream(self, target: Target, location: Location, payload: bytes) -> Answer:
+    def _send_upstream(
+        self, target: Target, location: Location, payload: bytes, *, same_schema: bool
+    ) -> Answer:
         body_headers = [
             (names.CONTENT_TYPE, "application/json"),
             (names.CONTENT_LENGTH, str(len(payload))),
             *provider_api(target.provider).signature(target, location.path, payload),
         ]
-        set_headers, remove = self._routed_headers(target, location, body_headers)
+        set_headers, remove = self._routed_headers(
+            target, location, body_headers, same_schema=same_schema
+        )
         return replace_request(set_headers=set_headers, remove_headers=remove, body=payload)
 
     def _routed_headers(
-        self, target: Target, location: Location, extra: list[tuple[str, str]]
+        self,
+        target: Target,
+        location: Location,
+        extra: list[tuple[str, str]],
+        *,
+        same_schema: bool,
     ) -> tuple[list[tuple[str, str]], list[str]]:
         """The headers to set (and to remove) for a request to the target at `location`."""
-        set_headers = [
+        setting = [
             *location.headers,
             (names.ROUTE, target.provider.name),
             (names.PATH, location.path),
@@ -333,8 +349,13 @@ class Exchange:
             # for clients that accept it.
             (names.ACCEPT_ENCODING, "identity"),
         ]
-        provided = {name for name, _ in set_headers}
-        return set_headers, [name for name in self._remove_headers if name not in provided]
+        return to_provider(
+            self._client_headers,
+            target,
+            same_schema=same_schema,
+            setting=setting,
+            client_agent=self._client_agent,
+        )
 
     async def _continued_target(
         self, route: ModelRoute, principal: Principal, previous: str
@@ -367,7 +388,8 @@ class Exchange:
             return local_reply(200, estimated_count(count, body), headers=headers)
         self._note_target(target, provider_api(target.provider).otel_name)
         self._unread_answer = [(names.TOKEN_COUNT, "provider")]
-        return self._send_upstream(target, upstream.location, upstream.payload)
+        # A count goes to a provider counting in the client's own schema.
+        return self._send_upstream(target, upstream.location, upstream.payload, same_schema=True)
 
     def _on_unread_answer(
         self, headers: Headers, set_headers: list[tuple[str, str]]
@@ -379,7 +401,8 @@ class Exchange:
             raise PROVIDER_AUTH_FAILED
         if status >= 400:
             record.error_type = str(status)
-        return amend_response_headers(set_headers, body="skip")
+        add, remove, record.provider_request_id = from_provider(headers, set_headers)
+        return amend_response_headers([*set_headers, *add], remove_headers=remove, body="skip")
 
     async def _forward_with_fallback(
         self, call: ModelCall, principal: Principal, route: ModelRoute, body: JsonObject
@@ -413,9 +436,16 @@ class Exchange:
             (names.CONTENT_LENGTH, str(len(payload))),
             (names.ACCEPT_ENCODING, "identity"),
         ]
+        # Each attempt keeps what its own target may get (see `Attempt`): here, what any may.
+        kept = {names.USER_AGENT}.union(
+            *(
+                kept_for(target, same_schema=provider_api(target.provider).schema is call.schema)
+                for target in route.targets
+            )
+        )
         return replace_request(
             set_headers=set_headers,
-            remove_headers=self._remove_headers,
+            remove_headers=removed(self._client_headers, kept, set_headers),
             body=payload,
             # Each attempt's span continues this request's span.
             shared=self._services.telemetry.spans.context_of(self._span),

@@ -2,6 +2,11 @@
 
 Every header with the internal prefix belongs to the gateway: client-sent copies are removed
 before routing and the gateway's own values are always overwritten, never appended.
+
+What goes to a provider is an allow-list (`pipeline/upstream_headers.py`): the headers the
+gateway sets, `KEPT_FROM_CLIENTS`, the provider's feature headers when the client speaks its
+schema, and the provider's `forward_headers`; every other client header stays behind. What
+comes back from a provider is an allow-list too (`KEPT_FROM_PROVIDERS`).
 """
 
 INTERNAL_PREFIX = "x-extproc-"
@@ -46,8 +51,56 @@ AWS_SIGNATURE_HEADERS = ("x-amz-date", "x-amz-security-token", "x-amz-content-sh
 """With `authorization`, what signs a request to AWS (SigV4)."""
 
 CREDENTIAL_HEADERS = (AUTHORIZATION, API_KEY, X_API_KEY)
-"""Headers a client may carry its gateway key in; all of them are removed before upstream."""
-REMOVED_FROM_CLIENTS = (*CREDENTIAL_HEADERS, GOOG_API_KEY, *AWS_SIGNATURE_HEADERS)
-"""Client headers that never go upstream: its key, and any provider credential it sent."""
-PROVIDER_HEADERS = (*REMOVED_FROM_CLIENTS, ANTHROPIC_VERSION)
-"""What one provider's request may carry that another's must not (keys, API versions)."""
+"""Headers a client may carry its gateway key in."""
+
+USER_AGENT = "user-agent"
+OPENAI_ORGANIZATION = "openai-organization"
+OPENAI_PROJECT = "openai-project"
+OPENAI_BETA = "openai-beta"
+ANTHROPIC_BETA = "anthropic-beta"
+COOKIE = "cookie"
+
+KEPT_FROM_CLIENTS = frozenset(("accept",))
+"""Client headers every provider request keeps (beside those the gateway sets)."""
+FORWARDED_PROTO = "x-forwarded-proto"
+HOP_BY_HOP = frozenset(
+    ("connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade", "expect")
+)
+"""Headers of one connection, which Envoy's codecs own."""
+LEFT_TO_ENVOY = HOP_BY_HOP | {FORWARDED_PROTO, REQUEST_ID}
+"""Headers the processor neither keeps nor removes: the connection's; `x-forwarded-proto`,
+which Envoy's route matching reads (the rendered routes drop it before the provider); and
+`x-request-id`, Envoy's own id for the request (its trace decision lives in it)."""
+KEPT_FROM_PROVIDERS = frozenset(
+    (CONTENT_TYPE, CONTENT_LENGTH, CONTENT_ENCODING, RETRY_AFTER, "cache-control", "date")
+)
+"""Provider answer headers a client gets (beside those the gateway sets): nothing that names
+the gateway's account, its limits, or sets state on the client (cookies)."""
+ANSWER_REQUEST_ID = REQUEST_ID
+"""On answers: the provider's own id for the call (OpenAI's, Anthropic's `request-id`, AWS's
+`x-amzn-requestid`), under one name, for support cases."""
+
+_GATEWAY_OWNED = frozenset(
+    (
+        *CREDENTIAL_HEADERS,
+        "proxy-authorization",
+        COOKIE,
+        GOOG_API_KEY,
+        ANTHROPIC_VERSION,
+        OPENAI_ORGANIZATION,
+        OPENAI_PROJECT,
+        CONTENT_TYPE,
+        CONTENT_LENGTH,
+        ACCEPT_ENCODING,
+        CONTENT_ENCODING,
+        USER_AGENT,
+        "host",
+        *LEFT_TO_ENVOY,
+    )
+)
+
+
+def owned_by_gateway(name: str) -> bool:
+    """Whether a request header is the gateway's alone to set or drop: a credential, the
+    provider account, framing, routing (no configuration passes a client's copy on)."""
+    return name in _GATEWAY_OWNED or name.startswith((":", INTERNAL_PREFIX, "x-envoy-", "x-amz-"))

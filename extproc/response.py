@@ -21,6 +21,7 @@ from extproc.pipeline.inflate import INFLATABLE, Inflater
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.ratelimit_headers import ratelimit_headers
 from extproc.pipeline.refusals import stopped_mid_stream
+from extproc.pipeline.upstream_headers import from_provider
 from extproc.quota.ledger import Reservation
 from extproc.quota.limits import MICRO_USD_PER_USD, Price
 from extproc.sse import EVENT_STREAM, EventTooLarge
@@ -114,7 +115,7 @@ class ResponsePath:
         if encoding in INFLATABLE:
             self._inflater = Inflater()
         elif encoding != "identity":
-            return self._unreadable(encoding, status, _internal(headers))
+            return self._unreadable(encoding, status, headers)
         streamed = self._meter.on_headers(status, content_type)
         if attempts := headers.get(names.ATTEMPT_COUNT):
             self._record.attempts = int(attempts[0])
@@ -136,14 +137,23 @@ class ResponsePath:
         remove = [names.CONTENT_LENGTH] if rewritten else []
         if self._inflater is not None:
             remove.append(names.CONTENT_ENCODING)
-        remove += _internal(headers)
+        set_headers, dropped = self._filtered(headers, set_headers)
+        remove += dropped
         if streamed:
             return amend_response_headers(set_headers, remove_headers=remove, body="relay")
         return amend_response_headers(
             set_headers, remove_headers=remove, body="whole" if rewritten else None
         )
 
-    def _unreadable(self, encoding: str, status: int, internal: list[str]) -> ProcessingResponse:
+    def _filtered(
+        self, headers: Headers, set_headers: list[tuple[str, str]]
+    ) -> tuple[list[tuple[str, str]], list[str]]:
+        """The provider's answer headers as the client gets them (see `upstream_headers`):
+        what to set, and what to remove."""
+        add, remove, self._record.provider_request_id = from_provider(headers, set_headers)
+        return [*set_headers, *add], remove
+
+    def _unreadable(self, encoding: str, status: int, headers: Headers) -> ProcessingResponse:
         """An answer in an encoding the gateway cannot decode (though it asked for none):
         passed on untouched and charged its estimate, unless it needed translating."""
         log.warning(
@@ -158,8 +168,8 @@ class ResponsePath:
             )
         self._record.status = status
         self._meter.on_headers(status, "")  # its body goes unread: the estimate stands
-        standings = ratelimit_headers(self._reservation.standings)
-        return amend_response_headers(standings, remove_headers=internal, body="skip")
+        standings, remove = self._filtered(headers, ratelimit_headers(self._reservation.standings))
+        return amend_response_headers(standings, remove_headers=remove, body="skip")
 
     async def on_body(self, chunk: bytes, *, end: bool) -> Answer | None:
         """The answer for a body chunk; None once a stream was ended early (Envoy has
@@ -300,8 +310,3 @@ class ResponsePath:
         self._record.error_type = error.code
         self._record.note_refusal(error.labels, "stopped")
         return error
-
-
-def _internal(headers: Headers) -> list[str]:
-    """Headers set on the answer for the gateway alone (which target gave it, the attempts)."""
-    return [name for name in (names.TARGET, names.ATTEMPT_COUNT) if name in headers]

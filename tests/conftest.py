@@ -7,9 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.harness import MockProvider, RunningGateway, mock_provider, running_gateway, sha256
+from tests.harness import (
+    MockProvider,
+    RunningGateway,
+    gateway_yaml,
+    mock_provider,
+    running_gateway,
+    sha256,
+)
 
 GATEWAY_KEY = "sk-gw-test-full-access-0123456789"
 LIMITED_KEY = "sk-gw-test-limited-0123456789"
@@ -107,7 +113,7 @@ def gateway_config(mock: MockProvider, tmp_path_factory: pytest.TempPathFactory)
     secrets_dir = directory / "secrets"
     secrets_dir.mkdir()
     path = directory / "gateway.yaml"
-    path.write_text(yaml.safe_dump(gateway_document(mock.url, secrets_dir)))
+    path.write_text(gateway_yaml(gateway_document(mock.url, secrets_dir)))
     return path
 
 

@@ -29,6 +29,7 @@ import yaml
 
 from extproc.config import load_gateway
 from extproc.envoyconfig.bootstrap import Placement, build_bootstrap, render
+from extproc.mockprovider import SCRIPT_HEADERS
 from extproc.run import envoy_argv, wait_for_envoy
 
 START_TIMEOUT = 60.0
@@ -345,5 +346,15 @@ def logged_since(config: Path, before: int, alias: str | None = None) -> dict[st
 
 def write_config(directory: Path, document: dict[str, Any]) -> Path:
     path = directory / "gateway.yaml"
-    path.write_text(yaml.safe_dump(document))
+    path.write_text(gateway_yaml(document))
     return path
+
+
+def gateway_yaml(document: dict[str, Any]) -> str:
+    """A test configuration as YAML. The mock provider is scripted by request headers
+    (`x-mock-*`), which a gateway passes on only when told to: every provider forwards them,
+    as an operator would with `forward_headers`."""
+    for provider in document.get("providers", {}).values():
+        forwarded = provider.setdefault("forward_headers", [])
+        forwarded += [name for name in SCRIPT_HEADERS if name not in forwarded]
+    return yaml.safe_dump(document)

@@ -162,6 +162,7 @@ def _compile(
                     target.options,
                     target.priority,
                     own_price or prices.get(alias),
+                    tuple(target.headers.items()),
                 )
             )
         weights = tuple(itertools.accumulate(t.weight for t in targets))
@@ -227,6 +228,7 @@ def _compile(
         quota,
         _telemetry(spec.telemetry),
         spec.routing.expose_provider,
+        spec.routing.client_user_agent,
     )
 
 
@@ -404,6 +406,8 @@ def _compile_provider(
         region=spec.region,
         aws=aws,
         project=spec.project,
+        organization=spec.organization,
+        forward_headers=frozenset(spec.forward_headers),
         location=spec.location,
         publisher=spec.publisher,
         gcp=gcp,

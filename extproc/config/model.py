@@ -39,6 +39,9 @@ class Provider:
     """Bedrock: where its requests' signing credentials come from (None until resolved)."""
     project: str | None = None
     location: str | None = None
+    organization: str | None = None
+    forward_headers: frozenset[str] = frozenset()
+    """Client headers passed on to this provider as they are."""
     publisher: Publisher = "google"
     gcp: GcpCredentials | None = field(default=None, compare=False)
     """Vertex AI: where its access tokens come from (None until resolved)."""
@@ -69,6 +72,8 @@ class Target:
     priority: int = 0
     price: Price | None = None
     """Its own price, else the alias's."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Fixed headers set on every request to this target."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +210,8 @@ class Gateway:
     telemetry: TelemetrySettings
     expose_provider: bool = False
     """Answers name the provider that gave them (`x-extproc-provider`)."""
+    client_user_agent: str = "drop"
+    """`drop`: providers see the gateway's user-agent; `append`: the client's after it."""
 
     def output_cap(self, route: ModelRoute) -> int:
         """The output a request to `route` is taken to ask for when it sets no cap."""

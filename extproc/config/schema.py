@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from extproc import headers
 from extproc.config.address import parse_grpc_address
 from extproc.config.secrets import REFERENCE
 from extproc.config.units import Bytes, Seconds, parse_duration
@@ -42,8 +43,30 @@ def _date_as_text(value: object) -> object:
     return value.isoformat() if isinstance(value, datetime.date) else value
 
 
+_HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]{1,128}$")
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]{0,4096}$")
+
+
+def _check_header_name(value: str) -> str:
+    """A header a client may have passed on, or that a target gets: never one that carries a
+    credential or routes the request (those are the gateway's alone)."""
+    if not _HEADER_NAME.match(value):
+        raise ValueError("must be a lower-case header name")
+    if headers.owned_by_gateway(value):
+        raise ValueError(f"{value} is set by the gateway alone (credentials, routing, framing)")
+    return value
+
+
+def _check_header_value(value: str) -> str:
+    if not _HEADER_VALUE.match(value):
+        raise ValueError("must be printable text without line breaks")
+    return value
+
+
 Name = Annotated[str, AfterValidator(_check_name)]
 Digest = Annotated[str, AfterValidator(_check_digest)]
+HeaderName = Annotated[str, AfterValidator(_check_header_name)]
+HeaderValue = Annotated[str, AfterValidator(_check_header_value)]
 
 
 class Strict(BaseModel):
@@ -110,7 +133,14 @@ class ProviderSpec(Strict):
     """Bedrock: a profile of the shared AWS config files; unset: the standard credential
     chain (environment, IRSA web identity, EKS Pod Identity, instance metadata)."""
     project: str | None = None
-    """Vertex AI: the Google Cloud project (required)."""
+    """Vertex AI: the Google Cloud project (required). OpenAI: the project the key's use is
+    billed to (`OpenAI-Project`); a client's own is never passed on."""
+    organization: str | None = None
+    """OpenAI: the organization the key's use is billed to (`OpenAI-Organization`); a client's
+    own is never passed on."""
+    forward_headers: list[HeaderName] = Field(default_factory=list)
+    """Client headers passed on to this provider as they are (exact names), beside the few
+    every request keeps; credentials and the gateway's own headers are refused."""
     location: str | None = None
     """Vertex AI: the region (`us-central1`, …) or `global` (required)."""
     publisher: Publisher = "google"
@@ -133,8 +163,12 @@ class ProviderSpec(Strict):
                 raise ValueError("vertex providers need project and location")
             if self.api_key is not None:
                 raise ValueError("vertex providers use Google Cloud credentials, not an api_key")
-        elif self.project is not None or self.location is not None:
-            raise ValueError("project and location apply to vertex providers only")
+        elif self.location is not None:
+            raise ValueError("location applies to vertex providers only")
+        elif self.project is not None and self.kind != "openai":
+            raise ValueError("project applies to vertex and openai providers only")
+        if self.organization is not None and self.kind != "openai":
+            raise ValueError("organization applies to openai providers only")
         if self.kind == "bedrock":
             if not self.region:
                 raise ValueError("bedrock providers need region")
@@ -168,6 +202,8 @@ class TargetSpec(Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     price: PriceSpec | None = None
     """This target's price when it answers; unset: the alias's entry in `prices`."""
+    headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict)
+    """Fixed headers set on every request to this target."""
 
 
 RETRY_OUTCOMES = ("connect-failure", "reset", "timeout", "429", "5xx")
@@ -212,6 +248,8 @@ class RoutingSpec(Strict):
     retry: RetrySpec = Field(default_factory=RetrySpec)
     expose_provider: bool = False
     """Tell clients which provider answered (`x-extproc-provider`)."""
+    client_user_agent: Literal["drop", "append"] = "drop"
+    """Providers see the gateway's `user-agent`; `append` adds the client's after it."""
 
 
 class ModelSpec(Strict):
@@ -224,6 +262,8 @@ class ModelSpec(Strict):
     max_output_tokens: int | None = Field(default=None, ge=1)
     """The completion size quotas reserve when a request sets no `max_tokens`."""
     retry: RetrySpec | None = None
+    headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict)
+    """Fixed headers set on every request to this alias's provider (the single form)."""
 
     @model_validator(mode="after")
     def _check_form(self) -> ModelSpec:
@@ -234,6 +274,8 @@ class ModelSpec(Strict):
             raise ValueError("needs provider and model, or targets")
         if single and (self.provider is None or self.model is None):
             raise ValueError("needs both provider and model")
+        if self.targets and self.headers:
+            raise ValueError("with targets, set headers on each target")
         if self.targets and sum(t.weight for t in self.targets) == 0:
             raise ValueError("targets: at least one weight must be above 0")
         return self
@@ -242,7 +284,11 @@ class ModelSpec(Strict):
         if self.targets:
             return self.targets
         assert self.provider is not None and self.model is not None
-        return [TargetSpec(provider=self.provider, model=self.model, options=self.options)]
+        return [
+            TargetSpec(
+                provider=self.provider, model=self.model, options=self.options, headers=self.headers
+            )
+        ]
 
 
 LIMIT_METRICS = ("requests", "tokens", "input_tokens", "output_tokens", "usd", "concurrent")

@@ -435,7 +435,11 @@ def _routes(gateway: Gateway, with_processor: bool) -> RouteConfiguration:
         ],
         # The routing header is the gateway's own, and the client address Envoy notes for
         # itself is nobody else's business: neither leaves with the request.
-        request_headers_to_remove=[headers.ROUTE, headers.ENVOY_EXTERNAL_ADDRESS],
+        request_headers_to_remove=[
+            headers.ROUTE,
+            headers.ENVOY_EXTERNAL_ADDRESS,
+            headers.FORWARDED_PROTO,
+        ],
     )
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from extproc.mockprovider.app import build_app
+from extproc.mockprovider.app import SCRIPT_HEADERS, build_app
 
 
 async def serve(host: str, port: int, keys: Iterable[str] = ()) -> None:
@@ -27,4 +27,4 @@ async def serve(host: str, port: int, keys: Iterable[str] = ()) -> None:
         await runner.cleanup()
 
 
-__all__ = ["build_app", "serve"]
+__all__ = ["SCRIPT_HEADERS", "build_app", "serve"]

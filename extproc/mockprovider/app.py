@@ -21,6 +21,8 @@ Headers that script a request (beside those of `script`):
                                connection stays open until the client leaves)
   x-mock-force-gzip: 1         compress the answer even when the client did not accept gzip
   x-mock-corrupt-frame: 2      (Bedrock streams) flip a bit in this event-stream frame
+  x-mock-response-headers: {"x-extra": "1"}
+                               add these headers to the answer
   x-mock-fail: gpt-4o=429/2, claude-sonnet-4-5=reset
                                fail the requests for these models only (the model of the body,
                                the Azure deployment or the Gemini model of the path): a status
@@ -28,6 +30,9 @@ Headers that script a request (beside those of `script`):
                                a slash; `reset` closes the connection unanswered; `stall`
                                never answers
 
+Answers carry the headers each real API adds — OpenAI's organization, project, limits and
+`x-request-id`, Anthropic's organization id and `request-id`, Azure's region, AWS's
+`x-amzn-requestid`, Cloudflare's cookie and ray — so that a test sees what reaches a client.
 Answers are gzip-compressed whenever the request accepts gzip, as hosted APIs do (streams
 too, flushed event by event). AWS STS `AssumeRoleWithWebIdentity` (a form POST to any path)
 gives the test credentials. `GET /_mock/requests` lists what the mock received (credential
@@ -41,6 +46,8 @@ import asyncio
 import gzip
 import hashlib
 import re
+import secrets
+import uuid
 import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -491,9 +498,66 @@ async def _forget_requests(request: web.Request) -> web.Response:
     return web.Response(body=b'{"cleared":true}', content_type="application/json")
 
 
+SCRIPT_HEADERS = (
+    "x-mock-body",
+    "x-mock-cache-write-tokens",
+    "x-mock-cached-tokens",
+    "x-mock-chunk-delay-ms",
+    "x-mock-corrupt-frame",
+    "x-mock-cut-after",
+    "x-mock-fail",
+    "x-mock-force-gzip",
+    "x-mock-latency-ms",
+    "x-mock-reasoning-tokens",
+    "x-mock-response-headers",
+    "x-mock-stall-after",
+    "x-mock-status",
+    "x-mock-tool-calls",
+    "x-mock-word-bytes",
+    "x-mock-words",
+)
+"""The request headers that script an answer (a gateway passes them on only when told to:
+`forward_headers`)."""
+
+
+async def _provider_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The headers the real API of this path adds to its answers."""
+    path = request.path
+    ray = {"cf-ray": secrets.token_hex(8) + "-IAD", "set-cookie": "__cf_bm=mock; path=/; Secure"}
+    if _BEDROCK.search(path):
+        added = {"x-amzn-requestid": str(uuid.uuid4())}
+    elif vertex.PATH.search(path) or _GEMINI.search(path):
+        added = {"server-timing": "gfet4t7; dur=12", "x-goog-served-by": "mock"}
+    elif path.endswith(_ANTHROPIC_PATHS):
+        added = ray | {
+            "request-id": "req_" + secrets.token_hex(12),
+            "anthropic-organization-id": "11111111-2222-3333-4444-555555555555",
+            "anthropic-ratelimit-requests-limit": "4000",
+        }
+    elif _azure(path):
+        added = {
+            "apim-request-id": str(uuid.uuid4()),
+            "x-request-id": str(uuid.uuid4()),
+            "x-ms-region": "East US",
+        }
+    else:
+        added = ray | {
+            "x-request-id": "req_" + secrets.token_hex(12),
+            "openai-organization": "org-mock-account",
+            "openai-project": "proj_mock_account",
+            "openai-processing-ms": "5",
+            "x-ratelimit-limit-requests": "10000",
+        }
+    if scripted := request.headers.get("x-mock-response-headers"):
+        added |= orjson.loads(scripted)
+    for name, value in added.items():
+        response.headers.setdefault(name, value)
+
+
 def build_app(keys: frozenset[str] = frozenset()) -> web.Application:
     """`keys`: the provider keys the mock accepts (any, when empty)."""
     app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.on_response_prepare.append(_provider_headers)
     app[_requests] = deque(maxlen=RECORDED)
     app[_keys] = keys
     app[_stored] = {}

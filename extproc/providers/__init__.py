@@ -11,6 +11,16 @@ PROVIDER_APIS: dict[str, ProviderApi] = {
     "gemini": gemini.API,
     "bedrock": bedrock.API,
 }
+REQUEST_ID_HEADERS = tuple(
+    sorted(
+        {
+            api.request_id_header
+            for api in (*PROVIDER_APIS.values(), *vertex.APIS.values())
+            if api.request_id_header is not None
+        }
+    )
+)
+"""Where providers' answers carry their id for the call."""
 
 
 def provider_api(provider: Provider) -> ProviderApi:
@@ -21,4 +31,4 @@ def provider_api(provider: Provider) -> ProviderApi:
     return PROVIDER_APIS[provider.kind]
 
 
-__all__ = ["Location", "ProviderApi", "provider_api"]
+__all__ = ["REQUEST_ID_HEADERS", "Location", "ProviderApi", "provider_api"]

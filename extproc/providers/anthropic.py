@@ -1,7 +1,7 @@
 """Anthropic's Messages API: `x-api-key` and `anthropic-version`."""
 
 from extproc.config import Target
-from extproc.headers import ANTHROPIC_VERSION, X_API_KEY
+from extproc.headers import ANTHROPIC_BETA, ANTHROPIC_VERSION, X_API_KEY
 from extproc.providers.base import Credentials, Location, ProviderApi
 from extproc.translators.anthropic import ANTHROPIC
 from extproc.translators.schema import Operation
@@ -27,4 +27,12 @@ def locate_native(path: str, target: Target) -> Location | None:
     return Location(target.provider.base_path + COUNT_TOKENS, credentials(target))
 
 
-API = ProviderApi(ANTHROPIC, credentials, locate, "anthropic", locate_native)
+API = ProviderApi(
+    ANTHROPIC,
+    credentials,
+    locate,
+    "anthropic",
+    locate_native,
+    feature_headers=frozenset((ANTHROPIC_BETA,)),
+    request_id_header="request-id",
+)

@@ -3,7 +3,7 @@
 from urllib.parse import quote
 
 from extproc.config import Target
-from extproc.headers import API_KEY
+from extproc.headers import API_KEY, OPENAI_BETA, REQUEST_ID
 from extproc.providers.base import (
     RESPONSES_INPUT_TOKENS,
     Credentials,
@@ -44,4 +44,12 @@ def locate_native(path: str, target: Target) -> Location | None:
     return Location(f"{target.provider.base_path}/openai{path}", credentials(target))
 
 
-API = ProviderApi(OPENAI, credentials, locate, "azure.ai.openai", locate_native)
+API = ProviderApi(
+    OPENAI,
+    credentials,
+    locate,
+    "azure.ai.openai",
+    locate_native,
+    feature_headers=frozenset((OPENAI_BETA,)),
+    request_id_header=REQUEST_ID,
+)

@@ -44,6 +44,11 @@ class ProviderApi:
     sign: Callable[[Target, str, bytes], Credentials] | None = None
     """(target, upstream path, the exact body sent) → the headers that sign this request,
     for kinds that sign each request (AWS SigV4) rather than send a key."""
+    feature_headers: frozenset[str] = frozenset()
+    """Headers a client of this kind's own schema may send to turn features on (betas):
+    passed on only when the client speaks that schema."""
+    request_id_header: str | None = None
+    """Where this kind's answers carry the provider's id for the call."""
 
     def signature(self, target: Target, path: str, body: bytes) -> Credentials:
         """The headers signing this request, for kinds that sign each one (else none)."""

@@ -39,6 +39,7 @@ def access_line(record: RequestRecord) -> bytes:
         "provider": record.provider,
         "model": record.upstream_model,
         "response_model": record.response_model,
+        "provider_request_id": record.provider_request_id,
         "operation": record.operation,
         "stream": record.stream,
         "quota": record.quota,

@@ -27,6 +27,8 @@ class RequestRecord:
     """`gen_ai.provider.name` of the provider kind (`openai`, `anthropic`, `gcp.gemini`, …)."""
     upstream_model: str | None = None
     response_model: str | None = None
+    provider_request_id: str | None = None
+    """The provider's own id for the call (what its support asks for)."""
     stream: bool = False
     status: int | None = None
     error_type: str | None = None

@@ -27,7 +27,14 @@ import httpx
 import yaml
 
 from tests.bench.cpu import ROLES, cpu_by_role
-from tests.harness import ROOT, envoy_only, mock_provider, redis_server, running_gateway
+from tests.harness import (
+    ROOT,
+    envoy_only,
+    gateway_yaml,
+    mock_provider,
+    redis_server,
+    running_gateway,
+)
 from tests.otlp_receiver import otlp_receiver
 
 DURATION_SECONDS = 5
@@ -190,7 +197,7 @@ def configure(
     if collector is not None:
         document["telemetry"] = {"tracing": {"enabled": True, "endpoint": collector}}
     path = directory / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(document))
+    path.write_text(gateway_yaml(document))
     return path
 
 

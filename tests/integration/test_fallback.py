@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from tests.conftest import ANTHROPIC_KEY, GATEWAY_KEY, gateway_document
 from tests.harness import (
@@ -18,6 +17,7 @@ from tests.harness import (
     RunningGateway,
     access_log_lines,
     counter_used,
+    gateway_yaml,
     logged_since,
     quota_usage,
     running_gateway,
@@ -73,7 +73,7 @@ def fallback_gateway(
     document["telemetry"] = {"access_log": str(directory / "access.log")}
     document["routing"] = {"expose_provider": True}
     config = directory / "gateway.yaml"
-    config.write_text(yaml.safe_dump(document))
+    config.write_text(gateway_yaml(document))
     with running_gateway(config, directory / "gateway.log") as running:
         yield running
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-import yaml
 
 from tests.conftest import GATEWAY_KEY, gateway_document
 from tests.harness import (
@@ -16,6 +15,7 @@ from tests.harness import (
     RunningGateway,
     envoy_only,
     extproc,
+    gateway_yaml,
     running_gateway,
 )
 
@@ -49,7 +49,7 @@ def test_second_instance_with_two_workers_runs_beside_the_first(
     document = gateway_document(mock.url, secrets_dir)
     document["processor"] = {"workers": 2, "message_timeout": "10s"}
     config = tmp_path / "second.yaml"
-    config.write_text(yaml.safe_dump(document))
+    config.write_text(gateway_yaml(document))
 
     with running_gateway(config, tmp_path / "second.log") as second:
         assert second.url != gateway.url
@@ -106,7 +106,7 @@ def test_processor_too_slow_is_a_json_504(mock: MockProvider, tmp_path: Path) ->
     # No processor answers within a microsecond: every request meets the timeout.
     document["processor"] = {"message_timeout": "0.001ms"}
     config = tmp_path / "slow.yaml"
-    config.write_text(yaml.safe_dump(document))
+    config.write_text(gateway_yaml(document))
     mock.clear()
 
     with running_gateway(config, tmp_path / "slow.log") as slow:

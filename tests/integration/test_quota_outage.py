@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.conftest import OPENAI_KEY
 from tests.harness import (
@@ -15,6 +14,7 @@ from tests.harness import (
     RunningGateway,
     assert_openai_error,
     free_port,
+    gateway_yaml,
     redis_server,
     running_gateway,
     settles_to,
@@ -74,7 +74,7 @@ def chat(gateway: RunningGateway) -> tuple[int, dict[str, object]]:
 
 def switch_policy(config: Path, gateway: RunningGateway, mock: MockProvider, policy: str) -> None:
     reloads = gateway.log_path.read_text().count("configuration reloaded")
-    config.write_text(yaml.safe_dump(document(mock, policy)))
+    config.write_text(gateway_yaml(document(mock, policy)))
     wait_until(
         lambda: gateway.log_path.read_text().count("configuration reloaded") > reloads,
         "the new policy was not loaded",
