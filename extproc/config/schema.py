@@ -165,10 +165,6 @@ class ProviderSpec(Strict):
                 raise ValueError("vertex providers use Google Cloud credentials, not an api_key")
         elif self.location is not None:
             raise ValueError("location applies to vertex providers only")
-        elif self.project is not None and self.kind != "openai":
-            raise ValueError("project applies to vertex and openai providers only")
-        if self.organization is not None and self.kind != "openai":
-            raise ValueError("organization applies to openai providers only")
         if self.kind == "bedrock":
             if not self.region:
                 raise ValueError("bedrock providers need region")
@@ -178,6 +174,14 @@ class ProviderSpec(Strict):
             raise ValueError("region and aws_profile apply to bedrock providers only")
         elif self.base_url is None and self.kind != "vertex":
             raise ValueError("base_url is required")
+        return self
+
+    @model_validator(mode="after")
+    def _check_account_fields(self) -> ProviderSpec:
+        if self.project is not None and self.kind not in ("vertex", "openai"):
+            raise ValueError("project applies to vertex and openai providers only")
+        if self.organization is not None and self.kind != "openai":
+            raise ValueError("organization applies to openai providers only")
         return self
 
 
