@@ -29,6 +29,7 @@ from tests.harness import (
     sha256,
     write_config,
 )
+from tests.integration.test_provider_headers import CLIENT_HEADERS, ENVOYS, GATEWAYS
 
 pytestmark = pytest.mark.envoy
 
@@ -308,3 +309,14 @@ def test_a_fallback_attempt_to_bedrock_is_signed_for_itself(
 def sha256_digest(value: str) -> str:
     """How the mock records a credential header."""
     return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def test_bedrock_gets_only_what_it_needs(gateway: RunningGateway, mock: MockProvider) -> None:
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEY, max_retries=0) as sdk:
+        sdk.chat.completions.create(
+            model="claude",
+            messages=[{"role": "user", "content": "Hi"}],
+            extra_headers=CLIENT_HEADERS,
+        )
+    signing = {"authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256"}
+    assert set(mock.last_request()["headers"]) <= ENVOYS | GATEWAYS | signing

@@ -26,6 +26,7 @@ from tests.harness import (
     sha256,
     write_config,
 )
+from tests.integration.test_provider_headers import CLIENT_HEADERS, ENVOYS, GATEWAYS
 
 pytestmark = pytest.mark.envoy
 
@@ -167,3 +168,15 @@ def test_the_token_comes_from_the_service_account_and_never_leaks(
         assert exchange["body"]["assertion"].startswith("sha256:")
     private_key = json.loads(service_account.read_text())["private_key"].splitlines()[1]
     assert private_key not in gateway.log_path.read_text()
+
+
+def test_vertex_gets_only_what_it_needs(gateway: RunningGateway, mock: MockProvider) -> None:
+    with anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0) as sdk:
+        sdk.messages.create(
+            model="cl",
+            max_tokens=20,
+            messages=[{"role": "user", "content": "Hi"}],
+            extra_headers=CLIENT_HEADERS,
+        )
+    # Claude on Vertex takes Anthropic's body, but not Anthropic's headers (its betas included).
+    assert set(mock.last_request()["headers"]) <= ENVOYS | GATEWAYS | {"authorization"}

@@ -191,3 +191,41 @@ def test_keys_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert key.startswith("sk-gw-") and len(key) > 40
     assert main(["keys", "hash", key]) == 0
     assert capsys.readouterr().out.strip() == digest_line.split()[-1]
+
+
+KEYED = "    api_key: ${env:OPENAI_API_KEY}\n"
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "says"),
+    [
+        ("authorization", "set by the gateway alone"),
+        ("cookie", "set by the gateway alone"),
+        ("x-amz-date", "set by the gateway alone"),
+        ("openai-organization", "set by the gateway alone"),
+        ("x-extproc-route", "set by the gateway alone"),
+        ("X-Trace", "lower-case"),
+    ],
+)
+def test_a_provider_forwards_no_credential_nor_the_gateways_own(forwarded: str, says: str) -> None:
+    text = VALID.replace(KEYED, KEYED + f"    forward_headers: [{forwarded}]\n")
+    found = problems(text)
+    assert any(p == "providers.openai.forward_headers.0" and says in m for p, m in found), found
+
+
+def test_account_and_fixed_headers_are_checked() -> None:
+    account = KEYED + "    organization: org-x\n    project: proj_x\n"
+    gateway = parse_gateway(VALID.replace(KEYED, account), source=Path("gw.yaml"), environ=ENV)
+    assert (gateway.providers["openai"].organization, gateway.providers["openai"].project) == (
+        "org-x",
+        "proj_x",
+    )
+    for field in ("organization: org-x", "project: proj_x"):
+        anthropic = VALID.replace("kind: openai", "kind: anthropic")
+        anthropic = anthropic.replace(KEYED, KEYED + f"    {field}\n")
+        assert any("applies to" in m for _, m in problems(anthropic)), field
+    broken = VALID.replace(
+        "gpt-4o: {provider: openai, model: gpt-4o, options: {max_tokens: 512}}",
+        'gpt-4o: {provider: openai, model: gpt-4o, headers: {x-tag: "a\\nb"}}',
+    )
+    assert any(p == "models.gpt-4o.headers.x-tag" for p, _ in problems(broken))
