@@ -12,10 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from extproc.config import ConfigError, Gateway, load_gateway
-from extproc.config.address import worker_addresses
+from extproc.config.address import parse_grpc_address, worker_addresses
+from extproc.config.model import ProcessorTls
+from extproc.config.schema import PLAINTEXT_REFUSED
 from extproc.pipeline.auth import digest_key
 
 KEY_PREFIX = "sk-gw-"
+TLS_DIR_HELP = (
+    "mTLS from a Kubernetes TLS Secret mounted here: tls.crt, tls.key and the ca.crt both "
+    "sides' certificates chain to"
+)
 QUIET_LIBRARIES = ("botocore", "google.auth", "urllib3")
 """Cloud credential libraries whose debug logs hold credentials (botocore logs each canonical
 request, session token included): warnings only, whatever the gateway's own level."""
@@ -56,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True, type=Path)
     serve.add_argument("--address", help="host:port or unix:/path (overrides processor.address)")
     serve.add_argument("--workers", type=int, help="worker processes (overrides processor.workers)")
+    serve.add_argument(
+        "--allow-plaintext",
+        action="store_true",
+        help="serve plaintext TCP on a reachable address: only behind a mesh sidecar that "
+        "authenticates Envoy (overrides processor.allow_plaintext)",
+    )
+    serve.add_argument("--tls-dir", type=Path, help=TLS_DIR_HELP + " (overrides processor.tls)")
     # Set by the worker supervisor: worker i serves /metrics on the configured port + i.
     serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     serve.set_defaults(command=_serve)
@@ -86,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     probe = health.add_mutually_exclusive_group(required=True)
     probe.add_argument("--processor", metavar="ADDRESS", help="gRPC health of a processor")
     probe.add_argument("--envoy-admin", metavar="HOST:PORT", help="Envoy admin /ready")
+    credentials = health.add_mutually_exclusive_group()
+    credentials.add_argument(
+        "--config", type=Path, help="the configuration: where the processor requires mTLS"
+    )
+    credentials.add_argument("--tls-dir", type=Path, help=TLS_DIR_HELP)
     health.set_defaults(command=_health)
 
     usage = commands.add_parser("usage", help="show what each limit used and has left")
@@ -114,9 +132,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _health(args: argparse.Namespace) -> int:
+    from extproc.counters import client_tls
     from extproc.health import envoy_ready, processor_serving
 
-    healthy = processor_serving(args.processor) if args.processor else envoy_ready(args.envoy_admin)
+    if args.processor:
+        tls = None
+        if args.tls_dir is not None:
+            tls = client_tls(args.processor, ProcessorTls.from_directory(args.tls_dir))
+        elif args.config is not None:
+            gateway = load_gateway(args.config, resolve_secrets=False)
+            tls = client_tls(args.processor, gateway.processor.tls)
+        healthy = processor_serving(args.processor, tls)
+    else:
+        healthy = envoy_ready(args.envoy_admin)
     print("ok" if healthy else "not ready")
     return 0 if healthy else 1
 
@@ -158,10 +186,20 @@ def _serve(args: argparse.Namespace) -> int:
     addresses = worker_addresses(
         args.address or gateway.processor.address, args.workers or gateway.processor.workers
     )
+    tls = gateway.processor.tls
+    if args.tls_dir is not None:
+        tls = ProcessorTls.from_directory(args.tls_dir)
+    plaintext = args.allow_plaintext or gateway.processor.allow_plaintext
+    reachable = not all(parse_grpc_address(address).local for address in addresses)
+    if reachable and tls is None and not plaintext:
+        print(f"{args.config}: processor: {PLAINTEXT_REFUSED}", file=sys.stderr)
+        return 2
     if len(addresses) == 1:
-        asyncio.run(serve(gateway, addresses[0], worker=args.worker_index))
+        asyncio.run(serve(gateway, addresses[0], worker=args.worker_index, tls=tls))
         return 0
-    return asyncio.run(serve_workers(gateway.source, addresses))
+    flags = ["--allow-plaintext"] if args.allow_plaintext else []
+    flags += ["--tls-dir", str(args.tls_dir)] if args.tls_dir is not None else []
+    return asyncio.run(serve_workers(gateway.source, addresses, flags))
 
 
 def _envoy_config(args: argparse.Namespace) -> int:

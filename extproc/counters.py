@@ -12,6 +12,9 @@ from collections.abc import Sequence
 import grpc
 from google.protobuf.struct_pb2 import ListValue
 
+from extproc.config.address import parse_grpc_address
+from extproc.config.model import ProcessorTls
+from extproc.health import ClientTls
 from extproc.quota.store import QuotaStore, StoreUnavailable
 from extproc.transport import Call, GrpcError, Method, Status
 
@@ -39,9 +42,29 @@ class CountersService:
         return {f"/{SERVICE}/{METHOD}": Method(self.read, ListValue)}
 
 
-async def read_remote(address: str, counters: Sequence[str], *, timeout: float) -> list[int]:
+def client_tls(address: str, tls: ProcessorTls | None) -> ClientTls | None:
+    """How a client (a probe, `extproc usage`) reaches the processor at `address`: with
+    Envoy's certificate where the processor requires mTLS."""
+    if tls is None or parse_grpc_address(address).socket_path is not None:
+        return None
+    return ClientTls(
+        tls.ca_file.read_bytes(),
+        tls.envoy_cert_file.read_bytes(),
+        tls.envoy_key_file.read_bytes(),
+        tls.server_name,
+    )
+
+
+async def read_remote(
+    address: str, counters: Sequence[str], *, timeout: float, tls: ClientTls | None = None
+) -> list[int]:
     """Counter values from the processor listening at `address`; raises StoreUnavailable."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    channel = (
+        grpc.aio.insecure_channel(address)
+        if tls is None
+        else grpc.aio.secure_channel(address, tls.credentials(), options=tls.options())
+    )
+    async with channel:
         call = channel.unary_unary(
             f"/{SERVICE}/{METHOD}",
             request_serializer=ListValue.SerializeToString,

@@ -7,6 +7,7 @@ on a Unix socket, Envoy's admin on 127.0.0.1.
 from __future__ import annotations
 
 import urllib.request
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -14,9 +15,30 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 PROBE_TIMEOUT = 2.0
 
 
-def processor_serving(address: str) -> bool:
-    """The processor's standard gRPC health service answers SERVING."""
-    with grpc.insecure_channel(address) as channel:
+@dataclass(frozen=True, slots=True)
+class ClientTls:
+    """A client certificate, and the CA the server's must chain to (PEM)."""
+
+    ca: bytes
+    cert: bytes
+    key: bytes
+    server_name: str | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(self.ca, self.key, self.cert)
+
+    def options(self) -> list[tuple[str, str]]:
+        return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
+
+
+def processor_serving(address: str, tls: ClientTls | None = None) -> bool:
+    """The processor's standard gRPC health service answers SERVING (over mTLS with `tls`)."""
+    channel = (
+        grpc.insecure_channel(address)
+        if tls is None
+        else grpc.secure_channel(address, tls.credentials(), options=tls.options())
+    )
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=PROBE_TIMEOUT)

@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2
 from extproc.attempt import Attempt, is_attempt
 from extproc.config import Gateway
 from extproc.config.address import parse_grpc_address
+from extproc.config.model import ProcessorTls
 from extproc.config.sizing import BODIES_AT_ONCE
 from extproc.config.watcher import GatewaySource
 from extproc.counters import CountersService
@@ -35,6 +36,7 @@ from extproc.telemetry.requests import Telemetry
 from extproc.telemetry.sdk import Sdk, start_sdk
 from extproc.telemetry.spans import Spans
 from extproc.transport import Call, GrpcError, Method, Server, Status
+from extproc.transport.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +149,18 @@ class Health:
 class ProcessorServer:
     """The processor's gRPC endpoint at one address (`host:port` or `unix:/path`)."""
 
-    def __init__(self, source: GatewaySource, services: Services, address: str) -> None:
+    def __init__(
+        self,
+        source: GatewaySource,
+        services: Services,
+        address: str,
+        tls: ProcessorTls | None = None,
+    ) -> None:
         gateway = source.current
         self._address = address
+        self._tls = None
+        if tls is not None and parse_grpc_address(address).socket_path is None:
+            self._tls = ServerTls(tls.cert_file, tls.key_file, tls.client_ca_file)
         self._processor = Processor(source, services)
         self.health = Health()
         counters = CountersService(services.ledger.store)
@@ -171,8 +182,14 @@ class ProcessorServer:
             Path(address.socket_path).unlink(missing_ok=True)
             await self._server.start_unix(address.socket_path)
         else:
-            await self._server.start(address.host, address.port)
+            tls = self._tls.context if self._tls is not None else None
+            await self._server.start(address.host, address.port, tls=tls)
         self.health.status = _Status.SERVING
+
+    async def follow_certificate(self) -> None:
+        """Load the TLS certificate again when its files change (until cancelled)."""
+        if self._tls is not None:
+            await self._tls.follow()
 
     async def stop(self, grace: float) -> None:
         """Say NOT_SERVING, let open streams finish (up to `grace` seconds), then close."""
@@ -203,17 +220,21 @@ def open_services(gateway: Gateway, source: GatewaySource, sdk: Sdk) -> Services
     return Services(ledger, telemetry, random.Random())  # noqa: S311 - load spreading
 
 
-async def serve(gateway: Gateway, address: str, *, worker: int = 0) -> None:
+async def serve(
+    gateway: Gateway, address: str, *, worker: int = 0, tls: ProcessorTls | None = None
+) -> None:
     """Serve until SIGINT or SIGTERM, then drain: health says NOT_SERVING, streams finish.
-    The configuration file is followed meanwhile (see `extproc.config.watcher`)."""
+    The configuration file is followed meanwhile (see `extproc.config.watcher`); its
+    `processor.tls` (or `tls`, which overrides it) is read once, at start."""
     _map_large_buffers()
     source = GatewaySource(gateway)
     sdk = start_sdk(gateway.telemetry, worker=worker)
     services = open_services(gateway, source, sdk)
-    server = ProcessorServer(source, services, address)
+    server = ProcessorServer(source, services, address, tls or gateway.processor.tls)
     stop = stop_requested()
     follow = asyncio.create_task(source.follow())
     maintain = asyncio.create_task(services.ledger.maintain())
+    certificate = asyncio.create_task(server.follow_certificate())
     try:
         await server.start()
         log.info("processor listening on %s", address)
@@ -225,8 +246,11 @@ async def serve(gateway: Gateway, address: str, *, worker: int = 0) -> None:
             await follow
         await server.stop(SHUTDOWN_GRACE)
         maintain.cancel()
+        certificate.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await maintain
+        with contextlib.suppress(asyncio.CancelledError):
+            await certificate
         await services.ledger.flush()
         services.cuts.flush()
         await services.ledger.store.close()

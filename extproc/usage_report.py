@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from extproc.config import Gateway
-from extproc.counters import read_remote
+from extproc.counters import client_tls, read_remote
 from extproc.quota.configured import open_store
 from extproc.quota.limits import MICRO_USD_PER_USD, Limit
 
@@ -57,7 +57,8 @@ async def current_usage(gateway: Gateway, *, processor: str | None, now: float) 
     (at `processor`, default the configured address); raises StoreUnavailable."""
     if gateway.quota.store == "memory":
         address = processor or gateway.processor.worker_addresses()[0]
-        read = functools.partial(read_remote, address, timeout=PROCESSOR_TIMEOUT)
+        tls = client_tls(address, gateway.processor.tls)
+        read = functools.partial(read_remote, address, timeout=PROCESSOR_TIMEOUT, tls=tls)
         return await usage_rows(gateway, read, now)
     settings = gateway.quota
     store = open_store(

@@ -8,13 +8,13 @@ from pathlib import Path
 from extproc.supervisor import Supervisor
 
 
-async def serve_workers(config: Path, addresses: list[str]) -> int:
-    """Start one `extproc serve` per address, each started again when it dies; stop all on
-    SIGINT/SIGTERM."""
+async def serve_workers(config: Path, addresses: list[str], flags: list[str]) -> int:
+    """Start one `extproc serve` per address (with the command line's `flags`), each started
+    again when it dies; stop all on SIGINT/SIGTERM."""
     supervisor = Supervisor()
     try:
         for index, address in enumerate(addresses):
-            argv = [sys.executable, "-m", "extproc", "serve", "--config", str(config)]
+            argv = [sys.executable, "-m", "extproc", "serve", "--config", str(config), *flags]
             await supervisor.start(
                 f"worker {index}",
                 [*argv, "--address", address, "--workers", "1", "--worker-index", str(index)],

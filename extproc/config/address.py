@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 UNIX = "unix:"
@@ -13,6 +14,16 @@ class GrpcAddress:
     """Set for a Unix socket; then host and port are unused."""
     host: str = ""
     port: int = 0
+
+    @property
+    def local(self) -> bool:
+        """Only this machine (this pod) can reach it: a Unix socket, or a loopback address."""
+        if self.socket_path is not None or self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False  # a name: whatever it resolves to, others may reach it
 
 
 def worker_addresses(address: str, workers: int) -> list[str]:

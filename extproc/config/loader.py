@@ -26,6 +26,7 @@ from extproc.config.model import (
     ModelRoute,
     Principal,
     ProcessorSettings,
+    ProcessorTls,
     Provider,
     QuotaSettings,
     RetrySettings,
@@ -39,6 +40,7 @@ from extproc.config.schema import (
     GatewaySpec,
     LimitSpec,
     PriceSpec,
+    ProcessorSpec,
     ProviderSpec,
     QuotaSpec,
     RetrySpec,
@@ -221,7 +223,7 @@ def _compile(
     return Gateway(
         source,
         ListenSettings(**spec.listen.model_dump()),
-        ProcessorSettings(**spec.processor.model_dump()),
+        _processor(spec.processor, source.parent),
         providers,
         models,
         principals,
@@ -229,6 +231,19 @@ def _compile(
         _telemetry(spec.telemetry),
         spec.routing.expose_provider,
         spec.routing.client_user_agent,
+    )
+
+
+def _processor(spec: ProcessorSpec, directory: Path) -> ProcessorSettings:
+    tls = None
+    if spec.tls is not None:
+        files = {
+            name: directory / value if name.endswith("_file") else value
+            for name, value in spec.tls.model_dump().items()
+        }
+        tls = ProcessorTls(**files)
+    return ProcessorSettings(
+        spec.address, spec.workers, spec.message_timeout, tls, spec.allow_plaintext
     )
 
 

@@ -158,10 +158,32 @@ class ListenSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessorTls:
+    """Files, resolved beside the configuration file (see `ProcessorTlsSpec`)."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path
+    envoy_cert_file: Path
+    envoy_key_file: Path
+    ca_file: Path
+    server_name: str | None
+
+    @classmethod
+    def from_directory(cls, directory: Path) -> ProcessorTls:
+        """A Kubernetes TLS Secret as cert-manager writes it (tls.crt, tls.key, ca.crt), for
+        both sides: the one certificate serves, and proves a local probe to the processor."""
+        cert, key, ca = directory / "tls.crt", directory / "tls.key", directory / "ca.crt"
+        return cls(cert, key, ca, cert, key, ca, None)
+
+
+@dataclass(frozen=True, slots=True)
 class ProcessorSettings:
     address: str
     workers: int
     message_timeout: float
+    tls: ProcessorTls | None = None
+    allow_plaintext: bool = False
 
     def worker_addresses(self) -> list[str]:
         return worker_addresses(self.address, self.workers)

@@ -87,6 +87,25 @@ class ListenSpec(Strict):
     """How long a client may take to send its whole request (cuts off very slow uploads)."""
 
 
+class ProcessorTlsSpec(Strict):
+    """mTLS between Envoy and the processor: each side proves itself to the other."""
+
+    cert_file: str
+    """The processor's certificate (PEM, with its chain) …"""
+    key_file: str
+    """… and its key."""
+    client_ca_file: str
+    """Envoy's client certificate must chain to this CA (PEM): nobody else gets an answer."""
+    envoy_cert_file: str
+    """Envoy's client certificate (PEM), as the rendered Envoy configuration loads it …"""
+    envoy_key_file: str
+    """… and its key."""
+    ca_file: str
+    """What Envoy checks the processor's certificate against (PEM)."""
+    server_name: str | None = None
+    """The name Envoy expects in the processor's certificate (SNI too); default: the host."""
+
+
 class ProcessorSpec(Strict):
     address: str = "127.0.0.1:50051"
     """Where the processor listens: `host:port`, or `unix:/path` when it shares a pod with Envoy."""
@@ -95,11 +114,24 @@ class ProcessorSpec(Strict):
     message_timeout: Seconds = 5.0
     """How long Envoy waits for each processor answer before failing the request (504).
     A healthy processor answers in about a millisecond; this is the net under a stall."""
+    tls: ProcessorTlsSpec | None = None
+    """mTLS with Envoy: required on an address others can reach (not a Unix socket or a
+    loopback address), unless `allow_plaintext` says a mesh authenticates Envoy instead."""
+    allow_plaintext: bool = False
+    """Serve plaintext on a reachable address: only behind a mesh sidecar that requires mTLS
+    and an authorization policy admitting Envoy alone (Istio STRICT)."""
 
     @model_validator(mode="after")
     def _check_address(self) -> ProcessorSpec:
-        parse_grpc_address(self.address)
+        if not parse_grpc_address(self.address).local and not self.tls and not self.allow_plaintext:
+            raise ValueError(PLAINTEXT_REFUSED)
         return self
+
+
+PLAINTEXT_REFUSED = (
+    "a processor others can reach must require mTLS (processor.tls), or say that a mesh "
+    "authenticates Envoy in front of it (processor.allow_plaintext: true)"
+)
 
 
 class ProviderSpec(Strict):

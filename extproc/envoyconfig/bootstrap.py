@@ -6,6 +6,7 @@ Built from typed envoy-data-plane classes so that a wrong field name fails here,
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -105,6 +106,7 @@ from envoy_data_plane.envoy.extensions.transport_sockets.tls.v3 import (
     CommonTlsContext,
     SubjectAltNameMatcher,
     SubjectAltNameMatcherSanType,
+    TlsCertificate,
     UpstreamTlsContext,
 )
 from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
@@ -120,7 +122,7 @@ from envoy_data_plane.google.protobuf import Struct, Value
 from extproc import headers
 from extproc.config import Gateway, Provider
 from extproc.config.address import parse_grpc_address
-from extproc.config.model import TracingSettings
+from extproc.config.model import ProcessorTls, TracingSettings
 from extproc.envoyapi.messages import REPLY_DETAILS, SHARED_METADATA
 from extproc.envoyconfig.cut_reports import cut_report_loggers
 from extproc.envoyconfig.fallback import (
@@ -176,10 +178,11 @@ def build_bootstrap(
     numbered = with_processor and _has_fallback(gateway)
     clusters = [_provider_cluster(p, numbered) for p in gateway.providers.values()]
     if with_processor:
-        clusters.append(_processor_cluster(PROCESSOR_CLUSTER, placement.processor_addresses))
+        tls = gateway.processor.tls
+        clusters.append(_processor_cluster(PROCESSOR_CLUSTER, placement.processor_addresses, tls))
         if len(placement.processor_addresses) > 1:
             clusters += [
-                _processor_cluster(name, (address,))
+                _processor_cluster(name, (address,), tls)
                 for name, address in zip(
                     _report_clusters(placement), placement.processor_addresses, strict=True
                 )
@@ -560,9 +563,13 @@ def _report_clusters(placement: Placement) -> list[str]:
     return [f"{PROCESSOR_CLUSTER}_{index}" for index in range(len(addresses))]
 
 
-def _processor_cluster(name: str, addresses: tuple[str, ...]) -> Cluster:
+def _processor_cluster(name: str, addresses: tuple[str, ...], tls: ProcessorTls | None) -> Cluster:
+    """The processor's workers; over TCP with `tls`, Envoy proves itself with its client
+    certificate and checks the processor's."""
+    tcp = parse_grpc_address(addresses[0]).socket_path is None
     return Cluster(
         name=name,
+        transport_socket=_processor_tls(tls, addresses[0]) if tls is not None and tcp else None,
         type=ClusterDiscoveryType.STATIC,
         connect_timeout=timedelta(seconds=1),
         typed_extension_protocol_options=_http2_only(),
@@ -626,6 +633,42 @@ def _provider_cluster(provider: Provider, numbered_attempts: bool) -> Cluster:
             ],
         ),
     )
+
+
+def _processor_tls(tls: ProcessorTls, address: str) -> TransportSocket:
+    name = tls.server_name or parse_grpc_address(address).host
+    context = UpstreamTlsContext(
+        sni=name,
+        common_tls_context=CommonTlsContext(
+            alpn_protocols=["h2"],
+            tls_certificates=[
+                TlsCertificate(
+                    certificate_chain=DataSource(filename=str(tls.envoy_cert_file)),
+                    private_key=DataSource(filename=str(tls.envoy_key_file)),
+                )
+            ],
+            validation_context=CertificateValidationContext(
+                trusted_ca=DataSource(filename=str(tls.ca_file)),
+                match_typed_subject_alt_names=[
+                    SubjectAltNameMatcher(
+                        san_type=_san_type(name), matcher=StringMatcher(exact=name)
+                    )
+                ],
+            ),
+        ),
+    )
+    return TransportSocket(
+        name="envoy.transport_sockets.tls", typed_config=AnyMessage.pack(context)
+    )
+
+
+def _san_type(name: str) -> SubjectAltNameMatcherSanType:
+    """An IP address is matched as one; anything else as a DNS name."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return SubjectAltNameMatcherSanType.DNS
+    return SubjectAltNameMatcherSanType.IP_ADDRESS
 
 
 def _tls(provider: Provider) -> TransportSocket:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,9 +53,12 @@ class Server:
         self._tasks: set[asyncio.Task[None]] = set()
         self._refusing = False
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, *, tls: ssl.SSLContext | None = None) -> None:
+        """Listen on TCP; with `tls`, only clients that complete its handshake are served."""
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(self._connection, host, port, backlog=BACKLOG)
+        self._listener = await loop.create_server(
+            self._connection, host, port, backlog=BACKLOG, ssl=tls
+        )
 
     async def start_unix(self, path: str) -> None:
         loop = asyncio.get_running_loop()

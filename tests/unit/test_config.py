@@ -9,6 +9,7 @@ import pytest
 from extproc.cli import main
 from extproc.config import ConfigError, load_gateway, parse_gateway
 from extproc.config.address import worker_addresses
+from extproc.config.schema import PLAINTEXT_REFUSED
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGEST = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
@@ -155,6 +156,38 @@ def test_worker_addresses() -> None:
         "127.0.0.1:50051",
         "127.0.0.1:50052",
     ]
+
+
+@pytest.mark.parametrize(
+    ("address", "refused"),
+    [
+        ("unix:/run/extproc/extproc.sock", False),
+        ("127.0.0.1:50051", False),
+        ("[::1]:50051", False),
+        ("0.0.0.0:50051", True),
+        ("extproc-processor.extproc.svc:50051", True),
+    ],
+)
+def test_a_processor_others_can_reach_needs_mtls_or_a_stated_mesh(
+    address: str, refused: bool
+) -> None:
+    config = VALID + f"processor: {{address: '{address}'}}\n"
+    if refused:
+        assert problems(config) == [("processor", PLAINTEXT_REFUSED)]
+    else:
+        parse_gateway(config, source=Path("gw.yaml"), environ=ENV)
+    plaintext = VALID + f"processor: {{address: '{address}', allow_plaintext: true}}\n"
+    assert parse_gateway(plaintext, source=Path("gw.yaml"), environ=ENV).processor.allow_plaintext
+
+
+def test_serve_refuses_plaintext_on_a_reachable_address(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "gw.yaml"
+    config.write_text(VALID)
+    # Refused before anything listens.
+    assert main(["serve", "--config", str(config), "--address", "0.0.0.0:50051"]) == 2
+    assert PLAINTEXT_REFUSED in capsys.readouterr().err
 
 
 def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
