@@ -4,6 +4,7 @@ down, fail closed, and the Envoy configuration in them is valid."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import all_versions
 
+from extproc.cli import _parser as cli_parser
 from extproc.config import load_gateway
 from extproc.config.sizing import processor_memory
 from extproc.config.units import parse_size
@@ -38,6 +40,13 @@ GATEWAY_YAML = MANIFESTS / "config" / "gateway.yaml"
 KUBERNETES_VERSIONS = sorted(set(all_versions()), key=lambda v: tuple(map(int, v.split("."))))[-2:]
 """The two most recent Kubernetes minor versions kubernetes-validate ships schemas for."""
 CORE_GROUPS = ("v1", "apps/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1")
+SCHEMA_GROUPS = (
+    "networking.istio.io",
+    "security.istio.io",
+    "gateway.networking.k8s.io",
+    "cert-manager.io",
+)
+"""The API groups whose objects tests/k8s-models checks against their CRD schemas."""
 
 
 def rendered(variant: str) -> list[dict[str, Any]]:
@@ -90,11 +99,7 @@ def model_check(objects: list[dict[str, Any]]) -> subprocess.CompletedProcess[st
 @pytest.mark.parametrize("name", ["overlays/istio", SIDECAR_EXAMPLE, "overlays/envoy-gateway"])
 def test_istio_and_gateway_api_objects_match_their_schemas(name: str) -> None:
     objects = rendered(name)
-    checked = [
-        o
-        for o in objects
-        if o["apiVersion"].split("/")[0] in ("networking.istio.io", "gateway.networking.k8s.io")
-    ]
+    checked = [o for o in objects if o["apiVersion"].split("/")[0] in SCHEMA_GROUPS]
     result = model_check(objects)
     assert result.returncode == 0, result.stdout
     assert result.stdout.strip().endswith(f"checked {len(checked)}")
@@ -105,9 +110,19 @@ def test_the_schema_check_catches_mistakes() -> None:
     for document in objects:
         if document["kind"] == "VirtualService":
             document["spec"]["http"][0]["timeout"] = 600
+        if document["kind"] == "AuthorizationPolicy":
+            document["spec"]["action"] = "PERMIT"
     result = model_check(objects)
     assert result.returncode == 1
     assert "timeout must be string" in result.stdout
+    assert "action must be equal to one of the allowed values" in result.stdout
+    certificates = rendered("overlays/envoy-gateway")
+    for document in certificates:
+        if document["kind"] == "Certificate":
+            document["spec"]["usages"] = ["serverauth"]
+    result = model_check(certificates)
+    assert result.returncode == 1
+    assert "usages/0 must be equal to one of the allowed values" in result.stdout
 
 
 ENVOY_GATEWAY_FIELDS = {
@@ -124,6 +139,10 @@ ENVOY_GATEWAY_FIELDS = {
         "spec.extProc[].processingMode.request.body",
     },
     "Backend": {"spec.endpoints[].fqdn.hostname", "spec.endpoints[].fqdn.port"},
+    "EnvoyProxy": {
+        "spec.backendTLS.clientCertificateRef.kind",
+        "spec.backendTLS.clientCertificateRef.name",
+    },
     "HTTPRouteFilter": {
         "spec.directResponse.contentType",
         "spec.directResponse.statusCode",
@@ -469,3 +488,85 @@ def test_cloud_overlays_give_the_pod_a_cloud_identity_instead_of_a_key(
         if "ipBlock" in peer
     }
     assert egress <= blocks
+
+
+INGRESS_GATEWAY = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+
+
+def processor_pod(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], argparse.Namespace]:
+    """The processor's Deployment and its `extproc serve` command line, as the CLI reads it."""
+    [deployment] = [
+        o
+        for o in objects
+        if o["metadata"]["name"] == "extproc-processor" and o["kind"] == "Deployment"
+    ]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    return deployment, cli_parser().parse_args(container["command"][1:])
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def test_in_istio_the_mesh_admits_only_the_ingress_gateway_to_the_processor() -> None:
+    objects = rendered("overlays/istio")
+    deployment, serve = processor_pod(objects)
+    assert serve.allow_plaintext and serve.tls_dir is None
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    [namespace] = of_kind(objects, "Namespace")
+    assert namespace["metadata"]["labels"]["istio-injection"] == "enabled"
+    [peer] = of_kind(objects, "PeerAuthentication")
+    assert peer["spec"]["mtls"]["mode"] == "STRICT"
+    assert peer["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    grpc_port = serve.address.rsplit(":", 1)[1]
+    assert grpc_port not in peer["spec"].get("portLevelMtls", {})
+    [policy] = of_kind(objects, "AuthorizationPolicy")
+    assert policy["spec"]["action"] == "ALLOW"
+    assert policy["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    admitted = [
+        rule.get("from")
+        for rule in policy["spec"]["rules"]
+        if any(grpc_port in to["operation"]["ports"] for to in rule["to"])
+    ]
+    assert admitted == [[{"source": {"principals": [INGRESS_GATEWAY]}}]]
+
+
+def test_with_envoy_gateway_envoy_and_the_processor_prove_themselves_by_certificate() -> None:
+    objects = rendered("overlays/envoy-gateway")
+    deployment, serve = processor_pod(objects)
+    assert serve.tls_dir is not None and not serve.allow_plaintext
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    processor_secret = volumes[mounts[str(serve.tls_dir)]]["secret"]["secretName"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        health = cli_parser().parse_args(container[probe]["exec"]["command"][1:])
+        assert health.tls_dir == serve.tls_dir
+    certificates = {c["spec"]["secretName"]: c["spec"] for c in of_kind(objects, "Certificate")}
+    processor = certificates[processor_secret]
+    assert {"server auth", "client auth"} <= set(processor["usages"])
+    assert "127.0.0.1" in processor["ipAddresses"]  # the probe's name for it
+    [proxy] = of_kind(objects, "EnvoyProxy")
+    envoy = certificates[proxy["spec"]["backendTLS"]["clientCertificateRef"]["name"]]
+    assert envoy["usages"] == ["client auth"]
+    # One CA signs both, and nothing else: the processor admits what it signed.
+    assert envoy["issuerRef"] == processor["issuerRef"]
+    [issuer] = [
+        i for i in of_kind(objects, "Issuer") if i["metadata"]["name"] == envoy["issuerRef"]["name"]
+    ]
+    assert certificates[issuer["spec"]["ca"]["secretName"]]["isCA"] is True
+    [service] = [
+        o for o in of_kind(objects, "Service") if o["metadata"]["name"] == "extproc-processor"
+    ]
+    [policy] = [
+        p
+        for p in of_kind(objects, "BackendTLSPolicy")
+        if p["spec"]["targetRefs"][0]["kind"] == "Service"
+    ]
+    assert policy["spec"]["targetRefs"][0]["name"] == service["metadata"]["name"]
+    assert policy["spec"]["validation"]["hostname"] in processor["dnsNames"]
+    [ca_ref] = policy["spec"]["validation"]["caCertificateRefs"]
+    assert ca_ref["kind"] == "Secret" and ca_ref["name"] in certificates
+    [gateway_class] = of_kind(objects, "GatewayClass")
+    assert gateway_class["spec"]["parametersRef"]["name"] == proxy["metadata"]["name"]

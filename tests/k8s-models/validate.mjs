@@ -1,11 +1,16 @@
 // Reads a JSON array of Kubernetes objects on stdin and validates each Istio or Gateway API
-// object against its CRD schema (@kubernetes-models). Prints one line per problem; exit 1 if any.
+// object, Gateway API object and cert-manager object against its CRD schema (@kubernetes-models).
+// Prints one line per problem; exit 1 if any.
 import * as istioNetworking from "@kubernetes-models/istio/networking.istio.io";
+import * as istioSecurity from "@kubernetes-models/istio/security.istio.io";
 import * as gatewayApi from "@kubernetes-models/gateway-api/gateway.networking.k8s.io";
+import * as certManager from "@kubernetes-models/cert-manager/cert-manager.io";
 
-const groups = {
+export const groups = {
   "networking.istio.io": istioNetworking,
+  "security.istio.io": istioSecurity,
   "gateway.networking.k8s.io": gatewayApi,
+  "cert-manager.io": certManager,
 };
 
 const input = await new Promise((resolve) => {
