@@ -26,7 +26,7 @@ run: venv ## run the demo gateway on http://127.0.0.1:10000 with the mock provid
 	@echo "demo gateway key: $(DEMO_KEY)"
 	$(BIN)/extproc run --config $(CONFIG) --mock-provider $(MOCK_PORT)
 
-test: venv redis-server kubectl k8s-models checkov ## run every test (unit, stream, integration with a real Envoy)
+test: venv redis-server hey kubectl k8s-models checkov ## run every test (unit, stream, integration with a real Envoy)
 	$(BIN)/python -m pytest
 
 faults: venv redis-server ## the whole fault suite, heavy cases included (minutes)

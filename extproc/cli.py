@@ -6,8 +6,8 @@ import argparse
 import asyncio
 import logging
 import os
-import secrets
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,8 +16,8 @@ from extproc.config.address import parse_grpc_address, worker_addresses
 from extproc.config.model import ProcessorTls
 from extproc.config.schema import PLAINTEXT_REFUSED
 from extproc.pipeline.auth import digest_key
+from extproc.pipeline.key_format import new_key
 
-KEY_PREFIX = "sk-gw-"
 TLS_DIR_HELP = (
     "mTLS from a Kubernetes TLS Secret mounted here: tls.crt, tls.key and the ca.crt both "
     "sides' certificates chain to"
@@ -87,13 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.set_defaults(command=_validate)
 
-    keys = commands.add_parser("keys", help="make and hash gateway keys")
-    key_commands = keys.add_subparsers(required=True, metavar="ACTION")
-    new = key_commands.add_parser("new", help="print a new random key and its digest")
-    new.set_defaults(command=_keys_new)
-    hash_ = key_commands.add_parser("hash", help="print the digest of a key ('-' reads stdin)")
-    hash_.add_argument("key")
-    hash_.set_defaults(command=_keys_hash)
+    _add_keys_commands(commands)
 
     health = commands.add_parser("health", help="probe the processor or Envoy (exit 0 = good)")
     probe = health.add_mutually_exclusive_group(required=True)
@@ -131,6 +125,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = commands.add_parser("keys", help="make and hash gateway keys")
+    key_commands = keys.add_subparsers(required=True, metavar="ACTION")
+    new = key_commands.add_parser("new", help="print a new random key and its digest")
+    new.set_defaults(command=_keys_new)
+    rotate = key_commands.add_parser(
+        "rotate",
+        help="print a new key for an entry, and the entry with the old key(s) expiring after "
+        "a grace period",
+    )
+    rotate.add_argument("key_id", metavar="ID")
+    rotate.add_argument("--config", required=True, type=Path)
+    rotate.add_argument(
+        "--grace", default="7d", help="how long the old key stays valid (default 7d)"
+    )
+    rotate.set_defaults(command=_keys_rotate)
+    hash_ = key_commands.add_parser("hash", help="print the digest of a key ('-' reads stdin)")
+    hash_.add_argument("key")
+    hash_.set_defaults(command=_keys_hash)
+
+
 def _health(args: argparse.Namespace) -> int:
     from extproc.counters import client_tls
     from extproc.health import envoy_ready, processor_serving
@@ -150,7 +165,6 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _usage(args: argparse.Namespace) -> int:
-    import time
 
     import orjson
 
@@ -257,8 +271,41 @@ def _report_memory(gateway: Gateway, limit_text: str | None) -> None:
 
 
 def _keys_new(args: argparse.Namespace) -> int:
-    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = new_key()
     print(f"key:    {key}\nsha256: {digest_key(key)}")
+    return 0
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    import yaml
+
+    from extproc.config.key_rotation import rotated_entry
+    from extproc.config.loader import load_key_entries
+    from extproc.config.units import parse_duration
+
+    try:
+        grace = parse_duration(args.grace)
+    except ValueError as error:
+        print(f"--grace: {error}", file=sys.stderr)
+        return 2
+    _, entries = load_key_entries(args.config)
+    found = [(where, entry) for where, entry in entries if entry.id == args.key_id]
+    if not found:
+        print(f"{args.config}: no key with id {args.key_id!r}", file=sys.stderr)
+        return 1
+    [(where, entry)] = found
+    key = new_key()
+    document = rotated_entry(entry, digest_key(key), now=time.time(), grace=grace)
+    in_file = where.startswith("key_files/")
+    if in_file:
+        del document["id"]
+        place = f"The file {where.removeprefix('key_files/')} in the key_files directory"
+    else:
+        place = f"The entry {where} (id {entry.id}) in {args.config}"
+    print(f"key:    {key}\nsha256: {digest_key(key)}\n")
+    print(f"# {place} becomes (the old key works until its expires_at):")
+    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    print(text if in_file else "- " + text.replace("\n", "\n  ").rstrip() + "\n", end="")
     return 0
 
 

@@ -44,7 +44,7 @@ from extproc.errors import (
     UnsupportedMediaType,
     shorten,
 )
-from extproc.pipeline.auth import authenticate
+from extproc.pipeline.auth import authenticate, expiry_notice
 from extproc.pipeline.cooldown import first_level_not_cooling
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.refusals import refused, store_down
@@ -107,6 +107,7 @@ class Exchange:
         "_fallback",
         "_gateway",
         "_metadata",
+        "_notices",
         "_principal",
         "_record",
         "_replied",
@@ -134,6 +135,8 @@ class Exchange:
         """Set for an alias with fallback: which target answers is known only then."""
         self._client_body: JsonObject = {}
         self._principal: Principal | None = None
+        self._notices: list[tuple[str, str]] = []
+        """Headers every answer gets (the key's near expiry)."""
         self._client_headers: tuple[str, ...] = ()
         """The names of the headers the client sent."""
         self._client_agent: str | None = None
@@ -211,12 +214,16 @@ class Exchange:
         endpoint = match_endpoint(record.method, path)
         if isinstance(endpoint, ModelCall | TokenCount):
             self._call = endpoint  # from here on, errors speak the client's schema
-        principal = authenticate(headers, self._gateway.principals)
+        now = time.time()
+        principal = authenticate(headers, self._gateway.principals, now)
         record.key_id, record.team = principal.key_id, principal.team
+        self._notices = expiry_notice(principal, now, self._gateway.key_expiry_notice)
+        record.key_expiring = bool(self._notices)
         if isinstance(endpoint, LocalAnswer):
             self._replied = True
             record.status = 200
-            return local_reply(200, endpoint.answer(self._gateway, principal, path, headers))
+            answer = endpoint.answer(self._gateway, principal, path, headers)
+            return local_reply(200, answer, headers=self._notices)
         self._principal = principal
         self._client_headers = tuple(headers)
         if self._gateway.client_user_agent == "append":
@@ -239,7 +246,7 @@ class Exchange:
         assert location is not None, "reachable targets serve the Responses API"
         self._record.alias = owner.alias if owner is not None else None
         self._note_target(target, provider_api(target.provider).otel_name)
-        self._unread_answer = []
+        self._unread_answer = [*self._notices]
         # Passed on as the client sent it: the client speaks the provider's own API.
         set_headers, remove = self._routed_headers(target, location, [], same_schema=True)
         return replace_request_headers(set_headers=set_headers, remove_headers=remove)
@@ -387,7 +394,7 @@ class Exchange:
             headers = [(names.TOKEN_COUNT, "estimate")]
             return local_reply(200, estimated_count(count, body), headers=headers)
         self._note_target(target, provider_api(target.provider).otel_name)
-        self._unread_answer = [(names.TOKEN_COUNT, "provider")]
+        self._unread_answer = [(names.TOKEN_COUNT, "provider"), *self._notices]
         # A count goes to a provider counting in the client's own schema.
         return self._send_upstream(target, upstream.location, upstream.payload, same_schema=True)
 
@@ -556,6 +563,7 @@ class Exchange:
             idle_timeout=idle_timeout,
             max_message=self._gateway.listen.max_request_body,
             expose_provider=self._gateway.expose_provider,
+            notices=self._notices,
         )
         return reservation
 

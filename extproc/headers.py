@@ -22,6 +22,8 @@ TARGET = INTERNAL_PREFIX + "target"
 """Set on an attempt's answer by the processor: which of the alias's targets gave it."""
 PROVIDER = INTERNAL_PREFIX + "provider"
 """On answers, when `routing.expose_provider` asks: the provider that gave the answer."""
+KEY_EXPIRES_AT = INTERNAL_PREFIX + "key-expires-at"
+"""On answers to a key that expires within `key_expiry_notice`: when (RFC 3339, UTC)."""
 REFUSED = INTERNAL_PREFIX + "refused"
 """Set on the processor's own answer to an attempt it could not prepare for its target (a
 field that provider cannot carry): the error code; the body is already the client's."""

@@ -4,6 +4,7 @@ schema, event streams relayed (and cut when a budget runs out), and the quota se
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from extproc import headers as names
 from extproc.envoyapi.messages import (
@@ -61,6 +62,7 @@ class ResponsePath:
         "_inflater",
         "_max_message",
         "_meter",
+        "_notices",
         "_price",
         "_record",
         "_reservation",
@@ -82,12 +84,15 @@ class ResponsePath:
         idle_timeout: float,
         max_message: int,
         expose_provider: bool = False,
+        notices: Sequence[tuple[str, str]] = (),
     ) -> None:
-        """`max_message`: the most bytes of body one answer to Envoy may carry."""
+        """`max_message`: the most bytes of body one answer to Envoy may carry; `notices`:
+        headers every answer gets (the key's near expiry)."""
         self._meter = meter
         self._idle_timeout = idle_timeout
         self._max_message = max_message
         self._expose_provider = expose_provider
+        self._notices = notices
         self._reservation = reservation
         self._translation = translation
         self._price = price
@@ -150,6 +155,7 @@ class ResponsePath:
     ) -> tuple[list[tuple[str, str]], list[str]]:
         """The provider's answer headers as the client gets them (see `upstream_headers`):
         what to set, and what to remove."""
+        set_headers = [*set_headers, *self._notices]
         add, remove, self._record.provider_request_id = from_provider(headers, set_headers)
         return [*set_headers, *add], remove
 

@@ -6,9 +6,11 @@ all problems are reported at once.
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,7 +20,9 @@ import yaml
 from pydantic import ValidationError
 
 from extproc.config.aws import AwsCredentials
+from extproc.config.documents import describe, read_yaml
 from extproc.config.gcp import GcpCredentials
+from extproc.config.key_files import read_key_files
 from extproc.config.model import (
     Gateway,
     ListenSettings,
@@ -38,6 +42,7 @@ from extproc.config.schema import (
     RETRY_OUTCOMES,
     BackoffSpec,
     GatewaySpec,
+    KeySpec,
     LimitSpec,
     PriceSpec,
     ProcessorSpec,
@@ -53,11 +58,6 @@ from extproc.config.units import parse_duration
 from extproc.quota.limits import MICRO_USD_PER_USD, Limit, Metric, Price
 from extproc.quota.windows import Window, calendar_window, fixed_window
 
-_PYDANTIC_MESSAGES = {
-    "extra_forbidden": "unknown field",
-    "missing": "required field is missing",
-}
-
 
 class ConfigError(Exception):
     """The configuration cannot be used; `problems` lists (path in document, message)."""
@@ -67,21 +67,6 @@ class ConfigError(Exception):
         self.problems = problems
         lines = [f"{source}: {path or '(top level)'}: {message}" for path, message in problems]
         super().__init__("\n".join(lines))
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys instead of keeping the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 def load_gateway(
@@ -105,28 +90,48 @@ def parse_gateway(
     text: str, *, source: Path, environ: Mapping[str, str], resolve_secrets: bool = True
 ) -> Gateway:
     """Compile configuration text; relative `${file:…}` references resolve beside `source`."""
-    name = str(source)
+    spec = _validated(text, str(source))
+    problems: list[tuple[str, str]] = []
+    gateway = _compile(spec, source, environ if resolve_secrets else None, problems)
+    if problems:
+        raise ConfigError(str(source), problems)
+    return gateway
+
+
+def load_key_entries(path: Path) -> tuple[GatewaySpec, list[tuple[str, KeySpec]]]:
+    """The file format of the configuration at `path`, and every key entry with where it is
+    written (`keys.N`, `key_files/NAME`); raises ConfigError."""
     try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        spec = _validated(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(str(path), [("", f"cannot read: {error}")]) from None
+    keys, problems = _key_entries(spec, path)
+    if problems:
+        raise ConfigError(str(path), problems)
+    return spec, keys
+
+
+def _validated(text: str, name: str) -> GatewaySpec:
+    try:
+        document = read_yaml(text)
     except yaml.YAMLError as error:
         raise ConfigError(name, [("", f"not valid YAML: {error}")]) from None
     if not isinstance(document, dict):
         raise ConfigError(name, [("", "the document must be a mapping")])
     try:
-        spec = GatewaySpec.model_validate(document)
+        return GatewaySpec.model_validate(document)
     except ValidationError as error:
-        raise ConfigError(name, [_describe(item) for item in error.errors()]) from None
-    problems: list[tuple[str, str]] = []
-    gateway = _compile(spec, source, environ if resolve_secrets else None, problems)
-    if problems:
-        raise ConfigError(name, problems)
-    return gateway
+        raise ConfigError(name, [describe(item) for item in error.errors()]) from None
 
 
-def _describe(item: Any) -> tuple[str, str]:
-    path = ".".join(str(part) for part in item["loc"])
-    message = _PYDANTIC_MESSAGES.get(item["type"], item["msg"].removeprefix("Value error, "))
-    return path, message
+def _key_entries(
+    spec: GatewaySpec, source: Path
+) -> tuple[list[tuple[str, KeySpec]], list[tuple[str, str]]]:
+    keys = [(f"keys.{index}", key) for index, key in enumerate(spec.keys)]
+    if spec.key_files is None:
+        return keys, []
+    from_files, problems = read_key_files(source.parent / spec.key_files)
+    return keys + from_files, problems
 
 
 def _compile(
@@ -176,8 +181,38 @@ def _compile(
             _retry(model.retry, spec.routing.retry, targets),
         )
 
+    keys, key_problems = _key_entries(spec, source)
+    problems += key_problems
+    principals = _principals(spec, keys, models, problems)
+    quota = _compile_quota(spec.quota, source.parent, environ, problems)
+    return Gateway(
+        source,
+        ListenSettings(**spec.listen.model_dump()),
+        _processor(spec.processor, source.parent),
+        providers,
+        models,
+        principals,
+        quota,
+        _telemetry(spec.telemetry),
+        source.parent / spec.key_files if spec.key_files is not None else None,
+        spec.key_expiry_notice,
+        spec.routing.expose_provider,
+        spec.routing.client_user_agent,
+    )
+
+
+DIGEST_TAKEN = "this digest is already given (a key is known by its digest alone)"
+
+
+def _principals(
+    spec: GatewaySpec,
+    keys: list[tuple[str, KeySpec]],
+    models: Mapping[str, ModelRoute],
+    problems: list[tuple[str, str]],
+) -> dict[str, Principal]:
+    """One principal per digest of each key (`keys`: where each is written, and its entry)."""
     team_models: dict[str, set[str]] = {}
-    for key in spec.keys:
+    for _, key in keys:
         if key.team is not None:
             team_models.setdefault(key.team, set()).update(key.models)
     team_limits = {
@@ -191,27 +226,26 @@ def _compile(
         )
         for team in spec.teams
     }
-
+    limited = any(team.limits for team in spec.teams.values())
     principals: dict[str, Principal] = {}
     seen_ids: set[str] = set()
-    for index, key in enumerate(spec.keys):
+    for where, key in keys:
         if key.id in seen_ids:
-            problems.append((f"keys.{index}.id", f"duplicate key id {key.id!r}"))
+            problems.append((f"{where}.id", f"duplicate key id {key.id!r}"))
         seen_ids.add(key.id)
-        if key.sha256 in principals:
-            problems.append((f"keys.{index}.sha256", "the same digest is used by another key"))
         for position, alias in enumerate(key.models):
             if alias != "*" and alias not in models:
-                problems.append((f"keys.{index}.models.{position}", f"unknown model {alias!r}"))
+                problems.append((f"{where}.models.{position}", f"unknown model {alias!r}"))
         limits = _compile_limits(
             f"key:{key.id}",
             key.limits,
-            f"keys.{index}.limits",
+            f"{where}.limits",
             allowed=set(key.models),
             models=models,
             problems=problems,
         )
-        principals[key.sha256] = Principal(
+        limited = limited or bool(key.limits)
+        principal = Principal(
             key_id=key.id,
             team=key.team,
             models=frozenset(key.models) - {"*"},
@@ -219,19 +253,34 @@ def _compile(
             metadata=dict(key.metadata),
             limits=limits + (team_limits.get(key.team, ()) if key.team else ()),
         )
-    quota = _compile_quota(spec.quota, source.parent, environ, problems)
-    return Gateway(
-        source,
-        ListenSettings(**spec.listen.model_dump()),
-        _processor(spec.processor, source.parent),
-        providers,
-        models,
-        principals,
-        quota,
-        _telemetry(spec.telemetry),
-        spec.routing.expose_provider,
-        spec.routing.client_user_agent,
-    )
+        for position, digest in enumerate(key.all_digests()):
+            if digest.sha256 in principals:
+                field = "sha256" if key.sha256 is not None else f"digests.{position}.sha256"
+                problems.append((f"{where}.{field}", DIGEST_TAKEN))
+            principals[digest.sha256] = replace(
+                principal,
+                not_before=_latest(key.not_before, digest.not_before),
+                expires_at=_earliest(key.expires_at, digest.expires_at),
+            )
+    if limited and spec.quota.store == "memory" and spec.processor.workers > 1:
+        problems.append(
+            (
+                "quota.store",
+                "memory counts per process; with processor.workers above 1 use a redis:// "
+                "store so the workers share counters",
+            )
+        )
+    return principals
+
+
+def _latest(*instants: datetime.datetime | None) -> float | None:
+    known = [instant.timestamp() for instant in instants if instant is not None]
+    return max(known, default=None)
+
+
+def _earliest(*instants: datetime.datetime | None) -> float | None:
+    known = [instant.timestamp() for instant in instants if instant is not None]
+    return min(known, default=None)
 
 
 def _processor(spec: ProcessorSpec, directory: Path) -> ProcessorSettings:

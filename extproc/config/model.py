@@ -120,6 +120,10 @@ class Principal:
     metadata: Mapping[str, str] = field(default_factory=dict)
     limits: tuple[Limit, ...] = ()
     """The key's own limits, then its team's."""
+    not_before: float | None = None
+    """When this digest of the key starts being accepted (Unix time), if bounded …"""
+    expires_at: float | None = None
+    """… and when it stops."""
 
     def may_use(self, alias: str) -> bool:
         return self.all_models or alias in self.models
@@ -227,9 +231,13 @@ class Gateway:
     providers: Mapping[str, Provider]
     models: Mapping[str, ModelRoute]
     principals: Mapping[str, Principal]
-    """By SHA-256 hex digest of the gateway key."""
+    """By SHA-256 hex digest of the gateway key: one principal per digest, with that
+    digest's window."""
     quota: QuotaSettings
     telemetry: TelemetrySettings
+    key_files: Path | None = None
+    """The directory keys are also read from (followed like the file)."""
+    key_expiry_notice: float = 7 * 86400.0
     expose_provider: bool = False
     """Answers name the provider that gave them (`x-extproc-provider`)."""
     client_user_agent: str = "drop"

@@ -7,7 +7,15 @@ import re
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from extproc import headers
 from extproc.config.address import parse_grpc_address
@@ -391,14 +399,64 @@ class LimitSpec(Strict):
         return self
 
 
-class KeySpec(Strict):
-    id: Name
+def _instant(value: object) -> object:
+    """An instant written as text (quoted in YAML, or in JSON) is read as ISO 8601."""
+    if isinstance(value, str):
+        try:
+            return datetime.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be an ISO 8601 instant such as 2026-12-05T00:00:00Z") from None
+    return value
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_instant)]
+
+
+class ValidityMixin(Strict):
+    not_before: Instant | None = None
+    """Not accepted before this instant (ISO 8601 with its offset: `2026-12-05T00:00:00Z`)."""
+    expires_at: Instant | None = None
+    """Refused from this instant on, with `key_expired`."""
+
+    @model_validator(mode="after")
+    def _check_window(self) -> ValidityMixin:
+        if self.not_before and self.expires_at and self.expires_at <= self.not_before:
+            raise ValueError("expires_at must be after not_before")
+        return self
+
+
+class DigestSpec(ValidityMixin):
+    """One key of an entry: several live side by side during a rotation."""
+
     sha256: Digest
+
+
+class KeySpec(ValidityMixin):
+    """A caller, known by its key's digest. Its window (`not_before`, `expires_at`) bounds
+    every digest's own."""
+
+    id: Name
+    sha256: Digest | None = None
+    """The SHA-256 of the key (`extproc keys hash`) …"""
+    digests: list[DigestSpec] = Field(default_factory=list)
+    """… or several, each with its own window: a rotation keeps the old key valid until its
+    `expires_at` beside the new one (`extproc keys rotate`)."""
     models: list[str] = Field(min_length=1)
     """Aliases this key may use; `"*"` allows every model."""
     team: Name | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     limits: list[LimitSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_digests(self) -> KeySpec:
+        if (self.sha256 is None) == (not self.digests):
+            raise ValueError("give the key's sha256, or its digests (not both)")
+        return self
+
+    def all_digests(self) -> list[DigestSpec]:
+        if self.sha256 is not None:
+            return [DigestSpec(sha256=self.sha256)]
+        return self.digests
 
 
 class TeamSpec(Strict):
@@ -491,21 +549,14 @@ class GatewaySpec(Strict):
     providers: dict[Name, ProviderSpec] = Field(min_length=1)
     models: dict[Name, ModelSpec] = Field(min_length=1)
     keys: list[KeySpec] = Field(default_factory=list)
+    key_files: str | None = None
+    """A directory with one file per key (its entry as under `keys`, named by its id), e.g. a
+    mounted Kubernetes Secret: followed live, so issuing or revoking a key edits no config."""
+    key_expiry_notice: Seconds = 7 * 86400.0
+    """Answers to a key expiring within this carry `x-extproc-key-expires-at`."""
     teams: dict[Name, TeamSpec] = Field(default_factory=dict)
     prices: dict[Name, PriceSpec] = Field(default_factory=dict)
     """By model alias."""
     quota: QuotaSpec = Field(default_factory=QuotaSpec)
     telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec)
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
-
-    @model_validator(mode="after")
-    def _check_memory_store_workers(self) -> GatewaySpec:
-        limited = any(key.limits for key in self.keys) or any(
-            team.limits for team in self.teams.values()
-        )
-        if limited and self.quota.store == "memory" and self.processor.workers > 1:
-            raise ValueError(
-                "quota.store memory counts per process; with processor.workers above 1 "
-                "use a redis:// store so the workers share counters"
-            )
-        return self

@@ -1,4 +1,4 @@
-"""Hot reload: the processor follows its configuration file.
+"""Hot reload: the processor follows its configuration file, and the key files beside it.
 
 Each new stream takes the snapshot current when it opens, so a request never sees two
 configurations. A file that fails validation changes nothing (the problems are logged), and
@@ -17,13 +17,15 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+from extproc.config.key_files import key_file_entries
 from extproc.config.loader import ConfigError, load_gateway
 from extproc.config.model import Gateway, Provider
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 1.0
-"""Polling, not inotify: Kubernetes swaps ConfigMap files through symlinks, which polls see."""
+POLL_SECONDS = 0.5
+"""Polling, not inotify: Kubernetes swaps ConfigMap files through symlinks, which polls see.
+Twice a second keeps a revoked key's last call within a second of its file's removal."""
 
 
 class GatewaySource:
@@ -31,13 +33,13 @@ class GatewaySource:
 
     def __init__(self, gateway: Gateway) -> None:
         self.current = gateway
-        self._stamp = _stamp(gateway.source)
+        self._stamp = _stamp(gateway)
         self.reloads: Counter[str] = Counter(applied=0, invalid=0, needs_restart=0)
         """Reload attempts by result: `applied`, `invalid`, `needs_restart`."""
 
     def reload_if_changed(self) -> bool:
         """Load the file again if it changed; True when a new snapshot took effect."""
-        stamp = _stamp(self.current.source)
+        stamp = _stamp(self.current)
         if stamp == self._stamp:
             return False
         self._stamp = stamp
@@ -74,7 +76,19 @@ class GatewaySource:
                 log.exception("checking the configuration file failed; still following it")
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
+def _stamp(gateway: Gateway) -> tuple[object, ...]:
+    """What changes when the file or a key file does (a key file added, edited, removed)."""
+    stamps: list[object] = [_file_stamp(gateway.source)]
+    if gateway.key_files is not None:
+        try:
+            files = key_file_entries(gateway.key_files)
+        except OSError:
+            files = []
+        stamps += [(path.name, _file_stamp(path)) for path in files]
+    return tuple(stamps)
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
     try:
         status = path.stat()
     except OSError:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from collections.abc import Mapping
 
 from extproc.config import Principal
 from extproc.errors import Unauthenticated
-from extproc.headers import API_KEY, AUTHORIZATION, X_API_KEY
+from extproc.headers import API_KEY, AUTHORIZATION, KEY_EXPIRES_AT, X_API_KEY
 
 RequestHeaders = Mapping[str, list[str]]
 """Lower-case header name → every value the client sent for it."""
@@ -39,12 +40,40 @@ def extract_key(headers: RequestHeaders) -> str:
     return key
 
 
-def authenticate(headers: RequestHeaders, principals: Mapping[str, Principal]) -> Principal:
-    """The principal a request's key belongs to; raises Unauthenticated."""
+def authenticate(
+    headers: RequestHeaders, principals: Mapping[str, Principal], now: float
+) -> Principal:
+    """The principal a request's key belongs to, if it is valid at `now` (Unix time);
+    raises Unauthenticated."""
     principal = principals.get(digest_key(extract_key(headers)))
     if principal is None:
         raise Unauthenticated("Invalid API key.")
+    if principal.expires_at is not None and now >= principal.expires_at:
+        raise Unauthenticated(
+            f"This API key expired at {instant(principal.expires_at)}; use its replacement.",
+            code="key_expired",
+        )
+    if principal.not_before is not None and now < principal.not_before:
+        raise Unauthenticated(
+            f"This API key is not valid before {instant(principal.not_before)}.",
+            code="key_not_yet_valid",
+        )
     return principal
+
+
+def expiry_notice(principal: Principal, now: float, notice: float) -> list[tuple[str, str]]:
+    """`x-extproc-key-expires-at` when the key expires within `notice` seconds: a client
+    (or whoever reads its logs) learns of it before its calls start failing."""
+    expires_at = principal.expires_at
+    if expires_at is None or expires_at - now > notice:
+        return []
+    return [(KEY_EXPIRES_AT, instant(expires_at))]
+
+
+def instant(timestamp: float) -> str:
+    """RFC 3339 in UTC, to the second: `2026-12-12T00:00:00Z`."""
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC).replace(microsecond=0)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _bearer_token(value: str) -> str:

@@ -54,6 +54,11 @@ class Metrics:
         self._refusals = meter.create_counter(
             "extproc.quota.refusals", unit="{request}", description="Requests refused by quota"
         )
+        self._expiring = meter.create_counter(
+            "extproc.key.expiring_uses",
+            unit="{request}",
+            description="Requests made with a key that expires within key_expiry_notice",
+        )
         meter.create_observable_counter(
             "extproc.quota.store_errors",
             callbacks=[_observe(store_errors, "extproc.quota.policy")],
@@ -130,6 +135,8 @@ class Metrics:
                 }
             ),
         )
+        if record.key_expiring:
+            self._expiring.add(1, {"extproc.key.id": record.key_id or ""})
         if record.refused_scope is not None:
             self._refusals.add(
                 1,

@@ -19,6 +19,8 @@ class RequestRecord:
     request_id: str | None = None
     key_id: str | None = None
     team: str | None = None
+    key_expiring: bool = False
+    """The key expires within `key_expiry_notice`."""
     operation: str | None = None
     """The GenAI operation (`chat`, `text_completion`, `embeddings`); None for local answers."""
     alias: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,8 @@ from tests.otlp_receiver import Received, otlp_receiver
 pytestmark = pytest.mark.envoy
 
 LIMITED = "sk-gw-observed-limited-0123456789"
+EXPIRING = "sk-gw-observed-expiring-0123456789"
+"""A key three days from its expiry: inside the default week of notice."""
 METRICS_PORT = free_port()
 DASHBOARD = (
     Path(__file__).resolve().parents[2] / "manifests/overlays/observability/grafana-dashboard.json"
@@ -74,6 +77,12 @@ def config(
                     "sha256": sha256(LIMITED),
                     "models": ["*"],
                     "limits": [{"requests": 1, "per": "1d"}],
+                },
+                {
+                    "id": "expiring",
+                    "sha256": sha256(EXPIRING),
+                    "models": ["*"],
+                    "expires_at": datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=3),
                 },
             ],
             "telemetry": {
@@ -126,7 +135,13 @@ def traffic(gateway: RunningGateway) -> dict[str, Any]:
         for _ in range(2)
     ]
     bad = HTTP.get(gateway.url + "/v1/models", headers={"authorization": f"Bearer {WRONG_KEY}"})
+    expiring = HTTP.post(
+        gateway.url + "/v1/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {EXPIRING}"},
+    )
     assert statuses == [200, 429] and bad.status_code == 401
+    assert "x-extproc-key-expires-at" in expiring.headers
     return {"answers": answers}
 
 
@@ -276,6 +291,8 @@ def test_metrics_count_tokens_and_refusals(traffic: dict[str, Any]) -> None:
     assert sample(text, "extproc_cooldowns_total", extproc_target=f"openai/{THROTTLED}") == 1
     assert sample(text, "extproc_fallbacks_total", extproc_model_alias="backed") == 1
     assert sample(text, "extproc_quota_store_pending") == 0  # nothing waits for the store
+    assert sample(text, "extproc_key_expiring_uses_total", extproc_key_id="expiring") == 1
+    assert sample(text, "extproc_key_expiring_uses_total") == 1
 
 
 def test_metrics_also_go_out_over_otlp(
@@ -290,7 +307,7 @@ def test_metrics_also_go_out_over_otlp(
 
 def test_the_access_log_has_one_line_per_request(traffic: dict[str, Any], config: Path) -> None:
     lines = [orjson.loads(line) for line in (config.parent / "access.log").read_text().splitlines()]
-    assert len(lines) == 7
+    assert len(lines) == 8
     first = lines[0]
     assert first["key_id"] == "full" and first["team"] == "core" and first["alias"] == "chat"
     assert first["provider"] == "openai" and first["model"] == "gpt-4o-mini"
@@ -300,8 +317,9 @@ def test_the_access_log_has_one_line_per_request(traffic: dict[str, Any], config
     backed = lines[2]
     assert (backed["alias"], backed["model"], backed["attempts"]) == ("backed", "gpt-4o-mini", 2)
     assert lines[3]["stream"] is True and lines[3]["ttft_ms"] > 0
-    assert [line["status"] for line in lines[4:]] == [200, 429, 401]
+    assert [line["status"] for line in lines[4:]] == [200, 429, 401, 200]
     assert lines[5]["error_type"] == "rate_limit_exceeded"
+    assert lines[7]["key_id"] == "expiring"
 
 
 def test_healthy_requests_leave_the_gateway_log_quiet(
@@ -326,7 +344,7 @@ def test_no_key_appears_in_any_exported_byte(
         (config.parent / "access.log").read_bytes(),
         gateway.log_path.read_bytes(),
     ]
-    for secret in (*ALL_SECRETS, LIMITED, WRONG_KEY):
+    for secret in (*ALL_SECRETS, LIMITED, EXPIRING, WRONG_KEY):
         for blob in everything:
             assert secret.encode() not in blob
 

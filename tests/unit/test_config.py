@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,9 @@ from extproc.cli import main
 from extproc.config import ConfigError, load_gateway, parse_gateway
 from extproc.config.address import worker_addresses
 from extproc.config.schema import PLAINTEXT_REFUSED
+from extproc.errors import Unauthenticated
+from extproc.pipeline.auth import authenticate, digest_key
+from extproc.pipeline.key_format import SCANNER_PATTERN, has_valid_checksum
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGEST = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
@@ -181,8 +185,9 @@ def test_a_processor_others_can_reach_needs_mtls_or_a_stated_mesh(
 
 
 def test_serve_refuses_plaintext_on_a_reachable_address(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", ENV["OPENAI_API_KEY"])
     config = tmp_path / "gw.yaml"
     config.write_text(VALID)
     # Refused before anything listens.
@@ -221,9 +226,139 @@ def test_keys_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["keys", "new"]) == 0
     key_line, digest_line = capsys.readouterr().out.splitlines()
     key = key_line.split()[-1]
-    assert key.startswith("sk-gw-") and len(key) > 40
+    assert SCANNER_PATTERN.fullmatch(key) and has_valid_checksum(key)
+    # A mistyped key fails its checksum: a scanner tells it from a real one.
+    typo = key[:10] + ("A" if key[10] != "A" else "B") + key[11:]
+    assert SCANNER_PATTERN.fullmatch(typo) and not has_valid_checksum(typo)
     assert main(["keys", "hash", key]) == 0
     assert capsys.readouterr().out.strip() == digest_line.split()[-1]
+
+
+ROTATED = """
+providers:
+  openai: {kind: openai, base_url: "https://api.openai.com", api_key: "${env:OPENAI_API_KEY}"}
+models:
+  gpt-4o: {provider: openai, model: gpt-4o}
+key_files: keys.d
+keys:
+"""
+
+
+def test_keys_come_from_a_directory_like_a_mounted_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-provider")
+    keys = tmp_path / "keys.d"
+    versions = keys / "..2026_12_05_10_00_00.1"  # how Kubernetes mounts a Secret
+    versions.mkdir(parents=True)
+    (versions / "bot").write_text(f"sha256: {digest_key('sk-bot')}\nmodels: [gpt-4o]\nteam: ci\n")
+    (keys / "..data").symlink_to(versions.name)
+    (keys / "bot").symlink_to("..data/bot")
+    config = tmp_path / "gw.yaml"
+    config.write_text(ROTATED + f"  - {{id: app, sha256: {digest_key('sk-app')}, models: ['*']}}\n")
+
+    principals = load_gateway(config).principals
+
+    assert {p.key_id for p in principals.values()} == {"app", "bot"}
+    assert principals[digest_key("sk-bot")].team == "ci"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        (
+            "bot",
+            "models: [gpt-4o]\n",
+            ("key_files/bot", "give the key's sha256, or its digests (not both)"),
+        ),
+        (
+            "bot",
+            f"id: other\nsha256: {'a' * 64}\nmodels: [gpt-4o]\n",
+            ("key_files/bot", "id 'other' differs from the file name"),
+        ),
+        (
+            "bot",
+            f"sha256: {'a' * 64}\nmodels: [gpt-9]\n",
+            ("key_files/bot.models.0", "unknown model 'gpt-9'"),
+        ),
+        (
+            "bot",
+            f"sha256: {'a' * 64}\nmodels: [gpt-4o]\nmodels: [gpt-4o]\n",
+            ("key_files/bot", None),
+        ),
+        (
+            "bot",
+            "just text",
+            ("key_files/bot", "must hold the key's entry: a mapping with sha256, models, …"),
+        ),
+        (
+            "app",
+            f"sha256: {'a' * 64}\nmodels: [gpt-4o]\n",
+            ("key_files/app.id", "duplicate key id 'app'"),
+        ),
+        ("b@d name", f"sha256: {'a' * 64}\nmodels: [gpt-4o]\n", ("key_files/b@d name.id", None)),
+    ],
+)
+def test_a_bad_key_file_is_named(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    content: str,
+    problem: tuple[str, str | None],
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-provider")
+    (tmp_path / "keys.d").mkdir()
+    (tmp_path / "keys.d" / name).write_text(content)
+    config = tmp_path / "gw.yaml"
+    config.write_text(ROTATED + f"  - {{id: app, sha256: {'b' * 64}, models: ['*']}}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_gateway(config)
+    [(where, message)] = raised.value.problems
+    assert where == problem[0]
+    assert problem[1] is None or message == problem[1]
+
+
+def test_keys_rotate_prints_an_entry_where_both_keys_work_until_the_grace_ends(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-provider")
+    (tmp_path / "keys.d").mkdir()
+    (tmp_path / "keys.d" / "bot").write_text(f"sha256: {digest_key('sk-bot-old')}\nmodels: ['*']\n")
+    config = tmp_path / "gw.yaml"
+    config.write_text(
+        ROTATED
+        + f"  - {{id: app, sha256: {digest_key('sk-app-old')}, models: [gpt-4o], team: search}}\n"
+    )
+    started = time.time()
+
+    assert main(["keys", "rotate", "app", "--config", str(config), "--grace", "2d"]) == 0
+    out = capsys.readouterr().out
+    new_app = out.split()[1]
+    entry = out.split("expires_at):\n", 1)[1]
+    config.write_text(ROTATED + "".join(f"  {line}\n" for line in entry.splitlines()))
+    assert main(["keys", "rotate", "bot", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "The file bot in the key_files directory becomes" in out
+    new_bot = out.split()[1]
+    (tmp_path / "keys.d" / "bot").write_text(out.split("expires_at):\n", 1)[1])
+
+    principals = load_gateway(config).principals
+
+    def who(key: str, at: float) -> str:
+        return authenticate({"authorization": [f"Bearer {key}"]}, principals, at).key_id
+
+    for old, new, grace, name in (
+        ("sk-app-old", new_app, 2 * 86400, "app"),
+        ("sk-bot-old", new_bot, 7 * 86400, "bot"),
+    ):
+        assert who(old, started) == who(new, started) == name
+        assert who(new, started + 365 * 86400) == name
+        with pytest.raises(Unauthenticated) as expired:
+            who(old, time.time() + grace)
+        assert expired.value.code == "key_expired"
+    assert principals[digest_key(new_app)].team == "search"
+    assert main(["keys", "rotate", "nobody", "--config", str(config)]) == 1
+    assert "no key with id 'nobody'" in capsys.readouterr().err
 
 
 KEYED = "    api_key: ${env:OPENAI_API_KEY}\n"

@@ -10,15 +10,17 @@ from typing import Any
 import pytest
 
 from extproc import errors
-from extproc.config import Gateway, parse_gateway
+from extproc.config import ConfigError, Gateway, parse_gateway
 from extproc.endpoints import MODEL_CALLS, match_endpoint
 from extproc.endpoints.body import check_common, parse_body, read_model
-from extproc.pipeline.auth import authenticate, digest_key
+from extproc.pipeline.auth import authenticate, digest_key, expiry_notice
 from extproc.pipeline.routing import choose_target, resolve_route
 from extproc.pipeline.upstream import prepare_upstream
 from extproc.providers import Location
 
 KEY = "sk-gw-unit-test"
+NOW = 1_800_000_000.0
+"""2027-01-15T08:00:00Z: a fixed clock for key windows."""
 CONFIG = f"""
 providers:
   oai: {{kind: openai, base_url: "https://api.example.com/proxy/", api_key: "${{env:K}}"}}
@@ -54,8 +56,10 @@ def test_every_error_class_has_an_openai_shape() -> None:
 
 
 def test_authentication(gateway: Gateway) -> None:
-    assert authenticate({"authorization": [f"Bearer {KEY}"]}, gateway.principals).key_id == "k"
-    assert authenticate({"x-api-key": [KEY], "api-key": [KEY]}, gateway.principals).key_id == "k"
+    assert authenticate({"authorization": [f"Bearer {KEY}"]}, gateway.principals, NOW).key_id == "k"
+    assert (
+        authenticate({"x-api-key": [KEY], "api-key": [KEY]}, gateway.principals, NOW).key_id == "k"
+    )
     for headers in (
         {},
         {"authorization": ["Bearer nope"]},
@@ -64,7 +68,103 @@ def test_authentication(gateway: Gateway) -> None:
         {"authorization": [f"Bearer {KEY}\x01"]},
     ):
         with pytest.raises(errors.Unauthenticated):
-            authenticate(headers, gateway.principals)
+            authenticate(headers, gateway.principals, NOW)
+
+
+ROTATION = f"""
+providers:
+  oai: {{kind: openai, base_url: "https://api.example.com", api_key: "${{env:K}}"}}
+models:
+  a: {{provider: oai, model: up-a}}
+keys:
+  - id: rotating
+    models: [a]
+    digests:
+      - {{sha256: {digest_key("sk-new")}}}
+      - {{sha256: {digest_key("sk-old")}, expires_at: 2027-01-15T08:00:00Z}}
+  - id: later
+    models: [a]
+    sha256: {digest_key("sk-later")}
+    not_before: 2027-01-15T09:00:00+01:00
+    expires_at: "2027-02-01T00:00:00Z"
+"""
+
+
+def test_a_rotated_key_stays_valid_until_its_expiry_to_the_second() -> None:
+    gateway = parse_gateway(ROTATION, source=Path("t.yaml"), environ={"K": "sk-provider"})
+
+    def key(value: str, now: float) -> str:
+        return authenticate({"authorization": [f"Bearer {value}"]}, gateway.principals, now).key_id
+
+    assert key("sk-old", NOW - 0.001) == key("sk-new", NOW - 0.001) == "rotating"
+    assert key("sk-new", NOW) == "rotating"
+    with pytest.raises(errors.Unauthenticated) as expired:
+        key("sk-old", NOW)
+    assert expired.value.code == "key_expired"
+    assert expired.value.message == (
+        "This API key expired at 2027-01-15T08:00:00Z; use its replacement."
+    )
+    # The same instant written with an offset is the same instant.
+    assert key("sk-later", NOW) == "later"
+    with pytest.raises(errors.Unauthenticated) as early:
+        key("sk-later", NOW - 1)
+    assert early.value.code == "key_not_yet_valid"
+
+
+def test_a_key_near_its_expiry_is_flagged_on_answers() -> None:
+    gateway = parse_gateway(ROTATION, source=Path("t.yaml"), environ={"K": "sk-provider"})
+    old = gateway.principals[digest_key("sk-old")]
+    week = gateway.key_expiry_notice
+    assert week == 7 * 86400
+    assert expiry_notice(old, NOW - week - 1, week) == []
+    assert expiry_notice(old, NOW - week, week) == [
+        ("x-extproc-key-expires-at", "2027-01-15T08:00:00Z")
+    ]
+    assert expiry_notice(gateway.principals[digest_key("sk-new")], NOW, week) == []
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("{id: x, models: [a]}", ("keys.0", "give the key's sha256, or its digests (not both)")),
+        (
+            f"{{id: x, models: [a], sha256: {'a' * 64}, digests: [{{sha256: {'b' * 64}}}]}}",
+            ("keys.0", "give the key's sha256, or its digests (not both)"),
+        ),
+        (
+            f"{{id: x, models: [a], sha256: {'a' * 64}, expires_at: 2027-01-01T00:00:00}}",
+            ("keys.0.expires_at", "must give its offset (2026-12-05T00:00:00Z, or +01:00)"),
+        ),
+        (
+            f"{{id: x, models: [a], sha256: {'a' * 64}, expires_at: 'soon'}}",
+            ("keys.0.expires_at", "must be an ISO 8601 instant such as 2026-12-05T00:00:00Z"),
+        ),
+        (
+            f"{{id: x, models: [a], digests: [{{sha256: {'a' * 64},"
+            " not_before: 2027-01-02T00:00:00Z, expires_at: 2027-01-01T00:00:00Z}]}",
+            ("keys.0.digests.0", "expires_at must be after not_before"),
+        ),
+        (
+            f"{{id: x, models: [a], digests: [{{sha256: {'a' * 64}}}, {{sha256: {'a' * 64}}}]}}",
+            (
+                "keys.0.digests.1.sha256",
+                "this digest is already given (a key is known by its digest alone)",
+            ),
+        ),
+    ],
+)
+def test_key_windows_and_digests_are_checked(entry: str, problem: tuple[str, str]) -> None:
+    config = f"""
+providers:
+  oai: {{kind: openai, base_url: "https://api.example.com", api_key: "${{env:K}}"}}
+models:
+  a: {{provider: oai, model: up-a}}
+keys:
+  - {entry}
+"""
+    with pytest.raises(ConfigError) as raised:
+        parse_gateway(config, source=Path("t.yaml"), environ={"K": "sk-provider"})
+    assert raised.value.problems == [problem]
 
 
 def test_routing_refuses_unknown_and_forbidden_models(gateway: Gateway) -> None:
