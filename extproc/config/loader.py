@@ -74,8 +74,9 @@ def load_gateway(
 ) -> Gateway:
     """Read and compile a configuration file; raises ConfigError.
 
-    `resolve_secrets=False` leaves provider keys out, for work that must not see them
-    (rendering Envoy's configuration).
+    `resolve_secrets=False` leaves out what comes from secrets — provider keys, and the keys
+    in `key_files` (a mounted Secret) — for work that needs neither (rendering Envoy's
+    configuration, probes).
     """
     path = Path(path)
     try:
@@ -125,10 +126,10 @@ def _validated(text: str, name: str) -> GatewaySpec:
 
 
 def _key_entries(
-    spec: GatewaySpec, source: Path
+    spec: GatewaySpec, source: Path, *, with_files: bool = True
 ) -> tuple[list[tuple[str, KeySpec]], list[tuple[str, str]]]:
     keys = [(f"keys.{index}", key) for index, key in enumerate(spec.keys)]
-    if spec.key_files is None:
+    if spec.key_files is None or not with_files:
         return keys, []
     from_files, problems = read_key_files(source.parent / spec.key_files)
     return keys + from_files, problems
@@ -181,7 +182,7 @@ def _compile(
             _retry(model.retry, spec.routing.retry, targets),
         )
 
-    keys, key_problems = _key_entries(spec, source)
+    keys, key_problems = _key_entries(spec, source, with_files=environ is not None)
     problems += key_problems
     principals = _principals(spec, keys, models, problems)
     quota = _compile_quota(spec.quota, source.parent, environ, problems)

@@ -343,6 +343,33 @@ def test_every_processor_container_has_the_memory_its_configuration_needs(
         assert limit >= need, (container["name"], limit, need)
 
 
+def test_every_processor_mounts_valid_key_files(
+    variant: tuple[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """gateway.yaml's key_files is a mounted Secret whose entries are keys the gateway takes."""
+    document = yaml.safe_load(GATEWAY_YAML.read_text())
+    directory = document["key_files"]
+    secrets = {o["metadata"]["name"]: o for o in variant[1] if o["kind"] == "Secret"}
+    for pod in pods(variant[1]):
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for container in containers(pod):
+            if container.get("command", [])[:2] != ["extproc", "serve"]:
+                continue
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            secret = secrets[volumes[mounts[directory]]["secret"]["secretName"]]
+            (tmp_path / "keys").mkdir(exist_ok=True)
+            for name, entry in secret["stringData"].items():
+                (tmp_path / "keys" / name).write_text(entry)
+    document["key_files"] = "keys"
+    for name, value in secrets["extproc-provider-keys"]["stringData"].items():
+        (tmp_path / name).write_text(value)
+    text = yaml.safe_dump(document).replace("/var/run/secrets/providers/", "")
+    config = tmp_path / "gateway.yaml"
+    config.write_text(text)
+    gateway = load_gateway(config, {"EXTPROC_QUOTA_STORE": "memory"})
+    assert "example-bot" in {p.key_id for p in gateway.principals.values()}
+
+
 def test_the_processor_runs_as_a_sidecar_on_a_shared_socket() -> None:
     """Base variant: Envoy and the processor share a pod and a Unix socket."""
     (pod,) = pods([o for o in rendered("base") if o["metadata"]["name"] == "extproc-gateway"])
