@@ -6,20 +6,18 @@ all problems are reported at once.
 
 from __future__ import annotations
 
-import datetime
 import itertools
 import os
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import ValidationError
 
 from extproc.config.aws import AwsCredentials
+from extproc.config.callers import compile_callers
 from extproc.config.documents import describe, read_yaml
 from extproc.config.gcp import GcpCredentials
 from extproc.config.key_files import read_key_files
@@ -28,7 +26,6 @@ from extproc.config.model import (
     ListenSettings,
     MetricsSettings,
     ModelRoute,
-    Principal,
     ProcessorSettings,
     ProcessorTls,
     Provider,
@@ -43,7 +40,6 @@ from extproc.config.schema import (
     BackoffSpec,
     GatewaySpec,
     KeySpec,
-    LimitSpec,
     PriceSpec,
     ProcessorSpec,
     ProviderSpec,
@@ -54,9 +50,7 @@ from extproc.config.schema import (
     store_problem,
 )
 from extproc.config.secrets import REFERENCE, Secret, resolve_secret
-from extproc.config.units import parse_duration
-from extproc.quota.limits import MICRO_USD_PER_USD, Limit, Metric, Price
-from extproc.quota.windows import Window, calendar_window, fixed_window
+from extproc.quota.limits import Price
 
 
 class ConfigError(Exception):
@@ -184,7 +178,7 @@ def _compile(
 
     keys, key_problems = _key_entries(spec, source, with_files=environ is not None)
     problems += key_problems
-    principals = _principals(spec, keys, models, problems)
+    principals, identity = compile_callers(spec, keys, models, source.parent, problems)
     quota = _compile_quota(spec.quota, source.parent, environ, problems)
     return Gateway(
         source,
@@ -195,93 +189,12 @@ def _compile(
         principals,
         quota,
         _telemetry(spec.telemetry),
-        source.parent / spec.key_files if spec.key_files is not None else None,
-        spec.key_expiry_notice,
-        spec.routing.expose_provider,
-        spec.routing.client_user_agent,
+        key_files=source.parent / spec.key_files if spec.key_files is not None else None,
+        identity=identity,
+        key_expiry_notice=spec.key_expiry_notice,
+        expose_provider=spec.routing.expose_provider,
+        client_user_agent=spec.routing.client_user_agent,
     )
-
-
-DIGEST_TAKEN = "this digest is already given (a key is known by its digest alone)"
-
-
-def _principals(
-    spec: GatewaySpec,
-    keys: list[tuple[str, KeySpec]],
-    models: Mapping[str, ModelRoute],
-    problems: list[tuple[str, str]],
-) -> dict[str, Principal]:
-    """One principal per digest of each key (`keys`: where each is written, and its entry)."""
-    team_models: dict[str, set[str]] = {}
-    for _, key in keys:
-        if key.team is not None:
-            team_models.setdefault(key.team, set()).update(key.models)
-    team_limits = {
-        team: _compile_limits(
-            f"team:{team}",
-            spec.teams[team].limits,
-            f"teams.{team}.limits",
-            allowed=team_models.get(team, set()),
-            models=models,
-            problems=problems,
-        )
-        for team in spec.teams
-    }
-    limited = any(team.limits for team in spec.teams.values())
-    principals: dict[str, Principal] = {}
-    seen_ids: set[str] = set()
-    for where, key in keys:
-        if key.id in seen_ids:
-            problems.append((f"{where}.id", f"duplicate key id {key.id!r}"))
-        seen_ids.add(key.id)
-        for position, alias in enumerate(key.models):
-            if alias != "*" and alias not in models:
-                problems.append((f"{where}.models.{position}", f"unknown model {alias!r}"))
-        limits = _compile_limits(
-            f"key:{key.id}",
-            key.limits,
-            f"{where}.limits",
-            allowed=set(key.models),
-            models=models,
-            problems=problems,
-        )
-        limited = limited or bool(key.limits)
-        principal = Principal(
-            key_id=key.id,
-            team=key.team,
-            models=frozenset(key.models) - {"*"},
-            all_models="*" in key.models,
-            metadata=dict(key.metadata),
-            limits=limits + (team_limits.get(key.team, ()) if key.team else ()),
-        )
-        for position, digest in enumerate(key.all_digests()):
-            if digest.sha256 in principals:
-                field = "sha256" if key.sha256 is not None else f"digests.{position}.sha256"
-                problems.append((f"{where}.{field}", DIGEST_TAKEN))
-            principals[digest.sha256] = replace(
-                principal,
-                not_before=_latest(key.not_before, digest.not_before),
-                expires_at=_earliest(key.expires_at, digest.expires_at),
-            )
-    if limited and spec.quota.store == "memory" and spec.processor.workers > 1:
-        problems.append(
-            (
-                "quota.store",
-                "memory counts per process; with processor.workers above 1 use a redis:// "
-                "store so the workers share counters",
-            )
-        )
-    return principals
-
-
-def _latest(*instants: datetime.datetime | None) -> float | None:
-    known = [instant.timestamp() for instant in instants if instant is not None]
-    return max(known, default=None)
-
-
-def _earliest(*instants: datetime.datetime | None) -> float | None:
-    known = [instant.timestamp() for instant in instants if instant is not None]
-    return min(known, default=None)
 
 
 def _processor(spec: ProcessorSpec, directory: Path) -> ProcessorSettings:
@@ -308,50 +221,6 @@ def compile_tracing(spec: TracingSpec) -> TracingSettings:
     return TracingSettings(**fields | {"redact": tuple(fields["redact"])})
 
 
-def _compile_limits(
-    scope: str,
-    specs: list[LimitSpec],
-    where: str,
-    *,
-    allowed: set[str],
-    models: Mapping[str, ModelRoute],
-    problems: list[tuple[str, str]],
-) -> tuple[Limit, ...]:
-    """Runtime limits for one key or team; `allowed` is the model aliases it may use."""
-    limits: list[Limit] = []
-    usable = set(models) if "*" in allowed else allowed
-    for index, spec in enumerate(specs):
-        metric: Metric = spec.metric  # type: ignore[assignment]
-        if spec.model is not None and spec.model not in models:
-            problems.append((f"{where}.{index}.model", f"unknown model {spec.model!r}"))
-        if metric == "usd":
-            priced = {spec.model} if spec.model else usable
-            unpriced = sorted(
-                alias for alias in priced if alias in models and models[alias].price is None
-            )
-            if unpriced:
-                problems.append(
-                    (
-                        f"{where}.{index}.usd",
-                        "no price for " + ", ".join(unpriced) + " in prices (or on its targets)",
-                    )
-                )
-        amount = getattr(spec, metric)
-        limit = Limit(
-            scope=scope,
-            metric=metric,
-            amount=round(amount * MICRO_USD_PER_USD) if metric == "usd" else amount,
-            window=_window(spec),
-            model=spec.model,
-            shadow=spec.mode == "shadow",
-            clamp_max_tokens=spec.clamp_max_tokens,
-        )
-        if any(other.counter == limit.counter for other in limits):
-            problems.append((f"{where}.{index}", "the same limit is set twice"))
-        limits.append(limit)
-    return tuple(limits)
-
-
 def _retry(
     own: RetrySpec | None, default: RetrySpec, targets: list[Target]
 ) -> RetrySettings | None:
@@ -375,14 +244,6 @@ def _retry(
         backoff_base=backoff.base,
         backoff_max=backoff.max,
     )
-
-
-def _window(spec: LimitSpec) -> Window | None:
-    if spec.per is None:
-        return None
-    if spec.per in ("day", "month"):
-        return calendar_window(spec.per, ZoneInfo(spec.tz))  # type: ignore[arg-type]
-    return fixed_window(parse_duration(spec.per), str(spec.per))
 
 
 def _compile_quota(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,9 +112,11 @@ class ModelRoute:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: a gateway key, by its id (never by the key itself)."""
+    """Who is calling: a gateway key, by its id (never by the key itself), or an identity
+    the mesh verified, by the principal its rule names."""
 
     key_id: str
+    """The key's id; for an identity, its principal (`user:alice`)."""
     team: str | None
     models: frozenset[str]
     all_models: bool
@@ -124,9 +127,52 @@ class Principal:
     """When this digest of the key starts being accepted (Unix time), if bounded …"""
     expires_at: float | None = None
     """… and when it stops."""
+    kind: str = "key"
+    """`key`, `jwt` or `spiffe`: where the caller's identity came from (`key+jwt` …: both)."""
 
     def may_use(self, alias: str) -> bool:
         return self.all_models or alias in self.models
+
+
+@dataclass(frozen=True, slots=True)
+class JwtIssuer:
+    name: str
+    issuer: str
+    audiences: tuple[str, ...]
+    jwks_uri: str | None
+    jwks_file: Path | None
+    jwks_cache: float
+    clock_skew: float
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRule:
+    """What a verified identity matching it is (see `IdentityRuleSpec`)."""
+
+    name: str
+    issuer: str | None
+    """For tokens: the name of the issuer under `identity.jwt`; None for SPIFFE IDs."""
+    claims: Mapping[str, frozenset[str]]
+    spiffe: re.Pattern[str] | None
+    principal: str
+    """A template over the claims (`user:{sub}`)."""
+    team: str | None
+    models: frozenset[str]
+    all_models: bool
+    metadata: Mapping[str, str]
+    limits: tuple[Limit, ...]
+    """Shared by everyone the rule matches (scope `rule:<name>`)."""
+    subject_limits: tuple[tuple[str, Limit], ...] = ()
+    """Each with the claim that splits it: one counter per value."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdentitySettings:
+    jwt: Mapping[str, JwtIssuer] = field(default_factory=dict)
+    xfcc_from_trusted_hop: bool = False
+    rules: tuple[IdentityRule, ...] = ()
+    team_limits: Mapping[str, tuple[Limit, ...]] = field(default_factory=dict)
+    """Every team's limits, for rules whose team comes from a claim."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +283,7 @@ class Gateway:
     telemetry: TelemetrySettings
     key_files: Path | None = None
     """The directory keys are also read from (followed like the file)."""
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
     key_expiry_notice: float = 7 * 86400.0
     expose_provider: bool = False
     """Answers name the provider that gave them (`x-extproc-provider`)."""

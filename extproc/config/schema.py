@@ -379,6 +379,9 @@ class LimitSpec(Strict):
     """`shadow` counts and logs would-be refusals but never refuses."""
     clamp_max_tokens: bool = False
     """Lower the request's max_tokens to what is left instead of refusing."""
+    per_subject: str | None = None
+    """In an identity rule: one counter per distinct value of this claim (`sub`, `email`; or
+    `spiffe`, the SPIFFE ID), created on first use, instead of one shared by the rule."""
 
     @property
     def metric(self) -> str:
@@ -542,6 +545,76 @@ class TelemetrySpec(Strict):
     """`stdout`, `stderr`, `off`, or a file path: one JSON line per request."""
 
 
+class JwtIssuerSpec(Strict):
+    """A token issuer whose tokens Envoy verifies (its `jwt_authn` filter). The processor
+    reads only the claims of tokens Envoy verified."""
+
+    issuer: str
+    """The token's `iss`."""
+    audiences: list[str] = Field(min_length=1)
+    """The token's `aud` must name one of these."""
+    jwks_uri: str | None = None
+    """Where Envoy fetches the issuer's public keys (https), cached for `jwks_cache` …"""
+    jwks_file: str | None = None
+    """… or a local JWKS file (relative to the configuration file)."""
+    jwks_cache: Seconds = 600.0
+    clock_skew: Seconds = 60.0
+    """Leeway on `exp` and `nbf`."""
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> JwtIssuerSpec:
+        if (self.jwks_uri is None) == (self.jwks_file is None):
+            raise ValueError("give jwks_uri or jwks_file (one of them)")
+        if self.jwks_uri is not None and not self.jwks_uri.startswith(("https://", "http://")):
+            raise ValueError("jwks_uri must be an http(s) URL")
+        return self
+
+
+class JwtMatchSpec(Strict):
+    issuer: Name
+    """A name under `identity.jwt`."""
+    claims: dict[str, str | list[str]] = Field(default_factory=dict)
+    """Each claim must equal the value (any of the values in a list); a claim that is a list
+    (`groups`) must contain it."""
+
+
+class IdentityRuleSpec(Strict):
+    """Who a verified identity is, and what it may do — what a key entry says of a key."""
+
+    name: Name
+    jwt: JwtMatchSpec | None = None
+    """Callers with a token from this issuer, and these claims …"""
+    spiffe: str | None = None
+    """… or with this SPIFFE ID (`*` matches within a path segment, a final `/*` any rest:
+    `spiffe://cluster.local/ns/search/*`)."""
+    principal: str | None = None
+    """Who the caller is, in logs and per-subject counters: a template over the claims
+    (`user:{sub}`); default `{sub}` for tokens, `{spiffe}` for SPIFFE IDs."""
+    team: str | None = None
+    """A team (its limits apply), literally or as a template: `{groups[0]}`."""
+    models: list[str] = Field(min_length=1)
+    metadata: dict[str, str] = Field(default_factory=dict)
+    limits: list[LimitSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_source(self) -> IdentityRuleSpec:
+        if (self.jwt is None) == (self.spiffe is None):
+            raise ValueError("match on jwt or on spiffe (one of them)")
+        return self
+
+
+class IdentitySpec(Strict):
+    jwt: dict[Name, JwtIssuerSpec] = Field(default_factory=dict)
+    """Issuers whose tokens identify callers (`Authorization: Bearer <JWT>`)."""
+    xfcc_from_trusted_hop: bool = False
+    """The proxy in front of Envoy (an Istio sidecar) terminates mTLS and says who the peer
+    was in `x-forwarded-client-cert`: read the SPIFFE ID from it. Otherwise a client-sent
+    `x-forwarded-client-cert` is removed."""
+    rules: list[IdentityRuleSpec] = Field(default_factory=list)
+    """Checked in order; the first that matches decides. A verified identity no rule matches
+    gets 403."""
+
+
 class GatewaySpec(Strict):
     version: Literal[1] = 1
     listen: ListenSpec = Field(default_factory=ListenSpec)
@@ -554,6 +627,7 @@ class GatewaySpec(Strict):
     mounted Kubernetes Secret: followed live, so issuing or revoking a key edits no config."""
     key_expiry_notice: Seconds = 7 * 86400.0
     """Answers to a key expiring within this carry `x-extproc-key-expires-at`."""
+    identity: IdentitySpec = Field(default_factory=IdentitySpec)
     teams: dict[Name, TeamSpec] = Field(default_factory=dict)
     prices: dict[Name, PriceSpec] = Field(default_factory=dict)
     """By model alias."""
