@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,8 +44,9 @@ from extproc.errors import (
     UnsupportedMediaType,
     shorten,
 )
-from extproc.pipeline.auth import authenticate, expiry_notice
+from extproc.pipeline.auth import expiry_notice
 from extproc.pipeline.cooldown import first_level_not_cooling
+from extproc.pipeline.identity import identify
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.refusals import refused, store_down
 from extproc.pipeline.routing import choose_target, resolve_route
@@ -162,7 +163,7 @@ class Exchange:
         phase = message.phase
         if phase == "request_headers":
             headers, has_body = message.headers, not message.end_of_stream
-            return await self._on_request_headers(headers, has_body=has_body)
+            return await self._on_request_headers(headers, message.verified, has_body=has_body)
         if phase == "request_body":
             return await self._on_request_body(message.body)
         if phase == "response_headers":
@@ -204,7 +205,9 @@ class Exchange:
             self._record.error_type = cause
         self._services.telemetry.finish(self._record, self._span)
 
-    async def _on_request_headers(self, headers: Headers, *, has_body: bool) -> ProcessingResponse:
+    async def _on_request_headers(
+        self, headers: Headers, verified: Mapping[str, Any], *, has_body: bool
+    ) -> ProcessingResponse:
         record = self._record
         record.method = _single(headers, names.METHOD)
         record.path = path = _single(headers, names.PATH).partition("?")[0]
@@ -215,8 +218,9 @@ class Exchange:
         if isinstance(endpoint, ModelCall | TokenCount):
             self._call = endpoint  # from here on, errors speak the client's schema
         now = time.time()
-        principal = authenticate(headers, self._gateway.principals, now)
+        principal = identify(headers, verified, self._gateway, now)
         record.key_id, record.team = principal.key_id, principal.team
+        record.principal_kind, record.subject = principal.kind, principal.subject
         self._notices = expiry_notice(principal, now, self._gateway.key_expiry_notice)
         record.key_expiring = bool(self._notices)
         if isinstance(endpoint, LocalAnswer):

@@ -196,8 +196,8 @@ def _rule(
             for claim, wanted in (rule.jwt.claims if rule.jwt is not None else {}).items()
         },
         spiffe=spiffe,
-        principal=templates["principal"].text,
-        team=rule.team,
+        principal=templates["principal"],
+        team=templates.get("team"),
         models=frozenset(rule.models) - {"*"},
         all_models="*" in rule.models,
         metadata=dict(rule.metadata),

@@ -24,6 +24,7 @@ from extproc.config.key_files import read_key_files
 from extproc.config.model import (
     Gateway,
     ListenSettings,
+    ListenTls,
     MetricsSettings,
     ModelRoute,
     ProcessorSettings,
@@ -40,6 +41,7 @@ from extproc.config.schema import (
     BackoffSpec,
     GatewaySpec,
     KeySpec,
+    ListenSpec,
     PriceSpec,
     ProcessorSpec,
     ProviderSpec,
@@ -182,7 +184,7 @@ def _compile(
     quota = _compile_quota(spec.quota, source.parent, environ, problems)
     return Gateway(
         source,
-        ListenSettings(**spec.listen.model_dump()),
+        _listen(spec.listen, source.parent),
         _processor(spec.processor, source.parent),
         providers,
         models,
@@ -195,6 +197,18 @@ def _compile(
         expose_provider=spec.routing.expose_provider,
         client_user_agent=spec.routing.client_user_agent,
     )
+
+
+def _listen(spec: ListenSpec, directory: Path) -> ListenSettings:
+    tls = None
+    if spec.tls is not None:
+        client_ca = spec.tls.client_ca_file
+        tls = ListenTls(
+            directory / spec.tls.cert_file,
+            directory / spec.tls.key_file,
+            directory / client_ca if client_ca is not None else None,
+        )
+    return ListenSettings(**spec.model_dump(exclude={"tls"}), tls=tls)
 
 
 def _processor(spec: ProcessorSpec, directory: Path) -> ProcessorSettings:

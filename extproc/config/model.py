@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from extproc.config.address import worker_addresses
 from extproc.config.aws import AwsCredentials
+from extproc.config.claim_template import ClaimTemplate
 from extproc.config.gcp import GcpCredentials
 from extproc.config.schema import ProviderKind, Publisher
 from extproc.config.secrets import Secret
@@ -129,6 +130,8 @@ class Principal:
     """… and when it stops."""
     kind: str = "key"
     """`key`, `jwt` or `spiffe`: where the caller's identity came from (`key+jwt` …: both)."""
+    subject: str | None = None
+    """The verified identity behind the call (`user:alice`); None for a key alone."""
 
     def may_use(self, alias: str) -> bool:
         return self.all_models or alias in self.models
@@ -154,9 +157,9 @@ class IdentityRule:
     """For tokens: the name of the issuer under `identity.jwt`; None for SPIFFE IDs."""
     claims: Mapping[str, frozenset[str]]
     spiffe: re.Pattern[str] | None
-    principal: str
-    """A template over the claims (`user:{sub}`)."""
-    team: str | None
+    principal: ClaimTemplate
+    """Who the caller is (`user:{sub}`)."""
+    team: ClaimTemplate | None
     models: frozenset[str]
     all_models: bool
     metadata: Mapping[str, str]
@@ -193,12 +196,25 @@ MESSAGE_OVERHEAD = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
+class ListenTls:
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None
+
+
+@dataclass(frozen=True, slots=True)
 class ListenSettings:
     address: str
     port: int
     admin_port: int
     max_request_body: int
     request_timeout: float
+    tls: ListenTls | None = None
+
+    @property
+    def client_certificates(self) -> bool:
+        """Envoy requires client certificates: their SPIFFE IDs identify callers."""
+        return self.tls is not None and self.tls.client_ca_file is not None
 
     @property
     def max_message(self) -> int:

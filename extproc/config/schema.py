@@ -86,6 +86,17 @@ MAX_REQUEST_BODY = 128 * 1024 * 1024
 to twice this (room for answers larger than the request)."""
 
 
+class ListenTlsSpec(Strict):
+    """Envoy terminates TLS for clients, and with `client_ca_file` requires their
+    certificates: a certificate's SPIFFE ID (URI SAN) then identifies the caller."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None
+    """Clients must present a certificate chaining to this CA (PEM); none: no client
+    certificates."""
+
+
 class ListenSpec(Strict):
     address: str = "127.0.0.1"
     port: int = Field(default=10000, ge=0, le=65535)
@@ -93,6 +104,7 @@ class ListenSpec(Strict):
     max_request_body: Annotated[Bytes, Field(gt=0, le=MAX_REQUEST_BODY)] = 8 * 1024 * 1024
     request_timeout: Seconds = 60.0
     """How long a client may take to send its whole request (cuts off very slow uploads)."""
+    tls: ListenTlsSpec | None = None
 
 
 class ProcessorTlsSpec(Strict):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 
 from extproc.envoyapi.protos.envoy.config.core.v3 import base_pb2
 from extproc.envoyapi.protos.envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
@@ -45,7 +45,12 @@ ATTRIBUTES = "envoy.filters.http.ext_proc"
 SHARED_METADATA = "extproc"
 """The dynamic-metadata namespace the request's own stream writes and each attempt's stream
 reads: what one passes the other without a header a provider would see."""
+JWT_METADATA = "envoy.filters.http.jwt_authn"
+"""The namespace Envoy's `jwt_authn` filter writes verified claims (and failures) under."""
+JWT_FAILURE = "failure"
+"""Where in it Envoy writes why it refused a token (`failed_status_in_metadata`)."""
 _NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
+_NO_CLAIMS: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +72,9 @@ class Message:
     `response_attributes`), by expression."""
     shared: Mapping[str, str]
     """The `SHARED_METADATA` Envoy forwarded with a headers phase."""
+    verified: Mapping[str, Any] = field(default_factory=dict)
+    """What Envoy's `jwt_authn` filter wrote for a request's headers: the claims of a token
+    it verified, under the issuer's name, or why it refused one."""
 
 
 _HEADER_PHASES = frozenset(("request_headers", "response_headers"))
@@ -103,13 +111,17 @@ def read_message(request: ProcessingRequest) -> Message:
     if phase in _HEADER_PHASES:
         message = getattr(request, phase)
         attributes = shared = _NO_ATTRIBUTES
+        verified = _NO_CLAIMS
         if request.attributes:
             attributes = _strings(request.attributes[ATTRIBUTES])
         if request.HasField("metadata_context"):
             namespaces = request.metadata_context.filter_metadata
             if SHARED_METADATA in namespaces:
                 shared = _strings(namespaces[SHARED_METADATA])
-        return Message(phase, read_headers(message), b"", message.end_of_stream, attributes, shared)
+            if JWT_METADATA in namespaces:
+                verified = json_format.MessageToDict(namespaces[JWT_METADATA])
+        headers = read_headers(message)
+        return Message(phase, headers, b"", message.end_of_stream, attributes, shared, verified)
     if phase in _BODY_PHASES:
         body = getattr(request, phase)
         return Message(phase, {}, body.body, body.end_of_stream, _NO_ATTRIBUTES, _NO_ATTRIBUTES)

@@ -123,13 +123,19 @@ from extproc import headers
 from extproc.config import Gateway, Provider
 from extproc.config.address import parse_grpc_address
 from extproc.config.model import ProcessorTls, TracingSettings
-from extproc.envoyapi.messages import REPLY_DETAILS, SHARED_METADATA
+from extproc.envoyapi.messages import JWT_METADATA, REPLY_DETAILS, SHARED_METADATA
 from extproc.envoyconfig.cut_reports import cut_report_loggers
 from extproc.envoyconfig.fallback import (
     TLS_MATCH,
     alias_clusters,
     alias_routes,
     without_attempt_count,
+)
+from extproc.envoyconfig.identity import (
+    client_cert_details,
+    jwks_clusters,
+    jwt_filter,
+    listener_tls,
 )
 from extproc.errors import (
     INTERNAL_ERROR,
@@ -177,6 +183,7 @@ def build_bootstrap(
     """The whole bootstrap; `with_processor=False` gives plain Envoy (the benchmark baseline)."""
     numbered = with_processor and _has_fallback(gateway)
     clusters = [_provider_cluster(p, numbered) for p in gateway.providers.values()]
+    clusters += jwks_clusters(gateway)
     if with_processor:
         tls = gateway.processor.tls
         clusters.append(_processor_cluster(PROCESSOR_CLUSTER, placement.processor_addresses, tls))
@@ -240,14 +247,19 @@ def _listener(gateway: Gateway, placement: Placement, with_processor: bool) -> L
     # decompressor the processor never receives the response body, envoyproxy/envoy#21205).
     filters = [_request_decompressor(), _compressor()]
     if with_processor:
+        if (verify := jwt_filter(gateway)) is not None:
+            filters.append(verify)
         filters.append(_ext_proc_filter(gateway))
     # No x-envoy-* headers towards providers or clients: they describe our internals.
     router = Router(suppress_envoy_headers=True)
     filters.append(
         HttpFilter(name="envoy.filters.http.router", typed_config=AnyMessage.pack(router))
     )
+    forward_details, set_details = client_cert_details(gateway)
     manager = HttpConnectionManager(
         stat_prefix="ingress",
+        forward_client_cert_details=forward_details,
+        set_current_client_cert_details=set_details,
         codec_type=HttpConnectionManagerCodecType.AUTO,
         use_remote_address=True,
         normalize_path=True,
@@ -269,12 +281,13 @@ def _listener(gateway: Gateway, placement: Placement, with_processor: bool) -> L
         enable_reuse_port=False,
         filter_chains=[
             FilterChain(
+                transport_socket=listener_tls(gateway.listen),
                 filters=[
                     Filter(
                         name="envoy.filters.network.http_connection_manager",
                         typed_config=AnyMessage.pack(manager),
                     )
-                ]
+                ],
             )
         ],
     )
@@ -323,9 +336,13 @@ def _ext_proc_filter(gateway: Gateway) -> HttpFilter:
         allow_mode_override=True,
         # The processor takes Envoy's attempt count off answers it has logged.
         mutation_rules=HeaderMutationRules(allow_envoy=True),
-        # What the request's stream passes the streams of its attempts (the span's context).
+        # What the request's stream passes the streams of its attempts (the span's context);
+        # what Envoy verified of the caller.
         metadata_options=MetadataOptions(
-            receiving_namespaces=MetadataOptionsMetadataNamespaces(untyped=[SHARED_METADATA])
+            receiving_namespaces=MetadataOptionsMetadataNamespaces(untyped=[SHARED_METADATA]),
+            forwarding_namespaces=MetadataOptionsMetadataNamespaces(untyped=[JWT_METADATA])
+            if gateway.identity.jwt
+            else None,
         ),
         processing_mode=ProcessingMode(
             request_header_mode=ProcessingModeHeaderSendMode.SEND,

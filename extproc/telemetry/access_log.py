@@ -34,6 +34,8 @@ def access_line(record: RequestRecord) -> bytes:
         "status": record.status,
         "error_type": record.error_type,
         "key_id": record.key_id,
+        "principal_kind": record.principal_kind,
+        "subject": record.subject,
         "team": record.team,
         "alias": record.alias,
         "provider": record.provider,

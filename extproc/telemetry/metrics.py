@@ -98,7 +98,13 @@ class Metrics:
             self._first_token.record(record.first_token, attributes)
         if record.per_output_token is not None:
             self._per_token.record(record.per_output_token, attributes)
-        owner = present({"extproc.key.id": record.key_id, "extproc.team": record.team})
+        owner = present(
+            {
+                "extproc.key.id": record.key_id,
+                "extproc.principal.kind": record.principal_kind,
+                "extproc.team": record.team,
+            }
+        )
         if record.usage is not None:
             for kind, tokens in (
                 ("input", record.usage.input_tokens),
@@ -132,6 +138,7 @@ class Metrics:
                     "http.response.status_code": record.status,
                     "error.type": record.error_type,
                     "extproc.model.alias": record.alias,
+                    "extproc.principal.kind": record.principal_kind,
                 }
             ),
         )

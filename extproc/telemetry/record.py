@@ -19,6 +19,10 @@ class RequestRecord:
     request_id: str | None = None
     key_id: str | None = None
     team: str | None = None
+    principal_kind: str | None = None
+    """`key`, `jwt`, `spiffe`, or a key and an identity together (`key+jwt`)."""
+    subject: str | None = None
+    """The verified identity behind the call (`user:alice`), never a token."""
     key_expiring: bool = False
     """The key expires within `key_expiry_notice`."""
     operation: str | None = None

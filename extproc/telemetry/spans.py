@@ -117,6 +117,8 @@ class Spans:
                     "error.type": record.error_type,
                     "extproc.request.id": record.request_id,
                     "extproc.key.id": record.key_id,
+                    "extproc.principal.kind": record.principal_kind,
+                    "extproc.principal.subject": record.subject,
                     "extproc.team": record.team,
                     "extproc.model.alias": record.alias,
                     "extproc.target": f"{record.provider}/{record.upstream_model}"

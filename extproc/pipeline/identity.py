@@ -1,0 +1,167 @@
+"""Who is calling, from what Envoy verified: a token's claims (its `jwt_authn` filter), and a
+gateway key beside or instead of it.
+
+The processor never reads a token itself. A token Envoy verified is gone from the request
+(Envoy removes it) and its claims arrive as metadata under the issuer's name; a token still
+in `Authorization` is one Envoy did not accept, and gets 401 with Envoy's reason. Claims in
+request headers (`x-jwt-payload`, `x-user`, …) are not read at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import quote
+
+from extproc.config import Gateway, Principal
+from extproc.config.claim_template import claim_value
+from extproc.config.model import IdentityRule, IdentitySettings
+from extproc.envoyapi.messages import JWT_FAILURE
+from extproc.errors import PermissionDenied, Unauthenticated
+from extproc.headers import API_KEY, AUTHORIZATION, X_API_KEY
+from extproc.pipeline.auth import RequestHeaders, authenticate
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """An identity Envoy verified."""
+
+    kind: str
+    """`jwt` or `spiffe`."""
+    source: str
+    """The issuer's name under `identity.jwt`, or `spiffe`."""
+    claims: Mapping[str, Any]
+
+
+def identify(
+    headers: RequestHeaders, verified: Mapping[str, Any], gateway: Gateway, now: float
+) -> Principal:
+    """The caller: its gateway key's principal, its verified identity's, or both together
+    (the key's limits and the identity's, the models both may use). Raises Unauthenticated
+    (401) for a missing or refused credential, PermissionDenied (403) for an identity no
+    rule admits."""
+    identity = verified_identity(headers, verified, gateway.identity)
+    if identity is None:
+        return authenticate(headers, gateway.principals, now)
+    person = principal_for(identity, gateway.identity)
+    if not _has_key(headers):
+        return person
+    return _together(authenticate(headers, gateway.principals, now), person)
+
+
+def verified_identity(
+    headers: RequestHeaders, verified: Mapping[str, Any], settings: IdentitySettings
+) -> Verified | None:
+    for name in settings.jwt:
+        claims = verified.get(name)
+        if isinstance(claims, Mapping):
+            return Verified("jwt", name, claims)
+    if settings.jwt and any(_looks_like_token(value) for value in headers.get(AUTHORIZATION, ())):
+        failure = verified.get(JWT_FAILURE)
+        reason = failure.get("message") if isinstance(failure, Mapping) else None
+        raise Unauthenticated(
+            f"The token was not accepted: {reason or 'its issuer is not one the gateway trusts'}.",
+            code="invalid_token",
+        )
+    return None
+
+
+def principal_for(identity: Verified, settings: IdentitySettings) -> Principal:
+    """The principal the first matching rule makes of `identity`."""
+    for rule in settings.rules:
+        if _matches(rule, identity) and (principal := _principal(rule, identity, settings)):
+            return principal
+    raise PermissionDenied(
+        "The caller's identity was verified, but no identity rule admits it.",
+        code="identity_not_allowed",
+    )
+
+
+def _matches(rule: IdentityRule, identity: Verified) -> bool:
+    if identity.kind == "spiffe":
+        spiffe = identity.claims.get("spiffe")
+        return (
+            rule.spiffe is not None
+            and isinstance(spiffe, str)
+            and bool(rule.spiffe.fullmatch(spiffe))
+        )
+    if rule.issuer != identity.source:
+        return False
+    return all(
+        _claim_matches(identity.claims, claim, wanted) for claim, wanted in rule.claims.items()
+    )
+
+
+def _claim_matches(claims: Mapping[str, Any], claim: str, wanted: frozenset[str]) -> bool:
+    path = tuple(claim.split("."))
+    value: Any = claims
+    for name in path:
+        if not isinstance(value, Mapping) or name not in value:
+            return False
+        value = value[name]
+    values = value if isinstance(value, list) else [value]
+    return any(
+        text in wanted
+        for item in values
+        if (text := claim_value({"v": item}, ("v",), None)) is not None
+    )
+
+
+def _principal(
+    rule: IdentityRule, identity: Verified, settings: IdentitySettings
+) -> Principal | None:
+    """None when a claim the rule needs is missing: the rule does not apply."""
+    claims = identity.claims
+    name = rule.principal.render(claims)
+    team = rule.team.render(claims) if rule.team is not None else None
+    if name is None or (rule.team is not None and team is None):
+        return None
+    limits = list(rule.limits)
+    for claim, limit in rule.subject_limits:
+        subject = claim_value(claims, tuple(claim.split(".")), None)
+        if subject is None:
+            return None
+        limits.append(replace(limit, scope=f"{limit.scope}:{claim}={quote(subject, safe='@.-_+')}"))
+    limits += settings.team_limits.get(team, ()) if team is not None else ()
+    return Principal(
+        key_id=name,
+        team=team,
+        models=rule.models,
+        all_models=rule.all_models,
+        metadata=rule.metadata,
+        limits=tuple(limits),
+        kind=identity.kind,
+        subject=name,
+    )
+
+
+def _together(key: Principal, person: Principal) -> Principal:
+    """An application's key and its end user's identity: both sets of limits, the models
+    both may use, the key's id and team."""
+    if key.all_models and person.all_models:
+        models, everything = frozenset[str](), True
+    elif key.all_models or person.all_models:
+        models, everything = (person.models if key.all_models else key.models), False
+    else:
+        models, everything = key.models & person.models, False
+    return replace(
+        key,
+        models=models,
+        all_models=everything,
+        metadata={**person.metadata, **key.metadata},
+        limits=key.limits + person.limits,
+        kind=f"key+{person.kind}",
+        subject=person.key_id,
+    )
+
+
+def _has_key(headers: RequestHeaders) -> bool:
+    return any(headers.get(name) for name in (AUTHORIZATION, API_KEY, X_API_KEY))
+
+
+def _looks_like_token(value: str) -> bool:
+    """`Bearer <JWT>`: three dot-separated parts, the first a base64url JSON object. Only the
+    shape is looked at, to tell a refused token from a gateway key."""
+    scheme, _, token = value.strip().partition(" ")
+    return scheme.lower() == "bearer" and token.strip().startswith("eyJ") and token.count(".") == 2
