@@ -33,6 +33,9 @@ answer (the attempts made)."""
 TOKEN_COUNT = INTERNAL_PREFIX + "token-count"
 """On token count answers: `provider` when the provider counted, `estimate` when the gateway
 did."""
+XFCC = "x-forwarded-client-cert"
+"""Who the client's certificate says it is: set by Envoy when it requires one, or by the
+trusted hop in front (`identity.xfcc_from_trusted_hop`); a client's own is removed."""
 REQUEST_ID = "x-request-id"
 """Set by Envoy on every request; ties the access log, spans and Envoy's logs together."""
 
@@ -86,6 +89,7 @@ _GATEWAY_OWNED = frozenset(
     (
         *CREDENTIAL_HEADERS,
         "proxy-authorization",
+        XFCC,
         COOKIE,
         GOOG_API_KEY,
         ANTHROPIC_VERSION,

@@ -200,5 +200,5 @@ def client_cert_details(
             HttpConnectionManagerSetCurrentClientCertDetails(uri=True),
         )
     if gateway.identity.xfcc_from_trusted_hop:
-        return HttpConnectionManagerForwardClientCertDetails.FORWARD_ONLY, None
+        return HttpConnectionManagerForwardClientCertDetails.ALWAYS_FORWARD_ONLY, None
     return HttpConnectionManagerForwardClientCertDetails.SANITIZE, None

@@ -1,5 +1,7 @@
-"""Who is calling, from what Envoy verified: a token's claims (its `jwt_authn` filter), and a
-gateway key beside or instead of it.
+"""Who is calling, from what Envoy verified — a token's claims (its `jwt_authn` filter), a
+client certificate's SPIFFE ID (`x-forwarded-client-cert`, which Envoy sets from the
+certificate, or keeps from the trusted hop in front; otherwise removes) — and a gateway key
+beside or instead of it. Sources are checked in that order: token, SPIFFE ID, key.
 
 The processor never reads a token itself. A token Envoy verified is gone from the request
 (Envoy removes it) and its claims arrive as metadata under the issuer's name; a token still
@@ -19,7 +21,7 @@ from extproc.config.claim_template import claim_value
 from extproc.config.model import IdentityRule, IdentitySettings
 from extproc.envoyapi.messages import JWT_FAILURE
 from extproc.errors import PermissionDenied, Unauthenticated
-from extproc.headers import API_KEY, AUTHORIZATION, X_API_KEY
+from extproc.headers import API_KEY, AUTHORIZATION, X_API_KEY, XFCC
 from extproc.pipeline.auth import RequestHeaders, authenticate
 
 
@@ -42,6 +44,11 @@ def identify(
     (401) for a missing or refused credential, PermissionDenied (403) for an identity no
     rule admits."""
     identity = verified_identity(headers, verified, gateway.identity)
+    if identity is None and (
+        gateway.listen.client_certificates or gateway.identity.xfcc_from_trusted_hop
+    ):
+        spiffe = peer_spiffe_id(headers)
+        identity = Verified("spiffe", "spiffe", spiffe_claims(spiffe)) if spiffe else None
     if identity is None:
         return authenticate(headers, gateway.principals, now)
     person = principal_for(identity, gateway.identity)
@@ -165,3 +172,47 @@ def _looks_like_token(value: str) -> bool:
     shape is looked at, to tell a refused token from a gateway key."""
     scheme, _, token = value.strip().partition(" ")
     return scheme.lower() == "bearer" and token.strip().startswith("eyJ") and token.count(".") == 2
+
+
+def peer_spiffe_id(headers: RequestHeaders) -> str | None:
+    """The SPIFFE ID of the nearest peer in `x-forwarded-client-cert` (its last element's
+    `URI`), set by Envoy from the client's certificate or by the trusted hop in front."""
+    values = headers.get(XFCC)
+    if not values:
+        return None
+    elements = _split_outside_quotes(values[-1], ",")
+    if not elements:
+        return None
+    for pair in _split_outside_quotes(elements[-1], ";"):
+        name, _, value = pair.partition("=")
+        value = value.strip().strip('"')
+        if name.strip().lower() == "uri" and value.startswith("spiffe://"):
+            return value
+    return None
+
+
+def spiffe_claims(spiffe: str) -> dict[str, str]:
+    """What rules and templates read of a SPIFFE ID: all of it, its trust domain, and for a
+    Kubernetes workload (`/ns/<namespace>/sa/<service account>`) its `ns` and `sa`."""
+    trust_domain, _, path = spiffe.removeprefix("spiffe://").partition("/")
+    claims = {"spiffe": spiffe, "trust_domain": trust_domain}
+    parts = path.split("/")
+    if len(parts) == 4 and parts[0] == "ns" and parts[2] == "sa":
+        claims |= {"ns": parts[1], "sa": parts[3]}
+    return claims
+
+
+def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        if char == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [part for part in parts if part.strip()]

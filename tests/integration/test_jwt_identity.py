@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
@@ -24,6 +23,7 @@ from tests.harness import (
     RunningGateway,
     access_log_lines,
     assert_openai_error,
+    logged_since,
     redis_server,
     running_gateway,
     sha256,
@@ -105,14 +105,11 @@ def call(gateway: RunningGateway, token: str | None, **headers: str) -> httpx.Re
     return httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, headers=headers, timeout=30)
 
 
-def last_logged(config: Path) -> dict[str, Any]:
-    return orjson.loads(access_log_lines(config)[-1])  # type: ignore[no-any-return]
-
-
 def test_a_verified_token_is_served_as_its_rule_says(setup: Setup, mock: MockProvider) -> None:
     gateway = setup.gateways[0]
     token = setup.signer.token(sub="alice", groups=["ml-team", "other"])
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=token, max_retries=0)
+    before = len(access_log_lines(setup.config))
 
     answer = client.chat.completions.create(
         model="chat", messages=[{"role": "user", "content": "Hi"}]
@@ -121,7 +118,7 @@ def test_a_verified_token_is_served_as_its_rule_says(setup: Setup, mock: MockPro
     assert answer.choices[0].message.content
     upstream = mock.last_request()
     assert token not in orjson.dumps(upstream).decode()  # the token stays at the gateway
-    logged = last_logged(setup.config)
+    logged = logged_since(setup.config, before)
     assert (logged["principal_kind"], logged["subject"], logged["key_id"]) == (
         "jwt",
         "user:alice",
@@ -180,11 +177,12 @@ def test_identity_headers_from_a_client_have_no_effect(setup: Setup) -> None:
 def test_an_application_key_and_its_users_token_apply_together(setup: Setup) -> None:
     gateway = setup.gateways[0]
     token = setup.signer.token(sub="dave", groups=["ml-team"])
+    before = len(access_log_lines(setup.config))
 
     answer = call(gateway, token, **{"x-api-key": GATEWAY_KEY})
 
     assert answer.status_code == 200, answer.text
-    logged = last_logged(setup.config)
+    logged = logged_since(setup.config, before)
     assert (logged["principal_kind"], logged["key_id"], logged["subject"]) == (
         "key+jwt",
         "app",
