@@ -568,15 +568,17 @@ class JwtIssuerSpec(Strict):
     jwks_uri: str | None = None
     """Where Envoy fetches the issuer's public keys (https), cached for `jwks_cache` …"""
     jwks_file: str | None = None
-    """… or a local JWKS file (relative to the configuration file)."""
+    """… or a local JWKS file (relative to the configuration file). Neither: the mesh in
+    front verifies the tokens (Istio `RequestAuthentication`, Envoy Gateway `SecurityPolicy`)
+    and the processor reads its verdict."""
     jwks_cache: Seconds = 600.0
     clock_skew: Seconds = 60.0
     """Leeway on `exp` and `nbf`."""
 
     @model_validator(mode="after")
     def _check_keys(self) -> JwtIssuerSpec:
-        if (self.jwks_uri is None) == (self.jwks_file is None):
-            raise ValueError("give jwks_uri or jwks_file (one of them)")
+        if self.jwks_uri is not None and self.jwks_file is not None:
+            raise ValueError("give jwks_uri or jwks_file, not both")
         if self.jwks_uri is not None and not self.jwks_uri.startswith(("https://", "http://")):
             raise ValueError("jwks_uri must be an http(s) URL")
         return self

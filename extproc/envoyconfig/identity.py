@@ -61,7 +61,11 @@ def jwt_filter(gateway: Gateway) -> HttpFilter | None:
     """Envoy verifies every token from a configured issuer. A request without one, or with a
     token that fails, goes on: the processor decides (a gateway key, or 401 with Envoy's
     reason, which Envoy writes beside the claims)."""
-    issuers = gateway.identity.jwt
+    issuers = {
+        name: issuer
+        for name, issuer in gateway.identity.jwt.items()
+        if issuer.jwks_uri is not None or issuer.jwks_file is not None
+    }
     if not issuers:
         return None
     config = JwtAuthentication(
@@ -89,8 +93,7 @@ def _provider(issuer: JwtIssuer) -> JwtProvider:
     )
     if issuer.jwks_file is not None:
         provider.local_jwks = DataSource(filename=str(issuer.jwks_file))
-    else:
-        assert issuer.jwks_uri is not None
+    elif issuer.jwks_uri is not None:
         provider.remote_jwks = RemoteJwks(
             http_uri=HttpUri(
                 uri=issuer.jwks_uri, cluster=jwks_cluster(issuer), timeout=JWKS_FETCH_TIMEOUT

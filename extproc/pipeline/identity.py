@@ -60,10 +60,14 @@ def identify(
 def verified_identity(
     headers: RequestHeaders, verified: Mapping[str, Any], settings: IdentitySettings
 ) -> Verified | None:
-    for name in settings.jwt:
+    for name, issuer in settings.jwt.items():
         claims = verified.get(name)
         if isinstance(claims, Mapping):
             return Verified("jwt", name, claims)
+        # Verified by the mesh in front, which files the claims under its own key.
+        for claims in verified.values():
+            if isinstance(claims, Mapping) and claims.get("iss") == issuer.issuer:
+                return Verified("jwt", name, claims)
     if settings.jwt and any(_looks_like_token(value) for value in headers.get(AUTHORIZATION, ())):
         failure = verified.get(JWT_FAILURE)
         reason = failure.get("message") if isinstance(failure, Mapping) else None

@@ -135,6 +135,7 @@ ENVOY_GATEWAY_FIELDS = {
         "spec.extProc[].backendRefs[].port",
         "spec.extProc[].failOpen",
         "spec.extProc[].messageTimeout",
+        "spec.extProc[].metadataOptions.forwardingNamespaces.untyped[]",
         "spec.extProc[].processingMode.allowModeOverride",
         "spec.extProc[].processingMode.request.body",
     },

@@ -10,7 +10,13 @@ import pytest
 from extproc import errors
 from extproc.config import ConfigError, parse_gateway
 from extproc.config.claim_template import ClaimTemplate
-from extproc.pipeline.identity import Verified, peer_spiffe_id, principal_for, spiffe_claims
+from extproc.pipeline.identity import (
+    Verified,
+    peer_spiffe_id,
+    principal_for,
+    spiffe_claims,
+    verified_identity,
+)
 
 CLAIMS = {"sub": "alice", "groups": ["ml-team", "ops"], "realm": {"roles": ["admin"]}, "n": 7.0}
 
@@ -102,6 +108,28 @@ def test_rules_apply_in_order_and_split_limits_by_subject() -> None:
     )
     with pytest.raises(errors.PermissionDenied):  # `*` stays within one segment
         principal_for(Verified("spiffe", "spiffe", spiffe_claims("spiffe://td/x/y/edge")), settings)
+
+
+def test_claims_a_mesh_verified_are_read_under_its_own_key() -> None:
+    """Istio files them under `payload`, Envoy Gateway under the issuer's URL: the issuer's
+    `iss` tells whose they are."""
+    settings = parse_gateway(RULES, source=Path("t.yaml"), environ={"K": "x"}).identity
+    claims = {"iss": "https://idp", "sub": "alice", "groups": ["ml-team"], "email": "a@x"}
+    for key in ("payload", "https://idp"):
+        identity = verified_identity({}, {key: claims}, settings)
+        assert identity == Verified("jwt", "corp", claims)
+    assert verified_identity({}, {"payload": claims | {"iss": "https://other"}}, settings) is None
+
+
+def test_a_token_envoy_did_not_verify_is_refused_with_its_reason() -> None:
+    settings = parse_gateway(RULES, source=Path("t.yaml"), environ={"K": "x"}).identity
+    headers = {"authorization": ["Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"]}
+    failure = {"failure": {"code": 3.0, "message": "Jwt is expired"}}
+    with pytest.raises(errors.Unauthenticated, match="Jwt is expired") as refused:
+        verified_identity(headers, failure, settings)
+    assert refused.value.code == "invalid_token"
+    # A gateway key in the same header is no token: left to key authentication.
+    assert verified_identity({"authorization": ["Bearer sk-gw-abc"]}, {}, settings) is None
 
 
 @pytest.mark.parametrize(
