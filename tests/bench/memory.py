@@ -49,7 +49,7 @@ def send(url: str, count: int, body: str) -> None:
 def main() -> int:
     with tempfile.TemporaryDirectory() as workdir, mock_provider() as mock:
         directory = Path(workdir)
-        config = configure(mock.url, directory, "memory", "memory")
+        config = configure(mock.url, directory, "memory", store="memory")
         with running_gateway(config, directory / "gateway.log") as gateway:
             root = gateway.process.popen.pid
             send(gateway.url, WARM_UP, BODY)

@@ -1,8 +1,9 @@
 """`make bench`: Envoy alone against the full gateway, same mock provider, same load, one run.
 
-The gateway runs four times: plain, with limits on the memory store, with limits on a Redis
-store (a local redis-server), and with every request traced to an in-process OTLP receiver,
-to show what quota checks and tracing add. The plain gateway is also loaded with a call it
+The gateway runs five times: plain, with limits on the memory store, with limits on a Redis
+store (a local redis-server), with every request traced to an in-process OTLP receiver, and
+with callers known by a JWT that Envoy verifies instead of a gateway key, to show what quota
+checks, tracing and token identity add. The plain gateway is also loaded with a call it
 translates (an OpenAI client to an alias on an Anthropic-kind provider), with a call to an
 alias with fallback whose first target answers (the per-attempt filter), with a client that
 accepts gzip (Envoy compresses the answers), and with a provider that compresses although it
@@ -36,6 +37,7 @@ from tests.harness import (
     running_gateway,
 )
 from tests.otlp_receiver import otlp_receiver
+from tests.tokens import Signer
 
 DURATION_SECONDS = 5
 ROUNDS = 3
@@ -49,6 +51,7 @@ FALLBACK_BODY = '{"model":"smart",' + PROMPT + "}"
 """The demo's alias with fallback, on its happy path: the first target answers, and what
 the row adds is Envoy's attempt machinery and the attempt's own ext_proc stream."""
 STREAMS_PER_ROUND = 40
+JWT_ISSUER, JWT_AUDIENCE = "https://login.bench.test", "llm-gateway"
 
 
 @dataclass
@@ -176,11 +179,14 @@ def configure(
     mock_url: str,
     directory: Path,
     name: str,
+    *,
     store: str | None = None,
     collector: str | None = None,
+    jwks: Path | None = None,
 ) -> Path:
     """The demo configuration on the mock; with `store`, the demo key gets LIMITS there;
-    with `collector`, every request is traced (Envoy and processor) to that OTLP endpoint."""
+    with `collector`, every request is traced (Envoy and processor) to that OTLP endpoint;
+    with `jwks`, callers are also known by tokens that Envoy verifies against it."""
     document = yaml.safe_load((ROOT / "examples" / "gateway.yaml").read_text())
     for provider in document["providers"].values():  # every demo provider is the mock
         provider["base_url"] = mock_url
@@ -196,6 +202,10 @@ def configure(
         document["quota"] = {"store": store}
     if collector is not None:
         document["telemetry"] = {"tracing": {"enabled": True, "endpoint": collector}}
+    if jwks is not None:
+        issuer = {"issuer": JWT_ISSUER, "audiences": [JWT_AUDIENCE], "jwks_file": str(jwks)}
+        rule = {"name": "users", "jwt": {"issuer": "corp"}, "principal": "user:{sub}"}
+        document["identity"] = {"jwt": {"corp": issuer}, "rules": [rule | {"models": ["*"]}]}
     path = directory / f"{name}.yaml"
     path.write_text(gateway_yaml(document))
     return path
@@ -216,9 +226,13 @@ def main() -> int:
     ):
         directory = Path(workdir)
         config = configure(mock.url, directory, "plain")
-        memory = configure(mock.url, directory, "memory", "memory")
-        shared = configure(mock.url, directory, "redis", redis.url)
+        memory = configure(mock.url, directory, "memory", store="memory")
+        shared = configure(mock.url, directory, "redis", store=redis.url)
         traced = configure(mock.url, directory, "traced", collector=collector)
+        signer = Signer(JWT_ISSUER, JWT_AUDIENCE)
+        jwks = signer.write_jwks(directory / "jwks.json")
+        verified = configure(mock.url, directory, "jwt", jwks=jwks)
+        token = signer.token(lifetime=86400, sub="bench-user")
         mock_pid = mock.process.popen.pid
         with (
             envoy_only(config, directory, processor=None) as (alone, alone_url),
@@ -226,6 +240,7 @@ def main() -> int:
             running_gateway(memory, directory / "memory.log") as with_memory,
             running_gateway(shared, directory / "redis.log") as with_redis,
             running_gateway(traced, directory / "traced.log") as with_tracing,
+            running_gateway(verified, directory / "jwt.log") as with_jwt,
         ):
             plain = [gateway.process.popen.pid, mock_pid]
             targets = {
@@ -241,6 +256,9 @@ def main() -> int:
                     [with_redis.process.popen.pid, mock_pid, redis.process.popen.pid],
                 ),
                 "+tracing": Setup(with_tracing.url, [with_tracing.process.popen.pid, mock_pid]),
+                "jwt, not key": Setup(
+                    with_jwt.url, [with_jwt.process.popen.pid, mock_pid], key=token
+                ),
             }
             control_setup = Setup(admin_url(directory), [alone.popen.pid])
             for _ in range(ROUNDS):
@@ -312,6 +330,7 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
         "+quota mem",
         "+quota redis",
         "+tracing",
+        "jwt, not key",
     ):
         quota1, quota32 = results[name, 1], results[name, 32]
         print(
@@ -322,7 +341,7 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
     print("\nCPU microseconds per request @32 conns (from /proc; stalls do not count):")
     for name in (
         "envoy alone", "gateway", "+translation", "+fallback", "+gzip client", "+gzip provider",
-        "+quota mem", "+quota redis", "+tracing",
+        "+quota mem", "+quota redis", "+tracing", "jwt, not key",
     ):  # fmt: skip
         figures = results[name, 32]
         roles = [role for role in ROLES if role != "peer"]  # peers run in bench-peers only
