@@ -107,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the processor's address, for the memory store (default: processor.address)",
     )
     usage.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    usage.add_argument(
+        "--subject",
+        metavar="CLAIM=VALUE",
+        action="append",
+        help="also one caller's per-subject limits (sub=alice; repeat for several claims)",
+    )
     usage.set_defaults(command=_usage)
 
     mock = commands.add_parser(
@@ -172,8 +178,11 @@ def _usage(args: argparse.Namespace) -> int:
     from extproc.usage_report import current_usage, format_table
 
     gateway = load_gateway(args.config)
+    subject = dict(item.partition("=")[::2] for item in args.subject) if args.subject else None
     try:
-        rows = asyncio.run(current_usage(gateway, processor=args.processor, now=time.time()))
+        rows = asyncio.run(
+            current_usage(gateway, processor=args.processor, now=time.time(), subject=subject)
+        )
     except StoreUnavailable as error:
         print(f"cannot read the counters: {error}", file=sys.stderr)
         return 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,35 +43,51 @@ class Row:
         }
 
 
-def configured_limits(gateway: Gateway) -> list[Limit]:
-    """Each key's and team's limits once (a team's appear under every key of the team)."""
+def configured_limits(gateway: Gateway, subject: Mapping[str, str] | None = None) -> list[Limit]:
+    """Each key's, team's and identity rule's limits once (a team's appear under every key of
+    the team); with `subject` (a claim and its value, `{"sub": "alice"}`), also the rules'
+    per-subject limits of that caller."""
+    limits = [limit for principal in gateway.principals.values() for limit in principal.limits]
+    identity = gateway.identity
+    limits += [limit for team in identity.team_limits.values() for limit in team]
+    for rule in identity.rules:
+        limits += rule.limits
+        if subject is not None and {claim for claim, _ in rule.subject_limits} <= set(subject):
+            limits += rule.limits_of(subject) or ()
     seen: dict[str, Limit] = {}
-    for principal in gateway.principals.values():
-        for limit in principal.limits:
-            seen.setdefault(limit.counter, limit)
+    for limit in limits:
+        seen.setdefault(limit.counter, limit)
     return sorted(seen.values(), key=lambda limit: (limit.scope, limit.counter))
 
 
-async def current_usage(gateway: Gateway, *, processor: str | None, now: float) -> list[Row]:
+async def current_usage(
+    gateway: Gateway,
+    *,
+    processor: str | None,
+    now: float,
+    subject: Mapping[str, str] | None = None,
+) -> list[Row]:
     """Rows read from the Redis store, or for the memory store from the processor holding it
     (at `processor`, default the configured address); raises StoreUnavailable."""
     if gateway.quota.store == "memory":
         address = processor or gateway.processor.worker_addresses()[0]
         tls = client_tls(address, gateway.processor.tls)
         read = functools.partial(read_remote, address, timeout=PROCESSOR_TIMEOUT, tls=tls)
-        return await usage_rows(gateway, read, now)
+        return await usage_rows(gateway, read, now, subject)
     settings = gateway.quota
     store = open_store(
         settings.store, password=settings.revealed_password, timeout=settings.timeout
     )
     try:
-        return await usage_rows(gateway, store.read, now)
+        return await usage_rows(gateway, store.read, now, subject)
     finally:
         await store.close()
 
 
-async def usage_rows(gateway: Gateway, read: ReadCounters, now: float) -> list[Row]:
-    limits = configured_limits(gateway)
+async def usage_rows(
+    gateway: Gateway, read: ReadCounters, now: float, subject: Mapping[str, str] | None = None
+) -> list[Row]:
+    limits = configured_limits(gateway, subject)
     counters = [limit.counter_at(now) for limit in limits]
     values = await read([name for name, _ in counters])
     return [

@@ -268,11 +268,16 @@ def processor_pid(gateway: RunningGateway) -> int:
     return pid
 
 
-def quota_usage(config: Path, processor: str | None = None) -> dict[str, dict[str, Any]]:
-    """`extproc usage --json`, as a user runs it, by `scope metric per model`."""
+def quota_usage(
+    config: Path, processor: str | None = None, subject: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """`extproc usage --json`, as a user runs it, by `scope metric per model` (`subject`:
+    a caller's per-subject limits too, `sub=alice`)."""
     argv = extproc("usage", "--config", str(config), "--json")
     if processor is not None:
         argv += ["--processor", processor]
+    if subject is not None:
+        argv += ["--subject", subject]
     result = subprocess.run(argv, capture_output=True, check=True, cwd=ROOT, timeout=60)
     rows = [json.loads(line) for line in result.stdout.decode().splitlines()]
     return {f"{r['scope']} {r['metric']} {r['per']} {r['model'] or '*'}": r for r in rows}

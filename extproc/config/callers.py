@@ -12,6 +12,7 @@ from pathlib import Path
 from extproc.config.claim_template import ClaimTemplate
 from extproc.config.limit_rules import compile_limits
 from extproc.config.model import (
+    ExtAuthz,
     IdentityRule,
     IdentitySettings,
     JwtIssuer,
@@ -67,7 +68,14 @@ def compile_callers(
         )
         for name, issuer in spec.identity.jwt.items()
     }
-    identity = IdentitySettings(issuers, spec.identity.xfcc_from_trusted_hop, rules, team_limits)
+    authz = spec.identity.ext_authz
+    identity = IdentitySettings(
+        issuers,
+        ExtAuthz(authz.address, authz.timeout) if authz is not None else None,
+        spec.identity.xfcc_from_trusted_hop,
+        rules,
+        team_limits,
+    )
     return principals, identity
 
 
@@ -159,7 +167,7 @@ def _rule(
         known = ", ".join(sorted(spec.identity.jwt)) or "none"
         problems.append((f"{where}.jwt.issuer", f"unknown issuer (known: {known})"))
     templates: dict[str, ClaimTemplate] = {}
-    default = "{sub}" if rule.jwt is not None else "{spiffe}"
+    default = "{spiffe}" if rule.spiffe is not None else "{sub}"
     for field, text in (("principal", rule.principal or default), ("team", rule.team)):
         if text is None:
             continue
@@ -188,12 +196,14 @@ def _rule(
     spiffe = _spiffe_pattern(rule.spiffe) if rule.spiffe is not None else None
     if "principal" not in templates:
         return None
+    matched = rule.jwt or rule.ext_authz
     return IdentityRule(
         name=rule.name,
+        source="jwt" if rule.jwt else "spiffe" if rule.spiffe else "ext_authz",
         issuer=rule.jwt.issuer if rule.jwt is not None else None,
         claims={
             claim: frozenset([wanted] if isinstance(wanted, str) else wanted)
-            for claim, wanted in (rule.jwt.claims if rule.jwt is not None else {}).items()
+            for claim, wanted in (matched.claims if matched is not None else {}).items()
         },
         spiffe=spiffe,
         principal=templates["principal"],

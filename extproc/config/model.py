@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 from extproc.config.address import worker_addresses
 from extproc.config.aws import AwsCredentials
-from extproc.config.claim_template import ClaimTemplate
+from extproc.config.claim_template import ClaimTemplate, claim_value
 from extproc.config.gcp import GcpCredentials
 from extproc.config.schema import ProviderKind, Publisher
 from extproc.config.secrets import Secret
@@ -153,8 +154,10 @@ class IdentityRule:
     """What a verified identity matching it is (see `IdentityRuleSpec`)."""
 
     name: str
+    source: str
+    """`jwt`, `spiffe` or `ext_authz`: the kind of identity the rule matches."""
     issuer: str | None
-    """For tokens: the name of the issuer under `identity.jwt`; None for SPIFFE IDs."""
+    """For tokens: the name of the issuer under `identity.jwt`."""
     claims: Mapping[str, frozenset[str]]
     spiffe: re.Pattern[str] | None
     principal: ClaimTemplate
@@ -168,14 +171,38 @@ class IdentityRule:
     subject_limits: tuple[tuple[str, Limit], ...] = ()
     """Each with the claim that splits it: one counter per value."""
 
+    def limits_of(self, claims: Mapping[str, Any]) -> tuple[Limit, ...] | None:
+        """The rule's limits for a caller with `claims`, each split limit scoped to the
+        caller's value (`rule:<name>:sub=alice`); None when a splitting claim is missing."""
+        limits = list(self.limits)
+        for claim, limit in self.subject_limits:
+            value = claim_value(claims, tuple(claim.split(".")), None)
+            if value is None:
+                return None
+            subject = quote(value, safe="@.-_+")
+            limits.append(replace(limit, scope=f"{limit.scope}:{claim}={subject}"))
+        return tuple(limits)
+
+
+@dataclass(frozen=True, slots=True)
+class ExtAuthz:
+    address: str
+    timeout: float
+
 
 @dataclass(frozen=True, slots=True)
 class IdentitySettings:
     jwt: Mapping[str, JwtIssuer] = field(default_factory=dict)
+    ext_authz: ExtAuthz | None = None
     xfcc_from_trusted_hop: bool = False
     rules: tuple[IdentityRule, ...] = ()
     team_limits: Mapping[str, tuple[Limit, ...]] = field(default_factory=dict)
     """Every team's limits, for rules whose team comes from a claim."""
+
+    @property
+    def reads_ext_authz(self) -> bool:
+        """Some rule matches what an authorization service vouched for."""
+        return any(rule.source == "ext_authz" for rule in self.rules)
 
 
 @dataclass(frozen=True, slots=True)

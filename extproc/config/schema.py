@@ -592,6 +592,11 @@ class JwtMatchSpec(Strict):
     (`groups`) must contain it."""
 
 
+class AuthzMatchSpec(Strict):
+    claims: dict[str, str | list[str]] = Field(default_factory=dict)
+    """Fields of the authorization service's metadata, matched as a token's claims are."""
+
+
 class IdentityRuleSpec(Strict):
     """Who a verified identity is, and what it may do — what a key entry says of a key."""
 
@@ -600,10 +605,13 @@ class IdentityRuleSpec(Strict):
     """Callers with a token from this issuer, and these claims …"""
     spiffe: str | None = None
     """… or with this SPIFFE ID (`*` matches within a path segment, a final `/*` any rest:
-    `spiffe://cluster.local/ns/search/*`)."""
+    `spiffe://cluster.local/ns/search/*`) …"""
+    ext_authz: AuthzMatchSpec | None = None
+    """… or whom the external authorization service vouched for, with these fields."""
     principal: str | None = None
     """Who the caller is, in logs and per-subject counters: a template over the claims
-    (`user:{sub}`); default `{sub}` for tokens, `{spiffe}` for SPIFFE IDs."""
+    (`user:{sub}`); default `{sub}` for tokens and authorization metadata, `{spiffe}` for
+    SPIFFE IDs."""
     team: str | None = None
     """A team (its limits apply), literally or as a template: `{groups[0]}`."""
     models: list[str] = Field(min_length=1)
@@ -612,14 +620,34 @@ class IdentityRuleSpec(Strict):
 
     @model_validator(mode="after")
     def _check_source(self) -> IdentityRuleSpec:
-        if (self.jwt is None) == (self.spiffe is None):
-            raise ValueError("match on jwt or on spiffe (one of them)")
+        sources = [self.jwt, self.spiffe, self.ext_authz]
+        if sum(source is not None for source in sources) != 1:
+            raise ValueError("match on one of jwt, spiffe or ext_authz")
+        return self
+
+
+class ExtAuthzSpec(Strict):
+    """An external authorization service (Envoy's `ext_authz` filter, gRPC) that Envoy asks
+    before the processor: it may refuse a request, and vouch for its caller with metadata."""
+
+    address: str
+    """`host:port` of its gRPC service."""
+    timeout: Seconds = 1.0
+    """A service slower than this fails the request (403), never lets it through."""
+
+    @model_validator(mode="after")
+    def _check_address(self) -> ExtAuthzSpec:
+        if parse_grpc_address(self.address).socket_path is not None:
+            raise ValueError("address must be host:port")
         return self
 
 
 class IdentitySpec(Strict):
     jwt: dict[Name, JwtIssuerSpec] = Field(default_factory=dict)
     """Issuers whose tokens identify callers (`Authorization: Bearer <JWT>`)."""
+    ext_authz: ExtAuthzSpec | None = None
+    """Rendered into Envoy's configuration. Under Envoy Gateway (`SecurityPolicy.extAuth`) or
+    Istio leave it out: rules on `ext_authz` read what the mesh's filter wrote."""
     xfcc_from_trusted_hop: bool = False
     """The proxy in front of Envoy (an Istio sidecar) terminates mTLS and says who the peer
     was in `x-forwarded-client-cert`: read the SPIFFE ID from it. Otherwise a client-sent

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, cast
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 
 from extproc.envoyapi.protos.envoy.config.core.v3 import base_pb2
 from extproc.envoyapi.protos.envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
@@ -49,8 +49,10 @@ JWT_METADATA = "envoy.filters.http.jwt_authn"
 """The namespace Envoy's `jwt_authn` filter writes verified claims (and failures) under."""
 JWT_FAILURE = "failure"
 """Where in it Envoy writes why it refused a token (`failed_status_in_metadata`)."""
+EXT_AUTHZ_METADATA = "envoy.filters.http.ext_authz"
+"""The namespace Envoy's `ext_authz` filter writes an authorization service's metadata under."""
+IDENTITY_METADATA = (JWT_METADATA, EXT_AUTHZ_METADATA)
 _NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
-_NO_CLAIMS: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +74,10 @@ class Message:
     `response_attributes`), by expression."""
     shared: Mapping[str, str]
     """The `SHARED_METADATA` Envoy forwarded with a headers phase."""
-    verified: Mapping[str, Any] = field(default_factory=dict)
-    """What Envoy's `jwt_authn` filter wrote for a request's headers: the claims of a token
-    it verified, under the issuer's name, or why it refused one."""
+    verified: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """What Envoy verified of the caller, by metadata namespace (`IDENTITY_METADATA`): the
+    `jwt_authn` filter's claims of a token (under the issuer's name) or why it refused one;
+    what an authorization service vouched for."""
 
 
 _HEADER_PHASES = frozenset(("request_headers", "response_headers"))
@@ -111,21 +114,37 @@ def read_message(request: ProcessingRequest) -> Message:
     if phase in _HEADER_PHASES:
         message = getattr(request, phase)
         attributes = shared = _NO_ATTRIBUTES
-        verified = _NO_CLAIMS
+        verified: dict[str, Mapping[str, Any]] = {}
         if request.attributes:
             attributes = _strings(request.attributes[ATTRIBUTES])
         if request.HasField("metadata_context"):
             namespaces = request.metadata_context.filter_metadata
             if SHARED_METADATA in namespaces:
                 shared = _strings(namespaces[SHARED_METADATA])
-            if JWT_METADATA in namespaces:
-                verified = json_format.MessageToDict(namespaces[JWT_METADATA])
+            for namespace in IDENTITY_METADATA:
+                if namespace in namespaces:
+                    verified[namespace] = _struct(namespaces[namespace])
         headers = read_headers(message)
         return Message(phase, headers, b"", message.end_of_stream, attributes, shared, verified)
     if phase in _BODY_PHASES:
         body = getattr(request, phase)
         return Message(phase, {}, body.body, body.end_of_stream, _NO_ATTRIBUTES, _NO_ATTRIBUTES)
     return Message(phase, {}, b"", True, _NO_ATTRIBUTES, _NO_ATTRIBUTES)
+
+
+def _struct(struct: struct_pb2.Struct) -> dict[str, Any]:
+    return {name: _value(value) for name, value in struct.fields.items()}
+
+
+def _value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return _struct(value.struct_value)
+    if kind == "list_value":
+        return [_value(item) for item in value.list_value.values]
+    if kind is None or kind == "null_value":
+        return None
+    return getattr(value, kind)
 
 
 def _strings(struct: struct_pb2.Struct) -> dict[str, str]:

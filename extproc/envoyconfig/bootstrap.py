@@ -123,7 +123,12 @@ from extproc import headers
 from extproc.config import Gateway, Provider
 from extproc.config.address import parse_grpc_address
 from extproc.config.model import ProcessorTls, TracingSettings
-from extproc.envoyapi.messages import JWT_METADATA, REPLY_DETAILS, SHARED_METADATA
+from extproc.envoyapi.messages import (
+    EXT_AUTHZ_METADATA,
+    JWT_METADATA,
+    REPLY_DETAILS,
+    SHARED_METADATA,
+)
 from extproc.envoyconfig.cut_reports import cut_report_loggers
 from extproc.envoyconfig.fallback import (
     TLS_MATCH,
@@ -132,8 +137,10 @@ from extproc.envoyconfig.fallback import (
     without_attempt_count,
 )
 from extproc.envoyconfig.identity import (
+    EXT_AUTHZ_CLUSTER,
     client_cert_details,
-    jwks_clusters,
+    ext_authz_filter,
+    jwks_sources,
     jwt_filter,
     listener_tls,
 )
@@ -183,7 +190,7 @@ def build_bootstrap(
     """The whole bootstrap; `with_processor=False` gives plain Envoy (the benchmark baseline)."""
     numbered = with_processor and _has_fallback(gateway)
     clusters = [_provider_cluster(p, numbered) for p in gateway.providers.values()]
-    clusters += jwks_clusters(gateway)
+    clusters += _identity_clusters(gateway)
     if with_processor:
         tls = gateway.processor.tls
         clusters.append(_processor_cluster(PROCESSOR_CLUSTER, placement.processor_addresses, tls))
@@ -247,8 +254,9 @@ def _listener(gateway: Gateway, placement: Placement, with_processor: bool) -> L
     # decompressor the processor never receives the response body, envoyproxy/envoy#21205).
     filters = [_request_decompressor(), _compressor()]
     if with_processor:
-        if (verify := jwt_filter(gateway)) is not None:
-            filters.append(verify)
+        # Who the caller is, verified before the processor reads it: tokens first, so that
+        # an authorization service sees their claims.
+        filters += [f for f in (jwt_filter(gateway), ext_authz_filter(gateway)) if f is not None]
         filters.append(_ext_proc_filter(gateway))
     # No x-envoy-* headers towards providers or clients: they describe our internals.
     router = Router(suppress_envoy_headers=True)
@@ -326,6 +334,12 @@ def _alias_clusters(gateway: Gateway) -> list[Cluster]:
     return clusters
 
 
+def _identity_namespaces(gateway: Gateway) -> list[str]:
+    """The metadata the processor reads to know the caller."""
+    namespaces = [JWT_METADATA] if gateway.identity.jwt else []
+    return namespaces + ([EXT_AUTHZ_METADATA] if gateway.identity.reads_ext_authz else [])
+
+
 def _ext_proc_filter(gateway: Gateway) -> HttpFilter:
     processor = ExternalProcessor(
         grpc_service=_processor_service(gateway),
@@ -340,8 +354,8 @@ def _ext_proc_filter(gateway: Gateway) -> HttpFilter:
         # what Envoy verified of the caller.
         metadata_options=MetadataOptions(
             receiving_namespaces=MetadataOptionsMetadataNamespaces(untyped=[SHARED_METADATA]),
-            forwarding_namespaces=MetadataOptionsMetadataNamespaces(untyped=[JWT_METADATA])
-            if gateway.identity.jwt
+            forwarding_namespaces=MetadataOptionsMetadataNamespaces(untyped=forwarded)
+            if (forwarded := _identity_namespaces(gateway))
             else None,
         ),
         processing_mode=ProcessingMode(
@@ -550,26 +564,53 @@ def _http2_only() -> dict[str, AnyMessage]:
 
 def _collector_cluster(spec: TracingSettings) -> Cluster:
     url = urlsplit(collector_endpoint(spec))
+    return _dns_cluster(
+        COLLECTOR_CLUSTER, url.hostname or "", url.port or 4317, options=_http2_only()
+    )
+
+
+def _dns_cluster(
+    name: str,
+    host: str,
+    port: int,
+    *,
+    options: dict[str, AnyMessage] | None = None,
+    tls: TransportSocket | None = None,
+) -> Cluster:
+    """A service Envoy reaches by name, re-resolved as DNS changes."""
     return Cluster(
-        name=COLLECTOR_CLUSTER,
+        name=name,
         type=ClusterDiscoveryType.STRICT_DNS,
+        dns_lookup_family=ClusterDnsLookupFamily.V4_PREFERRED,
         connect_timeout=timedelta(seconds=1),
-        typed_extension_protocol_options=_http2_only(),
+        typed_extension_protocol_options=options or {},
+        transport_socket=tls,
         load_assignment=ClusterLoadAssignment(
-            cluster_name=COLLECTOR_CLUSTER,
+            cluster_name=name,
             endpoints=[
                 LocalityLbEndpoints(
                     lb_endpoints=[
-                        LbEndpoint(
-                            endpoint=Endpoint(
-                                address=_socket_address(url.hostname or "", url.port or 4317)
-                            )
-                        )
+                        LbEndpoint(endpoint=Endpoint(address=_socket_address(host, port)))
                     ]
                 )
             ],
         ),
     )
+
+
+def _identity_clusters(gateway: Gateway) -> list[Cluster]:
+    """Where Envoy fetches issuers' keys, and the authorization service it asks."""
+    clusters = [
+        _dns_cluster(source.cluster, source.host, source.port, tls=source.tls)
+        for source in jwks_sources(gateway)
+    ]
+    authz = gateway.identity.ext_authz
+    if authz is not None:
+        address = parse_grpc_address(authz.address)
+        clusters.append(
+            _dns_cluster(EXT_AUTHZ_CLUSTER, address.host, address.port, options=_http2_only())
+        )
+    return clusters
 
 
 def _report_clusters(placement: Placement) -> list[str]:

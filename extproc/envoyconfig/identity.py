@@ -5,30 +5,23 @@ remove a client-sent one."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from envoy_data_plane.envoy.config.cluster.v3 import (
-    Cluster,
-    ClusterDiscoveryType,
-    ClusterDnsLookupFamily,
-)
 from envoy_data_plane.envoy.config.core.v3 import (
-    Address,
+    ApiVersion,
     DataSource,
+    GrpcService,
+    GrpcServiceEnvoyGrpc,
     HttpUri,
-    SocketAddress,
     TransportSocket,
 )
-from envoy_data_plane.envoy.config.endpoint.v3 import (
-    ClusterLoadAssignment,
-    Endpoint,
-    LbEndpoint,
-    LocalityLbEndpoints,
-)
 from envoy_data_plane.envoy.config.route.v3 import RouteMatch
+from envoy_data_plane.envoy.extensions.filters.http.ext_authz.v3 import ExtAuthz
 from envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3 import (
     JwtAuthentication,
+    JwtCacheConfig,
     JwtProvider,
     JwtRequirement,
     RemoteJwks,
@@ -51,9 +44,12 @@ from envoy_data_plane.google.protobuf import Empty
 
 from extproc.config import Gateway
 from extproc.config.model import JwtIssuer, ListenSettings
-from extproc.envoyapi.messages import JWT_FAILURE, JWT_METADATA
+from extproc.envoyapi.messages import EXT_AUTHZ_METADATA, JWT_FAILURE, JWT_METADATA
 
 SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
+EXT_AUTHZ_CLUSTER = "ext_authz"
+JWT_CACHE_SIZE = 10_000
+"""Verified tokens Envoy remembers (per worker thread)."""
 JWKS_FETCH_TIMEOUT = timedelta(seconds=5)
 
 
@@ -90,6 +86,9 @@ def _provider(issuer: JwtIssuer) -> JwtProvider:
         payload_in_metadata=issuer.name,
         failed_status_in_metadata=JWT_FAILURE,
         clock_skew_seconds=round(issuer.clock_skew),
+        # A client sends the same token call after call: its signature is checked once
+        # (expiry still every time).
+        jwt_cache_config=JwtCacheConfig(jwt_cache_size=JWT_CACHE_SIZE),
     )
     if issuer.jwks_file is not None:
         provider.local_jwks = DataSource(filename=str(issuer.jwks_file))
@@ -107,9 +106,18 @@ def jwks_cluster(issuer: JwtIssuer) -> str:
     return f"jwks_{issuer.name}"
 
 
-def jwks_clusters(gateway: Gateway) -> list[Cluster]:
-    """A cluster for each issuer whose keys Envoy fetches."""
-    clusters = []
+@dataclass(frozen=True, slots=True)
+class JwksSource:
+    """Where Envoy fetches an issuer's keys."""
+
+    cluster: str
+    host: str
+    port: int
+    tls: TransportSocket | None
+
+
+def jwks_sources(gateway: Gateway) -> list[JwksSource]:
+    sources = []
     for issuer in gateway.identity.jwt.values():
         if issuer.jwks_uri is None:
             continue
@@ -117,38 +125,14 @@ def jwks_clusters(gateway: Gateway) -> list[Cluster]:
         host = url.hostname or ""
         secure = url.scheme == "https"
         port = url.port or (443 if secure else 80)
-        name = jwks_cluster(issuer)
-        clusters.append(
-            Cluster(
-                name=name,
-                type=ClusterDiscoveryType.LOGICAL_DNS,
-                dns_lookup_family=ClusterDnsLookupFamily.V4_PREFERRED,
-                connect_timeout=timedelta(seconds=5),
-                transport_socket=_tls_to(host) if secure else None,
-                load_assignment=ClusterLoadAssignment(
-                    cluster_name=name,
-                    endpoints=[
-                        LocalityLbEndpoints(
-                            lb_endpoints=[
-                                LbEndpoint(
-                                    endpoint=Endpoint(
-                                        address=Address(
-                                            socket_address=SocketAddress(
-                                                address=host, port_value=port
-                                            )
-                                        )
-                                    )
-                                )
-                            ]
-                        )
-                    ],
-                ),
-            )
+        sources.append(
+            JwksSource(jwks_cluster(issuer), host, port, _tls_to(host) if secure else None)
         )
-    return clusters
+    return sources
 
 
 def _tls_to(host: str) -> TransportSocket:
+    """TLS to an issuer's key server: its certificate checked against the system's CAs."""
     context = UpstreamTlsContext(
         sni=host,
         common_tls_context=CommonTlsContext(
@@ -160,6 +144,26 @@ def _tls_to(host: str) -> TransportSocket:
     return TransportSocket(
         name="envoy.transport_sockets.tls", typed_config=AnyMessage.pack(context)
     )
+
+
+def ext_authz_filter(gateway: Gateway) -> HttpFilter | None:
+    """Envoy asks the authorization service first; it may refuse (its answer goes to the
+    client), and vouches for the caller with metadata the processor reads. A service that
+    fails or is slow refuses (403): nothing passes unchecked."""
+    authz = gateway.identity.ext_authz
+    if authz is None:
+        return None
+    config = ExtAuthz(
+        grpc_service=GrpcService(
+            envoy_grpc=GrpcServiceEnvoyGrpc(cluster_name=EXT_AUTHZ_CLUSTER),
+            timeout=timedelta(seconds=authz.timeout),
+        ),
+        transport_api_version=ApiVersion.V3,
+        failure_mode_allow=False,
+        # What Envoy verified of a token, for the service to decide on.
+        metadata_context_namespaces=[JWT_METADATA] if gateway.identity.jwt else [],
+    )
+    return HttpFilter(name=EXT_AUTHZ_METADATA, typed_config=AnyMessage.pack(config))
 
 
 def listener_tls(listen: ListenSettings) -> TransportSocket | None:

@@ -1,7 +1,9 @@
 """Who is calling, from what Envoy verified — a token's claims (its `jwt_authn` filter), a
 client certificate's SPIFFE ID (`x-forwarded-client-cert`, which Envoy sets from the
-certificate, or keeps from the trusted hop in front; otherwise removes) — and a gateway key
-beside or instead of it. Sources are checked in that order: token, SPIFFE ID, key.
+certificate, or keeps from the trusted hop in front; otherwise removes), what an external
+authorization service vouched for (its `ext_authz` filter's metadata) — and a gateway key
+beside or instead of it. Sources are checked in that order: token, SPIFFE ID, authorization
+service, key.
 
 The processor never reads a token itself. A token Envoy verified is gone from the request
 (Envoy removes it) and its claims arrive as metadata under the issuer's name; a token still
@@ -14,15 +16,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import quote
 
 from extproc.config import Gateway, Principal
 from extproc.config.claim_template import claim_value
 from extproc.config.model import IdentityRule, IdentitySettings
-from extproc.envoyapi.messages import JWT_FAILURE
+from extproc.envoyapi.messages import EXT_AUTHZ_METADATA, JWT_FAILURE, JWT_METADATA
 from extproc.errors import PermissionDenied, Unauthenticated
 from extproc.headers import API_KEY, AUTHORIZATION, X_API_KEY, XFCC
 from extproc.pipeline.auth import RequestHeaders, authenticate
+
+ENVOYS_OWN = frozenset(("ext_authz_duration",))
+"""What Envoy's ext_authz filter adds to a service's metadata: no vouching in it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,18 +41,24 @@ class Verified:
 
 
 def identify(
-    headers: RequestHeaders, verified: Mapping[str, Any], gateway: Gateway, now: float
+    headers: RequestHeaders,
+    verified: Mapping[str, Mapping[str, Any]],
+    gateway: Gateway,
+    now: float,
 ) -> Principal:
     """The caller: its gateway key's principal, its verified identity's, or both together
     (the key's limits and the identity's, the models both may use). Raises Unauthenticated
     (401) for a missing or refused credential, PermissionDenied (403) for an identity no
     rule admits."""
-    identity = verified_identity(headers, verified, gateway.identity)
+    identity = verified_identity(headers, verified.get(JWT_METADATA, {}), gateway.identity)
     if identity is None and (
         gateway.listen.client_certificates or gateway.identity.xfcc_from_trusted_hop
     ):
         spiffe = peer_spiffe_id(headers)
         identity = Verified("spiffe", "spiffe", spiffe_claims(spiffe)) if spiffe else None
+    vouched = verified.get(EXT_AUTHZ_METADATA, {})
+    if identity is None and set(vouched) - ENVOYS_OWN and gateway.identity.reads_ext_authz:
+        identity = Verified("ext_authz", "ext_authz", vouched)
     if identity is None:
         return authenticate(headers, gateway.principals, now)
     person = principal_for(identity, gateway.identity)
@@ -90,6 +100,8 @@ def principal_for(identity: Verified, settings: IdentitySettings) -> Principal:
 
 
 def _matches(rule: IdentityRule, identity: Verified) -> bool:
+    if rule.source != identity.kind:
+        return False
     if identity.kind == "spiffe":
         spiffe = identity.claims.get("spiffe")
         return (
@@ -97,7 +109,7 @@ def _matches(rule: IdentityRule, identity: Verified) -> bool:
             and isinstance(spiffe, str)
             and bool(rule.spiffe.fullmatch(spiffe))
         )
-    if rule.issuer != identity.source:
+    if identity.kind == "jwt" and rule.issuer != identity.source:
         return False
     return all(
         _claim_matches(identity.claims, claim, wanted) for claim, wanted in rule.claims.items()
@@ -128,20 +140,17 @@ def _principal(
     team = rule.team.render(claims) if rule.team is not None else None
     if name is None or (rule.team is not None and team is None):
         return None
-    limits = list(rule.limits)
-    for claim, limit in rule.subject_limits:
-        subject = claim_value(claims, tuple(claim.split(".")), None)
-        if subject is None:
-            return None
-        limits.append(replace(limit, scope=f"{limit.scope}:{claim}={quote(subject, safe='@.-_+')}"))
-    limits += settings.team_limits.get(team, ()) if team is not None else ()
+    own = rule.limits_of(claims)
+    if own is None:
+        return None
+    limits = own + (settings.team_limits.get(team, ()) if team is not None else ())
     return Principal(
         key_id=name,
         team=team,
         models=rule.models,
         all_models=rule.all_models,
         metadata=rule.metadata,
-        limits=tuple(limits),
+        limits=limits,
         kind=identity.kind,
         subject=name,
     )

@@ -24,6 +24,7 @@ from tests.harness import (
     access_log_lines,
     assert_openai_error,
     logged_since,
+    quota_usage,
     redis_server,
     running_gateway,
     sha256,
@@ -212,3 +213,7 @@ def test_each_user_has_a_budget_of_their_own_across_two_processors(setup: Setup)
     assert frank_statuses == [200] * DAILY_CALLS + [429]
     refused = call(gateways[0], erin)
     assert "rule:ml-users:sub=erin" in refused.json()["error"]["message"]
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    usage = quota_usage(setup.config, subject="sub=erin")
+    assert usage["rule:ml-users:sub=erin requests 1d *"]["used"] == DAILY_CALLS
+    assert usage["team:ml-team requests 1d *"]["used"] >= 2 * DAILY_CALLS

@@ -135,7 +135,10 @@ def test_a_token_envoy_did_not_verify_is_refused_with_its_reason() -> None:
 @pytest.mark.parametrize(
     ("rule", "problem"),
     [
-        ("{name: r, models: [a]}", ("identity.rules.0", "match on jwt or on spiffe (one of them)")),
+        (
+            "{name: r, models: [a]}",
+            ("identity.rules.0", "match on one of jwt, spiffe or ext_authz"),
+        ),
         (
             "{name: r, jwt: {issuer: nope}, models: [a]}",
             ("identity.rules.0.jwt.issuer", "unknown issuer (known: corp)"),
