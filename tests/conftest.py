@@ -66,6 +66,30 @@ def provider_document(mock_url: str, secrets_dir: Path) -> dict[str, Any]:
     }
 
 
+CHAT_MODELS = {
+    "chat": {"provider": "openai", "model": "gpt-4o-mini"},
+    "big": {"provider": "openai", "model": "gpt-4o"},
+}
+CHAT = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}]}
+
+
+def chat_config(directory: Path, mock_url: str, document: dict[str, Any]) -> Path:
+    """A configuration in `directory`: the OpenAI-kind provider on the mock, the aliases
+    `chat` and `big`, an access log beside it, and `document`'s sections."""
+    secrets_dir = directory / "secrets"
+    secrets_dir.mkdir(exist_ok=True)
+    write_provider_keys(secrets_dir)
+    base = {
+        "processor": {"message_timeout": "10s"},
+        "providers": {"openai": provider_document(mock_url, secrets_dir)["openai"]},
+        "models": CHAT_MODELS,
+        "telemetry": {"access_log": str(directory / "access.log")},
+    }
+    path = directory / "gateway.yaml"
+    path.write_text(gateway_yaml(base | document))
+    return path
+
+
 def gateway_document(mock_url: str, secrets_dir: Path) -> dict[str, object]:
     """The test configuration: one provider of each kind, all served by the mock."""
     write_provider_keys(secrets_dir)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.authz_server import REVOKED, SESSION_HEADER, authz_server
-from tests.conftest import GATEWAY_KEY, provider_document, write_provider_keys
+from tests.conftest import CHAT, GATEWAY_KEY, chat_config
 from tests.harness import (
     MockProvider,
     RunningGateway,
@@ -21,12 +21,9 @@ from tests.harness import (
     logged_since,
     running_gateway,
     sha256,
-    write_config,
 )
 
 pytestmark = pytest.mark.envoy
-
-CHAT = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}]}
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +31,11 @@ def gateway(
     mock: MockProvider, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Path, RunningGateway]]:
     directory = tmp_path_factory.mktemp("ext-authz")
-    secrets_dir = directory / "secrets"
-    secrets_dir.mkdir()
-    write_provider_keys(secrets_dir)
     with authz_server() as address:
-        config = write_config(
+        config = chat_config(
             directory,
+            mock.url,
             {
-                "processor": {"message_timeout": "10s"},
-                "providers": {"openai": provider_document(mock.url, secrets_dir)["openai"]},
-                "models": {
-                    "chat": {"provider": "openai", "model": "gpt-4o-mini"},
-                    "big": {"provider": "openai", "model": "gpt-4o"},
-                },
                 "identity": {
                     "ext_authz": {"address": address},
                     "rules": [
@@ -59,7 +48,6 @@ def gateway(
                     ],
                 },
                 "keys": [{"id": "app", "sha256": sha256(GATEWAY_KEY), "models": ["*"]}],
-                "telemetry": {"access_log": str(directory / "access.log")},
             },
         )
         with running_gateway(config, directory / "gateway.log") as running:

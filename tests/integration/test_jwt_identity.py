@@ -16,7 +16,7 @@ import openai
 import orjson
 import pytest
 
-from tests.conftest import GATEWAY_KEY, provider_document, write_provider_keys
+from tests.conftest import CHAT, GATEWAY_KEY, chat_config
 from tests.harness import (
     MockProvider,
     RedisServer,
@@ -28,14 +28,12 @@ from tests.harness import (
     redis_server,
     running_gateway,
     sha256,
-    write_config,
 )
 from tests.tokens import Signer, tampered, unsigned
 
 pytestmark = pytest.mark.envoy
 
 ISSUER, AUDIENCE = "https://idp.test", "llm-gateway"
-CHAT = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}]}
 DAILY_CALLS = 3
 
 
@@ -59,18 +57,10 @@ def setup(
     directory = tmp_path_factory.mktemp("jwt")
     signer = Signer(ISSUER, AUDIENCE)
     signer.write_jwks(directory / "jwks.json")
-    secrets_dir = directory / "secrets"
-    secrets_dir.mkdir()
-    write_provider_keys(secrets_dir)
-    config = write_config(
+    config = chat_config(
         directory,
+        mock.url,
         {
-            "processor": {"message_timeout": "10s"},
-            "providers": {"openai": provider_document(mock.url, secrets_dir)["openai"]},
-            "models": {
-                "chat": {"provider": "openai", "model": "gpt-4o-mini"},
-                "big": {"provider": "openai", "model": "gpt-4o"},
-            },
             "identity": {
                 "jwt": {
                     "corp": {"issuer": ISSUER, "audiences": [AUDIENCE], "jwks_file": "jwks.json"}
@@ -89,7 +79,6 @@ def setup(
             "teams": {"ml-team": {"limits": [{"requests": 1000, "per": "1d"}]}},
             "keys": [{"id": "app", "sha256": sha256(GATEWAY_KEY), "models": ["*"]}],
             "quota": {"store": redis.url},
-            "telemetry": {"access_log": str(directory / "access.log")},
         },
     )
     with ExitStack() as stack:

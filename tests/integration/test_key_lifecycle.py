@@ -18,7 +18,7 @@ import openai
 import pytest
 import yaml
 
-from tests.conftest import provider_document, write_provider_keys
+from tests.conftest import CHAT, chat_config
 from tests.harness import (
     ROOT,
     MockProvider,
@@ -28,30 +28,16 @@ from tests.harness import (
     running_gateway,
     sha256,
     wait_until,
-    write_config,
 )
 
 pytestmark = pytest.mark.envoy
 
-CHAT = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}]}
 REVOCATION_BOUND = 2.0
 """Seconds from a key file's removal to its key's refusal on every gateway (README)."""
 
 
 def configuration(directory: Path, mock: MockProvider, keys: list[dict[str, object]]) -> Path:
-    secrets_dir = directory / "secrets"
-    secrets_dir.mkdir(exist_ok=True)
-    write_provider_keys(secrets_dir)
-    return write_config(
-        directory,
-        {
-            "processor": {"message_timeout": "10s"},
-            "providers": {"openai": provider_document(mock.url, secrets_dir)["openai"]},
-            "models": {"chat": {"provider": "openai", "model": "gpt-4o-mini"}},
-            "key_files": "keys.d",
-            "keys": keys,
-        },
-    )
+    return chat_config(directory, mock.url, {"key_files": "keys.d", "keys": keys})
 
 
 def call(gateway: RunningGateway, key: str) -> httpx.Response:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.certs import Authority, Issued
-from tests.conftest import GATEWAY_KEY, provider_document, write_provider_keys
+from tests.conftest import CHAT, GATEWAY_KEY, chat_config
 from tests.harness import (
     MockProvider,
     RunningGateway,
@@ -23,12 +23,10 @@ from tests.harness import (
     logged_since,
     running_gateway,
     sha256,
-    write_config,
 )
 
 pytestmark = pytest.mark.envoy
 
-CHAT = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}]}
 SEARCH_APP = "spiffe://cluster.local/ns/search/sa/ranker"
 OTHER_APP = "spiffe://cluster.local/ns/billing/sa/invoicer"
 FORGED_XFCC = f'By=spiffe://cluster.local/ns/extproc/sa/gateway;URI="{SEARCH_APP}"'
@@ -37,9 +35,6 @@ FORGED_XFCC = f'By=spiffe://cluster.local/ns/extproc/sa/gateway;URI="{SEARCH_APP
 def configuration(
     directory: Path, mock: MockProvider, extra: dict[str, Any], identity: dict[str, Any]
 ) -> Path:
-    secrets_dir = directory / "secrets"
-    secrets_dir.mkdir(exist_ok=True)
-    write_provider_keys(secrets_dir)
     rule = {
         "name": "search-workloads",
         "spiffe": "spiffe://cluster.local/ns/search/*",
@@ -47,16 +42,13 @@ def configuration(
         "team": "search",
         "models": ["chat"],
     }
-    return write_config(
+    return chat_config(
         directory,
+        mock.url,
         {
-            "processor": {"message_timeout": "10s"},
-            "providers": {"openai": provider_document(mock.url, secrets_dir)["openai"]},
-            "models": {"chat": {"provider": "openai", "model": "gpt-4o-mini"}},
             "identity": {"rules": [rule], **identity},
             "teams": {"search": {"limits": [{"requests": 1000, "per": "1d"}]}},
             "keys": [{"id": "app", "sha256": sha256(GATEWAY_KEY), "models": ["*"]}],
-            "telemetry": {"access_log": str(directory / "access.log")},
             **extra,
         },
     )
@@ -102,6 +94,11 @@ def call(
         return http.post(https(gateway) + "/v1/chat/completions", json=CHAT, headers=headers)
 
 
+def plain_call(gateway: RunningGateway, headers: dict[str, str]) -> httpx.Response:
+    """Without TLS (the gateways with no listener certificate)."""
+    return httpx.post(gateway.url + "/v1/chat/completions", json=CHAT, headers=headers, timeout=30)
+
+
 def test_a_workload_certificate_maps_to_its_team(
     gateway: tuple[Path, RunningGateway], mtls: Mtls
 ) -> None:
@@ -142,12 +139,7 @@ def test_a_client_cannot_claim_another_identity_with_a_header(
 def test_behind_a_trusted_hop_its_header_names_the_peer(mock: MockProvider, tmp_path: Path) -> None:
     config = configuration(tmp_path, mock, {}, {"xfcc_from_trusted_hop": True})
     with running_gateway(config, tmp_path / "gateway.log") as running:
-        answer = httpx.post(
-            running.url + "/v1/chat/completions",
-            json=CHAT,
-            headers={"x-forwarded-client-cert": FORGED_XFCC},
-            timeout=30,
-        )
+        answer = plain_call(running, {"x-forwarded-client-cert": FORGED_XFCC})
         assert answer.status_code == 200, answer.text
         assert logged_since(config, 0)["subject"] == "search/ranker"
 
@@ -157,21 +149,11 @@ def test_without_a_trusted_hop_a_client_sent_header_is_dropped(
 ) -> None:
     config = configuration(tmp_path, mock, {}, {})
     with running_gateway(config, tmp_path / "gateway.log") as running:
-        answer = httpx.post(
-            running.url + "/v1/chat/completions",
-            json=CHAT,
-            headers={"x-forwarded-client-cert": FORGED_XFCC},
-            timeout=30,
-        )
+        answer = plain_call(running, {"x-forwarded-client-cert": FORGED_XFCC})
         assert assert_openai_error(answer, 401)["code"] == "invalid_api_key"
-        keyed = httpx.post(
-            running.url + "/v1/chat/completions",
-            json=CHAT,
-            headers={
-                "x-forwarded-client-cert": FORGED_XFCC,
-                "authorization": f"Bearer {GATEWAY_KEY}",
-            },
-            timeout=30,
+        keyed = plain_call(
+            running,
+            {"x-forwarded-client-cert": FORGED_XFCC, "authorization": f"Bearer {GATEWAY_KEY}"},
         )
         assert keyed.status_code == 200
         assert "x-forwarded-client-cert" not in {
