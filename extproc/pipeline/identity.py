@@ -177,7 +177,9 @@ def _together(key: Principal, person: Principal) -> Principal:
 
 
 def _has_key(headers: RequestHeaders) -> bool:
-    return any(headers.get(name) for name in (AUTHORIZATION, API_KEY, X_API_KEY))
+    """Some credential header with a value (an empty one is no key)."""
+    names = (AUTHORIZATION, API_KEY, X_API_KEY)
+    return any(value.strip() for name in names for value in headers.get(name, ()))
 
 
 def _looks_like_token(value: str) -> bool:

@@ -11,6 +11,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import anthropic
 import httpx
 import openai
 import orjson
@@ -146,6 +147,26 @@ def test_a_token_envoy_refuses_gets_401_and_reaches_nothing(
     error = assert_openai_error(answer, 401)
     assert error["code"] == "invalid_token"
     assert len(mock.requests()) == received
+
+
+def test_an_anthropic_client_gets_the_refusals_in_its_own_shape(setup: Setup) -> None:
+    gateway = setup.gateways[0]
+
+    def claude(token: str) -> None:
+        # Claude Code's way with a gateway: the token as `Authorization: Bearer`.
+        client = anthropic.Anthropic(
+            base_url=gateway.url, api_key=None, auth_token=token, max_retries=0
+        )
+        client.messages.create(
+            model="chat", max_tokens=16, messages=[{"role": "user", "content": "Hi"}]
+        )
+
+    with pytest.raises(anthropic.AuthenticationError) as expired:
+        claude(setup.signer.token(lifetime=-600, sub="alice", groups=["ml-team"]))
+    assert expired.value.body["error"]["type"] == "authentication_error"
+    with pytest.raises(anthropic.PermissionDeniedError):
+        claude(setup.signer.token(sub="carol", groups=["finance"]))
+    claude(setup.signer.token(sub="alice", groups=["ml-team"]))
 
 
 def test_a_verified_identity_no_rule_admits_gets_403(setup: Setup, mock: MockProvider) -> None:
