@@ -24,6 +24,7 @@ from envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3 import (
     JwtCacheConfig,
     JwtProvider,
     JwtRequirement,
+    JwtRequirementOrList,
     RemoteJwks,
     RequirementRule,
 )
@@ -66,10 +67,19 @@ def jwt_filter(gateway: Gateway) -> HttpFilter | None:
         return None
     config = JwtAuthentication(
         providers={name: _provider(issuer) for name, issuer in issuers.items()},
+        # Each issuer by name, so that Envoy's cache of verified tokens applies (it does not
+        # where the requirement names no issuer); then anything else goes on.
         rules=[
             RequirementRule(
                 match=RouteMatch(prefix="/"),
-                requires=JwtRequirement(allow_missing_or_failed=Empty()),
+                requires=JwtRequirement(
+                    requires_any=JwtRequirementOrList(
+                        requirements=[
+                            *(JwtRequirement(provider_name=name) for name in issuers),
+                            JwtRequirement(allow_missing_or_failed=Empty()),
+                        ]
+                    )
+                ),
             )
         ],
     )
