@@ -167,6 +167,7 @@ def _compile(
                     target.priority,
                     own_price or prices.get(alias),
                     tuple(target.headers.items()),
+                    model.reasoning,
                 )
             )
         weights = tuple(itertools.accumulate(t.weight for t in targets))

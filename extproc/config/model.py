@@ -66,6 +66,11 @@ class Provider:
         return f"provider_{self.name}"
 
 
+ReasoningPolicy = Literal["map", "always", "drop", "refuse"]
+"""What a translated call does with a client's thinking request: map it to the target's
+control where the model is known to take one, always map it, drop it, or refuse the call."""
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     provider: Provider
@@ -77,6 +82,8 @@ class Target:
     """Its own price, else the alias's."""
     headers: tuple[tuple[str, str], ...] = ()
     """Fixed headers set on every request to this target."""
+    reasoning: ReasoningPolicy = "map"
+    """What a translated call does with the client's thinking request (the alias's)."""
 
 
 @dataclass(frozen=True, slots=True)

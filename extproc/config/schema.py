@@ -320,6 +320,10 @@ class ModelSpec(Strict):
     retry: RetrySpec | None = None
     headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict)
     """Fixed headers set on every request to this alias's provider (the single form)."""
+    reasoning: Literal["map", "always", "drop", "refuse"] = "map"
+    """A client's thinking request on a translated call: mapped to the target's reasoning
+    control where the model is known to have one (`map`), whatever the model (`always`),
+    never (`drop`), or refused with 400 (`refuse`)."""
 
     @model_validator(mode="after")
     def _check_form(self) -> ModelSpec:

@@ -40,6 +40,7 @@ def prepare_upstream(
         options=target.options,
         default_max_tokens=default_max_tokens,
         stream_usage=provider.stream_usage,
+        reasoning=target.reasoning,
     )
     location = native or api.locate(call.operation, target, translation.stream)
     return Upstream(api, translation, upstream_body, location)

@@ -53,7 +53,17 @@ class ToolResult:
     is_error: bool = False
 
 
-Part = Text | Image | ToolCall | ToolResult
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """Thinking an assistant turn showed: its text, and the opaque signature its provider
+    needs to see it again (`origin`: that provider's kind; only that kind may be sent it)."""
+
+    text: str
+    signature: str | None = None
+    origin: str | None = None
+
+
+Part = Text | Image | ToolCall | ToolResult | Reasoning
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +133,13 @@ class ChatRequest:
     frequency_penalty: float | None = None
     reasoning_effort: ReasoningEffort | None = None
     """How much the model should think before answering; None: the model's default."""
+    reasoning_budget: int | None = None
+    """The most tokens the model may think for, where the client set a budget."""
+    reasoning_shown: bool = False
+    """The client wants the model's thinking back (an Anthropic client's thinking blocks)."""
+    context_edits: tuple[JsonObject, ...] | None = None
+    """What the gateway cleared from the conversation for the client (Anthropic's
+    `context_management.applied_edits`); None: the client asked for no context editing."""
     stream: bool = False
     stream_usage: bool = False
     """The client wants the usage in its stream (Anthropic streams always carry it)."""
@@ -143,7 +160,7 @@ stop sequences, blocked by a content filter, or for a provider-specific reason."
 class ChatAnswer:
     id: str
     model: str
-    parts: tuple[Text | ToolCall, ...]
+    parts: tuple[Text | ToolCall | Reasoning, ...]
     stop: StopReason
     usage: Usage | None
     """None when the provider did not report it (the gateway's estimate then stands in)."""
@@ -185,10 +202,13 @@ class TextDelta:
 
 @dataclass(frozen=True, slots=True)
 class ReasoningDelta:
-    """Thinking the provider streams (other schemas' clients do not get it; it counts as
-    output all the same)."""
+    """Thinking the provider streams (only Anthropic clients get it; it counts as output all
+    the same), or the signature that closes it."""
 
     text: str
+    signature: str = ""
+    origin: str | None = None
+    """The kind of provider that wrote it, where it signed it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,6 +135,9 @@ class ClientSide:
     build_error: Callable[[ApiError], bytes]
     is_native_error: Callable[[bytes], bool]
     """Whether an error body already has this schema's shape (then it passes unchanged)."""
+    passed_through: Callable[[JsonObject], JsonObject] = lambda body: body
+    """The body of a call that passes through to a provider of this schema: what only the
+    gateway may read is taken out of it."""
 
 
 @dataclass(frozen=True, slots=True)

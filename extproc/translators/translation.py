@@ -14,8 +14,10 @@ from typing import Any
 
 import orjson
 
+from extproc.config.model import ReasoningPolicy
 from extproc.errors import ApiError, BadRequest
 from extproc.translators.ir import ChatRequest, EmbeddingRequest, JsonObject
+from extproc.translators.reasoning import fit_reasoning
 from extproc.translators.schema import (
     ClientSide,
     Operation,
@@ -85,11 +87,13 @@ def translate_request(
     options: Mapping[str, Any],
     default_max_tokens: int,
     stream_usage: bool,
+    reasoning: ReasoningPolicy = "map",
 ) -> tuple[Translation, JsonObject]:
     """The call's translation and the body to send upstream: in the provider's schema, with
     the target's forced `options` merged in and the upstream `model`.
 
-    `stream_usage`: ask an OpenAI-style stream for its usage when the client did not."""
+    `stream_usage`: ask an OpenAI-style stream for its usage when the client did not;
+    `reasoning`: what a translated call does with the client's thinking request."""
     if operation not in provider.provider.operations:
         raise BadRequest(
             f"This model is served by a provider ({provider_kind}) that does not offer "
@@ -100,9 +104,10 @@ def translate_request(
     assert client.client is not None, "clients speak a schema with a client side"
     request: ChatRequest | EmbeddingRequest | None = None
     if client.name == provider.name:
-        upstream = body
+        upstream = client.client.passed_through(body)
     elif operation == "chat":
         request = client.client.parse_chat(body, provider_kind)
+        request = fit_reasoning(request, provider_kind, model, reasoning)
         assert provider.provider.build_chat is not None, "providers' own schemas build calls"
         upstream = provider.provider.build_chat(request, default_max_tokens)
     else:

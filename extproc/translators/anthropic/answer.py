@@ -14,10 +14,12 @@ from extproc.translators.ir import (
     ChatAnswer,
     ChatRequest,
     JsonObject,
+    Reasoning,
     StopReason,
     Text,
     ToolCall,
 )
+from extproc.translators.reasoning import sign
 from extproc.usage import Usage
 
 STOP_REASONS: dict[str, StopReason] = {
@@ -113,11 +115,14 @@ def build_chat_answer(answer: ChatAnswer, request: ChatRequest) -> JsonObject:
     for part in answer.parts:
         if isinstance(part, Text):
             content.append({"type": "text", "text": part.text})
+        elif isinstance(part, Reasoning):
+            if request.reasoning_shown:
+                content.append(thinking_block(part))
         else:
             content.append(
                 {"type": "tool_use", "id": part.id, "name": part.name, "input": part.arguments}
             )
-    return {
+    built: JsonObject = {
         "id": answer.id,
         "type": "message",
         "role": "assistant",
@@ -127,3 +132,15 @@ def build_chat_answer(answer: ChatAnswer, request: ChatRequest) -> JsonObject:
         "stop_sequence": answer.stop_sequence,
         "usage": usage_object(answer.usage or Usage(0, 0)),
     }
+    if request.context_edits is not None:
+        built["context_management"] = context_management(request)
+    return built
+
+
+def thinking_block(part: Reasoning) -> JsonObject:
+    """Thinking another provider wrote, under the gateway's signature."""
+    return {"type": "thinking", "thinking": part.text, "signature": sign(part)}
+
+
+def context_management(request: ChatRequest) -> JsonObject:
+    return {"applied_edits": list(request.context_edits or ())}

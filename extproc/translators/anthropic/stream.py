@@ -14,6 +14,7 @@ from extproc.errors import ApiError
 from extproc.translators.anthropic.answer import (
     ANTHROPIC_STOP,
     STOP_REASONS,
+    context_management,
     usage_from,
     usage_object,
 )
@@ -23,6 +24,7 @@ from extproc.translators.ir import (
     ChatRequest,
     Finish,
     JsonObject,
+    Reasoning,
     ReasoningDelta,
     StopReason,
     StreamEnd,
@@ -34,6 +36,7 @@ from extproc.translators.ir import (
     ToolCallStart,
     UsageReport,
 )
+from extproc.translators.reasoning import sign
 from extproc.translators.schema import EventData
 from extproc.usage import Usage
 
@@ -140,14 +143,19 @@ class StreamEncoder:
         "_closed",
         "_model",
         "_open",
+        "_request",
         "_started",
         "_stop",
+        "_thinking",
         "_tool_blocks",
         "_usage",
     )
 
     def __init__(self, request: ChatRequest, model: str) -> None:
+        self._request = request
         self._model = model
+        self._thinking = Reasoning("")
+        """The open thinking block's signature so far (its text went out as it came)."""
         self._started = False
         self._closed = False
         """The stream ended (`message_stop` or an error): nothing may follow."""
@@ -184,6 +192,8 @@ class StreamEncoder:
         return _event("message_start", {"message": message})
 
     def _content(self, event: StreamEvent) -> bytes:  # noqa: PLR0911 - one answer per event kind
+        if isinstance(event, ReasoningDelta):
+            return self._reasoning(event) if self._request.reasoning_shown else b""
         if isinstance(event, TextDelta):
             opening = b"" if self._open == "text" else self._start({"type": "text", "text": ""})
             delta = {"index": self._block, "delta": {"type": "text_delta", "text": event.text}}
@@ -211,7 +221,19 @@ class StreamEncoder:
             return stream_error(event.error)
         if isinstance(event, StreamEnd):
             return self._close() + self._finish()
-        return b""  # reasoning: a thinking block needs a signature only Anthropic can make
+        return b""
+
+    def _reasoning(self, event: ReasoningDelta) -> bytes:
+        opening = b""
+        if self._open != "thinking":
+            opening = self._start({"type": "thinking", "thinking": "", "signature": ""})
+            self._thinking = Reasoning("")
+        if event.signature:
+            self._thinking = Reasoning("", event.signature, event.origin)
+        if not event.text:
+            return opening
+        delta = {"index": self._block, "delta": {"type": "thinking_delta", "thinking": event.text}}
+        return opening + _event("content_block_delta", delta)
 
     def _start(self, block: JsonObject) -> bytes:
         closing = self._close()
@@ -223,18 +245,23 @@ class StreamEncoder:
     def _close(self) -> bytes:
         if self._open is None:
             return b""
+        signature = b""
+        if self._open == "thinking":
+            # Anthropic signs a thinking block just before it closes; the gateway does too.
+            delta = {"type": "signature_delta", "signature": sign(self._thinking)}
+            signature = _event("content_block_delta", {"index": self._block, "delta": delta})
         self._open = None
-        return _event("content_block_stop", {"index": self._block})
+        return signature + _event("content_block_stop", {"index": self._block})
 
     def _finish(self) -> bytes:
         delta = {
             "stop_reason": ANTHROPIC_STOP[self._stop.reason],
             "stop_sequence": self._stop.stop_sequence,
         }
-        usage = usage_object(self._usage or Usage(0, 0))
-        return _event("message_delta", {"delta": delta, "usage": usage}) + _event(
-            "message_stop", {}
-        )
+        fields: JsonObject = {"delta": delta, "usage": usage_object(self._usage or Usage(0, 0))}
+        if self._request.context_edits is not None:
+            fields["context_management"] = context_management(self._request)
+        return _event("message_delta", fields) + _event("message_stop", {})
 
 
 def _event(kind: str, fields: JsonObject) -> bytes:

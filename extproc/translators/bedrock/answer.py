@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from extproc.translators.bedrock.request import KIND
 from extproc.translators.common import as_object, new_id, token_count
 from extproc.translators.ir import (
     ChatAnswer,
     EmbeddingAnswer,
     JsonObject,
+    Reasoning,
     StopReason,
     Text,
     ToolCall,
@@ -61,10 +63,15 @@ def read_text(payload: Any) -> str:
 
 
 def parse_chat_answer(payload: JsonObject, model: str) -> ChatAnswer:
-    parts: list[Text | ToolCall] = []
+    parts: list[Text | ToolCall | Reasoning] = []
     for block in _content(payload):
         if isinstance(block.get("text"), str) and block["text"]:
             parts.append(Text(block["text"]))
+        thought = as_object(as_object(block.get("reasoningContent")).get("reasoningText"))
+        if isinstance(thought.get("text"), str):
+            signature = thought.get("signature")
+            signed = signature if isinstance(signature, str) else None
+            parts.append(Reasoning(thought["text"], signed, KIND if signed else None))
         use = block.get("toolUse")
         if isinstance(use, dict):
             arguments = use.get("input")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from extproc.errors import ApiError
 from extproc.translators.bedrock.answer import STOP_REASONS, read_usage
+from extproc.translators.bedrock.request import KIND
 from extproc.translators.common import as_object, error_type_for, new_id
 from extproc.translators.ir import (
     Finish,
@@ -82,9 +83,11 @@ class StreamDecoder:
         text = delta.get("text")
         if isinstance(text, str) and text:
             return [TextDelta(text)]
-        reasoning = as_object(delta.get("reasoningContent")).get("text")
-        if isinstance(reasoning, str) and reasoning:
-            return [ReasoningDelta(reasoning)]
+        reasoning = as_object(delta.get("reasoningContent"))
+        if isinstance(reasoning.get("text"), str) and reasoning["text"]:
+            return [ReasoningDelta(reasoning["text"])]
+        if isinstance(reasoning.get("signature"), str) and reasoning["signature"]:
+            return [ReasoningDelta("", reasoning["signature"], KIND)]
         fragment = as_object(delta.get("toolUse")).get("input")
         block = payload.get("contentBlockIndex")
         index = self._calls.get(block) if isinstance(block, int) else None

@@ -15,6 +15,7 @@ from extproc.translators.ir import (
     ChatAnswer,
     EmbeddingAnswer,
     JsonObject,
+    Reasoning,
     StopReason,
     Text,
     ToolCall,
@@ -108,13 +109,13 @@ def read_text(payload: Any) -> str:
 
 
 def parse_chat_answer(payload: JsonObject, model: str) -> ChatAnswer:
-    parts: list[Text | ToolCall] = []
+    parts: list[Text | ToolCall | Reasoning] = []
     for part in candidate_parts(payload):
         call = function_call(part)
         if call is not None:
             parts.append(call)
-        elif isinstance(part.get("text"), str) and part["text"] and not is_thought(part):
-            parts.append(Text(part["text"]))
+        elif isinstance(part.get("text"), str) and part["text"]:
+            parts.append(Reasoning(part["text"]) if is_thought(part) else Text(part["text"]))
     called = any(isinstance(part, ToolCall) for part in parts)
     return ChatAnswer(
         id=payload.get("responseId") or new_id("chatcmpl-"),

@@ -17,12 +17,12 @@ from extproc.translators.ir import (
     Message,
     OutputFormat,
     Part,
-    ReasoningEffort,
     Text,
     ToolCall,
     ToolChoice,
     ToolResult,
 )
+from extproc.translators.reasoning import thinking_budget
 from extproc.translators.schema import Operation
 
 INPUT_FIELDS: dict[Operation, tuple[str, ...]] = {
@@ -35,17 +35,6 @@ model or in another schema: thinking models refuse replayed calls without one.""
 _JSON = "application/json"
 
 
-THINKING_BUDGETS: dict[ReasoningEffort, int] = {
-    "none": 0,
-    "minimal": 0,
-    "low": 1024,
-    "medium": 8192,
-    "high": 24576,
-    "xhigh": 32768,
-}
-"""Gemini's thinking budget (tokens) for each of OpenAI's reasoning efforts."""
-
-
 def build_chat(request: ChatRequest, default_max_tokens: int) -> JsonObject:
     if request.parallel_tool_calls is False:
         raise untranslatable(request.param("parallel_tool_calls"), "gemini")
@@ -54,9 +43,11 @@ def build_chat(request: ChatRequest, default_max_tokens: int) -> JsonObject:
         body["systemInstruction"] = {"parts": [{"text": text} for text in request.system]}
     cap = request.max_tokens
     thinking: JsonObject | None = None
-    if request.reasoning_effort is not None:
-        budget = THINKING_BUDGETS[request.reasoning_effort]
+    budget = thinking_budget(request)
+    if budget is not None:
         thinking = {"thinkingBudget": budget}
+        if request.reasoning_shown and budget:
+            thinking["includeThoughts"] = True
         # Gemini counts thinking as output: the answer keeps the cap the client set.
         cap = None if cap is None else cap + budget
     config = {
@@ -110,7 +101,9 @@ def _build_part(part: Part) -> JsonObject | None:
         return {"inlineData": {"mimeType": part.media_type, "data": part.data}}
     if isinstance(part, ToolCall):
         return {"functionCall": {"id": part.id, "name": part.name, "args": part.arguments}}
-    return _build_result(part)
+    if isinstance(part, ToolResult):
+        return _build_result(part)
+    return None  # thinking: Gemini's own is not kept, its calls carry the skip signature
 
 
 def _build_result(result: ToolResult) -> JsonObject:

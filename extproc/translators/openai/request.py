@@ -37,6 +37,7 @@ from extproc.translators.ir import (
     ToolChoice,
     ToolResult,
 )
+from extproc.translators.reasoning import reasoning_effort
 from extproc.translators.schema import Operation, merged_with
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
@@ -270,7 +271,7 @@ def build_chat(request: ChatRequest, default_max_tokens: int) -> JsonObject:
         "seed": request.seed,
         "presence_penalty": request.presence_penalty,
         "frequency_penalty": request.frequency_penalty,
-        "reasoning_effort": request.reasoning_effort,
+        "reasoning_effort": reasoning_effort(request),
         "user": request.user,
         "parallel_tool_calls": request.parallel_tool_calls if request.tools else None,
     }

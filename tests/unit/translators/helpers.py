@@ -10,6 +10,7 @@ import orjson
 from extproc.sse import EventParser
 from extproc.translators.schema import Operation, WireSchema
 from extproc.translators.translation import Translation, translate_request
+from extproc.config.model import ReasoningPolicy
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DEFAULT_CAP = 1024
@@ -31,6 +32,7 @@ def translate(
     operation: Operation = "chat",
     model: str = "upstream-model",
     options: dict[str, Any] | None = None,
+    reasoning: ReasoningPolicy = "map",
 ) -> tuple[Translation, dict[str, Any]]:
     return translate_request(
         client,
@@ -42,6 +44,7 @@ def translate(
         options=options or {},
         default_max_tokens=DEFAULT_CAP,
         stream_usage=True,
+        reasoning=reasoning,
     )
 
 
