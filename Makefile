@@ -9,7 +9,7 @@ MOCK_PORT ?= 18080
 DEMO_KEY := sk-demo-gateway-key
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test faults test-unit lint format protos bench bench-peers bench-memory redis-server hey kubectl k8s-models checkov envoy-examples clean
+.PHONY: help venv run test faults test-unit lint format protos bench bench-peers bench-memory redis-server hey kubectl k8s-models claude-code checkov envoy-examples clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -26,7 +26,7 @@ run: venv ## run the demo gateway on http://127.0.0.1:10000 with the mock provid
 	@echo "demo gateway key: $(DEMO_KEY)"
 	$(BIN)/extproc run --config $(CONFIG) --mock-provider $(MOCK_PORT)
 
-test: venv redis-server hey kubectl k8s-models checkov ## run every test (unit, stream, integration with a real Envoy)
+test: venv redis-server hey kubectl k8s-models checkov claude-code ## run every test (unit, stream, integration with a real Envoy)
 	$(BIN)/python -m pytest
 
 faults: venv redis-server ## the whole fault suite, heavy cases included (minutes)
@@ -75,6 +75,12 @@ redis-server: ## install redis-server when missing (Debian)
 
 kubectl: ## install kubectl (with its built-in kustomize) when missing (Debian)
 	@command -v kubectl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null; }
+
+claude-code: tests/claude-code/node_modules ## the real Claude Code CLI the tests drive (npm)
+
+tests/claude-code/node_modules: tests/claude-code/package-lock.json
+	npm ci --prefix tests/claude-code --silent --no-audit --no-fund
+	touch $@
 
 k8s-models: tests/k8s-models/node_modules ## schemas for the Istio and Gateway API manifests (npm)
 

@@ -410,7 +410,7 @@ def _gemini(path: re.Match[str]) -> Answer:
             return _json(request, orjson.dumps(gemini.embeddings(requests)))
         if method not in ("generateContent", "streamGenerateContent"):
             raise MockError(f"Method {method} is not supported by the mock.", status=404)
-        reply = plan_reply(gemini.check_generate(body), request.headers, "")
+        reply = plan_reply(gemini.check_generate(body, model), request.headers, "")
         if method == "generateContent":
             return _json(request, orjson.dumps(gemini.answer(model, reply)))
         if request.query.get("alt") != "sse":

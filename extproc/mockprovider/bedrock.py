@@ -100,6 +100,7 @@ def check(body: dict[str, Any]) -> Prompt:
             "The toolConfig field must be defined when using toolUse and toolResult content blocks."
         )
     config = body.get("inferenceConfig") or {}
+    thinking = _check_thinking(body, config, messages)
     last = messages[-1].get("content") or []
     results = [
         "".join(part.get("text", "") for part in block["toolResult"].get("content") or ())
@@ -112,7 +113,39 @@ def check(body: dict[str, Any]) -> Prompt:
         tool_results=results,
         max_tokens=config.get("maxTokens"),
         stop=config.get("stopSequences") or [],
+        thinking=thinking,
     )
+
+
+def _check_thinking(body: dict[str, Any], config: dict[str, Any], messages: list[Any]) -> bool:
+    """Claude's rules for thinking on Bedrock: a budget of at least 1,024 tokens below the
+    output cap, and a tool-using last assistant turn that starts with its signed thinking."""
+    thinking = (body.get("additionalModelRequestFields") or {}).get("thinking") or {}
+    if thinking.get("type") != "enabled":
+        return False
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or budget < 1024:
+        raise MockError("thinking.budget_tokens: Input should be greater than or equal to 1024")
+    if budget >= (config.get("maxTokens") or 0):
+        raise MockError("`max_tokens` must be greater than `thinking.budget_tokens`.")
+    turns = [m for m in messages if m.get("role") == "assistant"]
+    content = (turns[-1].get("content") or []) if turns else []
+    if any("toolUse" in block for block in content):
+        first = content[0].get("reasoningContent") if content else None
+        signature = ((first or {}).get("reasoningText") or {}).get("signature")
+        if first is None:
+            raise MockError(
+                "Expected `thinking` or `redacted_thinking`, but found `tool_use`. When "
+                "`thinking` is enabled, a final `assistant` message must start with a thinking "
+                "block."
+            )
+        if signature != THINKING_SIGNATURE:
+            raise MockError("Invalid `signature` in `thinking` block")
+    return True
+
+
+THINKING_SIGNATURE = "RXFNbW9jay10aGlua2luZy1zaWduYXR1cmU="
+"""The signature the mock gives its thinking (opaque base64, like Anthropic's)."""
 
 
 def embed(model: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -164,7 +197,11 @@ def _tool_use(call: Call) -> dict[str, Any]:
 
 
 def answer(reply: Reply) -> dict[str, Any]:
-    content: list[dict[str, Any]] = [{"text": reply.text}] if reply.words else []
+    content: list[dict[str, Any]] = []
+    if reply.thought:
+        text = {"text": reply.thought, "signature": THINKING_SIGNATURE}
+        content.append({"reasoningContent": {"reasoningText": text}})
+    content += [{"text": reply.text}] if reply.words else []
     content += [_tool_use(call) for call in reply.calls]
     return {
         "output": {"message": {"role": "assistant", "content": content}},
@@ -179,13 +216,19 @@ def events(reply: Reply) -> list[bytes]:
     then input pieces), messageStop, metadata with the usage."""
     frames = [event("messageStart", {"role": "assistant"})]
     index = 0
-    if reply.words:
-        frames += [
-            event("contentBlockDelta", {"delta": {"text": word}, "contentBlockIndex": 0})
-            for word in reply.words
-        ]
+    if reply.thought:
+        for delta in ({"text": reply.thought}, {"signature": THINKING_SIGNATURE}):
+            payload = {"delta": {"reasoningContent": delta}, "contentBlockIndex": 0}
+            frames.append(event("contentBlockDelta", payload))
         frames.append(event("contentBlockStop", {"contentBlockIndex": 0}))
         index = 1
+    if reply.words:
+        frames += [
+            event("contentBlockDelta", {"delta": {"text": word}, "contentBlockIndex": index})
+            for word in reply.words
+        ]
+        frames.append(event("contentBlockStop", {"contentBlockIndex": index}))
+        index += 1
     for offset, call in enumerate(reply.calls):
         block = index + offset
         start = {"toolUse": {"toolUseId": call.id, "name": call.name}}

@@ -5,6 +5,7 @@ error shape."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +29,9 @@ GENERATION_FIELDS = frozenset(
     }
 )  # fmt: skip
 DATA_FIELDS = ("text", "inlineData", "fileData", "functionCall", "functionResponse")
+THINKING_FIELDS = frozenset({"thinkingBudget", "includeThoughts", "thinkingLevel"})
+THINKING_MODELS = re.compile(r"gemini-(2\.5|[3-9])")
+"""Gemini's models that think (older ones refuse a thinking budget)."""
 PART_FIELDS = frozenset({*DATA_FIELDS, "thought", "thoughtSignature"})
 FINISH = {"stop": "STOP", "stop_sequence": "STOP", "tool_calls": "STOP", "length": "MAX_TOKENS"}
 STATUS_NAMES = {
@@ -84,10 +88,14 @@ def _unknown(fields: Any, known: frozenset[str], where: str) -> None:
         )
 
 
-def check_generate(body: dict[str, Any]) -> Prompt:
+def check_generate(body: dict[str, Any], model: str) -> Prompt:
     _unknown(body, REQUEST_FIELDS, "")
     config = body.get("generationConfig") or {}
     _unknown(config, GENERATION_FIELDS, "generation_config")
+    thinking = config.get("thinkingConfig") or {}
+    _unknown(thinking, THINKING_FIELDS, "generation_config.thinking_config")
+    if thinking.get("thinkingBudget") and not THINKING_MODELS.match(model):
+        raise MockError("Thinking is not supported for this model.")
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         raise MockError("* GenerateContentRequest.contents: contents is not specified")
@@ -133,6 +141,7 @@ def check_generate(body: dict[str, Any]) -> Prompt:
         tool_results=results,
         max_tokens=cap if isinstance(cap, int) else None,
         stop=config.get("stopSequences") or [],
+        thinking=thinking.get("includeThoughts") is True and thinking.get("thinkingBudget") != 0,
     )
 
 
@@ -190,8 +199,12 @@ def _calls(reply: Reply) -> list[dict[str, Any]]:
     ]
 
 
+def _thought(reply: Reply) -> list[dict[str, Any]]:
+    return [{"text": reply.thought, "thought": True}] if reply.thought else []
+
+
 def answer(model: str, reply: Reply) -> dict[str, Any]:
-    parts = ([{"text": reply.text}] if reply.text else []) + _calls(reply)
+    parts = _thought(reply) + ([{"text": reply.text}] if reply.text else []) + _calls(reply)
     return {
         "candidates": [
             {
@@ -209,7 +222,8 @@ def answer(model: str, reply: Reply) -> dict[str, Any]:
 def events(model: str, reply: Reply) -> list[bytes]:
     """A chunk per word (usage so far in each), function calls whole, and the finish reason
     with the final usage in the last chunk; events end in CRLF CRLF as Google sends them."""
-    chunks: list[dict[str, Any]] = [{"text": word} for word in reply.words] + _calls(reply)
+    words: list[dict[str, Any]] = [{"text": word} for word in reply.words]
+    chunks = _thought(reply) + words + _calls(reply)
     payloads = []
     for index, part in enumerate(chunks or [{"text": ""}]):
         last = index == max(len(chunks), 1) - 1

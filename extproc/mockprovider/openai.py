@@ -34,6 +34,8 @@ CHAT_FIELDS = frozenset(
     }
 )  # fmt: skip
 ROLES = ("system", "developer", "user", "assistant", "tool")
+REASONING_MODELS = ("o1", "o3", "o4", "gpt-5", "gpt-oss", "codex")
+"""OpenAI's models that take `reasoning_effort` (others refuse it)."""
 FINISH = {"stop": "stop", "stop_sequence": "stop", "length": "length", "tool_calls": "tool_calls"}
 
 
@@ -83,6 +85,13 @@ def check_chat(body: dict[str, Any]) -> Prompt:
     unknown = sorted(set(body) - CHAT_FIELDS)
     if unknown:
         raise MockError(f"Unrecognized request argument supplied: {unknown[0]}")
+    model = body.get("model")
+    if body.get("reasoning_effort") is not None and not (
+        isinstance(model, str) and model.startswith(REASONING_MODELS)
+    ):
+        raise MockError(
+            "Unsupported parameter: 'reasoning_effort' is not supported with this model."
+        )
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise MockError("[] is too short - 'messages'")

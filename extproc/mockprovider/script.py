@@ -11,8 +11,11 @@ stops, and the usage it reports. Tests choose it with request headers:
                                  Responses API)
   x-mock-reasoning-tokens: 30    report this much thinking on top of the answer
 
-A request whose last turn carries tool results is answered with a text that quotes them, so a
-test sees the results arrived in the provider's own shape.
+A request that asks to see the model's thinking (Gemini's includeThoughts, Claude's thinking on
+Bedrock) gets THOUGHT before the answer, counted as reasoning tokens.
+
+A request whose last turn carries tool results is answered with a text that quotes them (never
+with tool calls), so a test sees the results arrived in the provider's own shape.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any, Literal
 import orjson
 
 REPLY = "Hello from the mock provider. This answer stands in for a real model."
+THOUGHT = "The mock considers the question before it answers."
 CHARS_PER_TOKEN = 4
 
 Finish = Literal["stop", "length", "stop_sequence", "tool_calls"]
@@ -65,6 +69,8 @@ class Prompt:
     """The text of the tool results in the last turn."""
     max_tokens: int | None = None
     stop: Sequence[str] = ()
+    thinking: bool = False
+    """The request asks to see the model's thinking."""
 
 
 @dataclass
@@ -77,6 +83,8 @@ class Reply:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    thought: str = ""
+    """The thinking shown before the answer."""
     id: str = field(default_factory=lambda: secrets.token_hex(12))
 
     @property
@@ -95,7 +103,9 @@ class Reply:
 
 def plan_reply(prompt: Prompt, headers: Mapping[str, str], call_id: str) -> Reply:
     """The reply to a request; `call_id` prefixes the ids of tool calls (`call_`, `toolu_`)."""
-    calls = _tool_calls(headers.get("x-mock-tool-calls"), prompt, call_id)
+    # Tool results are answered in words, so that an agent's tool loop ends.
+    spec = None if prompt.tool_results else headers.get("x-mock-tool-calls")
+    calls = _tool_calls(spec, prompt, call_id)
     words = [] if calls else _words(headers.get("x-mock-words"), prompt.tool_results)
     if (size := _number(headers, "x-mock-word-bytes")) and words:
         words = ["w" * size for _ in words]
@@ -120,7 +130,9 @@ def plan_reply(prompt: Prompt, headers: Mapping[str, str], call_id: str) -> Repl
         input_tokens=prompt.input_tokens,
         cached_tokens=cached,
         cache_write_tokens=written,
-        reasoning_tokens=_number(headers, "x-mock-reasoning-tokens"),
+        reasoning_tokens=_number(headers, "x-mock-reasoning-tokens")
+        or (estimate_tokens(THOUGHT) if prompt.thinking else 0),
+        thought=THOUGHT if prompt.thinking else "",
     )
 
 

@@ -96,9 +96,12 @@ def reasoning_effort(request: ChatRequest) -> ReasoningEffort | None:
 _SIGNATURE_PREFIX = "extproc.thinking."
 
 
-def sign(part: Reasoning) -> str:
-    """The gateway's signature of thinking a provider other than Anthropic wrote."""
+def sign(part: Reasoning, *, with_text: bool = False) -> str:
+    """The gateway's signature of thinking a provider other than Anthropic wrote; `with_text`
+    when the client is not shown the text (`display: omitted`) but its provider needs it back."""
     fields = {"origin": part.origin, "signature": part.signature}
+    if with_text:
+        fields["text"] = part.text
     return _SIGNATURE_PREFIX + base64.urlsafe_b64encode(orjson.dumps(fields)).decode()
 
 
@@ -111,9 +114,9 @@ def read_signature(text: str, signature: str) -> Reasoning:
         fields = orjson.loads(base64.urlsafe_b64decode(signature[len(_SIGNATURE_PREFIX) :]))
     except (ValueError, orjson.JSONDecodeError):
         return Reasoning(text)
-    origin, own = fields.get("origin"), fields.get("signature")
+    origin, own, hidden = fields.get("origin"), fields.get("signature"), fields.get("text")
     return Reasoning(
-        text,
+        hidden if isinstance(hidden, str) and not text else text,
         own if isinstance(own, str) else None,
         origin if isinstance(origin, str) else None,
     )

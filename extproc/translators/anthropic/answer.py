@@ -116,8 +116,8 @@ def build_chat_answer(answer: ChatAnswer, request: ChatRequest) -> JsonObject:
         if isinstance(part, Text):
             content.append({"type": "text", "text": part.text})
         elif isinstance(part, Reasoning):
-            if request.reasoning_shown:
-                content.append(thinking_block(part))
+            if request.reasoning_shown or part.origin is not None:
+                content.append(thinking_block(part, shown=request.reasoning_shown))
         else:
             content.append(
                 {"type": "tool_use", "id": part.id, "name": part.name, "input": part.arguments}
@@ -137,8 +137,11 @@ def build_chat_answer(answer: ChatAnswer, request: ChatRequest) -> JsonObject:
     return built
 
 
-def thinking_block(part: Reasoning) -> JsonObject:
-    """Thinking another provider wrote, under the gateway's signature."""
+def thinking_block(part: Reasoning, *, shown: bool) -> JsonObject:
+    """Thinking another provider wrote, under the gateway's signature. Not shown (`display:
+    omitted`), it is there only when its provider must see it again, text in the signature."""
+    if not shown:
+        return {"type": "thinking", "thinking": "", "signature": sign(part, with_text=True)}
     return {"type": "thinking", "thinking": part.text, "signature": sign(part)}
 
 

@@ -193,7 +193,10 @@ class StreamEncoder:
 
     def _content(self, event: StreamEvent) -> bytes:  # noqa: PLR0911 - one answer per event kind
         if isinstance(event, ReasoningDelta):
-            return self._reasoning(event) if self._request.reasoning_shown else b""
+            if self._request.reasoning_shown:
+                return self._reasoning(event)
+            self._hide(event)
+            return b""
         if isinstance(event, TextDelta):
             opening = b"" if self._open == "text" else self._start({"type": "text", "text": ""})
             delta = {"index": self._block, "delta": {"type": "text_delta", "text": event.text}}
@@ -220,8 +223,32 @@ class StreamEncoder:
         if isinstance(event, StreamFailed):
             return stream_error(event.error)
         if isinstance(event, StreamEnd):
-            return self._close() + self._finish()
+            return self._close() + self._hidden_block() + self._close() + self._finish()
         return b""
+
+    def _hide(self, event: ReasoningDelta) -> None:
+        """Thinking the client is not shown: gathered, for its signature block."""
+        hidden = self._thinking
+        self._thinking = Reasoning(
+            hidden.text + event.text,
+            event.signature or hidden.signature,
+            event.origin or hidden.origin,
+        )
+
+    def _hidden_block(self) -> bytes:
+        """The signed, empty thinking block of hidden thinking its provider needs back."""
+        hidden, self._thinking = self._thinking, Reasoning("")
+        if self._request.reasoning_shown or hidden.origin is None:
+            return b""
+        block = {"type": "thinking", "thinking": "", "signature": ""}
+        self._block += 1
+        start = {"index": self._block, "content_block": block}
+        delta = {"type": "signature_delta", "signature": sign(hidden, with_text=True)}
+        return (
+            _event("content_block_start", start)
+            + _event("content_block_delta", {"index": self._block, "delta": delta})
+            + _event("content_block_stop", {"index": self._block})
+        )
 
     def _reasoning(self, event: ReasoningDelta) -> bytes:
         opening = b""
@@ -237,6 +264,8 @@ class StreamEncoder:
 
     def _start(self, block: JsonObject) -> bytes:
         closing = self._close()
+        if block["type"] != "thinking":
+            closing += self._hidden_block()
         self._block += 1
         self._open = block["type"]
         start = {"index": self._block, "content_block": block}
