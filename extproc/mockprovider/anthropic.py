@@ -83,6 +83,8 @@ def check_message(body: dict[str, Any]) -> Prompt:
     results: list[str] = []
     for index, message in enumerate(messages):
         role = message.get("role")
+        if role == "system":
+            continue  # mid-conversation instructions and tool changes (the SDK's beta types)
         if role not in ("user", "assistant"):
             raise MockError(
                 f'messages: Unexpected role "{role}". The Messages API accepts a top-level '

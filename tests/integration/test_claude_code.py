@@ -221,10 +221,11 @@ def test_context_editing_is_done_by_the_gateway_and_reported(
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Read them all"}]
     for call_id, text in calls:
         use = {"type": "tool_use", "id": call_id, "name": "read_file", "input": {"path": call_id}}
+        result = {"type": "tool_result", "tool_use_id": call_id, "content": text}
         messages += [
             {"role": "assistant", "content": [use]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call_id, "content": text}]},
-        ]  # fmt: skip
+            {"role": "user", "content": [result]},
+        ]
     edit = {
         "type": "clear_tool_uses_20250919",
         "trigger": {"type": "input_tokens", "value": 100},
@@ -247,6 +248,28 @@ def test_context_editing_is_done_by_the_gateway_and_reported(
             context_management={"edits": [{"type": "compact_20260112"}]},  # type: ignore[list-item]
         )  # fmt: skip
     assert "context_management.edits.0" in refused.value.message
+
+
+@pytest.mark.parametrize("alias", ["openai", "gemini", "bedrock", "anthropic"])
+def test_count_tokens_answers_a_claude_code_turn_on_every_kind(
+    alias: str, claude: anthropic.Anthropic
+) -> None:
+    counted = claude.beta.messages.count_tokens(
+        model=alias,
+        system=[
+            {"type": "text", "text": "You are an agent.", "cache_control": {"type": "ephemeral"}}
+        ],
+        messages=[
+            {"role": "user", "content": "Hi"},
+            {"role": "system", "content": "The working directory is /tmp."},
+        ],  # type: ignore[list-item]
+        tools=[READ_FILE | {"defer_loading": True}],  # type: ignore[list-item]
+        thinking={"type": "adaptive", "display": "omitted"},  # type: ignore[typeddict-item]
+        output_config={"effort": "high"},
+        context_management={"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        betas=["context-management-2025-06-27"],
+    )
+    assert counted.input_tokens > 0
 
 
 # The real client.
@@ -279,8 +302,9 @@ def test_claude_code_runs_a_tool_using_turn_on_every_kind(
         "DISABLE_AUTOUPDATER": "1",
     }
     mock.clear()
+    prompt = "Read notes.txt and tell me what it says"
     done = subprocess.run(
-        [str(claude_code), "-p", "Read notes.txt and tell me what it says", "--allowedTools", "Read"],
+        [str(claude_code), "-p", prompt, "--allowedTools", "Read"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr

@@ -7,10 +7,10 @@ from typing import Any
 
 import orjson
 
+from extproc.config.model import ReasoningPolicy
 from extproc.sse import EventParser
 from extproc.translators.schema import Operation, WireSchema
 from extproc.translators.translation import Translation, translate_request
-from extproc.config.model import ReasoningPolicy
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DEFAULT_CAP = 1024
