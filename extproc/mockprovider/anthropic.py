@@ -83,8 +83,10 @@ def check_message(body: dict[str, Any]) -> Prompt:
     results: list[str] = []
     for index, message in enumerate(messages):
         role = message.get("role")
-        if role == "system":
+        if role == "system" and index > 0:
             continue  # mid-conversation instructions and tool changes (the SDK's beta types)
+        if role == "system":
+            raise MockError('messages: first message must use the "user" role')
         if role not in ("user", "assistant"):
             raise MockError(
                 f'messages: Unexpected role "{role}". The Messages API accepts a top-level '

@@ -39,8 +39,8 @@ _THINKING = "clear_thinking_20251015"
 def apply_context_edits(request: ChatRequest, config: Any, provider: str) -> ChatRequest:
     if config is None:
         return request
-    edits = expect(expect(config, dict, "context_management", "an object").get("edits") or [],
-                   list, "context_management.edits", "an array")  # fmt: skip
+    edits = expect(config, dict, "context_management", "an object").get("edits") or []
+    expect(edits, list, "context_management.edits", "an array")
     applied: list[JsonObject] = []
     for index, edit in enumerate(edits):
         param = f"context_management.edits.{index}"
@@ -86,6 +86,10 @@ class _ToolUsesEdit:
             expect(inputs, bool, f"{param}.clear_tool_inputs", "a boolean or an array of names")
         return cls(trigger_kind, trigger, keep, least, frozenset(exclude), inputs)
 
+    def clears_input_of(self, tool: str) -> bool:
+        inputs = self.clear_inputs
+        return inputs is True or (isinstance(inputs, frozenset) and tool in inputs)
+
 
 def _threshold(value: Any, param: str, kinds: tuple[str, ...], default: int) -> tuple[str, int]:
     if value is None:
@@ -110,26 +114,21 @@ def _clear_tool_uses(
     cleared = {
         call.id: call for call in calls if call not in kept and call.name not in edit.exclude
     }
-    clear_inputs = {
-        call_id
-        for call_id, call in cleared.items()
-        if edit.clear_inputs is True
-        or (isinstance(edit.clear_inputs, frozenset) and call.name in edit.clear_inputs)
-    }
-
+    inputs = {call_id for call_id, call in cleared.items() if edit.clears_input_of(call.name)}
     freed = 0
-
-    def edited(part: Part) -> Part:
-        nonlocal freed
-        if isinstance(part, ToolResult) and part.call_id in cleared:
-            freed += _tokens(part.content) - _tokens(CLEARED_RESULT)
-            return replace(part, content=(Text(CLEARED_RESULT),))
-        if isinstance(part, ToolCall) and part.id in clear_inputs:
-            freed += _tokens(part.arguments)
-            return replace(part, arguments={})
-        return part
-
-    messages = tuple(Message(m.role, tuple(edited(p) for p in m.parts)) for m in request.messages)
+    messages = []
+    for message in request.messages:
+        parts: list[Part] = []
+        for part in message.parts:
+            edited = part
+            if isinstance(part, ToolResult) and part.call_id in cleared:
+                freed += _tokens(part.content) - _tokens(CLEARED_RESULT)
+                edited = replace(part, content=(Text(CLEARED_RESULT),))
+            elif isinstance(part, ToolCall) and part.id in inputs:
+                freed += _tokens(part.arguments)
+                edited = replace(part, arguments={})
+            parts.append(edited)
+        messages.append(Message(message.role, tuple(parts)))
     if not cleared or freed < edit.clear_at_least:
         return request, None
     report = {
@@ -137,7 +136,7 @@ def _clear_tool_uses(
         "cleared_tool_uses": len(cleared),
         "cleared_input_tokens": max(0, freed),
     }
-    return replace(request, messages=messages), report
+    return replace(request, messages=tuple(messages)), report
 
 
 def _thinking_turns_kept(edit: JsonObject, param: str) -> int | None:

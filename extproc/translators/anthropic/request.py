@@ -264,21 +264,15 @@ class _Conversation:
             self._tools[definition.name] = definition
             name = definition.name
         elif tool.get("type") == "tool_reference":
-            name = expect(tool.get("name"), str, f"{param}.tool.name", "a string")
-            if name not in self._tools:
-                raise invalid(
-                    f"{param}.tool.name", f"names the tool {name!r}, which is not declared"
-                )
+            name = self._declared(tool.get("name"), f"{param}.tool.name")
         else:
             raise untranslatable(f"{param}.tool", self.provider, f"tool {tool.get('type')!r}")
         self._offered[name] = kind == "tool_addition"
 
     def _parse_block(self, block: Any, param: str) -> Part | None:
         kind = block.get("type") if isinstance(block, dict) else None
-        if kind == "text":
-            return Text(expect(block.get("text"), str, f"{param}.text", "a string"))
-        if kind == "image":
-            return _parse_image(block.get("source"), f"{param}.source", self.provider)
+        if kind in ("text", "image"):
+            return self._parse_text_or_image(block, kind, param)
         if kind == "tool_use":
             call = ToolCall(
                 id=expect(block.get("id"), str, f"{param}.id", "a string"),
@@ -312,20 +306,25 @@ class _Conversation:
 
     def _parse_result_block(self, block: Any, param: str) -> Text | Image:
         kind = block.get("type") if isinstance(block, dict) else None
-        if kind == "text":
-            return Text(expect(block.get("text"), str, f"{param}.text", "a string"))
-        if kind == "image":
-            return _parse_image(block.get("source"), f"{param}.source", self.provider)
+        if kind in ("text", "image"):
+            return self._parse_text_or_image(block, kind, param)
         if kind == "tool_reference":
             # A tool search found a deferred tool: it is offered from here on.
-            name = expect(block.get("tool_name"), str, f"{param}.tool_name", "a string")
-            if name not in self._tools:
-                raise invalid(
-                    f"{param}.tool_name", f"names the tool {name!r}, which is not declared"
-                )
+            name = self._declared(block.get("tool_name"), f"{param}.tool_name")
             self._offered[name] = True
             return Text(f"Tool {name} is now available.")
         raise untranslatable(param, self.provider, f"tool result block {kind!r}")
+
+    def _parse_text_or_image(self, block: JsonObject, kind: str, param: str) -> Text | Image:
+        if kind == "text":
+            return Text(expect(block.get("text"), str, f"{param}.text", "a string"))
+        return _parse_image(block.get("source"), f"{param}.source", self.provider)
+
+    def _declared(self, name: Any, param: str) -> str:
+        """The name of a tool the request declares (or a message defined)."""
+        if expect(name, str, param, "a string") not in self._tools:
+            raise invalid(param, f"names the tool {name!r}, which is not declared")
+        return str(name)
 
     def _parse_tool(self, tool: Any, param: str) -> tuple[Tool, bool]:
         """The tool, and whether it is deferred (offered only once found or added)."""
