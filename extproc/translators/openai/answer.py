@@ -18,6 +18,7 @@ from extproc.translators.ir import (
     EmbeddingAnswer,
     EmbeddingRequest,
     JsonObject,
+    Reasoning,
     StopReason,
     Text,
     ToolCall,
@@ -85,7 +86,12 @@ def parse_chat_answer(payload: JsonObject, model: str) -> ChatAnswer:
     choices = payload.get("choices") or [{}]
     choice = choices[0] if isinstance(choices[0], dict) else {}
     message = choice.get("message") or {}
-    parts: list[Text | ToolCall] = []
+    parts: list[Text | ToolCall | Reasoning] = []
+    for name in ("reasoning_content", "reasoning"):
+        # OpenAI-compatible servers of reasoning models (vLLM, DeepSeek) show their thinking.
+        if isinstance(message.get(name), str) and message[name]:
+            parts.append(Reasoning(message[name]))
+            break
     for name in ("content", "refusal"):
         if isinstance(message.get(name), str) and message[name]:
             parts.append(Text(message[name]))

@@ -360,3 +360,23 @@ def test_openai_clients_still_get_no_thinking_from_anthropic() -> None:
     request = {"model": "m", "input": "Hi", "reasoning": {"effort": "high"}}
     _, body = translate(RESPONSES, ANTHROPIC, request, model="claude-sonnet-4-5")
     assert "thinking" not in body
+
+
+def test_an_openai_compatible_reasoning_server_shows_its_thinking_to_anthropic_clients() -> None:
+    request = messages_body(thinking={"type": "enabled", "budget_tokens": 2048})
+    translation, _ = translate(ANTHROPIC, OPENAI, request, model="gpt-oss-120b")
+    completion = {
+        "id": "chatcmpl-1",
+        "choices": [
+            {
+                "message": {"role": "assistant", "content": "Answer.", "reasoning_content": "Hm."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4},
+    }
+    answer = orjson.loads(translation.answer(completion, fallback_usage=None))  # type: ignore[arg-type]
+    assert [(b["type"], b.get("thinking", b.get("text"))) for b in answer["content"]] == [
+        ("thinking", "Hm."),
+        ("text", "Answer."),
+    ]
