@@ -9,7 +9,7 @@ MOCK_PORT ?= 18080
 DEMO_KEY := sk-demo-gateway-key
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test faults test-unit lint format protos bench bench-peers bench-memory redis-server hey kubectl k8s-models claude-code checkov envoy-examples clean
+.PHONY: help venv run test faults test-unit lint format protos bench bench-peers bench-memory nginx redis-server hey kubectl k8s-models claude-code checkov envoy-examples clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -47,15 +47,15 @@ format: venv ## apply ruff's formatting and fixes
 protos: venv ## regenerate extproc/envoyapi/protos from the .proto files in proto/
 	$(BIN)/python -m tools.protos
 
-bench: venv hey ## Envoy alone vs the full gateway: latency and throughput, same machine, one run
+bench: venv hey nginx redis-server ## Envoy alone vs the full gateway: latency and throughput, same machine, one run
 	$(BIN)/python -m tests.bench.run
 
-bench-memory: venv hey ## the processor's RSS over 200,000 requests (a leak shows as growth)
+bench-memory: venv hey nginx redis-server ## the processor's RSS over 200,000 requests (a leak shows as growth)
 	$(BIN)/python -m tests.bench.memory
 
 PEERS := .venv-peers
 LITELLM_VERSION := 1.102.4
-bench-peers: venv hey $(PEERS)/litellm/bin/litellm tests/bench/peers/node_modules ## Envoy alone, this gateway, LiteLLM proxy and Portkey: same load, one run
+bench-peers: venv hey nginx $(PEERS)/litellm/bin/litellm tests/bench/peers/node_modules ## Envoy alone, this gateway, LiteLLM proxy and Portkey: same load, one run
 	$(BIN)/python -m tests.bench.peers
 
 # Each peer in an environment of its own, at a pinned version.
@@ -69,6 +69,9 @@ tests/bench/peers/node_modules: tests/bench/peers/package-lock.json
 
 envoy-examples: venv ## re-render envoy/*.yaml from examples/*.yaml
 	for f in examples/*.yaml; do $(BIN)/extproc envoy-config --config $$f --output envoy/$$(basename $$f); done
+
+nginx: ## install nginx (the static provider of the benchmarks) when missing (Debian)
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
 
 redis-server: ## install redis-server when missing (Debian)
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }

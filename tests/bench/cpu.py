@@ -7,21 +7,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
-ROLES = ("envoy", "processor", "mock", "redis", "peer")
+ROLES = ("envoy", "processor", "upstream", "mock", "redis", "peer")
 
 
 def role_of(argv: list[str]) -> str | None:
-    if argv and Path(argv[0]).name == "envoy":
-        return "envoy"
-    if "serve" in argv:
-        return "processor"
-    if "mock-provider" in argv:
-        return "mock"
-    if argv and Path(argv[0]).name.startswith("redis-server"):
-        return "redis"
-    if (argv and Path(argv[0]).name == "node") or any(Path(a).name == "litellm" for a in argv[:2]):
-        return "peer"  # the gateways `make bench-peers` compares with
-    return None
+    program = Path(argv[0]).name if argv else ""
+    roles = {
+        "envoy": program == "envoy",
+        "processor": "serve" in argv,
+        "mock": "mock-provider" in argv,
+        "redis": program.startswith("redis-server"),
+        "upstream": program.startswith("nginx"),  # the static provider of throughput rows
+        # the gateways `make bench-peers` compares with
+        "peer": program == "node" or any(Path(a).name == "litellm" for a in argv[:2]),
+    }
+    return next((role for role, matches in roles.items() if matches), None)
 
 
 def descendants(pid: int) -> list[int]:

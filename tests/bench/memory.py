@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tests.bench.cpu import processes
 from tests.bench.run import BODY, DEMO_KEY, TRANSLATED_BODY, configure
+from tests.bench.static_upstream import static_upstream
 from tests.harness import mock_provider, running_gateway
 
 WARM_UP = 10_000
@@ -47,9 +48,13 @@ def send(url: str, count: int, body: str) -> None:
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory() as workdir, mock_provider() as mock:
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        mock_provider() as mock,
+        static_upstream(Path(workdir)) as (_, upstream_url),
+    ):
         directory = Path(workdir)
-        config = configure(mock.url, directory, "memory", store="memory")
+        config = configure(upstream_url, mock.url, directory, "memory", store="memory")
         with running_gateway(config, directory / "gateway.log") as gateway:
             root = gateway.process.popen.pid
             send(gateway.url, WARM_UP, BODY)

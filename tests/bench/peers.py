@@ -1,10 +1,11 @@
 """`make bench-peers`: this gateway against the gateways users would pick instead.
 
 LiteLLM's proxy (Python, in its own virtualenv) and Portkey's gateway (Node, from npm), at
-pinned versions, run beside Envoy alone and this gateway on the same mock provider and get
-the same load from `hey`, in turn, ROUNDS times; medians of the rounds are printed with
-ratios. Each does what it does by default for one OpenAI model: LiteLLM checks its master
-key, Portkey takes the provider's key from the client (it has no keys of its own).
+pinned versions, run beside Envoy alone and this gateway on the same static upstream (an Envoy
+answering the same chat completion every time) and get the same load from `hey`, in turn,
+ROUNDS times; medians of the rounds are printed with ratios. Each does what it does by default
+for one OpenAI model: LiteLLM checks its master key, Portkey takes the provider's key from the
+client (it has no keys of its own).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import httpx
 import yaml
 
 from tests.bench.run import DEMO_KEY, Figures, Setup, configure, load, median
+from tests.bench.static_upstream import static_upstream
 from tests.harness import ROOT, Process, envoy_only, free_port, mock_provider, running_gateway
 
 ROUNDS = 3
@@ -60,13 +62,13 @@ def running_peer(
 
 
 @contextmanager
-def litellm_proxy(mock_url: str, directory: Path) -> Iterator[tuple[Process, str]]:
+def litellm_proxy(upstream_url: str, directory: Path) -> Iterator[tuple[Process, str]]:
     config = directory / "litellm.yaml"
     model = {
         "model_name": "gpt-4o",
         "litellm_params": {
             "model": "openai/gpt-4o",
-            "api_base": f"{mock_url}/v1",
+            "api_base": f"{upstream_url}/v1",
             "api_key": PROVIDER_KEY,
         },
     }
@@ -100,27 +102,31 @@ def portkey_gateway(directory: Path) -> Iterator[tuple[Process, str]]:
 
 def main() -> int:
     runs: dict[tuple[str, int], list[Figures]] = {}
-    with tempfile.TemporaryDirectory() as workdir, mock_provider() as mock:
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        mock_provider() as mock,
+        static_upstream(Path(workdir)) as (upstream, upstream_url),
+    ):
         directory = Path(workdir)
-        config = configure(mock.url, directory, "plain")
-        mock_pid = mock.process.popen.pid
+        config = configure(upstream_url, mock.url, directory, "plain")
+        upstream_pid = upstream.popen.pid  # every setup's provider
         with (
             envoy_only(config, directory, processor=None) as (alone, alone_url),
             running_gateway(config, directory / "gateway.log") as gateway,
-            litellm_proxy(mock.url, directory) as (litellm, litellm_url),
+            litellm_proxy(upstream_url, directory) as (litellm, litellm_url),
             portkey_gateway(directory) as (portkey, portkey_url),
         ):
             portkey_headers = (
                 "x-portkey-provider: openai",
-                f"x-portkey-custom-host: {mock.url}/v1",
+                f"x-portkey-custom-host: {upstream_url}/v1",
             )
             targets = {
-                "envoy alone": Setup(alone_url, [alone.popen.pid, mock_pid]),
-                "this gateway": Setup(gateway.url, [gateway.process.popen.pid, mock_pid]),
-                "litellm": Setup(litellm_url, [litellm.popen.pid, mock_pid]),
+                "envoy alone": Setup(alone_url, [alone.popen.pid, upstream_pid]),
+                "this gateway": Setup(gateway.url, [gateway.process.popen.pid, upstream_pid]),
+                "litellm": Setup(litellm_url, [litellm.popen.pid, upstream_pid]),
                 "portkey": Setup(
                     portkey_url,
-                    [portkey.popen.pid, mock_pid],
+                    [portkey.popen.pid, upstream_pid],
                     extra=portkey_headers,
                     key=PROVIDER_KEY,
                 ),
@@ -135,21 +141,21 @@ def main() -> int:
 
 
 def own_cpu(figures: Figures) -> float:
-    """CPU µs per request of the setup's own processes (the shared mock provider apart)."""
-    return sum(cpu for role, cpu in figures.cpu_us.items() if role != "mock")
+    """CPU µs per request of the setup's own processes (the shared upstream apart)."""
+    return sum(cpu for role, cpu in figures.cpu_us.items() if role != "upstream")
 
 
 def report(results: dict[tuple[str, int], Figures]) -> None:
     print(f"\nmedians of {ROUNDS} alternating rounds (hey), one non-streamed chat call each")
     print(
         f"{'setup':<13} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
-        "   CPU µs/request: own processes (mock provider)"
+        "   CPU µs/request: own processes (static upstream)"
     )
     for (name, connections), figures in sorted(results.items(), key=lambda item: item[0][1]):
         print(
             f"{name:<13} {connections:>5} {figures.requests_per_second:>8.0f} "
             f"{figures.p50_ms:>8.2f} {figures.p99_ms:>8.2f} {figures.errors:>7}"
-            f"   {own_cpu(figures):6.0f} ({figures.cpu_us['mock']:4.0f})"
+            f"   {own_cpu(figures):6.0f} ({figures.cpu_us['upstream']:4.0f})"
         )
     alone = results["envoy alone", 1]
     print(
