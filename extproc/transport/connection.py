@@ -58,6 +58,10 @@ WINDOW_UPDATE; a larger one is admitted to the receive budget (see `budget.py`).
 CONNECTION_WINDOW = 16 * 1024 * 1024
 """The connection's window, credited as bytes arrive (the stream windows bound them)."""
 MAX_FRAME = DEFAULT_MAX_FRAME
+SEND_FRAME_LIMIT = 1024 * 1024
+"""The largest DATA frame sent, whatever the peer allows: a peer that raises its limit may
+check frames against the old one for a while (grpcio does), and one stream's huge frame
+would hold back the others."""
 MAX_HEADER_LIST = 16 * 1024
 """The largest header block taken (before and after decoding): gRPC metadata is small, and
 HPACK decoding time grows faster than the block."""
@@ -114,6 +118,9 @@ class Connection(asyncio.Protocol):
         self._peer_stream_window = DEFAULT_WINDOW
         self._peer_max_frame = DEFAULT_MAX_FRAME
         self._senders: list[asyncio.Future[None]] = []
+        self._outbound: list[bytes] = []
+        """Frames written since the last flush: one send for all a loop iteration makes."""
+        self._flush_scheduled = False
         self._writing_paused = False
         self._peer_going_away = False
         self._timer: asyncio.TimerHandle | None = None
@@ -196,6 +203,7 @@ class Connection(asyncio.Protocol):
     def close(self) -> None:
         """Tell the client no further streams are taken, then close."""
         if self._transport is not None and not self.closed:
+            self._flush()
             self._transport.write(goaway(self._last_stream_id, ErrorCode.NO_ERROR))
             self._transport.close()
 
@@ -215,8 +223,6 @@ class Connection(asyncio.Protocol):
         flow-control windows, in frames the peer takes."""
         if call.reset or self.closed:
             return
-        transport = self._transport
-        assert transport is not None
         headers = call.response_headers()
         if (
             not self._writing_paused
@@ -226,12 +232,15 @@ class Connection(asyncio.Protocol):
         ):
             self._send_window -= size
             call.send_window -= size
-            transport.write(
+            # Joined now: the pieces may be views of buffers their owner reuses.
+            self._write(
                 b"".join((headers, frame_header(Kind.DATA, 0, call.stream_id, size), *pieces))
             )
             return
+        # Larger than the windows or a frame: frame by frame, each written at once, so that a
+        # peer slow to read pauses the sending (and one that never reads is caught).
         if headers:
-            transport.write(headers)
+            self._send_now(headers)
         remaining = deque(memoryview(piece) for piece in pieces if len(piece))
         while remaining:
             if call.reset or self.closed:
@@ -243,7 +252,7 @@ class Connection(asyncio.Protocol):
             self._send_window -= allowed
             call.send_window -= allowed
             size -= allowed
-            transport.write(frame(Kind.DATA, 0, call.stream_id, _take(remaining, allowed)))
+            self._send_now(frame(Kind.DATA, 0, call.stream_id, _take(remaining, allowed)))
 
     # reading frames
 
@@ -497,7 +506,7 @@ class Connection(asyncio.Protocol):
             elif key == Setting.MAX_FRAME_SIZE:
                 if not DEFAULT_MAX_FRAME <= value <= MAX_FRAME_LIMIT:
                     raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range")
-                self._peer_max_frame = value
+                self._peer_max_frame = min(value, SEND_FRAME_LIMIT)
             elif key == Setting.ENABLE_PUSH and value > 1:
                 raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "ENABLE_PUSH is neither 0 nor 1")
         self._write(frame(Kind.SETTINGS, Flag.ACK, 0))
@@ -547,8 +556,27 @@ class Connection(asyncio.Protocol):
         self._wake_senders()
 
     def _write(self, data: bytes) -> None:
+        """Queue frames for the socket: what one turn of the event loop writes goes out in one
+        send (a call's answer, its credit, its trailers) at the start of the next turn."""
+        if self._transport is None or self.closed:
+            return
+        self._outbound.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self._send_now()
+
+    def _send_now(self, data: bytes = b"") -> None:
+        """Write `data` at once, after the frames queued before it (a SETTINGS ACK among them
+        must precede frames sized by the new settings)."""
+        outbound, self._outbound = self._outbound, []
+        if outbound:
+            data = outbound[0] if len(outbound) == 1 and not data else b"".join((*outbound, data))
         transport = self._transport
-        if transport is None or self.closed:
+        if transport is None or self.closed or not data:
             return
         transport.write(data)
         if self._writing_paused and transport.get_write_buffer_size() > OUTBOUND_LIMIT:
@@ -596,7 +624,8 @@ class Connection(asyncio.Protocol):
         peer = self._transport.get_extra_info("peername") if self._transport else None
         log.warning("closing the HTTP/2 connection from %s: %s", peer or "a client", error)
         if self._transport is not None:
-            self._transport.write(goaway(self._last_stream_id, error.code))
+            outbound, self._outbound = self._outbound, []  # what was queued goes first
+            self._transport.write(b"".join((*outbound, goaway(self._last_stream_id, error.code))))
             self._transport.close()
         self.closed = True
 
