@@ -11,16 +11,11 @@ Redis Cluster.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-
+from extproc.quota.resp import RespClient, RespError, Script
 from extproc.quota.store import OWNER_TTL, Charge, Final, Outcome, StoreUnavailable
 
 TAG = "{extproc}"
@@ -266,24 +261,16 @@ def _milliseconds(seconds: float) -> int:
 
 class RedisStore:
     def __init__(self, url: str, *, password: str | None, timeout: float) -> None:
-        self._client = Redis.from_url(
-            url,
-            password=password,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry_on_timeout=False,
-            # One immediate retry replaces a connection that went stale (Redis restarted);
-            # longer retrying would only hold requests that the failure policy should decide.
-            retry=Retry(NoBackoff(), retries=1),
-        )
-        self._timeout = timeout
+        # Longer retrying than the client's one reconnection would only hold requests that
+        # the failure policy should decide.
+        self._client = RespClient(url, password=password, timeout=timeout)
         self._offset: float | None = None
         """Redis's clock minus this machine's (seconds), once measured."""
-        self._reserve = self._client.register_script(_RESERVE)
-        self._settle = self._client.register_script(_SETTLE)
-        self._cancel = self._client.register_script(_CANCEL)
-        self._read = self._client.register_script(_READ)
-        self._cool = self._client.register_script(_COOL)
+        self._reserve = Script(_RESERVE)
+        self._settle = Script(_SETTLE)
+        self._cancel = Script(_CANCEL)
+        self._read = Script(_READ)
+        self._cool = Script(_COOL)
 
     def now(self) -> float:
         return time.time() + (self._offset or 0.0)
@@ -306,7 +293,7 @@ class RedisStore:
             expiry = _milliseconds(charge.expires_at)
             args += [charge.amount, cap, expiry, int(charge.in_flight), charge.room]
         sent = time.time()
-        answer = await self._call(self._reserve(keys=keys, args=args))
+        answer = await self._call(self._client.run(self._reserve, keys, args))
         self._observe(sent, int(answer[1]))
         granted, epoch = int(answer[0]), _text(answer[2])
         if granted < 0:
@@ -320,48 +307,53 @@ class RedisStore:
         args: list[int | str] = [epoch, ticket]
         for final in finals:
             args += [final.amount, _milliseconds(final.expires_at), int(final.in_flight)]
-        await self._call(self._settle(keys=keys, args=args))
+        await self._call(self._client.run(self._settle, keys, args))
 
     async def cancel(self, ticket: str, charges: Sequence[Charge]) -> None:
         keys = [TICKET_PREFIX + ticket, *(KEY_PREFIX + charge.counter for charge in charges)]
         args: list[int | str] = [ticket, TOMBSTONE_MS]
         args += [int(charge.in_flight) for charge in charges]
-        await self._call(self._cancel(keys=keys, args=args))
+        await self._call(self._client.run(self._cancel, keys, args))
 
     async def beat(self, owner: str) -> None:
-        await self._call(self._client.set(ALIVE_PREFIX + owner, 1, px=_milliseconds(OWNER_TTL)))
+        key = ALIVE_PREFIX + owner
+        await self._call(self._client.execute("SET", key, 1, "PX", _milliseconds(OWNER_TTL)))
 
     async def read(self, counters: Sequence[str]) -> list[int]:
         if not counters:
             return []
         keys = [KEY_PREFIX + counter for counter in counters]
-        values = await self._call(self._read(keys=keys))
+        values = await self._call(self._client.run(self._read, keys, []))
         return [int(value) for value in values]
 
     async def cool(self, name: str, until: float) -> None:
-        await self._call(self._cool(keys=[COOL_PREFIX + name], args=[_milliseconds(until)]))
+        await self._call(self._client.run(self._cool, [COOL_PREFIX + name], [_milliseconds(until)]))
 
     async def cooling(self, names: Sequence[str]) -> list[float]:
         if not names:
             return []
-        values = await self._call(self._client.mget([COOL_PREFIX + name for name in names]))
+        values = await self._call(
+            self._client.execute("MGET", *(COOL_PREFIX + name for name in names))
+        )
         return [int(value) / 1000 if value is not None else 0.0 for value in values]
 
     async def note(self, name: str, value: str, until: float) -> None:
-        operation = self._client.set(NOTE_PREFIX + name, value, pxat=_milliseconds(until))
+        operation = self._client.execute(
+            "SET", NOTE_PREFIX + name, value, "PXAT", _milliseconds(until)
+        )
         await self._call(operation)
 
     async def noted(self, name: str) -> str | None:
-        value = await self._call(self._client.get(NOTE_PREFIX + name))
+        value = await self._call(self._client.execute("GET", NOTE_PREFIX + name))
         return None if value is None else _text(value)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
     async def _synchronise(self) -> None:
         """Measure Redis's clock against this machine's (before the first reservation)."""
         sent = time.time()
-        seconds, microseconds = await self._call(self._client.time())
+        seconds, microseconds = await self._call(self._client.execute("TIME"))
         self._observe(sent, int(seconds) * 1000 + int(microseconds) // 1000)
 
     def _observe(self, sent: float, redis_ms: int) -> None:
@@ -371,11 +363,12 @@ class RedisStore:
         if received - sent <= SYNC_RTT or self._offset is None:
             self._offset = redis_ms / 1000 - (sent + received) / 2
 
-    async def _call(self, operation: Any) -> Any:
-        """Await a Redis call; any failure to get an answer in time becomes StoreUnavailable."""
+    async def _call(self, operation: Awaitable[Any]) -> Any:
+        """Await a Redis call (the client bounds it in time); any failure to get an answer in
+        time becomes StoreUnavailable."""
         try:
-            return await asyncio.wait_for(operation, self._timeout)
-        except (RedisError, OSError, TimeoutError) as error:
+            return await operation
+        except (RespError, OSError, TimeoutError) as error:
             raise StoreUnavailable(type(error).__name__) from None
 
 

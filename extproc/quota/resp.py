@@ -1,0 +1,186 @@
+"""A small Redis client for the quota store: one connection, commands pipelined on it.
+
+Every reservation and settlement is one script call; under load, dozens are in flight at
+once. A general client (a pool of connections, one send and one wake-up per command, a timer
+task per call) costs more than the script itself. Here every command of one turn of the event
+loop goes out in one write, replies come back in order on the same connection and are parsed
+by hiredis (the C parser redis-py uses too), and each caller waits on a plain future.
+
+A command whose caller stopped waiting (its deadline passed while Redis was frozen) keeps its
+place in the line: its reply, when it comes, is read and dropped, so later replies still reach
+their own callers. A lost connection fails every command waiting on it; the next command opens
+a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+from collections import deque
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import hiredis
+
+
+class RespError(Exception):
+    """Redis answered with an error, or could not be reached or read."""
+
+
+class ConnectionLost(RespError):
+    """The connection went before the reply came (the command may or may not have run)."""
+
+
+class _Pipeline(asyncio.Protocol):
+    def __init__(self) -> None:
+        self._transport: asyncio.Transport | None = None
+        self._reader = hiredis.Reader()
+        self._waiting: deque[asyncio.Future[Any]] = deque()
+        self._outbound: list[bytes] = []
+        self._flush_scheduled = False
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def send(self, command: bytes) -> asyncio.Future[Any]:
+        reply = asyncio.get_running_loop().create_future()
+        if self.lost:
+            reply.set_exception(ConnectionLost("the connection to Redis is closed"))
+            return reply
+        self._waiting.append(reply)
+        self._outbound.append(command)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return reply
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        outbound, self._outbound = self._outbound, []
+        if self._transport is not None and not self.lost and outbound:
+            self._transport.write(b"".join(outbound))
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        try:
+            while (reply := self._reader.gets()) is not False:
+                waiter = self._waiting.popleft() if self._waiting else None
+                if waiter is None or waiter.done():
+                    continue  # its caller gave up: the reply only keeps the line in order
+                if isinstance(reply, hiredis.ReplyError):
+                    waiter.set_exception(RespError(str(reply)))
+                else:
+                    waiter.set_result(reply)
+        except hiredis.ProtocolError as error:
+            self._fail(ConnectionLost(f"Redis sent what is not RESP: {error}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionLost("the connection to Redis was lost"))
+
+    def close(self) -> None:
+        self._fail(ConnectionLost("the connection to Redis was closed"))
+
+    def _fail(self, error: RespError) -> None:
+        self.lost = True
+        waiting, self._waiting = self._waiting, deque()
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_exception(error)
+        if self._transport is not None:
+            self._transport.close()
+
+
+def encode(arguments: tuple[Any, ...]) -> bytes:
+    """A command in RESP: an array of bulk strings."""
+    parts = [b"*%d\r\n" % len(arguments)]
+    for argument in arguments:
+        data = argument if isinstance(argument, bytes) else str(argument).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class Script:
+    """A Lua script run by its digest (EVALSHA), sent whole when Redis does not know it."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.digest = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+
+class RespClient:
+    def __init__(self, url: str, *, password: str | None, timeout: float) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"not a Redis URL: {parts.scheme}://…")
+        self._scheme = parts.scheme
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or 6379
+        self._path = parts.path
+        self._user = unquote(parts.username) if parts.username else None
+        self._password = password or (unquote(parts.password) if parts.password else None)
+        database = parts.path.strip("/") if parts.scheme != "unix" else ""
+        self._database = int(database) if database.isdigit() else 0
+        self._timeout = timeout
+        self._pipeline: _Pipeline | None = None
+        self._opening: asyncio.Lock | None = None
+
+    async def execute(self, *arguments: Any) -> Any:
+        """The command's reply. RespError when Redis refused it or could not be reached,
+        TimeoutError when no reply came in time. A connection found gone (Redis restarted) is
+        replaced once, at once."""
+        command = encode(arguments)
+        async with asyncio.timeout(self._timeout):
+            try:
+                try:
+                    return await (await self._connected()).send(command)
+                except ConnectionLost:
+                    return await (await self._connected()).send(command)
+            except OSError as error:
+                raise RespError(f"Redis could not be reached: {error}") from None
+
+    async def run(self, script: Script, keys: list[str], arguments: list[Any]) -> Any:
+        try:
+            return await self.execute("EVALSHA", script.digest, len(keys), *keys, *arguments)
+        except RespError as error:
+            if not str(error).startswith("NOSCRIPT"):
+                raise
+        return await self.execute("EVAL", script.source, len(keys), *keys, *arguments)
+
+    async def close(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.close()
+            self._pipeline = None
+
+    async def _connected(self) -> _Pipeline:
+        pipeline = self._pipeline
+        if pipeline is not None and not pipeline.lost:
+            return pipeline
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._pipeline is None or self._pipeline.lost:
+                self._pipeline = await self._open()
+            return self._pipeline
+
+    async def _open(self) -> _Pipeline:
+        loop = asyncio.get_running_loop()
+        pipeline: _Pipeline
+        if self._scheme == "unix":
+            _, pipeline = await loop.create_unix_connection(_Pipeline, self._path)
+        else:
+            tls = ssl.create_default_context() if self._scheme == "rediss" else None
+            _, pipeline = await loop.create_connection(_Pipeline, self._host, self._port, ssl=tls)
+        greeting = []
+        if self._password is not None:
+            credentials = (self._user, self._password) if self._user else (self._password,)
+            greeting.append(pipeline.send(encode(("AUTH", *credentials))))
+        if self._database:
+            greeting.append(pipeline.send(encode(("SELECT", self._database))))
+        try:
+            await asyncio.gather(*greeting)
+        except RespError:
+            pipeline.close()
+            raise
+        return pipeline
