@@ -11,7 +11,6 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
@@ -23,6 +22,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import start_http_server
 
 from extproc.config.model import TelemetrySettings
+from extproc.telemetry.otlp_wire import WireSpanExporter
 
 SPAN_EXPORT_DELAY_MS = 500
 SCOPE = "extproc"
@@ -71,7 +71,7 @@ def start_sdk(
         tracer_provider = TracerProvider(
             resource=resource, sampler=ParentBased(TraceIdRatioBased(spec.tracing.sampling))
         )
-        exporter = OTLPSpanExporter(**_otlp_target(spec.tracing.endpoint))
+        exporter = WireSpanExporter(**_otlp_target(spec.tracing.endpoint))
         tracer_provider.add_span_processor(
             BatchSpanProcessor(exporter, schedule_delay_millis=SPAN_EXPORT_DELAY_MS)
         )

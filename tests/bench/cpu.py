@@ -27,7 +27,10 @@ def role_of(argv: list[str]) -> str | None:
 def descendants(pid: int) -> list[int]:
     found = [pid]
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        children = (task / "children").read_text().split()
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:
+            continue  # the thread ended meanwhile
         for child in children:
             found.extend(descendants(int(child)))
     return found

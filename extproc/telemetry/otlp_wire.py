@@ -1,0 +1,208 @@
+"""Spans in OTLP's protobuf wire format, written directly.
+
+The OpenTelemetry SDK's encoder builds a protobuf object for every span, attribute and value
+before serialising them: about 95 µs a span of two dozen attributes, in the exporter's thread,
+which holds the GIL the event loop needs. Writing the wire format straight from the spans
+gives the same message (tests parse both and compare) for a fraction of that. The resource and
+the instrumentation scope, the same for every span, are written once.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import grpc
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext
+
+_HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
+"""OTLP's span flags: whether the parent's remoteness is known, and that it is remote."""
+_SMALL = [bytes((n,)) for n in range(128)]
+
+
+def _varint(value: int) -> bytes:
+    if 0 <= value < 128:
+        return _SMALL[value]
+    value &= 0xFFFF_FFFF_FFFF_FFFF  # negative int64s as two's complement, as protobuf does
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(tag: bytes, content: bytes) -> bytes:
+    """A length-delimited field (a string, bytes or an embedded message) after its tag."""
+    size = len(content)
+    return tag + (_SMALL[size] if size < 128 else _varint(size)) + content
+
+
+_KEYS: dict[str, bytes] = {}
+"""Attribute keys as KeyValue's first field: the same few dozen on every span."""
+_KEY_LIMIT = 4096
+
+
+def _key(key: str) -> bytes:
+    encoded = _KEYS.get(key)
+    if encoded is None:
+        encoded = _field(b"\x0a", key.encode())
+        if len(_KEYS) < _KEY_LIMIT:
+            _KEYS[key] = encoded
+    return encoded
+
+
+def _value(value: Any) -> bytes:  # noqa: PLR0911 - one case per kind of value
+    """An AnyValue's content."""
+    if isinstance(value, str):
+        return _field(b"\x0a", value.encode())
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, int):
+        return b"\x18" + _varint(value)
+    if isinstance(value, float):
+        return b"\x21" + struct.pack("<d", value)
+    if isinstance(value, bytes):
+        return _field(b"\x3a", value)
+    if isinstance(value, Sequence):
+        return _field(b"\x2a", b"".join(_field(b"\x0a", _value(item)) for item in value))
+    if isinstance(value, Mapping):
+        return _field(b"\x32", _attributes(b"\x0a", value))
+    return b""  # None: an empty AnyValue
+
+
+def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
+    """Repeated KeyValue, each after `tag`."""
+    if not attributes:
+        return b""
+    return b"".join(
+        _field(tag, _key(key) + _field(b"\x12", _value(value))) for key, value in attributes.items()
+    )
+
+
+def _flags(parent: SpanContext | None) -> int:
+    return _HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)
+
+
+def _span(span: ReadableSpan) -> bytes:
+    context = span.get_span_context()
+    assert context is not None, "a span the SDK ended has its context"
+    parts = [
+        _field(b"\x0a", context.trace_id.to_bytes(16, "big")),
+        _field(b"\x12", context.span_id.to_bytes(8, "big")),
+    ]
+    if context.trace_state:
+        state = ",".join(f"{k}={v}" for k, v in context.trace_state.items())
+        parts.append(_field(b"\x1a", state.encode()))
+    if span.parent is not None:
+        parts.append(_field(b"\x22", span.parent.span_id.to_bytes(8, "big")))
+    parts.append(_field(b"\x2a", span.name.encode()))
+    parts.append(_SPAN_KINDS[span.kind.value])
+    parts.append(_TIMES.pack(0x39, span.start_time or 0, 0x41, span.end_time or 0))
+    parts.append(_attributes(b"\x4a", span.attributes))
+    if span.dropped_attributes:
+        parts.append(b"\x50" + _varint(span.dropped_attributes))
+    status = span.status
+    if status is not None:
+        description = _field(b"\x12", status.description.encode()) if status.description else b""
+        code = status.status_code.value
+        parts.append(_field(b"\x7a", description + (b"\x18" + _SMALL[code] if code else b"")))
+    parts.append(_FLAGS[_flags(span.parent)])
+    return b"".join(parts)
+
+
+_SPAN_KINDS = [b"\x30" + _SMALL[kind + 1] for kind in range(5)]
+"""Field 6, the kind: OTLP counts kinds from 1, the SDK from 0."""
+_TIMES = struct.Struct("<BQBQ")
+"""Fields 7 and 8, start and end (fixed64 nanoseconds), tags included."""
+_FLAGS = {
+    flags: b"\x85\x01" + struct.pack("<I", flags)  # field 16, fixed32
+    for flags in (_HAS_IS_REMOTE, _HAS_IS_REMOTE | _IS_REMOTE)
+}
+
+
+class SpanEncoder:
+    """ExportTraceServiceRequest bytes for a batch of spans, grouped by resource and then by
+    scope as the SDK groups them (events and links, which the gateway's spans never have, are
+    left out)."""
+
+    def __init__(self) -> None:
+        self._resources: dict[Resource, bytes] = {}
+        self._scopes: dict[InstrumentationScope | None, bytes] = {}
+
+    def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
+        groups: dict[Resource, dict[InstrumentationScope | None, list[bytes]]] = {}
+        for span in spans:
+            scopes = groups.setdefault(span.resource, {})
+            scopes.setdefault(span.instrumentation_scope, []).append(_field(b"\x12", _span(span)))
+        resource_spans = []
+        for resource, scopes in groups.items():
+            scope_spans = b"".join(
+                _field(b"\x12", self._scope(scope) + b"".join(encoded))
+                for scope, encoded in scopes.items()
+            )
+            resource_spans.append(_field(b"\x0a", self._resource(resource) + scope_spans))
+        return b"".join(resource_spans)
+
+    def _resource(self, resource: Resource) -> bytes:
+        """ResourceSpans' resource and schema URL (the same for every batch)."""
+        encoded = self._resources.get(resource)
+        if encoded is None:
+            encoded = _field(b"\x0a", _attributes(b"\x0a", resource.attributes))
+            if resource.schema_url:
+                encoded += _field(b"\x1a", resource.schema_url.encode())
+            self._resources[resource] = encoded
+        return encoded
+
+    def _scope(self, scope: InstrumentationScope | None) -> bytes:
+        """ScopeSpans' scope and schema URL."""
+        encoded = self._scopes.get(scope)
+        if encoded is None:
+            encoded = b""
+            if scope is not None:
+                content = _field(b"\x0a", scope.name.encode())
+                if scope.version:
+                    content += _field(b"\x12", scope.version.encode())
+                content += _attributes(b"\x1a", scope.attributes)
+                encoded = _field(b"\x0a", content)
+                if scope.schema_url:
+                    encoded += _field(b"\x1a", scope.schema_url.encode())
+            self._scopes[scope] = encoded
+        return encoded
+
+
+_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+class WireSpanExporter(OTLPSpanExporter):
+    """The SDK's OTLP/gRPC span exporter (its retries, timeouts, reconnection, metrics), sending
+    what SpanEncoder wrote instead of the messages the SDK's encoder builds."""
+
+    def __init__(self, **settings: Any) -> None:
+        self._encoder = SpanEncoder()
+        super().__init__(**settings)
+
+    def _initialize_channel_and_stub(self) -> None:
+        super()._initialize_channel_and_stub()  # type: ignore[no-untyped-call]
+        assert self._channel is not None
+        self._client = _RawExport(self._channel)
+
+    def _translate_data(self, data: Sequence[ReadableSpan]) -> bytes:  # type: ignore[override]
+        return self._encoder.encode(data)
+
+
+class _RawExport:
+    """A TraceService stub whose requests are bytes already."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.Export = channel.unary_unary(
+            _EXPORT,
+            request_serializer=None,
+            response_deserializer=ExportTraceServiceResponse.FromString,
+        )
