@@ -133,32 +133,43 @@ class SpanEncoder:
     left out)."""
 
     def __init__(self) -> None:
-        self._resources: dict[Resource, bytes] = {}
+        self._resources: dict[int, tuple[Resource, bytes]] = {}
+        """The resources spans are grouped under, by identity, with their encoding (a
+        resource's hash encodes its attributes as JSON: too dear to compute per span; every
+        resource seen is kept, so that no identity is reused)."""
+        self._groups: dict[int, int] = {}
+        """Resource identity → the identity its spans are grouped under."""
+        self._kept: list[Resource] = []
         self._scopes: dict[InstrumentationScope | None, bytes] = {}
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
-        groups: dict[Resource, dict[InstrumentationScope | None, list[bytes]]] = {}
+        groups: dict[int, dict[InstrumentationScope | None, list[bytes]]] = {}
         for span in spans:
-            scopes = groups.setdefault(span.resource, {})
+            scopes = groups.setdefault(self._group(span.resource), {})
             scopes.setdefault(span.instrumentation_scope, []).append(_field(b"\x12", _span(span)))
         resource_spans = []
-        for resource, scopes in groups.items():
+        for group, scopes in groups.items():
             scope_spans = b"".join(
                 _field(b"\x12", self._scope(scope) + b"".join(encoded))
                 for scope, encoded in scopes.items()
             )
-            resource_spans.append(_field(b"\x0a", self._resource(resource) + scope_spans))
+            resource_spans.append(_field(b"\x0a", self._resources[group][1] + scope_spans))
         return b"".join(resource_spans)
 
-    def _resource(self, resource: Resource) -> bytes:
-        """ResourceSpans' resource and schema URL (the same for every batch)."""
-        encoded = self._resources.get(resource)
-        if encoded is None:
-            encoded = _field(b"\x0a", _attributes(b"\x0a", resource.attributes))
-            if resource.schema_url:
-                encoded += _field(b"\x1a", resource.schema_url.encode())
-            self._resources[resource] = encoded
-        return encoded
+    def _group(self, resource: Resource) -> int:
+        """The identity of the first resource seen that equals this one."""
+        group = self._groups.get(id(resource))
+        if group is None:
+            group = next((k for k, (seen, _) in self._resources.items() if seen == resource), None)
+            if group is None:
+                encoded = _field(b"\x0a", _attributes(b"\x0a", resource.attributes))
+                if resource.schema_url:
+                    encoded += _field(b"\x1a", resource.schema_url.encode())
+                group = id(resource)
+                self._resources[group] = (resource, encoded)
+            self._groups[id(resource)] = group
+            self._kept.append(resource)
+        return group
 
     def _scope(self, scope: InstrumentationScope | None) -> bytes:
         """ScopeSpans' scope and schema URL."""
