@@ -1,4 +1,5 @@
-"""A small OTLP/gRPC receiver for tests and the benchmark: it keeps every export it gets."""
+"""A small OTLP/gRPC receiver for tests and the benchmark: it keeps every export it gets, or
+(for the benchmark) drops them, so that reading them costs the machine nothing more."""
 
 from __future__ import annotations
 
@@ -40,10 +41,12 @@ class Received:
 
 
 class _Traces(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
-    def __init__(self, received: Received) -> None:
+    def __init__(self, received: Received | None) -> None:
         self._received = received
 
     def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method name
+        if self._received is None:
+            return trace_service_pb2.ExportTraceServiceResponse()
         with self._received.lock:
             self._received.raw.append(request.SerializeToString())
             for resource_spans in request.resource_spans:
@@ -66,10 +69,12 @@ class _Traces(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc
 
 
 class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):  # type: ignore[misc]
-    def __init__(self, received: Received) -> None:
+    def __init__(self, received: Received | None) -> None:
         self._received = received
 
     def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method name
+        if self._received is None:
+            return metrics_service_pb2.ExportMetricsServiceResponse()
         with self._received.lock:
             self._received.raw.append(request.SerializeToString())
             for resource_metrics in request.resource_metrics:
@@ -88,12 +93,14 @@ def _attributes(pairs: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def otlp_receiver() -> Iterator[tuple[str, Received]]:
-    """(endpoint URL, what it received) for a receiver on a free loopback port."""
+def otlp_receiver(*, keep: bool = True) -> Iterator[tuple[str, Received]]:
+    """(endpoint URL, what it received) for a receiver on a free loopback port; with
+    `keep=False` it receives nothing (every export is answered and dropped)."""
     received = Received()
+    kept = received if keep else None
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Traces(received), server)
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(received), server)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Traces(kept), server)
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(kept), server)
     port = free_port()
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()

@@ -1,10 +1,11 @@
 """`make bench-memory`: the processor's resident memory over 200,000 requests.
 
-One gateway with limits on the memory store (every request reserves and settles four
-counters) takes SLICES slices of requests from `hey`, alternating a plain call and a
-translated one (OpenAI client, Anthropic-kind alias); the processor's RSS is read from /proc
-after a warm-up and after each slice. A leak shows as steady growth; allocator noise as a
-few percent either way.
+One gateway in the production profile — four limits on a Redis store (every request
+reserves and settles four counters), every request traced to an OTLP receiver, an access log
+— takes SLICES slices of requests from `hey`, alternating a plain call (to nginx) and a
+translated one (OpenAI client, Anthropic-kind alias, on the mock); the processor's RSS is read
+from /proc after a warm-up and after each slice. A leak shows as steady growth; allocator
+noise as a few percent either way.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 from tests.bench.cpu import processes
 from tests.bench.run import BODY, DEMO_KEY, TRANSLATED_BODY, configure
 from tests.bench.static_upstream import static_upstream
-from tests.harness import mock_provider, running_gateway
+from tests.harness import mock_provider, redis_server, running_gateway
+from tests.otlp_receiver import otlp_receiver
 
 WARM_UP = 10_000
 SLICES = 10
@@ -52,9 +54,19 @@ def main() -> int:
         tempfile.TemporaryDirectory() as workdir,
         mock_provider() as mock,
         static_upstream(Path(workdir)) as (_, upstream_url),
+        redis_server() as redis,
+        otlp_receiver(keep=False) as (collector, _),
     ):
         directory = Path(workdir)
-        config = configure(upstream_url, mock.url, directory, "memory", store="memory")
+        config = configure(
+            upstream_url,
+            mock.url,
+            directory,
+            "production",
+            store=redis.url,
+            collector=collector,
+            access_log=directory / "access.log",
+        )
         with running_gateway(config, directory / "gateway.log") as gateway:
             root = gateway.process.popen.pid
             send(gateway.url, WARM_UP, BODY)

@@ -248,7 +248,7 @@ def main() -> int:
         tempfile.TemporaryDirectory() as workdir,
         mock_provider() as mock,
         redis_server() as redis,
-        otlp_receiver() as (collector, _),
+        otlp_receiver(keep=False) as (collector, _),
         static_upstream(Path(workdir)) as (upstream, upstream_url),
     ):
         directory = Path(workdir)
