@@ -9,7 +9,7 @@ MOCK_PORT ?= 18080
 DEMO_KEY := sk-demo-gateway-key
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test faults test-unit lint format protos bench bench-peers bench-memory nginx redis-server hey kubectl k8s-models claude-code checkov envoy-examples clean
+.PHONY: help venv run test faults test-unit lint format protos bench bench-peers bench-memory bench-processor h2load nginx nginx redis-server hey kubectl k8s-models claude-code checkov envoy-examples clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ protos: venv ## regenerate extproc/envoyapi/protos from the .proto files in prot
 bench: venv hey nginx redis-server ## Envoy alone vs the full gateway: latency and throughput, same machine, one run
 	$(BIN)/python -m tests.bench.run
 
+bench-processor: venv h2load ## the processor alone (no Envoy): calls/s and CPU per call, 1 and 2 workers
+	$(BIN)/python -m tests.bench.processor
+
 bench-memory: venv hey nginx redis-server ## the processor's RSS over 200,000 requests (a leak shows as growth)
 	$(BIN)/python -m tests.bench.memory
 
@@ -69,6 +72,9 @@ tests/bench/peers/node_modules: tests/bench/peers/package-lock.json
 
 envoy-examples: venv ## re-render envoy/*.yaml from examples/*.yaml
 	for f in examples/*.yaml; do $(BIN)/extproc envoy-config --config $$f --output envoy/$$(basename $$f); done
+
+h2load: ## install h2load (nghttp2's HTTP/2 load generator) when missing (Debian)
+	@command -v h2load >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; }
 
 nginx: ## install nginx (the static provider of the benchmarks) when missing (Debian)
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
