@@ -9,7 +9,7 @@ MOCK_PORT ?= 18080
 DEMO_KEY := sk-demo-gateway-key
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test faults test-unit lint format protos bench bench-peers bench-memory bench-processor h2load nginx nginx redis-server hey kubectl k8s-models claude-code checkov envoy-examples clean
+.PHONY: help venv run test faults test-unit lint format protos bench bench-peers bench-memory bench-processor h2load nginx redis-server hey kubectl k8s-models claude-code checkov envoy-examples clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
