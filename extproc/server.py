@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import random
 from pathlib import Path
@@ -235,6 +236,12 @@ async def serve(
     follow = asyncio.create_task(source.follow())
     maintain = asyncio.create_task(services.ledger.maintain())
     certificate = asyncio.create_task(server.follow_certificate())
+    # What start-up made (configuration, modules, the SDK) lives as long as the process: out
+    # of the collector's sight, so that its full collections do not walk it again and again;
+    # and young objects collected every 10,000 allocations, not 700 (a call makes hundreds).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
     try:
         await server.start()
         log.info("processor listening on %s", address)
