@@ -13,7 +13,7 @@ from extproc.envoyapi.protos.envoy.config.core.v3 import base_pb2
 from extproc.envoyapi.protos.envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from extproc.envoyapi.protos.envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from extproc.envoyapi.protos.envoy.type.v3 import http_status_pb2
-from extproc.envoyapi.wire import Buffer, body_answer, read_body
+from extproc.envoyapi.wire import Buffer, body_answer, common_response, read_body
 from extproc.headers import CONTENT_TYPE
 
 ProcessingRequest = ext_proc.ProcessingRequest
@@ -173,11 +173,7 @@ def replace_request(
 ) -> BodyAnswer:
     """Answer to a buffered request body: new headers and body, and re-pick the route;
     `shared`: values for later filters' streams (`SHARED_METADATA`)."""
-    mutation = ext_proc.HeaderMutation(
-        set_headers=[_header(name, value) for name, value in set_headers],
-        remove_headers=remove_headers,
-    )
-    common = ext_proc.CommonResponse(header_mutation=mutation, clear_route_cache=True)
+    common = common_response(set_headers, remove_headers, clear_route_cache=True)
     rest = ext_proc.ProcessingResponse()
     if shared:
         rest.dynamic_metadata.update({SHARED_METADATA: dict(shared)})
@@ -276,10 +272,7 @@ def replace_response_body(
 ) -> BodyAnswer:
     """Answer to a whole response body: send this body instead (and change headers, which
     are still held)."""
-    headers = ext_proc.HeaderMutation(
-        set_headers=[_header(name, value) for name, value in set_headers]
-    )
-    common = ext_proc.CommonResponse(header_mutation=headers)
+    common = common_response(set_headers)
     return BodyAnswer(body_answer("response_body", common, body, ext_proc.ProcessingResponse()))
 
 

@@ -5,12 +5,16 @@ A request body arrives in one `ProcessingRequest` and leaves, rewritten, in one
 `ProcessingResponse`. Parsed and built by upb, each copy of a body crosses the Python/C
 boundary twice (into the message, out of it), so a body cost several times its size in the
 processor. Here a body is a view of the bytes received, and an answer is a few small pieces
-of protobuf around the new body, written to the connection as they are. Anything but a body
-phase, and anything unexpected, is left to upb (`None`), which tests hold this module to.
+of protobuf around the new body, written to the connection as they are; their header
+changes are written by hand too. Anything but a body phase, and anything unexpected, is left
+to upb (`None`), which tests hold this module to.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from extproc.envoyapi.protos.envoy.config.core.v3 import base_pb2
 from extproc.envoyapi.protos.envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 
 Buffer = bytes | memoryview
@@ -26,6 +30,8 @@ _OTHER_PHASES = frozenset(
 _HTTP_BODY = ext_proc.HttpBody.DESCRIPTOR.fields_by_name
 _BODY, _END = _HTTP_BODY["body"].number, _HTTP_BODY["end_of_stream"].number
 _VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
+_SMALL = [bytes((value,)) for value in range(0x80)]
+"""Varints below 128, each one byte."""
 
 
 class _Unexpected(Exception):
@@ -130,17 +136,55 @@ _BODY_MUTATION = ext_proc.CommonResponse.DESCRIPTOR.fields_by_name["body_mutatio
 _MUTATION_BODY = ext_proc.BodyMutation.DESCRIPTOR.fields_by_name["body"].number
 
 
+_COMMON = ext_proc.CommonResponse.DESCRIPTOR.fields_by_name
+_HEADER_MUTATION = _COMMON["header_mutation"].number
+_CLEAR_ROUTE_CACHE = _COMMON["clear_route_cache"].number
+_SET_HEADERS = ext_proc.HeaderMutation.DESCRIPTOR.fields_by_name["set_headers"].number
+_REMOVE_HEADERS = ext_proc.HeaderMutation.DESCRIPTOR.fields_by_name["remove_headers"].number
+_OPTION = base_pb2.HeaderValueOption.DESCRIPTOR.fields_by_name
+_OPTION_HEADER, _OPTION_ACTION = _OPTION["header"].number, _OPTION["append_action"].number
+_HEADER_VALUE = base_pb2.HeaderValue.DESCRIPTOR.fields_by_name
+_KEY, _RAW_VALUE = _HEADER_VALUE["key"].number, _HEADER_VALUE["raw_value"].number
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+
+
+def common_response(
+    set_headers: Iterable[tuple[str, str]],
+    remove_headers: Iterable[str] = (),
+    *,
+    clear_route_cache: bool = False,
+) -> bytes:
+    """A serialised CommonResponse that overwrites `set_headers` and removes `remove_headers`
+    (written by hand: building the upb messages of a dozen headers costs more than this)."""
+    mutation = b"".join(
+        _bytes(_SET_HEADERS, _bytes(_OPTION_HEADER, _header_value(name, value)) + _ACTION)
+        for name, value in set_headers
+    ) + b"".join(_bytes(_REMOVE_HEADERS, name.encode()) for name in remove_headers)
+    return _bytes(_HEADER_MUTATION, mutation) + (_CLEAR if clear_route_cache else b"")
+
+
+def _header_value(name: str, value: str) -> bytes:
+    key, raw = name.encode(), value.encode()
+    return (_bytes(_KEY, key) if key else b"") + (_bytes(_RAW_VALUE, raw) if raw else b"")
+
+
+def _bytes(number: int, content: bytes) -> bytes:
+    size = len(content)
+    return _TAGS[number] + (_SMALL[size] if size < 0x80 else _encode_varint(size)) + content
+
+
 def body_answer(
-    phase: str, common: ext_proc.CommonResponse, body: Buffer, rest: ext_proc.ProcessingResponse
+    phase: str, common: bytes, body: Buffer, rest: ext_proc.ProcessingResponse
 ) -> list[Buffer]:
     """The pieces of a serialised ProcessingResponse answering a body `phase` with `common`
-    and, as its body mutation, `body` (not copied); `rest`: its other top-level fields."""
+    (a serialised CommonResponse) and, as its body mutation, `body` (not copied); `rest`: its
+    other top-level fields."""
     mutation = _field(_MUTATION_BODY, len(body))
-    common_size = common.ByteSize() + _size(_BODY_MUTATION, len(mutation) + len(body))
+    common_size = len(common) + _size(_BODY_MUTATION, len(mutation) + len(body))
     head = (
         _field(_RESPONSE_FIELDS[phase], _size(_BODY_RESPONSE, common_size))
         + _field(_BODY_RESPONSE, common_size)
-        + common.SerializeToString()
+        + common
         + _field(_BODY_MUTATION, len(mutation) + len(body))
         + mutation
     )
@@ -158,9 +202,19 @@ def _size(number: int, size: int) -> int:
 
 
 def _encode_varint(value: int) -> bytes:
+    if value < 0x80:
+        return _SMALL[value]
     out = bytearray()
     while value >= 0x80:
         out.append(value & 0x7F | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_ACTION = _encode_varint(_OPTION_ACTION << 3 | _VARINT) + _encode_varint(_OVERWRITE)
+"""A HeaderValueOption's append action: overwrite the header, or add it."""
+_CLEAR = _encode_varint(_CLEAR_ROUTE_CACHE << 3 | _VARINT) + b"\x01"
+"""CommonResponse's clear_route_cache, set."""
+_TAGS = {number: _encode_varint(number << 3 | _LENGTH) for number in range(1, 16)}
+"""Length-delimited fields' tags, for the field numbers written by hand."""
