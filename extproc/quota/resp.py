@@ -15,6 +15,7 @@ a new one.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ssl
 from collections import deque
@@ -32,8 +33,15 @@ class ConnectionLost(RespError):
     """The connection went before the reply came (the command may or may not have run)."""
 
 
+MAX_WAITING = 10_000
+"""Commands one connection may have without a reply: past it (Redis frozen, callers giving
+up one after another, each leaving its place in the line), new ones fail at once rather than
+grow the line without bound."""
+
+
 class _Pipeline(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, max_waiting: int = MAX_WAITING) -> None:
+        self._max_waiting = max_waiting
         self._transport: asyncio.Transport | None = None
         self._reader = hiredis.Reader()
         self._waiting: deque[asyncio.Future[Any]] = deque()
@@ -48,6 +56,9 @@ class _Pipeline(asyncio.Protocol):
         reply = asyncio.get_running_loop().create_future()
         if self.lost:
             reply.set_exception(ConnectionLost("the connection to Redis is closed"))
+            return reply
+        if len(self._waiting) >= self._max_waiting:
+            reply.set_exception(RespError("too many commands wait for Redis to answer"))
             return reply
         self._waiting.append(reply)
         self._outbound.append(command)
@@ -110,7 +121,10 @@ class Script:
 
 
 class RespClient:
-    def __init__(self, url: str, *, password: str | None, timeout: float) -> None:
+    def __init__(
+        self, url: str, *, password: str | None, timeout: float, max_waiting: int = MAX_WAITING
+    ) -> None:
+        self._max_waiting = max_waiting
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss", "unix"):
             raise ValueError(f"not a Redis URL: {parts.scheme}://…")
@@ -167,11 +181,12 @@ class RespClient:
     async def _open(self) -> _Pipeline:
         loop = asyncio.get_running_loop()
         pipeline: _Pipeline
+        make = functools.partial(_Pipeline, self._max_waiting)
         if self._scheme == "unix":
-            _, pipeline = await loop.create_unix_connection(_Pipeline, self._path)
+            _, pipeline = await loop.create_unix_connection(make, self._path)
         else:
             tls = ssl.create_default_context() if self._scheme == "rediss" else None
-            _, pipeline = await loop.create_connection(_Pipeline, self._host, self._port, ssl=tls)
+            _, pipeline = await loop.create_connection(make, self._host, self._port, ssl=tls)
         greeting = []
         if self._password is not None:
             credentials = (self._user, self._password) if self._user else (self._password,)

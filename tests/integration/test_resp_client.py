@@ -134,6 +134,40 @@ async def test_a_caller_that_gave_up_leaves_the_later_replies_in_order(redis: Re
         await client.close()
 
 
+async def drained(client: RespClient, *command: Any) -> Any:
+    """The command's reply once the line is short enough again (the late replies arrive)."""
+    for _ in range(500):
+        try:
+            return await client.execute(*command)
+        except RespError as error:
+            if "too many commands" not in str(error):
+                raise
+            await asyncio.sleep(0.01)
+    raise AssertionError("the line of waiting commands never emptied")
+
+
+async def test_callers_waiting_on_a_frozen_redis_are_bounded(redis: RedisServer) -> None:
+    """Past the bound, a command fails at once instead of joining the line; once Redis
+    answers again the line empties and commands are served."""
+    client = RespClient(redis.url, password=None, timeout=0.5, max_waiting=50)
+    try:
+        await client.execute("DEL", "waiting")
+        os.kill(redis.process.popen.pid, signal.SIGSTOP)
+        try:
+            outcomes = await asyncio.gather(
+                *(client.execute("INCR", "waiting") for _ in range(80)), return_exceptions=True
+            )
+        finally:
+            os.kill(redis.process.popen.pid, signal.SIGCONT)
+        timed_out = [o for o in outcomes if isinstance(o, TimeoutError)]
+        refused = [o for o in outcomes if isinstance(o, RespError)]
+        assert (len(timed_out), len(refused)) == (50, 30)
+        assert "too many commands" in str(refused[0])
+        assert int(await drained(client, "GET", "waiting")) == 50, "the waiting ones ran late"
+    finally:
+        await client.close()
+
+
 async def test_a_restarted_redis_is_reconnected_to_at_once() -> None:
     port = free_port()
     with redis_server(port) as first:
