@@ -322,7 +322,7 @@ async def _bedrock_answer(
 ) -> web.StreamResponse:
     if path["method"] == "invoke":
         return _json(request, orjson.dumps(bedrock.embed(unquote(path["model"]), body)))
-    reply = plan_reply(bedrock.check(body), request.headers, "tooluse_")
+    reply = plan_reply(bedrock.check(body, unquote(path["model"])), request.headers, "tooluse_")
     if path["method"] == "converse-stream":
         frames = bedrock.events(reply)
         if (corrupt := request.headers.get("x-mock-corrupt-frame", "")).isdigit():

@@ -73,7 +73,7 @@ def corrupted(message: bytes) -> bytes:
     return bytes(flipped)
 
 
-def check(body: dict[str, Any]) -> Prompt:
+def check(body: dict[str, Any], model: str) -> Prompt:
     unknown = sorted(set(body) - FIELDS)
     if unknown:
         raise MockError(
@@ -100,7 +100,7 @@ def check(body: dict[str, Any]) -> Prompt:
             "The toolConfig field must be defined when using toolUse and toolResult content blocks."
         )
     config = body.get("inferenceConfig") or {}
-    thinking = _check_thinking(body, config, messages)
+    thinking = _check_thinking(body, config, messages, model)
     last = messages[-1].get("content") or []
     results = [
         "".join(part.get("text", "") for part in block["toolResult"].get("content") or ())
@@ -117,11 +117,16 @@ def check(body: dict[str, Any]) -> Prompt:
     )
 
 
-def _check_thinking(body: dict[str, Any], config: dict[str, Any], messages: list[Any]) -> bool:
-    """Claude's rules for thinking on Bedrock: a budget of at least 1,024 tokens below the
-    output cap, and a tool-using last assistant turn that starts with its signed thinking."""
-    thinking = (body.get("additionalModelRequestFields") or {}).get("thinking") or {}
-    if thinking.get("type") != "enabled":
+def _check_thinking(
+    body: dict[str, Any], config: dict[str, Any], messages: list[Any], model: str
+) -> bool:
+    """Claude's rules for thinking on Bedrock: only Claude models take it, with a budget of at
+    least 1,024 tokens below the output cap, and a tool-using last assistant turn starts with
+    its signed thinking."""
+    thinking = (body.get("additionalModelRequestFields") or {}).get("thinking")
+    if thinking is not None and "anthropic.claude" not in model:
+        raise MockError(f"The model {model} does not support the field thinking.")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
         return False
     budget = thinking.get("budget_tokens")
     if not isinstance(budget, int) or budget < 1024:

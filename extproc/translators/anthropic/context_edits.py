@@ -122,7 +122,7 @@ def _clear_tool_uses(
         for part in message.parts:
             edited = part
             if isinstance(part, ToolResult) and part.call_id in cleared:
-                freed += _tokens(part.content) - _tokens(CLEARED_RESULT)
+                freed += _tokens(_content(part)) - _tokens(CLEARED_RESULT)
                 edited = replace(part, content=(Text(CLEARED_RESULT),))
             elif isinstance(part, ToolCall) and part.id in inputs:
                 freed += _tokens(part.arguments)
@@ -204,7 +204,5 @@ def _content(part: Part) -> Any:
 
 
 def _tokens(value: Any) -> int:
-    if isinstance(value, tuple) and value and not isinstance(value[0], str):
-        value = [_content(item) for item in value]
     text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
     return len(text) // _CHARS_PER_TOKEN

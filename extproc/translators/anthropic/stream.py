@@ -223,7 +223,7 @@ class StreamEncoder:
         if isinstance(event, StreamFailed):
             return stream_error(event.error)
         if isinstance(event, StreamEnd):
-            return self._close() + self._hidden_block() + self._close() + self._finish()
+            return self._close() + self._hidden_block() + self._finish()
         return b""
 
     def _hide(self, event: ReasoningDelta) -> None:
