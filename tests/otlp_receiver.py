@@ -25,6 +25,8 @@ class Received:
     raw: list[bytes] = field(default_factory=list)
     spans: list[dict[str, Any]] = field(default_factory=list)
     metric_names: set[str] = field(default_factory=set)
+    span_exports: list[tuple[str | None, int]] = field(default_factory=list)
+    """(service, spans) of each span export call."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -51,6 +53,8 @@ class _Traces(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc
             self._received.raw.append(request.SerializeToString())
             for resource_spans in request.resource_spans:
                 service = _attributes(resource_spans.resource.attributes).get("service.name")
+                count = sum(len(scope.spans) for scope in resource_spans.scope_spans)
+                self._received.span_exports.append((service, count))
                 for scope in resource_spans.scope_spans:
                     for span in scope.spans:
                         self._received.spans.append(
