@@ -10,7 +10,6 @@ import logging
 import time
 
 import orjson
-from opentelemetry.trace import Span
 
 from extproc import headers as names
 from extproc.config import Gateway, ModelRoute, Target
@@ -42,6 +41,7 @@ from extproc.providers import provider_api
 from extproc.quota.store import QuotaStore, StoreUnavailable
 from extproc.telemetry.record import AttemptRecord
 from extproc.telemetry.requests import Telemetry
+from extproc.telemetry.tracer import GatewaySpan
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Attempt:
         self._index = ""
         """The target's place among the alias's targets, as Envoy's endpoint metadata says."""
         self._record: AttemptRecord | None = None
-        self._span: Span | None = None
+        self._span: GatewaySpan | None = None
 
     async def process(self, message: Message) -> Answer | None:
         if message.phase == "request_headers":

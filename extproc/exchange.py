@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from opentelemetry.trace import Span
 
 from extproc import headers as names
 from extproc.config import Gateway, ModelRoute, Principal, Target
@@ -76,6 +75,7 @@ from extproc.response import (
 from extproc.telemetry.cuts import STREAM_CUT, CutCauses
 from extproc.telemetry.record import RequestRecord
 from extproc.telemetry.requests import Telemetry
+from extproc.telemetry.tracer import GatewaySpan
 from extproc.translators.ir import JsonObject
 from extproc.translators.openai import OPENAI
 from extproc.translators.responses import RESPONSES
@@ -145,7 +145,7 @@ class Exchange:
         self._replied = False
         self._response: ResponsePath | None = None
         self._record = RequestRecord()
-        self._span: Span | None = None
+        self._span: GatewaySpan | None = None
 
     async def process(self, message: Message) -> Answer | None:
         """The answer to one message; None when Envoy expects none (a stream ended early)."""

@@ -45,6 +45,7 @@ RETRY_AFTER = "retry-after"
 RATELIMIT_PREFIX = "x-ratelimit-"
 """`x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, as OpenAI names them."""
 TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
 ENVOY_EXTERNAL_ADDRESS = "x-envoy-external-address"
 
 AUTHORIZATION = "authorization"

@@ -11,19 +11,45 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import SpanContext, SpanKind, Status
 
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
 """OTLP's span flags: whether the parent's remoteness is known, and that it is remote."""
 _SMALL = [bytes((n,)) for n in range(128)]
+
+
+class ExportableSpan(Protocol):
+    """What the encoder reads of an ended span: the SDK's ReadableSpan and the processor's
+    own spans both read so."""
+
+    @property
+    def parent(self) -> SpanContext | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> SpanKind: ...
+    @property
+    def start_time(self) -> int | None: ...
+    @property
+    def end_time(self) -> int | None: ...
+    @property
+    def attributes(self) -> Mapping[str, Any] | None: ...
+    @property
+    def dropped_attributes(self) -> int: ...
+    @property
+    def status(self) -> Status: ...
+    @property
+    def resource(self) -> Resource: ...
+    @property
+    def instrumentation_scope(self) -> InstrumentationScope | None: ...
+    def get_span_context(self) -> SpanContext | None: ...
 
 
 def _varint(value: int) -> bytes:
@@ -81,16 +107,34 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     """Repeated KeyValue, each after `tag`."""
     if not attributes:
         return b""
-    return b"".join(
-        _field(tag, _key(key) + _field(b"\x12", _value(value))) for key, value in attributes.items()
-    )
+    return b"".join(_pair(tag, key, value) for key, value in attributes.items())
+
+
+_PAIRS: dict[tuple[bytes, str, type, Any], bytes] = {}
+"""Encoded attributes whose value repeats from span to span (operation, provider, model,
+team, status…); the type is part of the key, as True == 1."""
+_PAIR_LIMIT = 4096
+_REPEATING = (str, bool, int)
+
+
+def _pair(tag: bytes, key: str, value: Any) -> bytes:
+    kind = type(value)
+    if kind not in _REPEATING:
+        return _field(tag, _key(key) + _field(b"\x12", _value(value)))
+    found = (tag, key, kind, value)
+    encoded = _PAIRS.get(found)
+    if encoded is None:
+        encoded = _field(tag, _key(key) + _field(b"\x12", _value(value)))
+        if len(_PAIRS) < _PAIR_LIMIT:
+            _PAIRS[found] = encoded
+    return encoded
 
 
 def _flags(parent: SpanContext | None) -> int:
     return _HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)
 
 
-def _span(span: ReadableSpan) -> bytes:
+def _span(span: ExportableSpan) -> bytes:
     context = span.get_span_context()
     assert context is not None, "a span the SDK ended has its context"
     parts = [
@@ -142,7 +186,7 @@ class SpanEncoder:
         self._kept: list[Resource] = []
         self._scopes: dict[InstrumentationScope | None, bytes] = {}
 
-    def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
+    def encode(self, spans: Sequence[ExportableSpan]) -> bytes:
         groups: dict[int, dict[InstrumentationScope | None, list[bytes]]] = {}
         for span in spans:
             scopes = groups.setdefault(self._group(span.resource), {})
@@ -204,7 +248,7 @@ class WireSpanExporter(OTLPSpanExporter):
         assert self._channel is not None
         self._client = _RawExport(self._channel)
 
-    def _translate_data(self, data: Sequence[ReadableSpan]) -> bytes:  # type: ignore[override]
+    def _translate_data(self, data: Sequence[ExportableSpan]) -> bytes:  # type: ignore[override]
         return self._encoder.encode(data)
 
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from opentelemetry.trace import Span
-
 from extproc.telemetry.access_log import access_line
 from extproc.telemetry.metrics import Metrics
 from extproc.telemetry.record import AttemptRecord, RequestRecord
 from extproc.telemetry.spans import Spans
+from extproc.telemetry.tracer import GatewaySpan
 
 
 class Telemetry:
@@ -27,7 +26,7 @@ class Telemetry:
         self._metrics = metrics
         self._access_log = access_log
 
-    def finish(self, record: RequestRecord, span: Span | None) -> None:
+    def finish(self, record: RequestRecord, span: GatewaySpan | None) -> None:
         if span is not None:
             self.spans.end(span, record)
         if self._metrics is not None:
@@ -35,7 +34,7 @@ class Telemetry:
         if self._access_log is not None:
             self._access_log.write(access_line(record).decode() + "\n")
 
-    def finish_attempt(self, record: AttemptRecord, span: Span | None) -> None:
+    def finish_attempt(self, record: AttemptRecord, span: GatewaySpan | None) -> None:
         if span is not None:
             self.spans.end_attempt(span, record)
         if self._metrics is not None:

@@ -9,20 +9,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry import metrics, trace
+from opentelemetry import metrics
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import start_http_server
 
 from extproc.config.model import TelemetrySettings
 from extproc.telemetry.otlp_wire import WireSpanExporter
+from extproc.telemetry.tracer import Tracer
 
 SPAN_EXPORT_DELAY_MS = 500
 SCOPE = "extproc"
@@ -46,18 +46,18 @@ _BUCKETS: dict[str, list[float]] = {
 
 @dataclass(frozen=True, slots=True)
 class Sdk:
-    tracer: trace.Tracer | None
+    tracer: Tracer | None
     """None when tracing is off: no span is made at all."""
     meter: metrics.Meter
     metered: bool
     """Whether any reader collects the metrics (if not, measuring them is wasted work)."""
-    tracer_provider: TracerProvider | None
+    span_processor: BatchSpanProcessor | None
     meter_provider: MeterProvider
 
     def shutdown(self) -> None:
         """Export what is pending and stop the exporters."""
-        if self.tracer_provider is not None:
-            self.tracer_provider.shutdown()
+        if self.span_processor is not None:
+            self.span_processor.shutdown()  # type: ignore[no-untyped-call]
         self.meter_provider.shutdown()
 
 
@@ -66,15 +66,12 @@ def start_sdk(
 ) -> Sdk:
     """`worker` i serves `/metrics` on the configured port + i."""
     resource = Resource.create({"service.name": spec.tracing.service_name})
-    tracer_provider = None
+    tracer, span_processor = None, None
     if spec.tracing.active(environ):
-        tracer_provider = TracerProvider(
-            resource=resource, sampler=ParentBased(TraceIdRatioBased(spec.tracing.sampling))
-        )
         exporter = WireSpanExporter(**_otlp_target(spec.tracing.endpoint))
-        tracer_provider.add_span_processor(
-            BatchSpanProcessor(exporter, schedule_delay_millis=SPAN_EXPORT_DELAY_MS)
-        )
+        span_processor = BatchSpanProcessor(exporter, schedule_delay_millis=SPAN_EXPORT_DELAY_MS)
+        scope = InstrumentationScope(SCOPE)
+        tracer = Tracer(span_processor, resource, scope, spec.tracing.sampling)
     readers: list[MetricReader] = []
     settings = spec.metrics
     if settings.prometheus_port is not None:
@@ -90,10 +87,10 @@ def start_sdk(
     ]
     meter_provider = MeterProvider(metric_readers=readers, resource=resource, views=views)
     return Sdk(
-        tracer=tracer_provider.get_tracer(SCOPE) if tracer_provider is not None else None,
+        tracer=tracer,
         meter=meter_provider.get_meter(SCOPE),
         metered=bool(readers),
-        tracer_provider=tracer_provider,
+        span_processor=span_processor,
         meter_provider=meter_provider,
     )
 

@@ -8,30 +8,27 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import SpanKind
 
 from extproc.config.model import TracingSettings
 from extproc.headers import TRACEPARENT
 from extproc.telemetry.record import AttemptRecord, RequestRecord, present
+from extproc.telemetry.tracer import GatewaySpan, Tracer, carrier_of, parent_from
 from extproc.usage import Usage
 
 CONTENT_LIMIT = 16 * 1024
 """Characters of prompt or completion recorded on a span, at most."""
-_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 class Spans:
-    def __init__(self, tracer: trace.Tracer | None, spec: TracingSettings) -> None:
+    def __init__(self, tracer: Tracer | None, spec: TracingSettings) -> None:
         self._tracer = tracer
         self.records_content = spec.record_content
         self._redactions = [re.compile(pattern) for pattern in spec.redact]
 
     def begin(
         self, record: RequestRecord, metadata: Iterable[tuple[str, Any]], headers: Mapping[str, Any]
-    ) -> Span | None:
+    ) -> GatewaySpan | None:
         """The request's span, child of Envoy's span for the ext_proc call (its context
         travels in the gRPC metadata), else of the HTTP request's own `traceparent`."""
         if self._tracer is None:
@@ -39,32 +36,30 @@ class Spans:
         carrier = {name: value for name, value in metadata if isinstance(value, str)}
         if TRACEPARENT not in carrier:
             carrier = {name: values[0] for name, values in headers.items() if values}
-        parent = _PROPAGATOR.extract(carrier)
-        return self._tracer.start_span(
-            "gateway.request", context=parent, kind=SpanKind.CLIENT, start_time=record.started_ns
-        )
-
-    def context_of(self, span: Span | None) -> dict[str, str]:
-        """The span's context as W3C trace-context fields, for another stream to continue."""
-        carrier: dict[str, str] = {}
-        if span is not None:
-            _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span, Context()))
-        return carrier
-
-    def begin_attempt(self, record: AttemptRecord, parent: Mapping[str, str]) -> Span | None:
-        """An attempt's span, child of its request's span (`parent`: that span's
-        `context_of`, passed along by Envoy)."""
-        if self._tracer is None or TRACEPARENT not in parent:
-            return None
-        return self._tracer.start_span(
-            "gateway.attempt",
-            context=_PROPAGATOR.extract(parent),
+        return self._tracer.start(
+            "gateway.request",
+            parent_from(carrier),
             kind=SpanKind.CLIENT,
             start_time=record.started_ns,
         )
 
     @staticmethod
-    def end_attempt(span: Span, record: AttemptRecord) -> None:
+    def context_of(span: GatewaySpan | None) -> dict[str, str]:
+        """The span's context as W3C trace-context fields, for another stream to continue."""
+        return {} if span is None else carrier_of(span.context)
+
+    def begin_attempt(self, record: AttemptRecord, parent: Mapping[str, str]) -> GatewaySpan | None:
+        """An attempt's span, child of its request's span (`parent`: that span's
+        `context_of`, passed along by Envoy)."""
+        context = parent_from(parent)
+        if self._tracer is None or context is None:
+            return None
+        return self._tracer.start(
+            "gateway.attempt", context, kind=SpanKind.CLIENT, start_time=record.started_ns
+        )
+
+    @staticmethod
+    def end_attempt(span: GatewaySpan, record: AttemptRecord) -> None:
         outcome = record.outcome
         span.set_attributes(
             present(
@@ -81,13 +76,13 @@ class Spans:
             )
         )
         if outcome != "ok":
-            span.set_status(Status(StatusCode.ERROR, outcome))
+            span.fail(outcome)
         span.end()
 
-    def child(self, parent: Span | None, name: str) -> Span | None:
+    def child(self, parent: GatewaySpan | None, name: str) -> GatewaySpan | None:
         if self._tracer is None or parent is None:
             return None
-        return self._tracer.start_span(name, context=trace.set_span_in_context(parent, Context()))
+        return self._tracer.start(name, parent.context)
 
     def content(self, text: str) -> str | None:
         """Text as it may be recorded on a span, or None when content is not recorded."""
@@ -98,9 +93,9 @@ class Spans:
         return text[:CONTENT_LIMIT]
 
     @staticmethod
-    def end(span: Span, record: RequestRecord) -> None:
+    def end(span: GatewaySpan, record: RequestRecord) -> None:
         if record.operation is not None:
-            span.update_name(f"{record.operation} {record.upstream_model or record.alias}")
+            span.name = f"{record.operation} {record.upstream_model or record.alias}"
         span.set_attributes(
             present(
                 {
@@ -132,7 +127,7 @@ class Spans:
             )
         )
         if record.error_type is not None:
-            span.set_status(Status(StatusCode.ERROR, record.error_type))
+            span.fail(record.error_type)
         span.end()
 
 
