@@ -402,9 +402,7 @@ class Exchange:
         # A count goes to a provider counting in the client's own schema.
         return self._send_upstream(target, upstream.location, upstream.payload, same_schema=True)
 
-    def _on_unread_answer(
-        self, headers: Headers, set_headers: list[tuple[str, str]]
-    ) -> ProcessingResponse:
+    def _on_unread_answer(self, headers: Headers, set_headers: list[tuple[str, str]]) -> Answer:
         record = self._record
         record.status = status = int(headers[names.STATUS][0])
         if status in CREDENTIALS_REFUSED:
@@ -462,7 +460,7 @@ class Exchange:
             shared=self._services.telemetry.spans.context_of(self._span),
         )
 
-    async def _on_response_headers(self, headers: Headers) -> ProcessingResponse:
+    async def _on_response_headers(self, headers: Headers) -> Answer:
         if self._unread_answer is not None:
             return self._on_unread_answer(headers, self._unread_answer)
         response = self._response
@@ -474,9 +472,7 @@ class Exchange:
             self._note_answering_target(headers.get(names.TARGET, [None])[0])
         return response.on_headers(headers)
 
-    async def _pass_attempt_refusal(
-        self, response: ResponsePath, headers: Headers
-    ) -> ProcessingResponse:
+    async def _pass_attempt_refusal(self, response: ResponsePath, headers: Headers) -> Answer:
         """An attempt found the request unfit for its target and answered for it, in the
         client's schema: the answer goes on as it is, and nothing ran to be charged."""
         await response.refund()

@@ -113,7 +113,7 @@ class ResponsePath:
             self._translation = translation
             self._meter.answered_by(translation)
 
-    def on_headers(self, headers: Headers) -> ProcessingResponse:
+    def on_headers(self, headers: Headers) -> Answer:
         status = int(headers[names.STATUS][0])
         content_type = (headers.get(names.CONTENT_TYPE) or [""])[0]
         encoding = (headers.get(names.CONTENT_ENCODING) or ["identity"])[0].strip().lower()
@@ -159,7 +159,7 @@ class ResponsePath:
         add, remove, self._record.provider_request_id = from_provider(headers, set_headers)
         return [*set_headers, *add], remove
 
-    def _unreadable(self, encoding: str, status: int, headers: Headers) -> ProcessingResponse:
+    def _unreadable(self, encoding: str, status: int, headers: Headers) -> Answer:
         """An answer in an encoding the gateway cannot decode (though it asked for none):
         passed on untouched and charged its estimate, unless it needed translating."""
         log.warning(

@@ -27,7 +27,7 @@ from extproc.config.sizing import BODIES_AT_ONCE
 from extproc.config.watcher import GatewaySource
 from extproc.counters import CountersService
 from extproc.cut_reports import CutReportService
-from extproc.envoyapi.messages import BodyAnswer, ProcessingRequest, read_wire
+from extproc.envoyapi.messages import ProcessingRequest, WrittenAnswer, read_wire
 from extproc.exchange import Exchange, Services
 from extproc.quota.configured import open_ledger, open_store
 from extproc.signals import stop_requested
@@ -81,7 +81,7 @@ class Processor:
                         else Exchange(gateway, self._services, call.metadata)
                     )
                 response = await exchange.process(message)
-                if isinstance(response, BodyAnswer):
+                if isinstance(response, WrittenAnswer):
                     await call.send_serialized(response.pieces)
                 elif isinstance(response, list):
                     for part in response:

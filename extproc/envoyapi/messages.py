@@ -13,7 +13,7 @@ from extproc.envoyapi.protos.envoy.config.core.v3 import base_pb2
 from extproc.envoyapi.protos.envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from extproc.envoyapi.protos.envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from extproc.envoyapi.protos.envoy.type.v3 import http_status_pb2
-from extproc.envoyapi.wire import Buffer, body_answer, common_response, read_body
+from extproc.envoyapi.wire import Buffer, body_answer, common_response, headers_answer, read_body
 from extproc.headers import CONTENT_TYPE
 
 ProcessingRequest = ext_proc.ProcessingRequest
@@ -85,13 +85,14 @@ _BODY_PHASES = frozenset(("request_body", "response_body"))
 
 
 @dataclass(frozen=True, slots=True)
-class BodyAnswer:
-    """An answer to a body phase, serialised around its body (which is not copied)."""
+class WrittenAnswer:
+    """An answer serialised by hand (around its body, which is not copied, for a body
+    phase): building the upb messages of a dozen headers costs more."""
 
     pieces: list[Buffer]
 
 
-Answer = ProcessingResponse | BodyAnswer | list[ProcessingResponse]
+Answer = ProcessingResponse | WrittenAnswer | list[ProcessingResponse]
 """What the processor sends Envoy for one message (several answers to a streamed chunk
 whose bytes would not fit one)."""
 
@@ -170,14 +171,14 @@ def replace_request(
     remove_headers: Iterable[str],
     body: bytes,
     shared: Mapping[str, str] | None = None,
-) -> BodyAnswer:
+) -> WrittenAnswer:
     """Answer to a buffered request body: new headers and body, and re-pick the route;
     `shared`: values for later filters' streams (`SHARED_METADATA`)."""
     common = common_response(set_headers, remove_headers, clear_route_cache=True)
     rest = ext_proc.ProcessingResponse()
     if shared:
         rest.dynamic_metadata.update({SHARED_METADATA: dict(shared)})
-    return BodyAnswer(body_answer("request_body", common, body, rest))
+    return WrittenAnswer(body_answer("request_body", common, body, rest))
 
 
 _MODE = processing_mode_pb2.ProcessingMode
@@ -199,6 +200,10 @@ back (and can end the response early: Envoy then ends it downstream and resets t
 with the response headers held until it is done. `skip`: a body the processor cannot read
 goes to the client untouched."""
 ResponseBodyMode = Literal["relay", "whole", "skip"]
+_BODY_MODE_OVERRIDES = {
+    mode: ext_proc.ProcessingResponse(mode_override=override).SerializeToString()
+    for mode, override in _RESPONSE_BODY_MODES.items()
+}
 
 
 def continue_and_read_response() -> ProcessingResponse:
@@ -228,19 +233,12 @@ def amend_response_headers(
     *,
     remove_headers: Iterable[str] = (),
     body: ResponseBodyMode | None = None,
-) -> ProcessingResponse:
+) -> WrittenAnswer:
     """Answer to the response headers: change headers, and how the body comes (None: read
     as it is, up to the body limit)."""
-    mutation = ext_proc.HeaderMutation(
-        set_headers=[_header(name, value) for name, value in set_headers],
-        remove_headers=remove_headers,
-    )
-    return ext_proc.ProcessingResponse(
-        response_headers=ext_proc.HeadersResponse(
-            response=ext_proc.CommonResponse(header_mutation=mutation)
-        ),
-        mode_override=None if body is None else _RESPONSE_BODY_MODES[body],
-    )
+    common = common_response(set_headers, remove_headers)
+    rest = b"" if body is None else _BODY_MODE_OVERRIDES[body]
+    return WrittenAnswer(headers_answer("response_headers", common, rest))
 
 
 def relay_body(body: bytes, *, end: bool) -> ProcessingResponse:
@@ -269,11 +267,11 @@ def relay_bodies(body: bytes, *, end: bool, limit: int) -> Answer:
 
 def replace_response_body(
     body: bytes, *, set_headers: Iterable[tuple[str, str]] = ()
-) -> BodyAnswer:
+) -> WrittenAnswer:
     """Answer to a whole response body: send this body instead (and change headers, which
     are still held)."""
     common = common_response(set_headers)
-    return BodyAnswer(body_answer("response_body", common, body, ext_proc.ProcessingResponse()))
+    return WrittenAnswer(body_answer("response_body", common, body, ext_proc.ProcessingResponse()))
 
 
 def local_reply(

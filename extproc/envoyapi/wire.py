@@ -132,6 +132,7 @@ def _skip(data: memoryview, position: int, kind: int) -> int:
 
 _RESPONSE_FIELDS = {f.name: f.number for f in ext_proc.ProcessingResponse.DESCRIPTOR.fields}
 _BODY_RESPONSE = ext_proc.BodyResponse.DESCRIPTOR.fields_by_name["response"].number
+_HEADERS_RESPONSE = ext_proc.HeadersResponse.DESCRIPTOR.fields_by_name["response"].number
 _BODY_MUTATION = ext_proc.CommonResponse.DESCRIPTOR.fields_by_name["body_mutation"].number
 _MUTATION_BODY = ext_proc.BodyMutation.DESCRIPTOR.fields_by_name["body"].number
 
@@ -189,6 +190,13 @@ def body_answer(
         + mutation
     )
     return [head, body, rest.SerializeToString()]
+
+
+def headers_answer(phase: str, common: bytes, rest: bytes) -> list[Buffer]:
+    """The pieces of a serialised ProcessingResponse answering a headers `phase` with `common`
+    (a serialised CommonResponse); `rest`: its other top-level fields, serialised."""
+    response = _field(_HEADERS_RESPONSE, len(common)) + common
+    return [_field(_RESPONSE_FIELDS[phase], len(response)) + response, rest]
 
 
 def _field(number: int, size: int) -> bytes:

@@ -104,12 +104,9 @@ class _Pipeline(asyncio.Protocol):
 
 
 def encode(arguments: tuple[Any, ...]) -> bytes:
-    """A command in RESP: an array of bulk strings."""
-    parts = [b"*%d\r\n" % len(arguments)]
-    for argument in arguments:
-        data = argument if isinstance(argument, bytes) else str(argument).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+    """A command in RESP: an array of bulk strings (written by hiredis, in C)."""
+    command: bytes = hiredis.pack_command(arguments)
+    return command
 
 
 class Script:

@@ -3,6 +3,8 @@ held to upb's reading of the same bytes."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from google.protobuf.message import DecodeError
 from google.protobuf.struct_pb2 import Struct
@@ -10,12 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from extproc.envoyapi.messages import (
-    BodyAnswer,
+    WrittenAnswer,
+    amend_response_headers,
     read_wire,
     replace_request,
     replace_response_body,
 )
 from extproc.envoyapi.protos.envoy.config.core.v3 import base_pb2
+from extproc.envoyapi.protos.envoy.extensions.filters.http.ext_proc.v3.processing_mode_pb2 import (
+    ProcessingMode,
+)
 from extproc.envoyapi.protos.envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from extproc.envoyapi.wire import read_body
 
@@ -134,10 +140,49 @@ def test_an_answer_written_around_its_body_is_the_message_upb_would_write(
     )
     if shared:
         expected.dynamic_metadata.update({"extproc": shared})
-    assert isinstance(answer, BodyAnswer)
+    assert isinstance(answer, WrittenAnswer)
     assert ext_proc.ProcessingResponse.FromString(b"".join(answer.pieces)) == expected
 
     response = replace_response_body(body, set_headers=headers)
     parsed = ext_proc.ProcessingResponse.FromString(b"".join(response.pieces))
     assert parsed.response_body.response.body_mutation.body == body
     assert len(parsed.response_body.response.header_mutation.set_headers) == len(headers)
+
+
+@given(
+    headers=st.lists(st.tuples(st.sampled_from(["a", "x-ratelimit-b"]), st.text(max_size=20))),
+    removed=st.lists(st.sampled_from(["content-length", "y"])),
+    body=st.sampled_from([None, "relay", "whole", "skip"]),
+)
+def test_an_answer_to_response_headers_is_the_message_upb_would_write(
+    headers: list[tuple[str, str]], removed: list[str], body: Any
+) -> None:
+    answer = amend_response_headers(headers, remove_headers=removed, body=body)
+    mutation = ext_proc.HeaderMutation(
+        set_headers=[
+            base_pb2.HeaderValueOption(
+                header=base_pb2.HeaderValue(key=name, raw_value=value.encode()),
+                append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+            )
+            for name, value in headers
+        ],
+        remove_headers=removed,
+    )
+    expected = ext_proc.ProcessingResponse(
+        response_headers=ext_proc.HeadersResponse(
+            response=ext_proc.CommonResponse(header_mutation=mutation)
+        )
+    )
+    mode = ProcessingMode
+    overrides = {
+        "relay": mode(
+            response_body_mode=mode.FULL_DUPLEX_STREAMED, response_trailer_mode=mode.SEND
+        ),
+        "whole": mode(response_body_mode=mode.BUFFERED),
+        "skip": mode(response_body_mode=mode.NONE),
+    }
+    if body is not None:
+        expected.mode_override.CopyFrom(overrides[body])
+    parsed = ext_proc.ProcessingResponse.FromString(b"".join(answer.pieces))
+    assert parsed == expected
+    assert parsed.response_headers.HasField("response")
