@@ -40,32 +40,54 @@ grow the line without bound."""
 
 
 class _Pipeline(asyncio.Protocol):
+    """One connection; commands wait for their replies in the order they were sent, each
+    until its deadline (one timer for the line, armed for its oldest command, rather than a
+    timer per command)."""
+
     def __init__(self, max_waiting: int = MAX_WAITING) -> None:
         self._max_waiting = max_waiting
         self._transport: asyncio.Transport | None = None
         self._reader = hiredis.Reader()
-        self._waiting: deque[asyncio.Future[Any]] = deque()
+        self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self._outbound: list[bytes] = []
         self._flush_scheduled = False
+        self._expiry: asyncio.TimerHandle | None = None
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
 
-    def send(self, command: bytes) -> asyncio.Future[Any]:
-        reply = asyncio.get_running_loop().create_future()
+    def send(self, command: bytes, deadline: float) -> asyncio.Future[Any]:
+        """The future reply; TimeoutError once the loop's clock passes `deadline`."""
+        loop = asyncio.get_running_loop()
+        reply = loop.create_future()
         if self.lost:
             reply.set_exception(ConnectionLost("the connection to Redis is closed"))
             return reply
         if len(self._waiting) >= self._max_waiting:
             reply.set_exception(RespError("too many commands wait for Redis to answer"))
             return reply
-        self._waiting.append(reply)
+        self._waiting.append((reply, deadline))
         self._outbound.append(command)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
+        if self._expiry is None:
+            self._expiry = loop.call_at(deadline, self._expire)
         return reply
+
+    def _expire(self) -> None:
+        """Fail the commands whose deadline passed; they keep their places in the line. (A
+        command sent after a later-starting one, having waited for the connection, expires
+        with the one before it.)"""
+        now = asyncio.get_running_loop().time()
+        self._expiry = None
+        for waiter, deadline in self._waiting:
+            if deadline > now:
+                self._expiry = asyncio.get_running_loop().call_at(deadline, self._expire)
+                return
+            if not waiter.done():
+                waiter.set_exception(TimeoutError())
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -77,7 +99,7 @@ class _Pipeline(asyncio.Protocol):
         self._reader.feed(data)
         try:
             while (reply := self._reader.gets()) is not False:
-                waiter = self._waiting.popleft() if self._waiting else None
+                waiter = self._waiting.popleft()[0] if self._waiting else None
                 if waiter is None or waiter.done():
                     continue  # its caller gave up: the reply only keeps the line in order
                 if isinstance(reply, hiredis.ReplyError):
@@ -95,8 +117,11 @@ class _Pipeline(asyncio.Protocol):
 
     def _fail(self, error: RespError) -> None:
         self.lost = True
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         waiting, self._waiting = self._waiting, deque()
-        for waiter in waiting:
+        for waiter, _ in waiting:
             if not waiter.done():
                 waiter.set_exception(error)
         if self._transport is not None:
@@ -142,14 +167,11 @@ class RespClient:
         TimeoutError when no reply came in time. A connection found gone (Redis restarted) is
         replaced once, at once."""
         command = encode(arguments)
-        async with asyncio.timeout(self._timeout):
-            try:
-                try:
-                    return await (await self._connected()).send(command)
-                except ConnectionLost:
-                    return await (await self._connected()).send(command)
-            except OSError as error:
-                raise RespError(f"Redis could not be reached: {error}") from None
+        deadline = asyncio.get_running_loop().time() + self._timeout
+        try:
+            return await (await self._connected(deadline)).send(command, deadline)
+        except ConnectionLost:
+            return await (await self._connected(deadline)).send(command, deadline)
 
     async def run(self, script: Script, keys: list[str], arguments: list[Any]) -> Any:
         try:
@@ -164,18 +186,21 @@ class RespClient:
             self._pipeline.close()
             self._pipeline = None
 
-    async def _connected(self) -> _Pipeline:
+    async def _connected(self, deadline: float) -> _Pipeline:
         pipeline = self._pipeline
         if pipeline is not None and not pipeline.lost:
             return pipeline
         if self._opening is None:
             self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._pipeline is None or self._pipeline.lost:
-                self._pipeline = await self._open()
-            return self._pipeline
+        try:
+            async with asyncio.timeout_at(deadline), self._opening:
+                if self._pipeline is None or self._pipeline.lost:
+                    self._pipeline = await self._open(deadline)
+                return self._pipeline
+        except OSError as error:
+            raise RespError(f"Redis could not be reached: {error}") from None
 
-    async def _open(self) -> _Pipeline:
+    async def _open(self, deadline: float) -> _Pipeline:
         loop = asyncio.get_running_loop()
         pipeline: _Pipeline
         make = functools.partial(_Pipeline, self._max_waiting)
@@ -187,9 +212,9 @@ class RespClient:
         greeting = []
         if self._password is not None:
             credentials = (self._user, self._password) if self._user else (self._password,)
-            greeting.append(pipeline.send(encode(("AUTH", *credentials))))
+            greeting.append(pipeline.send(encode(("AUTH", *credentials)), deadline))
         if self._database:
-            greeting.append(pipeline.send(encode(("SELECT", self._database))))
+            greeting.append(pipeline.send(encode(("SELECT", self._database)), deadline))
         try:
             await asyncio.gather(*greeting)
         except RespError:
