@@ -13,6 +13,13 @@ import orjson
 
 from extproc import headers as names
 from extproc.config import Gateway, ModelRoute, Target
+from extproc.contract import (
+    CLUSTER_ATTRIBUTE,
+    METHOD_ATTRIBUTE,
+    PATH_ATTRIBUTE,
+    TARGET_ATTRIBUTE,
+    alias_of,
+)
 from extproc.endpoints import ModelCall, match_endpoint
 from extproc.endpoints.body import parse_body
 from extproc.envoyapi.messages import (
@@ -26,13 +33,6 @@ from extproc.envoyapi.messages import (
     replace_request,
 )
 from extproc.envoyapi.wire import Buffer
-from extproc.envoyconfig.fallback import (
-    CLUSTER_ATTRIBUTE,
-    METHOD_ATTRIBUTE,
-    PATH_ATTRIBUTE,
-    TARGET_ATTRIBUTE,
-    alias_of,
-)
 from extproc.errors import GatewayError
 from extproc.pipeline.cooldown import cooldown_name, cooldown_seconds
 from extproc.pipeline.upstream import prepare_upstream

@@ -13,6 +13,7 @@ import orjson
 
 from extproc import headers as names
 from extproc.config import Gateway, ModelRoute, Principal, Target
+from extproc.contract import route_value
 from extproc.endpoints import (
     LocalAnswer,
     ModelCall,
@@ -35,7 +36,6 @@ from extproc.envoyapi.messages import (
     replace_request_headers,
 )
 from extproc.envoyapi.wire import Buffer
-from extproc.envoyconfig.fallback import route_value
 from extproc.errors import (
     INTERNAL_ERROR,
     BadRequest,
@@ -441,7 +441,7 @@ class Exchange:
         self._fallback, self._client_body = route, body
         payload = orjson.dumps(body)
         set_headers = [
-            (names.ROUTE, route_value(route, start)),
+            (names.ROUTE, route_value(route.alias, start)),
             (names.CONTENT_LENGTH, str(len(payload))),
             (names.ACCEPT_ENCODING, "identity"),
         ]

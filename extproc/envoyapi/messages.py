@@ -9,6 +9,7 @@ from typing import Any, Literal, cast
 
 from google.protobuf import struct_pb2
 
+from extproc.contract import IDENTITY_METADATA, REPLY_DETAILS, SHARED_METADATA
 from extproc.envoyapi.protos.envoy.config.core.v3 import base_pb2
 from extproc.envoyapi.protos.envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from extproc.envoyapi.protos.envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
@@ -20,8 +21,6 @@ ProcessingRequest = ext_proc.ProcessingRequest
 ProcessingResponse = ext_proc.ProcessingResponse
 HttpHeaders = ext_proc.HttpHeaders
 
-REPLY_DETAILS = "extproc_"
-"""Prefix of the response code details of every local reply the processor sends."""
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
@@ -42,16 +41,6 @@ Headers = dict[str, list[str]]
 
 ATTRIBUTES = "envoy.filters.http.ext_proc"
 """The namespace Envoy sends attributes under."""
-SHARED_METADATA = "extproc"
-"""The dynamic-metadata namespace the request's own stream writes and each attempt's stream
-reads: what one passes the other without a header a provider would see."""
-JWT_METADATA = "envoy.filters.http.jwt_authn"
-"""The namespace Envoy's `jwt_authn` filter writes verified claims (and failures) under."""
-JWT_FAILURE = "failure"
-"""Where in it Envoy writes why it refused a token (`failed_status_in_metadata`)."""
-EXT_AUTHZ_METADATA = "envoy.filters.http.ext_authz"
-"""The namespace Envoy's `ext_authz` filter writes an authorization service's metadata under."""
-IDENTITY_METADATA = (JWT_METADATA, EXT_AUTHZ_METADATA)
 _NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
 
 

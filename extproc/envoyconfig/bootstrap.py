@@ -129,7 +129,7 @@ from extproc import headers
 from extproc.config import Gateway, Provider
 from extproc.config.address import parse_grpc_address
 from extproc.config.model import ProcessorTls, TracingSettings
-from extproc.envoyapi.messages import (
+from extproc.contract import (
     EXT_AUTHZ_METADATA,
     JWT_METADATA,
     REPLY_DETAILS,

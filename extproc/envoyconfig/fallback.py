@@ -71,18 +71,14 @@ from envoy_data_plane.google.protobuf import Struct, Value
 
 from extproc import headers
 from extproc.config.model import ModelRoute, RetrySettings
-from extproc.envoyapi.messages import SHARED_METADATA
+from extproc.contract import (
+    ATTEMPT_ATTRIBUTES,
+    ENDPOINT_METADATA,
+    SHARED_METADATA,
+    alias_cluster,
+    route_value,
+)
 
-METADATA = "extproc"
-"""The endpoint metadata namespace: `target` is the target's index in its alias."""
-TARGET_ATTRIBUTE = f"xds.upstream_host_metadata.filter_metadata['{METADATA}']['target']"
-"""The ext_proc attribute (a CEL expression) naming the target an attempt goes to."""
-CLUSTER_ATTRIBUTE = "xds.cluster_name"
-PATH_ATTRIBUTE = "request.path"
-METHOD_ATTRIBUTE = "request.method"
-"""The client's request line: an attempt's own headers carry what earlier attempts changed
-(Envoy retries with the header map the upstream filters mutated)."""
-CLUSTER_PREFIX = "alias_"
 TLS_MATCH = "provider"
 OUTCOMES = {
     "connect-failure": ("connect-failure",),
@@ -92,21 +88,6 @@ OUTCOMES = {
     "429": ("retriable-status-codes",),
     "5xx": ("5xx",),
 }
-
-
-def route_value(route: ModelRoute, start: int) -> str:
-    """The routing header's value for an alias with fallback, starting at its `start`th
-    priority level (`=` is in no provider name)."""
-    return f"alias={route.alias}.{start}"
-
-
-def cluster_name(route: ModelRoute, start: int) -> str:
-    return f"{CLUSTER_PREFIX}{route.alias}.{start}"
-
-
-def alias_of(cluster: str) -> str:
-    """The alias a fallback cluster serves."""
-    return cluster.removeprefix(CLUSTER_PREFIX).rpartition(".")[0]
 
 
 def alias_routes(route: ModelRoute, retry: RetrySettings) -> list[Route]:
@@ -160,17 +141,18 @@ def _alias_route(route: ModelRoute, retry: RetrySettings, start: int) -> Route:
     )
     whole = retry.attempts * retry.per_attempt_timeout + (retry.attempts - 1) * retry.backoff_max
     return Route(
-        name=cluster_name(route, start),
+        name=alias_cluster(route.alias, start),
         match=RouteMatch(
             prefix="/",
             headers=[
                 HeaderMatcher(
-                    name=headers.ROUTE, string_match=StringMatcher(exact=route_value(route, start))
+                    name=headers.ROUTE,
+                    string_match=StringMatcher(exact=route_value(route.alias, start)),
                 )
             ],
         ),
         route=RouteAction(
-            cluster=cluster_name(route, start),
+            cluster=alias_cluster(route.alias, start),
             timeout=timedelta(seconds=whole),
             idle_timeout=timedelta(seconds=whole),
             auto_host_rewrite=True,
@@ -195,7 +177,7 @@ def _alias_cluster(
         provider = target.provider
         metadata = Metadata(
             filter_metadata={
-                METADATA: Struct(fields={"target": Value(string_value=str(index))}),
+                ENDPOINT_METADATA: Struct(fields={"target": Value(string_value=str(index))}),
                 "envoy.transport_socket_match": Struct(
                     fields={TLS_MATCH: Value(string_value=provider.name)}
                 ),
@@ -219,7 +201,7 @@ def _alias_cluster(
             )
         )
     providers = {target.provider.name: target.provider for target in route.targets}
-    name = cluster_name(route, start)
+    name = alias_cluster(route.alias, start)
     return Cluster(
         name=name,
         type=ClusterDiscoveryType.STRICT_DNS,
@@ -253,7 +235,7 @@ def _attempt_filter(processor: GrpcService) -> HttpFilter:
     config = ExternalProcessor(
         grpc_service=processor,
         failure_mode_allow=False,
-        request_attributes=[TARGET_ATTRIBUTE, CLUSTER_ATTRIBUTE, PATH_ATTRIBUTE, METHOD_ATTRIBUTE],
+        request_attributes=list(ATTEMPT_ATTRIBUTES),
         # The attempt takes Envoy's attempt count off the request before it goes upstream.
         mutation_rules=HeaderMutationRules(allow_envoy=True),
         metadata_options=MetadataOptions(

@@ -45,7 +45,7 @@ from envoy_data_plane.google.protobuf import Empty
 
 from extproc.config import Gateway
 from extproc.config.model import JwtIssuer, ListenSettings
-from extproc.envoyapi.messages import EXT_AUTHZ_METADATA, JWT_FAILURE, JWT_METADATA
+from extproc.contract import EXT_AUTHZ_METADATA, JWT_FAILURE, JWT_METADATA
 
 SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
 EXT_AUTHZ_CLUSTER = "ext_authz"

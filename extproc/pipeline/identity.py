@@ -20,7 +20,7 @@ from typing import Any
 from extproc.config import Gateway, Principal
 from extproc.config.claim_template import claim_value
 from extproc.config.model import IdentityRule, IdentitySettings
-from extproc.envoyapi.messages import EXT_AUTHZ_METADATA, JWT_FAILURE, JWT_METADATA
+from extproc.contract import EXT_AUTHZ_METADATA, JWT_FAILURE, JWT_METADATA
 from extproc.errors import PermissionDenied, Unauthenticated
 from extproc.headers import API_KEY, AUTHORIZATION, X_API_KEY, XFCC
 from extproc.pipeline.auth import RequestHeaders, authenticate

@@ -4,6 +4,8 @@ from its own layer or the layers below it."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "extproc"
@@ -16,7 +18,7 @@ LAYERS = [
     {"telemetry"},
     {"config"},
     {"quota"},
-    {"errors", "headers", "usage", "sse", "eventstream", "health", "signals"},
+    {"errors", "headers", "contract", "usage", "sse", "eventstream", "health", "signals"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 INDEPENDENT = {"mockprovider"}
@@ -50,3 +52,16 @@ def test_modules_import_only_downwards() -> None:
             if part in INDEPENDENT or RANK[name] < RANK[part]:
                 upward.append(f"{path.relative_to(PACKAGE)} imports extproc.{name}")
     assert not upward
+
+
+def test_serving_loads_neither_the_renderer_nor_its_envoy_api_library() -> None:
+    """`extproc serve` shares only `contract` with the renderer of Envoy's configuration."""
+    probe = (
+        "import sys, extproc.cli, extproc.server, extproc.workers; "
+        "print(sorted(m for m in sys.modules "
+        "if m.startswith(('extproc.envoyconfig', 'envoy_data_plane', 'betterproto'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], check=True, capture_output=True, text=True
+    ).stdout
+    assert loaded.strip() == "[]"
