@@ -228,7 +228,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _envoy_config(args: argparse.Namespace) -> int:
     import yaml
 
-    from extproc.envoyconfig.bootstrap import build_bootstrap, placement_of, render
+    from extproc.envoyconfig.bootstrap import build_bootstrap, render
+    from extproc.envoyconfig.placement import placement_of
 
     gateway = load_gateway(args.config, resolve_secrets=False)
     text = yaml.safe_dump(render(build_bootstrap(gateway, placement_of(gateway))), sort_keys=False)

@@ -17,7 +17,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extproc.config import Gateway
 from extproc.config.address import worker_addresses
-from extproc.envoyconfig.bootstrap import Placement, build_bootstrap, render
+from extproc.envoyconfig.bootstrap import build_bootstrap, render
+from extproc.envoyconfig.placement import Placement
 from extproc.supervisor import Supervisor
 
 READY_TIMEOUT = 60.0

@@ -28,7 +28,8 @@ import httpx
 import yaml
 
 from extproc.config import load_gateway
-from extproc.envoyconfig.bootstrap import Placement, build_bootstrap, render
+from extproc.envoyconfig.bootstrap import build_bootstrap, render
+from extproc.envoyconfig.placement import Placement
 from extproc.mockprovider import SCRIPT_HEADERS
 from extproc.run import envoy_argv, wait_for_envoy
 

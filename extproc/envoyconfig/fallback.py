@@ -22,9 +22,7 @@ from envoy_data_plane.envoy.config.cluster.v3 import (
     ClusterTransportSocketMatch,
     OutlierDetection,
 )
-from envoy_data_plane.envoy.config.common.mutation_rules.v3 import HeaderMutation as MutationRule
-from envoy_data_plane.envoy.config.common.mutation_rules.v3 import HeaderMutationRules
-from envoy_data_plane.envoy.config.core.v3 import Address, GrpcService, Metadata, SocketAddress
+from envoy_data_plane.envoy.config.core.v3 import Address, Metadata, SocketAddress
 from envoy_data_plane.envoy.config.endpoint.v3 import (
     ClusterLoadAssignment,
     Endpoint,
@@ -45,18 +43,12 @@ from envoy_data_plane.envoy.config.route.v3 import (
     RouteMatch,
 )
 from envoy_data_plane.envoy.extensions.filters.http.ext_proc.v3 import (
-    ExternalProcessor,
     MetadataOptions,
     MetadataOptionsMetadataNamespaces,
     ProcessingMode,
     ProcessingModeBodySendMode,
     ProcessingModeHeaderSendMode,
 )
-from envoy_data_plane.envoy.extensions.filters.http.header_mutation.v3 import (
-    HeaderMutation as HeaderMutationFilter,
-)
-from envoy_data_plane.envoy.extensions.filters.http.header_mutation.v3 import Mutations
-from envoy_data_plane.envoy.extensions.filters.http.upstream_codec.v3 import UpstreamCodec
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
     HttpFilter,
 )
@@ -70,6 +62,7 @@ from envoy_data_plane.google.protobuf import Any as AnyMessage
 from envoy_data_plane.google.protobuf import Struct, Value
 
 from extproc import headers
+from extproc.config import Gateway
 from extproc.config.model import ModelRoute, RetrySettings
 from extproc.contract import (
     ATTEMPT_ATTRIBUTES,
@@ -78,6 +71,9 @@ from extproc.contract import (
     alias_cluster,
     route_value,
 )
+from extproc.envoyconfig.clusters import http_protocol, provider_tls
+from extproc.envoyconfig.filters import upstream_codec
+from extproc.envoyconfig.placement import ext_proc_filter
 
 TLS_MATCH = "provider"
 OUTCOMES = {
@@ -94,17 +90,29 @@ def alias_routes(route: ModelRoute, retry: RetrySettings) -> list[Route]:
     return [_alias_route(route, retry, start) for start in range(len(route.priorities))]
 
 
-def alias_clusters(
-    route: ModelRoute,
-    *,
-    processor: GrpcService,
-    protocol: HttpProtocolOptions,
-    tls: dict[str, ClusterTransportSocketMatch],
-) -> list[Cluster]:
-    """`protocol`: the HTTP options the targets' providers share (its upstream filters are
-    set here); `tls`: each TLS provider's transport socket, by provider name."""
-    protocol.http_filters = [_attempt_filter(processor), _codec()]
-    return [_alias_cluster(route, start, protocol, tls) for start in range(len(route.priorities))]
+def alias_clusters(gateway: Gateway) -> list[Cluster]:
+    """A cluster for each alias with fallback, its targets' endpoints by priority."""
+    clusters = []
+    for route in gateway.models.values():
+        if route.retry is None:
+            continue
+        providers = {target.provider.name: target.provider for target in route.targets}
+        tls = {
+            name: ClusterTransportSocketMatch(
+                name=name,
+                match=Struct(fields={TLS_MATCH: Value(string_value=name)}),
+                transport_socket=provider_tls(provider),
+            )
+            for name, provider in providers.items()
+            if provider.tls
+        }
+        # ALPN (and with it HTTP/2) only when every target is reached over TLS.
+        protocol = http_protocol(tls=len(tls) == len(providers))
+        protocol.http_filters = [_attempt_filter(gateway), upstream_codec()]
+        clusters += [
+            _alias_cluster(route, start, protocol, tls) for start in range(len(route.priorities))
+        ]
+    return clusters
 
 
 def _alias_route(route: ModelRoute, retry: RetrySettings, start: int) -> Route:
@@ -230,42 +238,17 @@ def _alias_cluster(
     )
 
 
-def _attempt_filter(processor: GrpcService) -> HttpFilter:
+def _attempt_filter(gateway: Gateway) -> HttpFilter:
     """ext_proc for each attempt: its request (headers and body) and its response headers."""
-    config = ExternalProcessor(
-        grpc_service=processor,
-        failure_mode_allow=False,
-        request_attributes=list(ATTEMPT_ATTRIBUTES),
-        # The attempt takes Envoy's attempt count off the request before it goes upstream.
-        mutation_rules=HeaderMutationRules(allow_envoy=True),
-        metadata_options=MetadataOptions(
-            forwarding_namespaces=MetadataOptionsMetadataNamespaces(untyped=[SHARED_METADATA])
-        ),
-        processing_mode=ProcessingMode(
-            request_header_mode=ProcessingModeHeaderSendMode.SEND,
-            request_body_mode=ProcessingModeBodySendMode.BUFFERED,
-            request_trailer_mode=ProcessingModeHeaderSendMode.SKIP,
-            response_header_mode=ProcessingModeHeaderSendMode.SEND,
-            response_body_mode=ProcessingModeBodySendMode.NONE,
-            response_trailer_mode=ProcessingModeHeaderSendMode.SKIP,
-        ),
+    metadata = MetadataOptions(
+        forwarding_namespaces=MetadataOptionsMetadataNamespaces(untyped=[SHARED_METADATA])
     )
-    return HttpFilter(name="envoy.filters.http.ext_proc", typed_config=AnyMessage.pack(config))
-
-
-def without_attempt_count() -> list[HttpFilter]:
-    """Upstream filters for the providers' own clusters once an alias has fallback: the
-    virtual host then numbers every request's attempts (for the attempt spans), and calls
-    without fallback take no such internal header to their provider."""
-    removal = MutationRule(remove=headers.ATTEMPT_COUNT)
-    mutation = HeaderMutationFilter(mutations=Mutations(request_mutations=[removal]))
-    remover = HttpFilter(
-        name="envoy.filters.http.header_mutation", typed_config=AnyMessage.pack(mutation)
+    mode = ProcessingMode(
+        request_header_mode=ProcessingModeHeaderSendMode.SEND,
+        request_body_mode=ProcessingModeBodySendMode.BUFFERED,
+        request_trailer_mode=ProcessingModeHeaderSendMode.SKIP,
+        response_header_mode=ProcessingModeHeaderSendMode.SEND,
+        response_body_mode=ProcessingModeBodySendMode.NONE,
+        response_trailer_mode=ProcessingModeHeaderSendMode.SKIP,
     )
-    return [remover, _codec()]
-
-
-def _codec() -> HttpFilter:
-    return HttpFilter(
-        name="envoy.filters.http.upstream_codec", typed_config=AnyMessage.pack(UpstreamCodec())
-    )
+    return ext_proc_filter(gateway, mode, metadata, request_attributes=ATTEMPT_ATTRIBUTES)

@@ -19,7 +19,8 @@ from extproc.cli import _parser as cli_parser
 from extproc.config import load_gateway
 from extproc.config.sizing import processor_memory
 from extproc.config.units import parse_size
-from extproc.envoyconfig.bootstrap import build_bootstrap, placement_of, render
+from extproc.envoyconfig.bootstrap import build_bootstrap, render
+from extproc.envoyconfig.placement import placement_of
 from tests.harness import ENVOY, ROOT
 
 pytestmark = [pytest.mark.manifests, pytest.mark.envoy]

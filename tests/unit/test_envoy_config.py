@@ -12,7 +12,9 @@ from extproc.cli import main
 from extproc.config import load_gateway
 from extproc.config.loader import compile_tracing
 from extproc.config.schema import TracingSpec
-from extproc.envoyconfig.bootstrap import build_bootstrap, collector_endpoint, placement_of, render
+from extproc.envoyconfig.bootstrap import build_bootstrap, render
+from extproc.envoyconfig.placement import placement_of
+from extproc.envoyconfig.tracing import collector_endpoint
 from tests.harness import envoy_validates
 
 ROOT = Path(__file__).resolve().parents[2]

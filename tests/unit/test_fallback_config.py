@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from extproc.config import ConfigError, parse_gateway
-from extproc.envoyconfig.bootstrap import build_bootstrap, placement_of, render
+from extproc.envoyconfig.bootstrap import build_bootstrap, render
+from extproc.envoyconfig.placement import placement_of
 from tests.harness import envoy_validates
 
 BASE = """
@@ -151,3 +152,24 @@ def test_envoy_accepts_a_fallback_alias_and_renders_its_chain(tmp_path: Path) ->
     policy = first["route"]["retry_policy"]
     assert (first["route"]["cluster"], policy["num_retries"]) == ("alias_smart.0", 2)
     assert "api_key" not in config.read_text() and "${env:K}" not in config.read_text()
+
+
+def test_every_processor_call_fails_closed_alike_on_every_attempt(tmp_path: Path) -> None:
+    """The attempts' ext_proc filters answer as the request's own does when the processor is
+    slow or down: the configured time for its answer (not Envoy's 200 ms default) and 503."""
+    document = FALLBACK + "processor: {message_timeout: 7s}\n"
+    gateway = parse_gateway(document, source=tmp_path / "f.yaml", environ={"K": "k"})
+    bootstrap = render(build_bootstrap(gateway, placement_of(gateway)))
+    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    filters = list(manager["typed_config"]["http_filters"])
+    for cluster in bootstrap["static_resources"]["clusters"]:
+        options = cluster.get("typed_extension_protocol_options", {})
+        for protocol in options.values():
+            filters += protocol.get("http_filters", [])
+    ext_procs = [f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.ext_proc"]
+    assert len(ext_procs) == 1 + 3, "the request's own, and one per start level of `smart`"
+    for ext_proc in ext_procs:
+        assert ext_proc["message_timeout"] == "7s"
+        assert ext_proc["status_on_error"] == {"code": "ServiceUnavailable"}
+        assert ext_proc.get("failure_mode_allow", False) is False
+        assert ext_proc["grpc_service"] == ext_procs[0]["grpc_service"]
