@@ -16,10 +16,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import ValidationError
 
-from extproc.config.aws import AwsCredentials
 from extproc.config.callers import compile_callers
 from extproc.config.documents import describe, read_yaml
-from extproc.config.gcp import GcpCredentials
 from extproc.config.key_files import read_key_files
 from extproc.config.model import (
     Gateway,
@@ -52,6 +50,8 @@ from extproc.config.schema import (
     store_problem,
 )
 from extproc.config.secrets import REFERENCE, Secret, resolve_secret
+from extproc.credentials.aws import AwsCredentials
+from extproc.credentials.gcp import GcpCredentials
 from extproc.quota.limits import Price
 
 

@@ -10,11 +10,11 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from extproc.config.address import worker_addresses
-from extproc.config.aws import AwsCredentials
 from extproc.config.claim_template import ClaimTemplate, claim_value
-from extproc.config.gcp import GcpCredentials
 from extproc.config.schema import ProviderKind, Publisher
 from extproc.config.secrets import Secret
+from extproc.credentials.aws import AwsCredentials
+from extproc.credentials.gcp import GcpCredentials
 from extproc.quota.limits import Limit, Price
 
 

@@ -7,7 +7,7 @@ import datetime
 import threading
 from typing import Any
 
-from extproc.config.gcp import REFRESH_AHEAD, GcpCredentials
+from extproc.credentials.gcp import REFRESH_AHEAD, GcpCredentials
 from tests.harness import wait_until
 
 

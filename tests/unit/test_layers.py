@@ -17,6 +17,7 @@ LAYERS = [
     {"envoyapi", "envoyconfig"},
     {"telemetry"},
     {"config"},
+    {"credentials"},
     {"quota"},
     {"errors", "headers", "contract", "usage", "sse", "eventstream", "health", "signals"},
 ]

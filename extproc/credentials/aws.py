@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from extproc.config.renewal import BackgroundRenewal
+from extproc.credentials.renewal import BackgroundRenewal
 
 if TYPE_CHECKING:
     from botocore.credentials import ReadOnlyCredentials

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from extproc.config.renewal import BackgroundRenewal
+from extproc.credentials.renewal import BackgroundRenewal
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 REFRESH_AHEAD = datetime.timedelta(minutes=5)
