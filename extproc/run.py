@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-import aiohttp
 import grpc
 import orjson
 import yaml
@@ -23,6 +24,10 @@ from extproc.supervisor import Supervisor
 
 READY_TIMEOUT = 60.0
 POLL_INTERVAL = 0.05
+ADMIN_TIMEOUT = 2.0
+"""Seconds one question to Envoy's admin endpoint may take."""
+MOCK_MODULE = "mockprovider"
+"""The fake provider of the demo (`mock-provider/`, installed with the dev tools)."""
 
 
 class StartupError(Exception):
@@ -53,9 +58,13 @@ async def _start(
 ) -> str:
     python = [sys.executable, "-m", "extproc"]
     if mock_port is not None:
-        await supervisor.start(
-            "mock provider", [*python, "mock-provider", "--port", str(mock_port)]
-        )
+        if importlib.util.find_spec(MOCK_MODULE) is None:
+            raise StartupError(
+                "the mock provider is not installed: it is a development tool, not part of the"
+                " gateway (`make venv` installs it from mock-provider/)"
+            )
+        mock = [sys.executable, "-m", MOCK_MODULE, "--port", str(mock_port)]
+        await supervisor.start("mock provider", mock)
     processor = workdir_processor(workdir)
     addresses = tuple(worker_addresses(processor, gateway.processor.workers))
     await supervisor.start(
@@ -104,22 +113,30 @@ async def wait_for_envoy(admin_path: Path, listen_address: str) -> str:
     while not admin_path.exists() or not admin_path.read_text().strip():
         await asyncio.sleep(POLL_INTERVAL)
     admin = "http://" + admin_path.read_text().strip()
-    async with aiohttp.ClientSession() as session:
-        while not await _answers_ok(session, admin + "/ready"):
-            await asyncio.sleep(POLL_INTERVAL)
-        async with session.get(admin + "/listeners?format=json") as response:
-            listeners = orjson.loads(await response.read())
+    while await asyncio.to_thread(_answer, admin + "/ready") is None:
+        await asyncio.sleep(POLL_INTERVAL)
+    answer = await asyncio.to_thread(_answer, admin + "/listeners?format=json")
+    if answer is None:
+        raise StartupError("Envoy's admin endpoint stopped answering")
+    listeners = orjson.loads(answer)
     port = listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
     host = "127.0.0.1" if listen_address in ("0.0.0.0", "::") else listen_address
     return f"http://{host}:{port}"
 
 
-async def _answers_ok(session: aiohttp.ClientSession, url: str) -> bool:
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""Envoy's admin endpoint is local: no proxy from the environment applies."""
+
+
+def _answer(url: str) -> bytes | None:
+    """The body of a 200 answer to a GET of `url`; None when there is none (not listening
+    yet, or gone: the caller also watches the process)."""
     try:
-        async with session.get(url) as response:
-            return response.status == 200
-    except aiohttp.ClientConnectionError:
-        return False  # not listening yet, or gone: the caller also watches the process
+        with _DIRECT.open(url, timeout=ADMIN_TIMEOUT) as response:
+            body: bytes = response.read()
+            return body
+    except OSError:
+        return None
 
 
 def envoy_argv(config: Path, admin_path: Path) -> list[str]:

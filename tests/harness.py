@@ -26,12 +26,12 @@ from typing import Any, TypeVar
 
 import httpx
 import yaml
+from mockprovider import SCRIPT_HEADERS
 
 from extproc.config import load_gateway
 from extproc.envoyconfig.bootstrap import build_bootstrap, render
 from extproc.envoyconfig.placement import Placement
-from extproc.mockprovider import SCRIPT_HEADERS
-from extproc.run import envoy_argv, wait_for_envoy
+from extproc.run import MOCK_MODULE, envoy_argv, wait_for_envoy
 
 START_TIMEOUT = 60.0
 HTTP = httpx.Client(timeout=30)
@@ -128,7 +128,7 @@ class MockProvider:
 def mock_provider(key_files: tuple[Path, ...] = ()) -> Iterator[MockProvider]:
     """The mock provider; with `key_files`, it refuses any other provider key."""
     keys = [argument for path in key_files for argument in ("--key-file", str(path))]
-    process = Process(extproc("mock-provider", "--port", "0", *keys))
+    process = Process([sys.executable, "-m", MOCK_MODULE, "--port", "0", *keys])
     try:
         url = process.wait_for(r"listening on (http://\S+)").group(1)
         yield MockProvider(url, process)

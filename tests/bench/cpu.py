@@ -6,7 +6,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from extproc.run import MOCK_MODULE
+
 TICKS = os.sysconf("SC_CLK_TCK")
+
 ROLES = ("envoy", "processor", "upstream", "mock", "redis", "peer")
 
 
@@ -15,7 +18,7 @@ def role_of(argv: list[str]) -> str | None:
     roles = {
         "envoy": program == "envoy",
         "processor": "serve" in argv,
-        "mock": "mock-provider" in argv,
+        "mock": MOCK_MODULE in argv,
         "redis": program.startswith("redis-server"),
         "upstream": program.startswith("nginx"),  # the static provider of throughput rows
         # the gateways `make bench-peers` compares with

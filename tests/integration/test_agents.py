@@ -15,10 +15,10 @@ from typing import Any
 import anthropic
 import openai
 import pytest
+from mockprovider.script import REPLY
+from mockprovider.script import estimate_tokens as provider_estimate
 from openai.types.responses import ResponseUsage
 
-from extproc.mockprovider.script import REPLY
-from extproc.mockprovider.script import estimate_tokens as provider_estimate
 from extproc.usage import estimate_tokens
 from tests.conftest import PROVIDER_KEYS, provider_document, write_provider_keys
 from tests.harness import (

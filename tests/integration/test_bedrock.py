@@ -14,10 +14,10 @@ from pathlib import Path
 import anthropic
 import openai
 import pytest
+from mockprovider.bedrock import TEST_CREDENTIALS
+from mockprovider.script import REPLY
+from mockprovider.script import estimate_tokens as provider_estimate
 
-from extproc.mockprovider.bedrock import TEST_CREDENTIALS
-from extproc.mockprovider.script import REPLY
-from extproc.mockprovider.script import estimate_tokens as provider_estimate
 from tests.conftest import PROVIDER_KEYS, provider_document, write_provider_keys
 from tests.harness import (
     MockProvider,

@@ -16,9 +16,9 @@ from typing import Any
 
 import anthropic
 import pytest
+from mockprovider.bedrock import TEST_CREDENTIALS, THINKING_SIGNATURE
+from mockprovider.script import THOUGHT
 
-from extproc.mockprovider.bedrock import TEST_CREDENTIALS, THINKING_SIGNATURE
-from extproc.mockprovider.script import THOUGHT
 from tests.conftest import provider_document, write_provider_keys
 from tests.harness import ROOT, MockProvider, RunningGateway, running_gateway, sha256, write_config
 

@@ -5,8 +5,10 @@ with tracing and metrics on."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from tests.otlp_receiver import Received, otlp_receiver
 pytestmark = [pytest.mark.registry, pytest.mark.envoy]
 
 INSTALL_TIMEOUT = 900
+IMAGE_SOURCES = ("pyproject.toml", "README.md")
 OWNERS = """
 import collections, importlib.metadata, json
 owners = collections.defaultdict(set)
@@ -33,17 +36,53 @@ print(json.dumps({path: sorted(names) for path, names in owners.items() if len(n
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtualenv with the gateway's wheel and its dependencies, nothing else."""
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The gateway's wheel, built as the image builds it: from a copy of what the Dockerfile
+    copies (a `build/` directory left in the tree would add stale modules)."""
     directory = tmp_path_factory.mktemp("packaging")
+    source = directory / "src"
+    source.mkdir()
+    for name in IMAGE_SOURCES:
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(
+        ROOT / "extproc", source / "extproc", ignore=shutil.ignore_patterns("__pycache__")
+    )
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
     subprocess.run(
-        [*pip, "wheel", "--no-deps", "--wheel-dir", str(directory), str(ROOT)],
+        [*pip, "wheel", "--no-deps", "--wheel-dir", str(directory), str(source)],
         check=True,
         timeout=INSTALL_TIMEOUT,
     )
-    (wheel,) = directory.glob("extproc_gateway-*.whl")
-    venv = directory / "venv"
+    (built,) = directory.glob("extproc_gateway-*.whl")
+    return built
+
+
+def test_the_wheel_and_the_image_carry_no_mock_provider(wheel: Path) -> None:
+    """The fake provider (with its fake cloud credential endpoints) is a development tool."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        (metadata,) = [name for name in names if name.endswith(".dist-info/METADATA")]
+        requires = [
+            line.split(":", 1)[1].strip()
+            for line in archive.read(metadata).decode().splitlines()
+            if line.startswith("Requires-Dist:") and "extra ==" not in line
+        ]
+    assert any(name.startswith("extproc/server.py") for name in names)
+    assert not [name for name in names if "mock" in name.lower()]
+    assert not [r for r in requires if r.lower().startswith("aiohttp")], requires
+    # The image installs what it copies of the tree: the package, never mock-provider/.
+    copied = [
+        line.split()[1:-1]
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY") and "--from" not in line
+    ]
+    assert copied == [list(IMAGE_SOURCES), ["extproc"]]
+
+
+@pytest.fixture(scope="module")
+def installed(wheel: Path) -> Path:
+    """A fresh virtualenv with the gateway's wheel and its dependencies, nothing else."""
+    venv = wheel.parent / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run(
         [venv / "bin/pip", "--disable-pip-version-check", "--quiet", "install", str(wheel)],
@@ -105,3 +144,27 @@ def test_installed_gateway_serves_with_tracing_and_metrics(
         # The request's metrics are recorded where its span ends, before that span is exported.
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
         assert "extproc_requests_total{" in metrics and "gen_ai_client_token_usage" in metrics
+
+
+def test_the_installed_gateway_says_the_mock_is_a_development_tool(
+    installed: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "openai").write_text(OPENAI_KEY)
+    config = write_config(
+        tmp_path,
+        {
+            "providers": {
+                "openai": {
+                    "kind": "openai",
+                    "base_url": "http://127.0.0.1:1",
+                    "api_key": "${file:openai}",
+                }
+            },
+            "models": {"chat": {"provider": "openai", "model": "gpt-4o-mini"}},
+            "keys": [{"id": "full", "sha256": sha256(GATEWAY_KEY), "models": ["*"]}],
+        },
+    )
+    command = [installed / "bin/extproc", "run", "--config", config, "--mock-provider", "0"]
+    started = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert started.returncode == 1
+    assert "the mock provider is not installed" in started.stderr

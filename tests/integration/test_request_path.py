@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from mockprovider.app import CREDENTIALS
 
-from extproc.mockprovider.app import CREDENTIALS
 from tests.conftest import ALL_SECRETS, ANTHROPIC_KEY, GATEWAY_KEY, OPENAI_KEY, PROVIDER_KEYS
 from tests.harness import HTTP, MockProvider, RunningGateway, assert_openai_error, sha256
 

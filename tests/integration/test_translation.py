@@ -17,8 +17,8 @@ import httpx
 import openai
 import orjson
 import pytest
+from mockprovider.script import REPLY, estimate_tokens
 
-from extproc.mockprovider.script import REPLY, estimate_tokens
 from tests.conftest import provider_document, write_provider_keys
 from tests.harness import (
     HTTP,

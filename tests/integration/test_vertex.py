@@ -14,9 +14,9 @@ import openai
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from mockprovider.script import REPLY
+from mockprovider.script import estimate_tokens as provider_estimate
 
-from extproc.mockprovider.script import REPLY
-from extproc.mockprovider.script import estimate_tokens as provider_estimate
 from tests.harness import (
     MockProvider,
     RunningGateway,

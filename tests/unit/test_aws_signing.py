@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from botocore.credentials import Credentials
+from mockprovider.bedrock import TEST_CREDENTIALS, check_signature
 
 from extproc.config import Target
 from extproc.config.loader import parse_gateway
 from extproc.credentials.aws import REFRESH_AHEAD_SECONDS, AwsCredentials
-from extproc.mockprovider.bedrock import TEST_CREDENTIALS, check_signature
 from extproc.providers.bedrock import sign
 from tests.harness import wait_until
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from mockprovider.bedrock import event, frame
 
 from extproc.eventstream import EventStreamParser
-from extproc.mockprovider.bedrock import event, frame
 
 FRAMES = [
     event("messageStart", {"role": "assistant"}),

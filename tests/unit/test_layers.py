@@ -10,7 +10,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "extproc"
 LAYERS = [
-    {"cli", "run", "supervisor", "workers", "usage_report", "__main__", "mockprovider"},
+    {"cli", "run", "supervisor", "workers", "usage_report", "__main__"},
     {"server", "transport", "counters", "cut_reports"},
     {"exchange", "attempt", "response"},
     {"pipeline", "endpoints", "translators", "providers"},
@@ -22,8 +22,8 @@ LAYERS = [
     {"errors", "headers", "contract", "usage", "sse", "eventstream", "health", "signals"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
-INDEPENDENT = {"mockprovider"}
-"""Stands apart: imports nothing of the gateway's but itself."""
+MOCK = PACKAGE.parent / "mock-provider" / "mockprovider"
+"""The fake provider: a distribution of its own, outside the gateway's."""
 
 
 def imported(path: Path) -> set[str]:
@@ -50,9 +50,13 @@ def test_modules_import_only_downwards() -> None:
             continue
         part = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
         for name in imported(path) - {part}:
-            if part in INDEPENDENT or RANK[name] < RANK[part]:
+            if RANK[name] < RANK[part]:
                 upward.append(f"{path.relative_to(PACKAGE)} imports extproc.{name}")
     assert not upward
+
+
+def test_the_mock_provider_imports_nothing_of_the_gateway() -> None:
+    assert not [path.name for path in MOCK.rglob("*.py") if imported(path)]
 
 
 def test_serving_loads_neither_the_renderer_nor_its_envoy_api_library() -> None:

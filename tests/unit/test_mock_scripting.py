@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from extproc.mockprovider import SCRIPT_HEADERS
+from mockprovider import SCRIPT_HEADERS
 
-MOCK = Path(__file__).resolve().parents[2] / "extproc" / "mockprovider"
+MOCK = Path(__file__).resolve().parents[2] / "mock-provider" / "mockprovider"
 
 
 def test_every_header_the_mock_reads_is_listed() -> None:

@@ -4,10 +4,10 @@ event streams written back, and a provider's Responses stream read for its usage
 from __future__ import annotations
 
 import pytest
+from mockprovider.responses import events as provider_events
+from mockprovider.script import Call, Reply
 
 from extproc.errors import BadRequest
-from extproc.mockprovider.responses import events as provider_events
-from extproc.mockprovider.script import Call, Reply
 from extproc.translators.ir import (
     ChatAnswer,
     ChatRequest,

@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from extproc.mockprovider.openai import EMBEDDING_DIMENSIONS, vector
-from extproc.mockprovider.script import MockError, Prompt, Reply, estimate_tokens
+from mockprovider.openai import EMBEDDING_DIMENSIONS, vector
+from mockprovider.script import MockError, Prompt, Reply, estimate_tokens
 
 REQUEST_FIELDS = frozenset(
     {

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from extproc.mockprovider.app import SCRIPT_HEADERS, build_app
+from mockprovider.app import SCRIPT_HEADERS, build_app
 
 
 async def serve(host: str, port: int, keys: Iterable[str] = ()) -> None:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from xml.sax.saxutils import escape
 
-from extproc.mockprovider.bedrock import TEST_CREDENTIALS
+from mockprovider.bedrock import TEST_CREDENTIALS
 
 LIFETIME_SECONDS = 3600
 NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"

@@ -57,8 +57,8 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
-from extproc.mockprovider import anthropic, bedrock, gemini, openai, responses, sts, vertex
-from extproc.mockprovider.script import MockError, plan_reply
+from mockprovider import anthropic, bedrock, gemini, openai, responses, sts, vertex
+from mockprovider.script import MockError, plan_reply
 
 RECORDED = 1000
 CREDENTIALS = ("authorization", "api-key", "x-api-key", "x-goog-api-key", "x-amz-security-token")

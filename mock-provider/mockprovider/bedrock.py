@@ -17,7 +17,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from extproc.mockprovider.script import Call, MockError, Prompt, Reply, estimate_tokens, pieces
+from mockprovider.script import Call, MockError, Prompt, Reply, estimate_tokens, pieces
 
 STOP = {"stop": "end_turn", "length": "max_tokens", "stop_sequence": "stop_sequence"} | {
     "tool_calls": "tool_use"

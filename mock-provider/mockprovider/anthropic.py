@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from extproc.mockprovider.script import Call, MockError, Prompt, Reply, estimate_tokens, pieces
+from mockprovider.script import Call, MockError, Prompt, Reply, estimate_tokens, pieces
 
 MESSAGE_FIELDS = frozenset(
     {

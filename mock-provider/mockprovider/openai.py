@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from extproc.mockprovider.script import (
+from mockprovider.script import (
     Call,
     MockError,
     Prompt,

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from extproc.mockprovider.script import MockError
+from mockprovider.script import MockError
 
 PATH = re.compile(
     r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/publishers/"
