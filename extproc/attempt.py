@@ -123,25 +123,17 @@ class Attempt:
     def _prepared(self, call: ModelCall, route: ModelRoute, target: Target, raw: Buffer) -> Answer:
         default_cap = self._gateway.output_cap(route)
         upstream = prepare_upstream(call, target, parse_body(raw), default_max_tokens=default_cap)
-        location = upstream.location
         payload = orjson.dumps(upstream.body)
-        setting = [
-            *location.headers,
-            *upstream.api.signature(target, location.path, payload),
-            (names.PATH, location.path),
-            (names.CONTENT_TYPE, "application/json"),
-            (names.CONTENT_LENGTH, str(len(payload))),
-        ]
         # What is on the request now is the client's (kept by the request's own stream for
         # any target), and an earlier attempt's provider headers: this target's allow-list
-        # decides, so none of another provider's reaches it, its key least of all (Envoy's
-        # attempt count, for this attempt's span only, goes too).
+        # decides (Envoy's attempt count, for this attempt's span only, goes too).
         agent = self._headers.get(names.USER_AGENT, [None])[0]
         set_headers, remove = to_provider(
             self._headers,
             target,
+            upstream.location,
+            payload,
             same_schema=not upstream.translation.translated,
-            setting=setting,
             client_agent=agent if self._gateway.client_user_agent == "append" else None,
         )
         return replace_request(set_headers=set_headers, remove_headers=remove, body=payload)

@@ -252,7 +252,7 @@ class Exchange:
         self._note_target(target, provider_api(target.provider).otel_name)
         self._unread_answer = [*self._notices]
         # Passed on as the client sent it: the client speaks the provider's own API.
-        set_headers, remove = self._routed_headers(target, location, [], same_schema=True)
+        set_headers, remove = self._provider_headers(target, location, None, same_schema=True)
         return replace_request_headers(set_headers=set_headers, remove_headers=remove)
 
     async def _stored_owner(self, response_id: str) -> Owner | None:
@@ -332,40 +332,22 @@ class Exchange:
     def _send_upstream(
         self, target: Target, location: Location, payload: bytes, *, same_schema: bool
     ) -> Answer:
-        body_headers = [
-            (names.CONTENT_TYPE, "application/json"),
-            (names.CONTENT_LENGTH, str(len(payload))),
-            *provider_api(target.provider).signature(target, location.path, payload),
-        ]
-        set_headers, remove = self._routed_headers(
-            target, location, body_headers, same_schema=same_schema
+        set_headers, remove = self._provider_headers(
+            target, location, payload, same_schema=same_schema
         )
         return replace_request(set_headers=set_headers, remove_headers=remove, body=payload)
 
-    def _routed_headers(
-        self,
-        target: Target,
-        location: Location,
-        extra: list[tuple[str, str]],
-        *,
-        same_schema: bool,
+    def _provider_headers(
+        self, target: Target, location: Location, payload: bytes | None, *, same_schema: bool
     ) -> tuple[list[tuple[str, str]], list[str]]:
-        """The headers to set (and to remove) for a request to the target at `location`."""
-        setting = [
-            *location.headers,
-            (names.ROUTE, target.provider.name),
-            (names.PATH, location.path),
-            *extra,
-            # Answers the gateway reads must come uncompressed; Envoy compresses them again
-            # for clients that accept it.
-            (names.ACCEPT_ENCODING, "identity"),
-        ]
         return to_provider(
             self._client_headers,
             target,
+            location,
+            payload,
             same_schema=same_schema,
-            setting=setting,
             client_agent=self._client_agent,
+            route=target.provider.name,
         )
 
     async def _continued_target(

@@ -19,14 +19,19 @@ from importlib.metadata import PackageNotFoundError, version
 
 from extproc.config import Target
 from extproc.headers import (
+    ACCEPT_ENCODING,
     ANSWER_REQUEST_ID,
+    CONTENT_LENGTH,
+    CONTENT_TYPE,
     HOP_BY_HOP,
     KEPT_FROM_CLIENTS,
     KEPT_FROM_PROVIDERS,
     LEFT_TO_ENVOY,
+    PATH,
+    ROUTE,
     USER_AGENT,
 )
-from extproc.providers import REQUEST_ID_HEADERS, provider_api
+from extproc.providers import REQUEST_ID_HEADERS, Location, provider_api
 
 
 def _gateway_agent() -> str:
@@ -51,15 +56,30 @@ def kept_for(target: Target, *, same_schema: bool) -> frozenset[str]:
 def to_provider(
     present: Iterable[str],
     target: Target,
+    location: Location,
+    payload: bytes | None,
     *,
     same_schema: bool,
-    setting: Headers,
     client_agent: str | None,
+    route: str | None = None,
 ) -> tuple[list[tuple[str, str]], list[str]]:
-    """The headers to set, and those to remove, for a request to `target`: `setting` (the
-    gateway's: credentials, path, framing), the target's fixed headers and the user agent
-    (the client's after the gateway's when `client_agent` is given); any other `present`
-    header the allow-list does not keep goes."""
+    """The headers to set, and those to remove, for a request to `target` at `location`,
+    whichever stream prepares it (the request's own, or one attempt of a call with fallback):
+    the path, the credentials (a signature covers `payload`), the framing of `payload` (None:
+    the body passes as the client sent it), answers asked uncompressed (Envoy compresses them
+    again for clients that accept it), the target's fixed headers and the user agent (the
+    client's after the gateway's when `client_agent` is given); `route`: where Envoy sends
+    it (None: already routed). Any other `present` header the allow-list does not keep goes:
+    on an attempt, that includes an earlier attempt's provider headers, its key above all."""
+    setting = [*location.headers, (PATH, location.path), (ACCEPT_ENCODING, "identity")]
+    if route is not None:
+        setting.append((ROUTE, route))
+    if payload is not None:
+        setting += [
+            (CONTENT_TYPE, "application/json"),
+            (CONTENT_LENGTH, str(len(payload))),
+            *provider_api(target.provider).signature(target, location.path, payload),
+        ]
     agent = GATEWAY_AGENT if not client_agent else f"{GATEWAY_AGENT} {client_agent}"
     headers = [*setting, *target.headers, (USER_AGENT, agent)]
     return headers, removed(present, kept_for(target, same_schema=same_schema), headers)
