@@ -310,12 +310,12 @@ class Exchange:
         record.upstream_model = target.model
         if self._services.telemetry.spans.records_content:
             record.input_content = self._services.telemetry.spans.content(_input_text(call, body))
-        reservation = await self._reserve(
-            principal,
-            route,
+        estimate = _estimate(translation, upstream.body, default_cap)
+        reservation = await self._reserve(principal, route, estimate, price=target.price)
+        self._open_response(
+            estimate,
             translation,
-            upstream.body,
-            default_cap,
+            reservation,
             price=target.price,
             idle_timeout=provider.idle_timeout,
         )
@@ -407,12 +407,12 @@ class Exchange:
         self._note_target(target, upstream.api.otel_name)
         self._note_keeper(route, target, upstream.translation, body)
         # Which target answers is not known yet: the dearest one's price is reserved.
-        reservation = await self._reserve(
-            principal,
-            route,
+        estimate = _estimate(upstream.translation, upstream.body, default_cap)
+        reservation = await self._reserve(principal, route, estimate, price=route.price)
+        self._open_response(
+            estimate,
             upstream.translation,
-            upstream.body,
-            default_cap,
+            reservation,
             price=route.price,
             idle_timeout=max(target.provider.idle_timeout for target in route.targets),
         )
@@ -490,27 +490,11 @@ class Exchange:
         record.upstream_model = target.model
 
     async def _reserve(
-        self,
-        principal: Principal,
-        route: ModelRoute,
-        translation: Translation,
-        body: JsonObject,
-        default_cap: int,
-        *,
-        price: Price | None,
-        idle_timeout: float,
+        self, principal: Principal, route: ModelRoute, estimate: Usage, *, price: Price | None
     ) -> Reservation:
-        """Reserve the request's estimated cost (read from the body as the provider will get
-        it; `default_cap` when it asks for no output cap) and prepare its response path; the
-        reservation says whether a clamping limit lowered the output cap."""
-        provider, operation = translation.provider, translation.operation
-        cap = provider.output_cap(operation, body)
-        if cap is None:
-            cap = default_cap
-        fields = provider.input_fields.get(operation, ())
-        estimate = Usage(estimate_tokens(body[name] for name in fields if name in body), cap)
-        telemetry = self._services.telemetry
-        span = telemetry.spans.child(self._span, "gateway.quota.reserve")
+        """Reserve the request's estimated cost; the reservation says whether a clamping limit
+        lowered the output cap."""
+        span = self._services.telemetry.spans.child(self._span, "gateway.quota.reserve")
         try:
             reservation = await self._services.ledger.reserve(
                 principal.limits,
@@ -518,7 +502,9 @@ class Exchange:
                 price=price,
                 estimate=estimate,
                 policy=self._gateway.quota.on_store_error,
-                upfront_output=min(cap, STREAM_STEP) if self._record.stream else None,
+                upfront_output=min(estimate.output_tokens, STREAM_STEP)
+                if self._record.stream
+                else None,
             )
         except QuotaRefused as refusal:
             raise refused(refusal) from None
@@ -528,6 +514,19 @@ class Exchange:
             if span is not None:
                 span.end()
         self._record.quota = reservation.decision
+        return reservation
+
+    def _open_response(
+        self,
+        estimate: Usage,
+        translation: Translation,
+        reservation: Reservation,
+        *,
+        price: Price | None,
+        idle_timeout: float,
+    ) -> None:
+        """The response side of a reserved call: it meters the answer and settles."""
+        telemetry = self._services.telemetry
         meter = Meter(
             estimate,
             translation,
@@ -547,7 +546,6 @@ class Exchange:
             expose_provider=self._gateway.expose_provider,
             notices=self._notices,
         )
-        return reservation
 
     async def _reply_error(self, error: GatewayError) -> ProcessingResponse:
         self._replied = True
@@ -567,6 +565,16 @@ class Exchange:
         schema = self._call.schema if self._call is not None else OPENAI
         assert schema.client is not None
         return schema.client
+
+
+def _estimate(translation: Translation, body: JsonObject, default_cap: int) -> Usage:
+    """What a call is reckoned to cost before it runs: its input as the provider gets it
+    (`body`), and its output cap (`default_cap` when it asks for none)."""
+    provider, operation = translation.provider, translation.operation
+    cap = provider.output_cap(operation, body)
+    fields = provider.input_fields.get(operation, ())
+    tokens = estimate_tokens(body[name] for name in fields if name in body)
+    return Usage(tokens, default_cap if cap is None else cap)
 
 
 def _check_encoding(headers: dict[str, list[str]]) -> None:
