@@ -51,21 +51,19 @@ from extproc.pipeline.refusals import refused, store_down
 from extproc.pipeline.routing import choose_target, resolve_route
 from extproc.pipeline.stored_responses import (
     Owner,
+    continued_target,
+    keeper,
     keeps_responses,
-    not_found,
-    owner_of,
-    reachable_target,
-    remember,
+    remember_answer,
     stored,
 )
-from extproc.pipeline.token_count import count_upstream, estimated_count
+from extproc.pipeline.token_count import plan_count
 from extproc.pipeline.upstream import prepare_upstream
 from extproc.pipeline.upstream_headers import from_provider, kept_for, removed, to_provider
 from extproc.providers import Location, provider_api
 from extproc.quota.ledger import Ledger, Reservation
 from extproc.quota.limits import Price
 from extproc.quota.standing import QuotaRefused, QuotaStoreDown
-from extproc.quota.store import StoreUnavailable
 from extproc.response import (
     CREDENTIALS_REFUSED,
     PROVIDER_AUTH_FAILED,
@@ -190,7 +188,9 @@ class Exchange:
         the request. Both happen after the last answer went out, off the response's path."""
         if self._response is not None:
             await self._response.finish()
-            await self._remember_stored_response(self._response)
+            if self._stores_as is not None:  # most calls: nothing stored, nothing to note
+                store, answered = self._services.ledger.store, self._response.answer_id()
+                await remember_answer(store, answered, self._stores_as)
         record = self._record
         if record.method is None:
             return
@@ -244,8 +244,8 @@ class Exchange:
     ) -> ProcessingResponse:
         """A stored response, read or deleted at the provider that keeps it, for a caller
         that may use the alias it was created through. Its answer passes as it is."""
-        owner = await self._stored_owner(response_id)
-        target = reachable_target(owner, principal, self._gateway.models, response_id)
+        store = self._services.ledger.store
+        owner, target = await keeper(store, response_id, principal, self._gateway.models)
         location = provider_api(target.provider).locate_native(path, target)
         assert location is not None, "reachable targets serve the Responses API"
         self._record.alias = owner.alias if owner is not None else None
@@ -254,28 +254,6 @@ class Exchange:
         # Passed on as the client sent it: the client speaks the provider's own API.
         set_headers, remove = self._provider_headers(target, location, None, same_schema=True)
         return replace_request_headers(set_headers=set_headers, remove_headers=remove)
-
-    async def _stored_owner(self, response_id: str) -> Owner | None:
-        try:
-            return await owner_of(self._services.ledger.store, response_id)
-        except StoreUnavailable:
-            raise store_down() from None
-
-    async def _remember_stored_response(self, response: ResponsePath) -> None:
-        owner = self._stores_as
-        if owner is None:
-            return  # most calls: nothing stored, nothing to read from the answer
-        response_id = response.answer_id()
-        if response_id is None:
-            return
-        try:
-            await remember(self._services.ledger.store, response_id, owner)
-        except StoreUnavailable:
-            log.warning(
-                "response %s is stored by its provider but cannot be reached later: "
-                "the quota store is unavailable",
-                shorten(response_id),
-            )
 
     async def _on_request_body(self, raw: Buffer) -> Answer:
         call, principal = self._call, self._principal
@@ -296,7 +274,8 @@ class Exchange:
         route = resolve_route(self._gateway.models, principal, alias)
         previous = body.get("previous_response_id") if call.schema is RESPONSES else None
         if isinstance(previous, str) and keeps_responses(route):
-            target = await self._continued_target(route, principal, previous)
+            store, models = self._services.ledger.store, self._gateway.models
+            target = await continued_target(store, route, principal, models, previous)
         elif route.retry is not None:
             return await self._forward_with_fallback(call, principal, route, body)
         else:
@@ -350,19 +329,6 @@ class Exchange:
             route=target.provider.name,
         )
 
-    async def _continued_target(
-        self, route: ModelRoute, principal: Principal, previous: str
-    ) -> Target:
-        """A Responses call continuing a stored response goes to the provider keeping it,
-        when that response was made through an alias the caller may use."""
-        owner = await self._stored_owner(previous)
-        param = "previous_response_id"
-        kept_by = reachable_target(owner, principal, self._gateway.models, previous, param=param)
-        for target in route.targets:
-            if target.provider.name == kept_by.provider.name:
-                return target
-        raise not_found(previous, param)
-
     def _count_tokens(
         self, count: TokenCount, principal: Principal, alias: str, body: JsonObject
     ) -> Answer:
@@ -370,19 +336,16 @@ class Exchange:
         not charged either way."""
         self._record.alias = alias
         route = resolve_route(self._gateway.models, principal, alias)
-        # An alias with fallback counts as its first target would.
-        fallback = route.retry is not None
-        target = route.targets[0] if fallback else choose_target(route, self._services.rng)
-        upstream = count_upstream(count, target, body)
-        if upstream is None:
+        plan = plan_count(count, route, body, self._services.rng)
+        if isinstance(plan, bytes):
             self._replied = True
             self._record.status = 200
-            headers = [(names.TOKEN_COUNT, "estimate")]
-            return local_reply(200, estimated_count(count, body), headers=headers)
+            return local_reply(200, plan, headers=[(names.TOKEN_COUNT, "estimate")])
+        target = plan.target
         self._note_target(target, provider_api(target.provider).otel_name)
         self._unread_answer = [(names.TOKEN_COUNT, "provider"), *self._notices]
         # A count goes to a provider counting in the client's own schema.
-        return self._send_upstream(target, upstream.location, upstream.payload, same_schema=True)
+        return self._send_upstream(target, plan.location, plan.payload, same_schema=True)
 
     def _on_unread_answer(self, headers: Headers, set_headers: list[tuple[str, str]]) -> Answer:
         record = self._record

@@ -4,18 +4,22 @@ stored response (reading, deleting, continuing it) only when it may use that ali
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from extproc.config import ModelRoute, Principal, Target
 from extproc.errors import NotFound, shorten
+from extproc.pipeline.refusals import store_down
 from extproc.providers import provider_api
 from extproc.providers.base import RESPONSES_API
-from extproc.quota.store import QuotaStore
+from extproc.quota.store import QuotaStore, StoreUnavailable
 from extproc.translators.ir import JsonObject
 from extproc.translators.responses import RESPONSES
 from extproc.translators.translation import Translation
+
+log = logging.getLogger(__name__)
 
 RETENTION_SECONDS = 30 * 24 * 3600
 """How long OpenAI keeps a stored response."""
@@ -45,6 +49,55 @@ async def owner_of(store: QuotaStore, response_id: str) -> Owner | None:
         return None
     alias, _, provider = value.partition("\n")
     return Owner(alias, provider)
+
+
+async def keeper(
+    store: QuotaStore,
+    response_id: str,
+    principal: Principal,
+    routes: Mapping[str, ModelRoute],
+    *,
+    param: str | None = None,
+) -> tuple[Owner | None, Target]:
+    """Who made a stored response, and the target to reach it through (see
+    `reachable_target`); 503 when the store that knows cannot be asked."""
+    try:
+        owner = await owner_of(store, response_id)
+    except StoreUnavailable:
+        raise store_down() from None
+    return owner, reachable_target(owner, principal, routes, response_id, param=param)
+
+
+async def continued_target(
+    store: QuotaStore,
+    route: ModelRoute,
+    principal: Principal,
+    routes: Mapping[str, ModelRoute],
+    previous: str,
+) -> Target:
+    """A Responses call continuing a stored response goes to the provider keeping it, when
+    that response was made through an alias the caller may use."""
+    param = "previous_response_id"
+    _, kept_by = await keeper(store, previous, principal, routes, param=param)
+    for target in route.targets:
+        if target.provider.name == kept_by.provider.name:
+            return target
+    raise not_found(previous, param)
+
+
+async def remember_answer(store: QuotaStore, response_id: str | None, owner: Owner) -> None:
+    """Note who made a response its provider stores (`response_id`: the answer's, None when
+    it failed), so that only callers allowed its alias reach it later."""
+    if response_id is None:
+        return
+    try:
+        await remember(store, response_id, owner)
+    except StoreUnavailable:
+        log.warning(
+            "response %s is stored by its provider but cannot be reached later: "
+            "the quota store is unavailable",
+            shorten(response_id),
+        )
 
 
 def keeps_responses(route: ModelRoute) -> bool:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import orjson
 
-from extproc.config import Target
+from extproc.config import ModelRoute, Target
 from extproc.endpoints.spec import TokenCount
+from extproc.pipeline.routing import choose_target
 from extproc.providers import Location, provider_api
 from extproc.translators.ir import JsonObject
 from extproc.usage import estimate_tokens
@@ -15,9 +17,20 @@ from extproc.usage import estimate_tokens
 
 @dataclass(frozen=True, slots=True)
 class CountUpstream:
+    target: Target
     location: Location
     payload: bytes
     """The client's body naming the target's model."""
+
+
+def plan_count(
+    count: TokenCount, route: ModelRoute, body: JsonObject, rng: random.Random
+) -> CountUpstream | bytes:
+    """Where a count goes: to the target's provider when it counts natively (an alias with
+    fallback counts as its first target would), else answered here (the answer's bytes)."""
+    target = route.targets[0] if route.retry is not None else choose_target(route, rng)
+    upstream = count_upstream(count, target, body)
+    return estimated_count(count, body) if upstream is None else upstream
 
 
 def count_upstream(count: TokenCount, target: Target, body: JsonObject) -> CountUpstream | None:
@@ -25,7 +38,7 @@ def count_upstream(count: TokenCount, target: Target, body: JsonObject) -> Count
     location = provider_api(target.provider).locate_native(count.path, target)
     if location is None:
         return None
-    return CountUpstream(location, orjson.dumps({**body, "model": target.model}))
+    return CountUpstream(target, location, orjson.dumps({**body, "model": target.model}))
 
 
 def estimated_count(count: TokenCount, body: JsonObject) -> bytes:
