@@ -45,9 +45,6 @@ from envoy_data_plane.envoy.config.route.v3 import (
 from envoy_data_plane.envoy.extensions.filters.http.ext_proc.v3 import (
     MetadataOptions,
     MetadataOptionsMetadataNamespaces,
-    ProcessingMode,
-    ProcessingModeBodySendMode,
-    ProcessingModeHeaderSendMode,
 )
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
     HttpFilter,
@@ -243,12 +240,6 @@ def _attempt_filter(gateway: Gateway) -> HttpFilter:
     metadata = MetadataOptions(
         forwarding_namespaces=MetadataOptionsMetadataNamespaces(untyped=[SHARED_METADATA])
     )
-    mode = ProcessingMode(
-        request_header_mode=ProcessingModeHeaderSendMode.SEND,
-        request_body_mode=ProcessingModeBodySendMode.BUFFERED,
-        request_trailer_mode=ProcessingModeHeaderSendMode.SKIP,
-        response_header_mode=ProcessingModeHeaderSendMode.SEND,
-        response_body_mode=ProcessingModeBodySendMode.NONE,
-        response_trailer_mode=ProcessingModeHeaderSendMode.SKIP,
+    return ext_proc_filter(
+        gateway, metadata, response_headers=True, request_attributes=ATTEMPT_ATTRIBUTES
     )
-    return ext_proc_filter(gateway, mode, metadata, request_attributes=ATTEMPT_ATTRIBUTES)

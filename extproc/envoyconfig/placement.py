@@ -100,13 +100,25 @@ def _identity_namespaces(gateway: Gateway) -> list[str]:
 
 def ext_proc_filter(
     gateway: Gateway,
-    processing_mode: ProcessingMode,
     metadata_options: MetadataOptions,
     *,
+    response_headers: bool,
     request_attributes: Sequence[str] = (),
 ) -> HttpFilter:
     """An ext_proc filter calling the processor: every one of them (the request's own, each
-    attempt's) fails closed, with the same answer and the same time for the processor's."""
+    attempt's) fails closed, with the same answer and the same time for the processor's. It
+    sees the request's headers and whole body; of the response, its headers when
+    `response_headers` (the processor may ask for more through mode_override)."""
+    processing_mode = ProcessingMode(
+        request_header_mode=ProcessingModeHeaderSendMode.SEND,
+        request_body_mode=ProcessingModeBodySendMode.BUFFERED,
+        request_trailer_mode=ProcessingModeHeaderSendMode.SKIP,
+        response_header_mode=ProcessingModeHeaderSendMode.SEND
+        if response_headers
+        else ProcessingModeHeaderSendMode.SKIP,
+        response_body_mode=ProcessingModeBodySendMode.NONE,
+        response_trailer_mode=ProcessingModeHeaderSendMode.SKIP,
+    )
     processor = ExternalProcessor(
         grpc_service=processor_service(gateway),
         # Fail closed: with the processor down a request must never reach a provider.
@@ -133,18 +145,10 @@ def request_filter(gateway: Gateway) -> HttpFilter:
         if (forwarded := _identity_namespaces(gateway))
         else None,
     )
-    mode = ProcessingMode(
-        request_header_mode=ProcessingModeHeaderSendMode.SEND,
-        request_body_mode=ProcessingModeBodySendMode.BUFFERED,
-        request_trailer_mode=ProcessingModeHeaderSendMode.SKIP,
-        # Responses are read only for model calls, switched on by the processor through
-        # mode_override: Envoy's own replies to broken requests (431, 400) come before
-        # the processor saw the request, and pausing them would lose them.
-        response_header_mode=ProcessingModeHeaderSendMode.SKIP,
-        response_body_mode=ProcessingModeBodySendMode.NONE,
-        response_trailer_mode=ProcessingModeHeaderSendMode.SKIP,
-    )
-    return ext_proc_filter(gateway, mode, metadata)
+    # Responses are read only for model calls, switched on by the processor through
+    # mode_override: Envoy's own replies to broken requests (431, 400) come before the
+    # processor saw the request, and pausing them would lose them.
+    return ext_proc_filter(gateway, metadata, response_headers=False)
 
 
 def report_clusters(placement: Placement) -> list[str]:

@@ -107,6 +107,20 @@ def test_a_request_body_is_a_view_of_what_was_received() -> None:
         read_wire(memoryview(b"\x12\xff\xff"))
 
 
+def upb_mutation(headers: list[tuple[str, str]], removed: list[str]) -> ext_proc.HeaderMutation:
+    """The header mutation as upb builds it (the oracle of the hand-written answers)."""
+    return ext_proc.HeaderMutation(
+        set_headers=[
+            base_pb2.HeaderValueOption(
+                header=base_pb2.HeaderValue(key=name, raw_value=value.encode()),
+                append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+            )
+            for name, value in headers
+        ],
+        remove_headers=removed,
+    )
+
+
 @given(
     body=bodies,
     headers=st.lists(st.tuples(st.sampled_from(["a", "b", ":path"]), st.text(max_size=20))),
@@ -123,16 +137,7 @@ def test_an_answer_written_around_its_body_is_the_message_upb_would_write(
     expected = ext_proc.ProcessingResponse(
         request_body=ext_proc.BodyResponse(
             response=ext_proc.CommonResponse(
-                header_mutation=ext_proc.HeaderMutation(
-                    set_headers=[
-                        base_pb2.HeaderValueOption(
-                            header=base_pb2.HeaderValue(key=name, raw_value=value.encode()),
-                            append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
-                        )
-                        for name, value in headers
-                    ],
-                    remove_headers=removed,
-                ),
+                header_mutation=upb_mutation(headers, removed),
                 body_mutation=ext_proc.BodyMutation(body=body),
                 clear_route_cache=True,
             )
@@ -158,16 +163,7 @@ def test_an_answer_to_response_headers_is_the_message_upb_would_write(
     headers: list[tuple[str, str]], removed: list[str], body: Any
 ) -> None:
     answer = amend_response_headers(headers, remove_headers=removed, body=body)
-    mutation = ext_proc.HeaderMutation(
-        set_headers=[
-            base_pb2.HeaderValueOption(
-                header=base_pb2.HeaderValue(key=name, raw_value=value.encode()),
-                append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
-            )
-            for name, value in headers
-        ],
-        remove_headers=removed,
-    )
+    mutation = upb_mutation(headers, removed)
     expected = ext_proc.ProcessingResponse(
         response_headers=ext_proc.HeadersResponse(
             response=ext_proc.CommonResponse(header_mutation=mutation)
