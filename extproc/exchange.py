@@ -13,7 +13,6 @@ import orjson
 
 from extproc import headers as names
 from extproc.config import Gateway, ModelRoute, Principal, Target
-from extproc.contract import route_value
 from extproc.endpoints import (
     LocalAnswer,
     ModelCall,
@@ -59,7 +58,7 @@ from extproc.pipeline.stored_responses import (
 )
 from extproc.pipeline.token_count import plan_count
 from extproc.pipeline.upstream import prepare_upstream
-from extproc.pipeline.upstream_headers import from_provider, kept_for, removed, to_provider
+from extproc.pipeline.upstream_headers import from_provider, to_alias, to_provider
 from extproc.providers import Location, provider_api
 from extproc.quota.ledger import Ledger, Reservation
 from extproc.quota.limits import Price
@@ -385,21 +384,12 @@ class Exchange:
             )
         self._fallback, self._client_body = route, body
         payload = orjson.dumps(body)
-        set_headers = [
-            (names.ROUTE, route_value(route.alias, start)),
-            (names.CONTENT_LENGTH, str(len(payload))),
-            (names.ACCEPT_ENCODING, "identity"),
-        ]
-        # Each attempt keeps what its own target may get (see `Attempt`): here, what any may.
-        kept = {names.USER_AGENT}.union(
-            *(
-                kept_for(target, same_schema=provider_api(target.provider).schema is call.schema)
-                for target in route.targets
-            )
+        set_headers, remove = to_alias(
+            self._client_headers, route, call.schema, payload, start=start
         )
         return replace_request(
             set_headers=set_headers,
-            remove_headers=removed(self._client_headers, kept, set_headers),
+            remove_headers=remove,
             body=payload,
             # Each attempt's span continues this request's span.
             shared=self._services.telemetry.spans.context_of(self._span),

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from extproc.config import Target
+from extproc.config import ModelRoute, Target
+from extproc.contract import route_value
 from extproc.headers import (
     ACCEPT_ENCODING,
     ANSWER_REQUEST_ID,
@@ -32,6 +33,7 @@ from extproc.headers import (
     USER_AGENT,
 )
 from extproc.providers import REQUEST_ID_HEADERS, Location, provider_api
+from extproc.translators.schema import WireSchema
 
 
 def _gateway_agent() -> str:
@@ -83,6 +85,27 @@ def to_provider(
     agent = GATEWAY_AGENT if not client_agent else f"{GATEWAY_AGENT} {client_agent}"
     headers = [*setting, *target.headers, (USER_AGENT, agent)]
     return headers, removed(present, kept_for(target, same_schema=same_schema), headers)
+
+
+def to_alias(
+    present: Iterable[str], route: ModelRoute, client: WireSchema, payload: bytes, *, start: int
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The headers to set, and those to remove, for a call to an alias with fallback as the
+    request's own stream sends it on: routed to the alias from its `start`th level, the body
+    `payload`, answers asked uncompressed, and of the client's headers those that any of its
+    targets may get (each attempt then keeps what its own target may: see `to_provider`)."""
+    setting = [
+        (ROUTE, route_value(route.alias, start)),
+        (CONTENT_LENGTH, str(len(payload))),
+        (ACCEPT_ENCODING, "identity"),
+    ]
+    kept = {USER_AGENT}.union(
+        *(
+            kept_for(target, same_schema=provider_api(target.provider).schema is client)
+            for target in route.targets
+        )
+    )
+    return setting, removed(present, kept, setting)
 
 
 def removed(present: Iterable[str], kept: Collection[str], setting: Headers) -> list[str]:
