@@ -11,6 +11,7 @@ Redis Cluster.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Sequence
 from typing import Any
@@ -162,47 +163,58 @@ local function adjust(key, delta)
 end
 """
 
-# KEYS: epoch, ticket, counters…; ARGV: the reservation's epoch, ticket, then per counter:
-# final amount, expiry, in flight (1/0).
+# Settles several reservations in one call. KEYS: epoch, then per settlement its ticket and
+# counters…; ARGV: the number of settlements, then per settlement: its number of counters,
+# the reservation's epoch, ticket, and per counter: final amount, expiry, in flight (1/0).
 _SETTLE = (
     _RECORD
     + _ADJUST
     + """
-local record = redis.call('GET', KEYS[2])
-if record == '!' then
-  return 0
-end
-if record then
-  local amounts = held(record, #KEYS - 2)
-  for i = 3, #KEYS do
-    local at = 3 * i - 6
-    if ARGV[at + 2] == '1' then
-      redis.call('ZREM', KEYS[i], ARGV[2])
-    else
-      adjust(KEYS[i], tonumber(ARGV[at]) - amounts[i - 2])
+local current = nil
+local k, a = 2, 2
+for _ = 1, tonumber(ARGV[1]) do
+  local count, reserved_in, ticket = tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 2]
+  local record = redis.call('GET', KEYS[k])
+  if record == '!' then
+    -- cancelled: nothing was held
+  elseif record then
+    local amounts = held(record, count)
+    for i = 1, count do
+      local at = a + 3 * i
+      if ARGV[at + 2] == '1' then
+        redis.call('ZREM', KEYS[k + i], ticket)
+      else
+        adjust(KEYS[k + i], tonumber(ARGV[at]) - amounts[i])
+      end
+    end
+    redis.call('DEL', KEYS[k])
+  else
+    if not current then
+      current = redis.call('GET', KEYS[1])
+      if not current then  -- nothing has run since Redis lost its keys
+        local clock = redis.call('TIME')
+        current = clock[1] .. '.' .. clock[2]
+        redis.call('SET', KEYS[1], current)
+      end
+    end
+    if current ~= reserved_in then
+      for i = 1, count do
+        local at = a + 3 * i
+        local final, key = tonumber(ARGV[at]), KEYS[k + i]
+        if ARGV[at + 2] ~= '1' and final > 0 and redis.call('INCRBY', key, final) == final then
+          redis.call('PEXPIREAT', key, ARGV[at + 1])
+        end
+      end
     end
   end
-  redis.call('DEL', KEYS[2])
-  return 0
-end
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then  -- nothing has run since Redis lost its keys
-  local clock = redis.call('TIME')
-  epoch = clock[1] .. '.' .. clock[2]
-  redis.call('SET', KEYS[1], epoch)
-end
-if epoch ~= ARGV[1] then
-  for i = 3, #KEYS do
-    local at = 3 * i - 6
-    local final = tonumber(ARGV[at])
-    if ARGV[at + 2] ~= '1' and final > 0 and redis.call('INCRBY', KEYS[i], final) == final then
-      redis.call('PEXPIREAT', KEYS[i], ARGV[at + 1])
-    end
-  end
+  k, a = k + 1 + count, a + 3 + 3 * count
 end
 return 0
 """
 )
+SETTLE_BATCH = 64
+"""Settlements sent in one script call, at most (those of one turn of the event loop)."""
+
 
 # KEYS: ticket, counters…; ARGV: ticket, tombstone lifetime (ms), then per counter: in
 # flight (1/0).
@@ -255,6 +267,51 @@ if ends > current then redis.call('SET', KEYS[1], ends, 'PXAT', ends) end
 """
 
 
+class _Batch:
+    """Settlements gathered over one turn of the event loop and sent as one script call:
+    Redis runs one script instead of one per request. A failure fails every settlement of
+    the batch (each is kept for replay by the ledger, as one alone would be)."""
+
+    def __init__(self, client: RespClient, script: Script, first_key: str) -> None:
+        self._client, self._script, self._first_key = client, script, first_key
+        self._keys: list[str] = []
+        self._args: list[int | str] = []
+        self._count = 0
+        self._done: asyncio.Future[None] | None = None
+
+    def add(self, keys: list[str], args: list[int | str]) -> asyncio.Future[None]:
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(self._send)
+        done = self._done
+        self._keys += keys
+        self._args += args
+        self._count += 1
+        if self._count >= SETTLE_BATCH:
+            self._send()
+        return done
+
+    def _send(self) -> None:
+        done = self._done
+        if done is None:
+            return  # sent already, when full
+        keys, args = [self._first_key, *self._keys], [self._count, *self._args]
+        self._keys, self._args, self._count, self._done = [], [], 0, None
+        sending = asyncio.ensure_future(self._client.run(self._script, keys, args))
+        sending.add_done_callback(lambda sent: _settled(done, sent))
+
+
+def _settled(done: asyncio.Future[None], sent: asyncio.Future[Any]) -> None:
+    """Pass the call's outcome to every settlement of the batch."""
+    if sent.cancelled():
+        done.set_exception(TimeoutError())
+    elif (error := sent.exception()) is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(None)
+    done.exception()  # read here too: every waiter may have gone (each waits shielded)
+
+
 def _milliseconds(seconds: float) -> int:
     return int(seconds * 1000)
 
@@ -267,7 +324,7 @@ class RedisStore:
         self._offset: float | None = None
         """Redis's clock minus this machine's (seconds), once measured."""
         self._reserve = Script(_RESERVE)
-        self._settle = Script(_SETTLE)
+        self._settlements = _Batch(self._client, Script(_SETTLE), EPOCH_KEY)
         self._cancel = Script(_CANCEL)
         self._read = Script(_READ)
         self._cool = Script(_COOL)
@@ -302,12 +359,11 @@ class RedisStore:
         return Outcome(bool(granted), tuple(int(v) for v in values), tuple(refused), epoch)
 
     async def settle(self, ticket: str, epoch: str, finals: Sequence[Final]) -> None:
-        keys = [EPOCH_KEY, TICKET_PREFIX + ticket]
-        keys += [KEY_PREFIX + final.counter for final in finals]
-        args: list[int | str] = [epoch, ticket]
+        keys = [TICKET_PREFIX + ticket, *(KEY_PREFIX + final.counter for final in finals)]
+        args: list[int | str] = [len(finals), epoch, ticket]
         for final in finals:
             args += [final.amount, _milliseconds(final.expires_at), int(final.in_flight)]
-        await self._call(self._client.run(self._settle, keys, args))
+        await self._call(asyncio.shield(self._settlements.add(keys, args)))
 
     async def cancel(self, ticket: str, charges: Sequence[Charge]) -> None:
         keys = [TICKET_PREFIX + ticket, *(KEY_PREFIX + charge.counter for charge in charges)]

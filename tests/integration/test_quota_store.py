@@ -177,6 +177,34 @@ async def test_a_settlement_from_before_a_restart_charges_the_new_counters_in_fu
     await store.close()
 
 
+async def test_settlements_made_together_go_as_one_call_each_with_its_own_outcome(
+    redis: RedisServer,
+) -> None:
+    """Held, cancelled, already settled, from before a restart, holding a slot: one script."""
+    store = RedisStore(redis.url, password=None, timeout=1.0)
+    async with Redis.from_url(redis.url) as client:
+        await client.flushdb()
+        old = await reserve(store, "o.old", [charge("a", 50, None)])
+        await client.flushall()  # a restart without persistence
+        held = await reserve(store, "o.held", [charge("a", 10, None), slot_charge()])
+        await reserve(store, "o.cancelled", [charge("b", 7, None)])
+        await store.cancel("o.cancelled", [charge("b", 7, None)])
+        done = await reserve(store, "o.done", [charge("b", 3, None)])
+        await store.settle("o.done", done.epoch, [final("b", 2)])
+        before = (await client.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+        slot = Final("inflight", 0, 0, in_flight=True)
+        await asyncio.gather(
+            store.settle("o.held", held.epoch, [final("a", 4), slot]),
+            store.settle("o.cancelled", held.epoch, [final("b", 7)]),
+            store.settle("o.done", done.epoch, [final("b", 2)]),
+            store.settle("o.old", old.epoch, [final("a", 5)]),
+        )
+        after = (await client.info("commandstats"))["cmdstat_evalsha"]["calls"]
+        assert after - before == 1
+        assert await store.read(["a", "b", "inflight"]) == [4 + 5, 2, 0]
+    await store.close()
+
+
 async def test_slots_of_an_owner_that_stopped_beating_are_taken_when_needed(
     redis: RedisServer,
 ) -> None:
