@@ -48,7 +48,10 @@ class _Pipeline(asyncio.Protocol):
         self._max_waiting = max_waiting
         self._transport: asyncio.Transport | None = None
         self._reader = hiredis.Reader()
-        self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self._waiting: deque[asyncio.Future[Any]] = deque()
+        """Every command sent and not answered yet, in order (replies come in that order)."""
+        self._deadlines: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        """Those not failed for lateness yet, with their deadlines (the line's order)."""
         self._outbound: list[bytes] = []
         self._flush_scheduled = False
         self._expiry: asyncio.TimerHandle | None = None
@@ -67,7 +70,8 @@ class _Pipeline(asyncio.Protocol):
         if len(self._waiting) >= self._max_waiting:
             reply.set_exception(RespError("too many commands wait for Redis to answer"))
             return reply
-        self._waiting.append((reply, deadline))
+        self._waiting.append(reply)
+        self._deadlines.append((deadline, reply))
         self._outbound.append(command)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -80,14 +84,16 @@ class _Pipeline(asyncio.Protocol):
         """Fail the commands whose deadline passed; they keep their places in the line. (A
         command sent after a later-starting one, having waited for the connection, expires
         with the one before it.)"""
-        now = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         self._expiry = None
-        for waiter, deadline in self._waiting:
-            if deadline > now:
-                self._expiry = asyncio.get_running_loop().call_at(deadline, self._expire)
-                return
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            waiter = deadlines.popleft()[1]
             if not waiter.done():
                 waiter.set_exception(TimeoutError())
+        if deadlines:
+            self._expiry = loop.call_at(deadlines[0][0], self._expire)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -99,7 +105,9 @@ class _Pipeline(asyncio.Protocol):
         self._reader.feed(data)
         try:
             while (reply := self._reader.gets()) is not False:
-                waiter = self._waiting.popleft()[0] if self._waiting else None
+                waiter = self._waiting.popleft() if self._waiting else None
+                if self._deadlines and self._deadlines[0][1] is waiter:
+                    self._deadlines.popleft()
                 if waiter is None or waiter.done():
                     continue  # its caller gave up: the reply only keeps the line in order
                 if isinstance(reply, hiredis.ReplyError):
@@ -121,7 +129,8 @@ class _Pipeline(asyncio.Protocol):
             self._expiry.cancel()
             self._expiry = None
         waiting, self._waiting = self._waiting, deque()
-        for waiter, _ in waiting:
+        self._deadlines.clear()
+        for waiter in waiting:
             if not waiter.done():
                 waiter.set_exception(error)
         if self._transport is not None:
