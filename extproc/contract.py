@@ -48,3 +48,8 @@ def alias_cluster(alias: str, start: int) -> str:
 def alias_of(cluster: str) -> str:
     """The alias a fallback cluster serves."""
     return cluster.removeprefix(ALIAS_CLUSTER_PREFIX).rpartition(".")[0]
+
+
+NEUTRAL_FIELD = "neutral"
+"""In `SHARED_METADATA`: the request's stream screens the answer, so each attempt sends the
+call through the neutral form (the answer comes back in the provider's own schema)."""

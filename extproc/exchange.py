@@ -13,6 +13,7 @@ import orjson
 
 from extproc import headers as names
 from extproc.config import Gateway, ModelRoute, Principal, Target
+from extproc.contract import NEUTRAL_FIELD
 from extproc.endpoints import (
     LocalAnswer,
     ModelCall,
@@ -42,12 +43,14 @@ from extproc.errors import (
     UnsupportedMediaType,
     shorten,
 )
+from extproc.guardrails.policy import Screen, screens
 from extproc.pipeline.auth import expiry_notice
 from extproc.pipeline.cooldown import first_level_not_cooling
 from extproc.pipeline.identity import identify
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.refusals import refused, store_down
 from extproc.pipeline.routing import choose_target, resolve_route
+from extproc.pipeline.screening import blocked_error, screen_request
 from extproc.pipeline.stored_responses import (
     Owner,
     continued_target,
@@ -57,7 +60,7 @@ from extproc.pipeline.stored_responses import (
     stored,
 )
 from extproc.pipeline.token_count import plan_count
-from extproc.pipeline.upstream import prepare_upstream
+from extproc.pipeline.upstream import Upstream, prepare_upstream
 from extproc.pipeline.upstream_headers import from_provider, to_alias, to_provider
 from extproc.providers import Location, provider_api
 from extproc.quota.ledger import Ledger, Reservation
@@ -106,6 +109,7 @@ class Exchange:
         "_gateway",
         "_metadata",
         "_notices",
+        "_output_screen",
         "_principal",
         "_record",
         "_replied",
@@ -140,6 +144,9 @@ class Exchange:
         self._client_agent: str | None = None
         """The client's user agent, when the providers get it after the gateway's."""
         self._replied = False
+        self._output_screen: Screen | None = None
+        """Set when guardrails screen the answer: the call then goes through the neutral
+        form."""
         self._response: ResponsePath | None = None
         self._record = RequestRecord()
         self._span: GatewaySpan | None = None
@@ -271,6 +278,8 @@ class Exchange:
             bool(body.get("stream")),
         )
         route = resolve_route(self._gateway.models, principal, alias)
+        if self._gateway.guardrails:
+            body = await self._screened(call, principal, route, body)
         previous = body.get("previous_response_id") if call.schema is RESPONSES else None
         if isinstance(previous, str) and keeps_responses(route):
             store, models = self._services.ledger.store, self._gateway.models
@@ -281,7 +290,7 @@ class Exchange:
             target = choose_target(route, self._services.rng)
         provider = target.provider
         default_cap = self._gateway.output_cap(route)
-        upstream = prepare_upstream(call, target, body, default_max_tokens=default_cap)
+        upstream = self._prepared(call, target, body, default_cap)
         translation = upstream.translation
         self._note_keeper(route, target, translation, body)
         record.provider, record.provider_name = provider.name, upstream.api.otel_name
@@ -305,6 +314,44 @@ class Exchange:
         payload = orjson.dumps(upstream_body)
         return self._send_upstream(
             target, upstream.location, payload, same_schema=not translation.translated
+        )
+
+    async def _screened(
+        self, call: ModelCall, principal: Principal, route: ModelRoute, body: JsonObject
+    ) -> JsonObject:
+        """The body as the input guardrails let it go upstream (a block refuses the call
+        before anything is reserved); notes the output guardrails for the answer."""
+        screen_in, self._output_screen = screens(self._gateway.policies(principal, route))
+        streamed_completion = call.operation == "text_completion" and body.get("stream") is True
+        if self._output_screen is not None and streamed_completion:
+            raise BadRequest(
+                "Guardrails screen this model's answers, which this endpoint cannot do "
+                "on a stream; call without stream, or use /v1/chat/completions.",
+                param="stream",
+                code="guardrail_unsupported",
+            )
+        if screen_in is None:
+            return body
+        span = self._services.telemetry.spans.child(self._span, "gateway.guardrails.input")
+        try:
+            screened, verdicts = await screen_request(screen_in, body)
+        finally:
+            if span is not None:
+                span.end()
+        self._record.guardrails.extend(verdicts.decisions)
+        if verdicts.blocked is not None:
+            raise blocked_error(verdicts.blocked)
+        return screened
+
+    def _prepared(
+        self, call: ModelCall, target: Target, body: JsonObject, default_cap: int
+    ) -> Upstream:
+        return prepare_upstream(
+            call,
+            target,
+            body,
+            default_max_tokens=default_cap,
+            neutral=self._output_screen is not None,
         )
 
     def _send_upstream(
@@ -365,7 +412,7 @@ class Exchange:
         start = await first_level_not_cooling(self._services.ledger.store, route)
         target = route.targets[0]
         default_cap = self._gateway.output_cap(route)
-        upstream = prepare_upstream(call, target, body, default_max_tokens=default_cap)
+        upstream = self._prepared(call, target, body, default_cap)
         self._note_target(target, upstream.api.otel_name)
         self._note_keeper(route, target, upstream.translation, body)
         # Which target answers is not known yet: the dearest one's price is reserved.
@@ -387,12 +434,13 @@ class Exchange:
         set_headers, remove = to_alias(
             self._client_headers, route, call.schema, payload, start=start
         )
+        # Each attempt's span continues this request's span, and goes through the neutral
+        # form when this stream screens the answer.
+        shared = self._services.telemetry.spans.context_of(self._span)
+        if self._output_screen is not None:
+            shared = {**shared, NEUTRAL_FIELD: "1"}
         return replace_request(
-            set_headers=set_headers,
-            remove_headers=remove,
-            body=payload,
-            # Each attempt's span continues this request's span.
-            shared=self._services.telemetry.spans.context_of(self._span),
+            set_headers=set_headers, remove_headers=remove, body=payload, shared=shared
         )
 
     async def _on_response_headers(self, headers: Headers) -> Answer:
@@ -425,7 +473,7 @@ class Exchange:
             answered.answered_by(None, target.price)
             return
         default_cap = self._gateway.output_cap(route)
-        upstream = prepare_upstream(call, target, self._client_body, default_max_tokens=default_cap)
+        upstream = self._prepared(call, target, self._client_body, default_cap)
         self._note_target(target, upstream.api.otel_name)
         self._note_keeper(route, target, upstream.translation, self._client_body)
         answered.answered_by(upstream.translation, target.price)
@@ -486,6 +534,7 @@ class Exchange:
             started=time.monotonic(),
             keep_text=telemetry.spans.records_content,
             max_event=self._gateway.listen.max_request_body,
+            screen=self._output_screen,
         )
         self._response = ResponsePath(
             meter,
@@ -498,6 +547,7 @@ class Exchange:
             max_message=self._gateway.listen.max_request_body,
             expose_provider=self._gateway.expose_provider,
             notices=self._notices,
+            screen=self._output_screen,
         )
 
     async def _reply_error(self, error: GatewayError) -> ProcessingResponse:

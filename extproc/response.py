@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import orjson
+
 from extproc import headers as names
 from extproc.envoyapi.messages import (
     Answer,
@@ -18,10 +20,15 @@ from extproc.envoyapi.messages import (
     replace_response_body,
 )
 from extproc.errors import BadGateway, GatewayError, GatewayTimeout, shorten
+from extproc.guardrails.policy import Screen, Verdicts
+from extproc.guardrails.walk import rewrite_texts
 from extproc.pipeline.inflate import INFLATABLE, Inflater
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.ratelimit_headers import ratelimit_headers
 from extproc.pipeline.refusals import stopped_mid_stream
+from extproc.pipeline.relay import StreamRelay
+from extproc.pipeline.screening import BLOCKED, blocked_error, screen_answer, screen_request
+from extproc.pipeline.stream_screen import StreamScreen
 from extproc.pipeline.upstream_headers import from_provider
 from extproc.quota.ledger import Reservation
 from extproc.quota.limits import MICRO_USD_PER_USD, Price
@@ -29,6 +36,7 @@ from extproc.sse import EVENT_STREAM, EventTooLarge
 from extproc.telemetry.cuts import STREAM_CUT
 from extproc.telemetry.record import RequestRecord
 from extproc.telemetry.requests import Telemetry
+from extproc.translators.ir import ChatAnswer, ChatRequest, JsonObject
 from extproc.translators.translation import Translation
 
 log = logging.getLogger(__name__)
@@ -66,10 +74,12 @@ class ResponsePath:
         "_price",
         "_record",
         "_reservation",
+        "_screen",
         "_settled",
         "_stopped",
         "_telemetry",
         "_translation",
+        "_withheld",
     )
 
     def __init__(
@@ -85,9 +95,11 @@ class ResponsePath:
         max_message: int,
         expose_provider: bool = False,
         notices: Sequence[tuple[str, str]] = (),
+        screen: Screen | None = None,
     ) -> None:
         """`max_message`: the most bytes of body one answer to Envoy may carry; `notices`:
-        headers every answer gets (the key's near expiry)."""
+        headers every answer gets (the key's near expiry); `screen`: the output guardrails
+        (JSON answers here; streams in the meter's relay)."""
         self._meter = meter
         self._idle_timeout = idle_timeout
         self._max_message = max_message
@@ -98,6 +110,9 @@ class ResponsePath:
         self._price = price
         self._record = record
         self._telemetry = telemetry
+        self._screen = screen
+        self._withheld: list[bytes] = []
+        """A stream held back whole until external checks judged it."""
         self._stopped = False
         self._settled = False
         self._inflater: Inflater | None = None
@@ -194,16 +209,46 @@ class ResponsePath:
         set_headers: list[tuple[str, str]] = []
         if status >= 400:
             answer, set_headers = self._error_answer(status, chunk)
+        elif self._screen is not None and self._meter.succeeded:
+            answer = await self._screened_answer(self._screen)
         elif self._translation.translated and self._meter.succeeded:
-            parsed = self._meter.answer()
-            if not isinstance(parsed, dict):
-                raise BadGateway("The provider's answer is not a JSON object.", code="bad_answer")
-            answer = self._translation.answer(parsed, self._meter.estimate)
+            answer = self._translation.answer(self._parsed_answer(), self._meter.estimate)
         if answer is None and self._inflater is not None:
             answer = chunk  # the inflated body, as the provider meant it
         if answer is None:
             return pass_through("response_body")
         return replace_response_body(answer, set_headers=set_headers)
+
+    def _parsed_answer(self) -> JsonObject:
+        parsed = self._meter.answer()
+        if not isinstance(parsed, dict):
+            raise BadGateway("The provider's answer is not a JSON object.", code="bad_answer")
+        return parsed
+
+    async def _screened_answer(self, screen: Screen) -> bytes | None:
+        """The answer as the output guardrails let the client see it (None: unchanged). A
+        chat answer is screened in the neutral form; another passing through (a text
+        completion), in its own JSON."""
+        parsed, translation = self._parsed_answer(), self._translation
+        if isinstance(translation.request, ChatRequest):
+            neutral = translation.read_answer(parsed, self._meter.estimate)
+            assert isinstance(neutral, ChatAnswer)
+            neutral, verdicts = await screen_answer(screen, neutral)
+            self._note(verdicts)
+            return translation.write_answer(neutral)
+        if translation.translated:  # embeddings: vectors, no text to screen
+            return translation.answer(parsed, self._meter.estimate)
+        screened, verdicts = await screen_request(screen, parsed)
+        self._note(verdicts)
+        if verdicts.blocked is not None:  # every text of the answer becomes the refusal
+            refusal = blocked_error(verdicts.blocked).message
+            screened = rewrite_texts(parsed, lambda _: refusal)
+        return None if screened is parsed else orjson.dumps(screened)
+
+    def _note(self, verdicts: Verdicts) -> None:
+        self._record.guardrails.extend(verdicts.decisions)
+        if verdicts.blocked is not None:
+            self._record.error_type = BLOCKED
 
     def _error_answer(self, status: int, body: bytes) -> tuple[bytes | None, list[tuple[str, str]]]:
         """A provider's error in the client's schema (None: unchanged, it already is), and
@@ -243,6 +288,8 @@ class ResponsePath:
         if self._telemetry.spans.records_content:
             record.output_content = self._telemetry.spans.content(self._meter.output_text())
         if self._meter.relay is not None:
+            if self._meter.relay.screen is not None:
+                self._note(self._meter.relay.screen.verdicts)
             if not self._meter.relay.usage.done and not self._stopped:
                 # Envoy reset the stream before the provider's last event: the client left,
                 # or the provider's connection broke (the processor cannot tell which).
@@ -276,12 +323,38 @@ class ResponsePath:
                 self._stopped = True
                 return relay_bodies(b"".join(out), end=True, limit=self._max_message)
             out.append(relay.deliver(piece))
+            if relay.screen is not None and relay.screen.blocked:
+                return self._blocked(relay, relay.screen, out)
+        if relay.screen is not None and relay.screen.texts is not None and not oversized:
+            return await self._judged_whole(relay, relay.screen, out, end=end)
         if oversized is not None:
             log.warning("provider %s: %s; the stream is ended", self._record.provider, oversized)
             self._record.error_type = EVENT_TOO_LARGE.code
             out.append(relay.stop(EVENT_TOO_LARGE, spent=False))
             self._stopped = end = True
         return relay_bodies(b"".join(out), end=end, limit=self._max_message)
+
+    def _blocked(self, relay: StreamRelay, screen: StreamScreen, out: list[bytes]) -> Answer:
+        """End the stream after what was safe to send: a policy blocked the rest. Only what
+        the provider streamed counts (it is cut here)."""
+        assert screen.verdicts.blocked is not None
+        out.append(relay.stop(blocked_error(screen.verdicts.blocked), spent=False))
+        self._stopped = True
+        return relay_bodies(b"".join(out), end=True, limit=self._max_message)
+
+    async def _judged_whole(
+        self, relay: StreamRelay, screen: StreamScreen, out: list[bytes], *, end: bool
+    ) -> Answer:
+        """Hold the stream back until it ends, then let the external checks judge all its
+        text: the client gets it all, or only the error event."""
+        self._withheld += out
+        if not end:
+            return relay_body(b"", end=False)
+        await screen.screen.judge_externally(screen.texts or (), screen.verdicts)
+        if screen.blocked:
+            return self._blocked(relay, screen, [])
+        withheld, self._withheld = b"".join(self._withheld), []
+        return relay_bodies(withheld, end=True, limit=self._max_message)
 
     async def _covered(self, output_tokens: int) -> bool:
         """Whether the reservation covers this much output, growing it when it can."""

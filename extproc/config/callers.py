@@ -39,7 +39,8 @@ def compile_callers(
     """Principals by key digest (`keys`: where each entry is written, and the entry), and
     the identity settings."""
     team_limits = _team_limits(spec, keys, models, problems)
-    principals = _principals(keys, models, team_limits, problems)
+    team_guardrails = {team: tuple(entry.guardrails) for team, entry in spec.teams.items()}
+    principals = _principals(keys, models, team_limits, team_guardrails, problems)
     rules = tuple(
         rule
         for index, rule_spec in enumerate(spec.identity.rules)
@@ -75,6 +76,7 @@ def compile_callers(
         spec.identity.xfcc_from_trusted_hop,
         rules,
         team_limits,
+        team_guardrails,
     )
     return principals, identity
 
@@ -114,6 +116,7 @@ def _principals(
     keys: list[tuple[str, KeySpec]],
     models: Mapping[str, ModelRoute],
     team_limits: Mapping[str, tuple[Limit, ...]],
+    team_guardrails: Mapping[str, tuple[str, ...]],
     problems: Problems,
 ) -> dict[str, Principal]:
     """One principal per digest of each key, with that digest's window."""
@@ -142,6 +145,7 @@ def _principals(
             all_models="*" in key.models,
             metadata=dict(key.metadata),
             limits=limits + (team_limits.get(key.team, ()) if key.team else ()),
+            guardrails=_guardrails(key.guardrails, key.team, team_guardrails),
         )
         for position, digest in enumerate(key.all_digests()):
             if digest.sha256 in principals:
@@ -213,6 +217,7 @@ def _rule(
         metadata=dict(rule.metadata),
         limits=tuple(shared),
         subject_limits=tuple(split),
+        guardrails=tuple(rule.guardrails),
     )
 
 
@@ -241,3 +246,10 @@ def _latest(*instants: datetime.datetime | None) -> float | None:
 def _earliest(*instants: datetime.datetime | None) -> float | None:
     known = [instant.timestamp() for instant in instants if instant is not None]
     return min(known, default=None)
+
+
+def _guardrails(
+    own: list[str], team: str | None, team_guardrails: Mapping[str, tuple[str, ...]]
+) -> tuple[str, ...]:
+    """A key's policies, then its team's."""
+    return tuple(own) + (team_guardrails.get(team, ()) if team is not None else ())

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from extproc.config.callers import compile_callers
 from extproc.config.documents import describe, read_yaml
+from extproc.config.guardrail_rules import compile_guardrails
 from extproc.config.key_files import read_key_files
 from extproc.config.model import (
     Gateway,
@@ -177,11 +178,13 @@ def _compile(
             weights,
             model.max_output_tokens,
             _retry(model.retry, spec.routing.retry, targets),
+            tuple(model.guardrails),
         )
 
     keys, key_problems = _key_entries(spec, source, with_files=environ is not None)
     problems += key_problems
     principals, identity = compile_callers(spec, keys, models, source.parent, problems)
+    guardrails = compile_guardrails(spec, keys, source.parent, environ, problems)
     quota = _compile_quota(spec.quota, source.parent, environ, problems)
     return Gateway(
         source,
@@ -197,6 +200,7 @@ def _compile(
         key_expiry_notice=spec.key_expiry_notice,
         expose_provider=spec.routing.expose_provider,
         client_user_agent=spec.routing.client_user_agent,
+        guardrails=guardrails,
     )
 
 

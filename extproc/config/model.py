@@ -15,6 +15,7 @@ from extproc.config.schema import ProviderKind, Publisher
 from extproc.config.secrets import Secret
 from extproc.credentials.aws import AwsCredentials
 from extproc.credentials.gcp import GcpCredentials
+from extproc.guardrails.policy import Policy
 from extproc.quota.limits import Limit, Price
 
 
@@ -106,6 +107,8 @@ class ModelRoute:
     max_output_tokens: int | None = None
     retry: RetrySettings | None = None
     """None: one attempt on the chosen target (one priority level, no `retry` block)."""
+    guardrails: tuple[str, ...] = ()
+    """The policies every call of the alias is screened by."""
 
     @property
     def price(self) -> Price | None:
@@ -140,6 +143,8 @@ class Principal:
     """`key`, `jwt` or `spiffe`: where the caller's identity came from (`key+jwt` …: both)."""
     subject: str | None = None
     """The verified identity behind the call (`user:alice`); None for a key alone."""
+    guardrails: tuple[str, ...] = ()
+    """The policies the caller's calls are screened by (its own, then its team's)."""
 
     def may_use(self, alias: str) -> bool:
         return self.all_models or alias in self.models
@@ -177,6 +182,7 @@ class IdentityRule:
     """Shared by everyone the rule matches (scope `rule:<name>`)."""
     subject_limits: tuple[tuple[str, Limit], ...] = ()
     """Each with the claim that splits it: one counter per value."""
+    guardrails: tuple[str, ...] = ()
 
     def limits_of(self, claims: Mapping[str, Any]) -> tuple[Limit, ...] | None:
         """The rule's limits for a caller with `claims`, each split limit scoped to the
@@ -205,6 +211,8 @@ class IdentitySettings:
     rules: tuple[IdentityRule, ...] = ()
     team_limits: Mapping[str, tuple[Limit, ...]] = field(default_factory=dict)
     """Every team's limits, for rules whose team comes from a claim."""
+    team_guardrails: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Every team's guardrail policies, likewise."""
 
     @property
     def reads_ext_authz(self) -> bool:
@@ -339,6 +347,12 @@ class Gateway:
     """Answers name the provider that gave them (`x-extproc-provider`)."""
     client_user_agent: str = "drop"
     """`drop`: providers see the gateway's user-agent; `append`: the client's after it."""
+    guardrails: Mapping[str, Policy] = field(default_factory=dict)
+
+    def policies(self, principal: Principal, route: ModelRoute) -> tuple[Policy, ...]:
+        """The guardrail policies a call by `principal` to `route` is screened by."""
+        names = dict.fromkeys(principal.guardrails + route.guardrails)
+        return tuple(self.guardrails[name] for name in names)
 
     def output_cap(self, route: ModelRoute) -> int:
         """The output a request to `route` is taken to ask for when it sets no cap."""

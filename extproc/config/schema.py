@@ -320,6 +320,8 @@ class ModelSpec(Strict):
     retry: RetrySpec | None = None
     headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict)
     """Fixed headers set on every request to this alias's provider (the single form)."""
+    guardrails: list[Name] = Field(default_factory=list)
+    """Policies under `guardrails` that apply to every call of this alias."""
     reasoning: Literal["map", "always", "drop", "refuse"] = "map"
     """A client's thinking request on a translated call: mapped to the target's reasoning
     control where the model is known to have one (`map`), whatever the model (`always`),
@@ -465,6 +467,8 @@ class KeySpec(ValidityMixin):
     team: Name | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     limits: list[LimitSpec] = Field(default_factory=list)
+    guardrails: list[Name] = Field(default_factory=list)
+    """Policies under `guardrails` that apply to this key's calls."""
 
     @model_validator(mode="after")
     def _check_digests(self) -> KeySpec:
@@ -481,6 +485,65 @@ class KeySpec(ValidityMixin):
 class TeamSpec(Strict):
     limits: list[LimitSpec] = Field(default_factory=list)
     """Shared by every key of the team."""
+    guardrails: list[Name] = Field(default_factory=list)
+    """Policies under `guardrails` that apply to every call of the team's members."""
+
+
+BuiltinDetector = Literal[
+    "email", "phone", "credit_card", "iban", "us_ssn", "ip_address", "credentials"
+]
+GuardAction = Literal["block", "mask", "log", "off"]
+
+
+class PatternSpec(Strict):
+    """A detector of the configuration's own: a regular expression."""
+
+    regex: str
+    max_length: int = Field(default=256, ge=1, le=16384)
+    """The longest text a match can span: how much of a stream may be held back for it."""
+    placeholder: str | None = None
+    """What a masked match becomes; default `[NAME]` (the pattern's name, upper case)."""
+
+
+class ExternalCheckSpec(Strict):
+    """An HTTP endpoint that judges texts, with OpenAI's moderation request and answer
+    (`POST {"input": [...]}` → `{"results": [{"flagged": …}]}`)."""
+
+    url: str
+    api_key: str | None = None
+    """Sent as `Authorization: Bearer …`; a reference, `${env:NAME}` or `${file:path}`."""
+    model: str | None = None
+    timeout: Seconds = 2.0
+    on_error: Literal["allow", "deny"] = "deny"
+    """When the endpoint fails or is late: let the text pass, or block it."""
+    name: Name = "external"
+    """The detector's name in decisions, metrics and errors."""
+
+    @model_validator(mode="after")
+    def _check_url(self) -> ExternalCheckSpec:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError("url must be an http(s) URL")
+        return self
+
+
+class GuardrailSpec(Strict):
+    """One policy: what to look for, and what to do on finding it in requests (`input`) and
+    in answers (`output`): `block`, `mask` (replace each match by a placeholder), `log`
+    (count and trace only) or `off`."""
+
+    detectors: list[BuiltinDetector] = Field(default_factory=list)
+    patterns: dict[Name, PatternSpec] = Field(default_factory=dict)
+    deny: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(default_factory=list)
+    """Words or phrases, matched whole and whatever their case."""
+    external: ExternalCheckSpec | None = None
+    input: GuardAction = "block"
+    output: GuardAction = "block"
+
+    @model_validator(mode="after")
+    def _check_form(self) -> GuardrailSpec:
+        if not (self.detectors or self.patterns or self.deny or self.external):
+            raise ValueError("name at least one of detectors, patterns, deny or external")
+        return self
 
 
 class QuotaSpec(Strict):
@@ -621,6 +684,8 @@ class IdentityRuleSpec(Strict):
     models: list[str] = Field(min_length=1)
     metadata: dict[str, str] = Field(default_factory=dict)
     limits: list[LimitSpec] = Field(default_factory=list)
+    guardrails: list[Name] = Field(default_factory=list)
+    """Policies under `guardrails` that apply to the calls of everyone the rule matches."""
 
     @model_validator(mode="after")
     def _check_source(self) -> IdentityRuleSpec:
@@ -675,6 +740,8 @@ class GatewaySpec(Strict):
     """Answers to a key expiring within this carry `x-extproc-key-expires-at`."""
     identity: IdentitySpec = Field(default_factory=IdentitySpec)
     teams: dict[Name, TeamSpec] = Field(default_factory=dict)
+    guardrails: dict[Name, GuardrailSpec] = Field(default_factory=dict)
+    """Policies, by name; keys, teams, identity rules and models name the ones that apply."""
     prices: dict[Name, PriceSpec] = Field(default_factory=dict)
     """By model alias."""
     quota: QuotaSpec = Field(default_factory=QuotaSpec)

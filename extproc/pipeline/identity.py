@@ -144,6 +144,7 @@ def _principal(
     if own is None:
         return None
     limits = own + (settings.team_limits.get(team, ()) if team is not None else ())
+    team_guardrails = settings.team_guardrails.get(team, ()) if team is not None else ()
     return Principal(
         key_id=name,
         team=team,
@@ -153,6 +154,7 @@ def _principal(
         limits=limits,
         kind=identity.kind,
         subject=name,
+        guardrails=rule.guardrails + team_guardrails,
     )
 
 
@@ -171,6 +173,7 @@ def _together(key: Principal, person: Principal) -> Principal:
         all_models=everything,
         metadata={**person.metadata, **key.metadata},
         limits=key.limits + person.limits,
+        guardrails=tuple(dict.fromkeys(key.guardrails + person.guardrails)),
         kind=f"key+{person.kind}",
         subject=person.key_id,
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from extproc.guardrails.policy import Screen
 from extproc.pipeline.relay import StreamRelay
 from extproc.sse import MAX_EVENT
 from extproc.translators.translation import Translation
@@ -26,6 +27,7 @@ class Meter:
         "_keep_text",
         "_max_event",
         "_parsed",
+        "_screen",
         "_started",
         "_translation",
         "relay",
@@ -40,8 +42,11 @@ class Meter:
         started: float,
         keep_text: bool = False,
         max_event: int = MAX_EVENT,
+        screen: Screen | None = None,
     ) -> None:
+        """`screen`: the output guardrails a stream goes through."""
         self._estimate = estimate
+        self._screen = screen
         self._max_event = max_event
         self._translation = translation
         self._started = started
@@ -68,6 +73,7 @@ class Meter:
                 started=self._started,
                 keep_text=self._keep_text,
                 max_event=self._max_event,
+                screen=self._screen,
             )
             return True
         return False

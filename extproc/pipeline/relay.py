@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import orjson
 
 from extproc.errors import GatewayError
+from extproc.guardrails.policy import Screen
+from extproc.pipeline.stream_screen import StreamScreen
 from extproc.sse import MAX_EVENT, Block, EventTooLarge
 from extproc.translators.ir import (
     ReasoningDelta,
@@ -97,6 +99,7 @@ class StreamRelay:
         "_parser",
         "_started",
         "_translation",
+        "screen",
         "stopped",
         "usage",
     )
@@ -109,9 +112,11 @@ class StreamRelay:
         keep_text: bool = False,
         max_event: int = MAX_EVENT,
         clock: Callable[[], float] = time.monotonic,
+        screen: Screen | None = None,
     ) -> None:
         """`started`: when the request went upstream, on `clock`; `max_event`: the largest
-        event relayed (a larger one raises EventTooLarge from `feed`)."""
+        event relayed (a larger one raises EventTooLarge from `feed`); `screen`: the output
+        guardrails (the stream is then translated: written anew from neutral events)."""
         self._translation = translation
         self._decoder = translation.decoder()
         self._encoder = translation.encoder()
@@ -122,6 +127,7 @@ class StreamRelay:
         self._last_at: float | None = None
         self.usage = StreamAccount(keep_text=keep_text)
         self.stopped = False
+        self.screen = StreamScreen(screen) if screen is not None else None
         self._events_sent = 0
         """Events the client got (a Responses error event's sequence number)."""
 
@@ -179,9 +185,13 @@ class StreamRelay:
         return block.raw
 
     def _emit(self, events: list[StreamEvent]) -> bytes:
+        """The client's bytes for the provider's events (all of which count for usage),
+        as far as the guardrails let them pass."""
         self._account(events)
         if self._encoder is None:
             return b""
+        if self.screen is not None:
+            events = self.screen.feed(events)
         return b"".join(self._encoder.encode(event) for event in events)
 
     def _account(self, events: list[StreamEvent]) -> None:

@@ -21,15 +21,21 @@ class Upstream:
 
 
 def prepare_upstream(
-    call: ModelCall, target: Target, body: JsonObject, *, default_max_tokens: int
+    call: ModelCall,
+    target: Target,
+    body: JsonObject,
+    *,
+    default_max_tokens: int,
+    neutral: bool = False,
 ) -> Upstream:
     """`default_max_tokens`: the output cap for providers that require one when the client
-    sets none."""
+    sets none; `neutral`: the call's answer is screened, so it goes through the neutral form
+    (to the provider's own schema) even where it could pass through."""
     provider = target.provider
     api = provider_api(provider)
     # A provider that serves the client's API as it is gets the call in the client's schema,
     # unless the target forces options: those are written in the provider's own schema.
-    native = None if target.options else api.locate_native(call.path, target)
+    native = None if target.options or neutral else api.locate_native(call.path, target)
     translation, upstream_body = translate_request(
         call.schema,
         api.schema if native is None else call.schema,
@@ -41,6 +47,7 @@ def prepare_upstream(
         default_max_tokens=default_max_tokens,
         stream_usage=provider.stream_usage,
         reasoning=target.reasoning,
+        neutral=neutral,
     )
     location = native or api.locate(call.operation, target, translation.stream)
     return Upstream(api, translation, upstream_body, location)

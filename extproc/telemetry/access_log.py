@@ -9,7 +9,7 @@ from typing import TextIO
 
 import orjson
 
-from extproc.telemetry.record import RequestRecord
+from extproc.telemetry.record import RequestRecord, decisions_of
 
 
 def open_access_log(target: str) -> TextIO | None:
@@ -54,5 +54,6 @@ def access_line(record: RequestRecord) -> bytes:
         "latency_ms": round(record.elapsed() * 1000, 2),
         "ttft_ms": None if record.first_token is None else round(record.first_token * 1000, 2),
         "attempts": record.attempts,
+        "guardrails": decisions_of(record) or None,
     }
     return orjson.dumps(entry)

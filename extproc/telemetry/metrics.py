@@ -54,6 +54,11 @@ class Metrics:
         self._refusals = meter.create_counter(
             "extproc.quota.refusals", unit="{request}", description="Requests refused by quota"
         )
+        self._guardrails = meter.create_counter(
+            "extproc.guardrail.decisions",
+            unit="{decision}",
+            description="Guardrail decisions by policy, detector, action and direction",
+        )
         self._expiring = meter.create_counter(
             "extproc.key.expiring_uses",
             unit="{request}",
@@ -144,6 +149,16 @@ class Metrics:
         )
         if record.key_expiring:
             self._expiring.add(1, {"extproc.key.id": record.key_id or ""})
+        for decision in record.guardrails:
+            self._guardrails.add(
+                1,
+                {
+                    "extproc.guardrail.policy": decision.policy,
+                    "extproc.guardrail.detector": decision.detector,
+                    "extproc.guardrail.action": decision.action,
+                    "extproc.guardrail.direction": decision.direction,
+                },
+            )
         if record.refused_scope is not None:
             self._refusals.add(
                 1,

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from extproc.guardrails.policy import Decision
 from extproc.usage import Usage
 
 
@@ -51,6 +52,8 @@ class RequestRecord:
     per_output_token: float | None = None
     input_content: str | None = None
     output_content: str | None = None
+    guardrails: list[Decision] = field(default_factory=list)
+    """What guardrail policies did to the request and its answer."""
 
     def note_refusal(self, labels: Mapping[str, str], decision: str) -> None:
         """A quota said no (`refused` before upstream, `stopped` during a stream)."""
@@ -90,3 +93,11 @@ class AttemptRecord:
 def present(values: Mapping[str, Any]) -> dict[str, Any]:
     """The attributes that have a value (OpenTelemetry takes no None)."""
     return {name: value for name, value in values.items() if value is not None}
+
+
+def decisions_of(record: RequestRecord) -> list[str]:
+    """The guardrail decisions, as `direction:policy/detector:action` (never matched text)."""
+    return [
+        f"{decision.direction}:{decision.policy}/{decision.detector}:{decision.action}"
+        for decision in record.guardrails
+    ]

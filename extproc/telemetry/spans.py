@@ -12,7 +12,7 @@ from opentelemetry.trace import SpanKind
 
 from extproc.config.model import TracingSettings
 from extproc.headers import TRACEPARENT
-from extproc.telemetry.record import AttemptRecord, RequestRecord, present
+from extproc.telemetry.record import AttemptRecord, RequestRecord, decisions_of, present
 from extproc.telemetry.tracer import GatewaySpan, Tracer, carrier_of, parent_from
 from extproc.usage import Usage
 
@@ -123,6 +123,7 @@ class Spans:
                     "extproc.quota.decision": record.quota,
                     "extproc.cost.usd": record.cost_usd,
                     "gen_ai.server.time_to_first_token": record.first_token,
+                    "extproc.guardrail.decisions": decisions_of(record) or None,
                 }
             )
         )

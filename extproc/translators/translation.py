@@ -16,7 +16,13 @@ import orjson
 
 from extproc.config.model import ReasoningPolicy
 from extproc.errors import ApiError, BadRequest
-from extproc.translators.ir import ChatRequest, EmbeddingRequest, JsonObject
+from extproc.translators.ir import (
+    ChatAnswer,
+    ChatRequest,
+    EmbeddingAnswer,
+    EmbeddingRequest,
+    JsonObject,
+)
 from extproc.translators.reasoning import fit_reasoning
 from extproc.translators.schema import (
     ClientSide,
@@ -49,18 +55,27 @@ class Translation:
     def answer(self, payload: JsonObject, fallback_usage: Usage) -> bytes:
         """The client's JSON answer to a translated call; `fallback_usage` stands in when the
         provider reports none (what the gateway charges)."""
-        request = self.request
-        if isinstance(request, EmbeddingRequest):
+        return self.write_answer(self.read_answer(payload, fallback_usage))
+
+    def read_answer(
+        self, payload: JsonObject, fallback_usage: Usage
+    ) -> ChatAnswer | EmbeddingAnswer:
+        """The provider's JSON answer in the neutral form, with its usage (or the fallback)."""
+        if isinstance(self.request, EmbeddingRequest):
             assert self.provider.parse_embeddings_answer is not None
-            assert self.client.build_embeddings_answer is not None
             embeddings = self.provider.parse_embeddings_answer(payload, self.model)
-            if embeddings.usage is None:
-                embeddings = replace(embeddings, usage=fallback_usage)
-            return orjson.dumps(self.client.build_embeddings_answer(embeddings, request))
-        assert isinstance(request, ChatRequest), "translated calls carry their request"
+            return embeddings if embeddings.usage else replace(embeddings, usage=fallback_usage)
         answer = self.provider.parse_chat_answer(payload, self.model)
-        if answer.usage is None:
-            answer = replace(answer, usage=fallback_usage)
+        return answer if answer.usage else replace(answer, usage=fallback_usage)
+
+    def write_answer(self, answer: ChatAnswer | EmbeddingAnswer) -> bytes:
+        """A neutral answer as the client's JSON answer."""
+        request = self.request
+        if isinstance(answer, EmbeddingAnswer):
+            assert isinstance(request, EmbeddingRequest)
+            assert self.client.build_embeddings_answer is not None
+            return orjson.dumps(self.client.build_embeddings_answer(answer, request))
+        assert isinstance(request, ChatRequest), "translated calls carry their request"
         return orjson.dumps(self.client.build_chat_answer(answer, request))
 
     def decoder(self) -> StreamDecoder:
@@ -88,12 +103,15 @@ def translate_request(
     default_max_tokens: int,
     stream_usage: bool,
     reasoning: ReasoningPolicy = "map",
+    neutral: bool = False,
 ) -> tuple[Translation, JsonObject]:
     """The call's translation and the body to send upstream: in the provider's schema, with
     the target's forced `options` merged in and the upstream `model`.
 
     `stream_usage`: ask an OpenAI-style stream for its usage when the client did not;
-    `reasoning`: what a translated call does with the client's thinking request."""
+    `reasoning`: what a translated call does with the client's thinking request;
+    `neutral`: a chat call goes through the neutral form even between one schema (its
+    answer is then screened there)."""
     if operation not in provider.provider.operations:
         raise BadRequest(
             f"This model is served by a provider ({provider_kind}) that does not offer "
@@ -103,7 +121,7 @@ def translate_request(
         )
     assert client.client is not None, "clients speak a schema with a client side"
     request: ChatRequest | EmbeddingRequest | None = None
-    if client.name == provider.name:
+    if client.name == provider.name and not (neutral and operation == "chat"):
         upstream = client.client.passed_through(body)
     elif operation == "chat":
         request = client.client.parse_chat(body, provider_kind)

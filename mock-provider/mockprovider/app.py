@@ -512,6 +512,7 @@ SCRIPT_HEADERS = (
     "x-mock-response-headers",
     "x-mock-stall-after",
     "x-mock-status",
+    "x-mock-text",
     "x-mock-tool-calls",
     "x-mock-word-bytes",
     "x-mock-words",

@@ -4,6 +4,8 @@ stops, and the usage it reports. Tests choose it with request headers:
   x-mock-words: 500              answer this many words (the reply text repeats)
   x-mock-word-bytes: 9000000     … each this long (one streamed event each: a large image
                                  chunk, say)
+  x-mock-text: ["Call 555", "-0100 now"]
+                                 answer this text, streamed one piece an event (a token each)
   x-mock-tool-calls: [{"name": "get_weather", "arguments": {"city": "Paris"}}]
                                  call these tools (they must be declared in the request)
   x-mock-cached-tokens: 40       report this much of the input as read from the prompt cache
@@ -107,6 +109,8 @@ def plan_reply(prompt: Prompt, headers: Mapping[str, str], call_id: str) -> Repl
     spec = None if prompt.tool_results else headers.get("x-mock-tool-calls")
     calls = _tool_calls(spec, prompt, call_id)
     words = [] if calls else _words(headers.get("x-mock-words"), prompt.tool_results)
+    if not calls and (text_pieces := headers.get("x-mock-text")):
+        words = [str(piece) for piece in orjson.loads(text_pieces)]
     if (size := _number(headers, "x-mock-word-bytes")) and words:
         words = ["w" * size for _ in words]
     finish: Finish = "tool_calls" if calls else "stop"

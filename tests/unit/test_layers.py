@@ -17,7 +17,7 @@ LAYERS = [
     {"envoyapi", "envoyconfig"},
     {"telemetry"},
     {"config"},
-    {"credentials"},
+    {"credentials", "guardrails"},
     {"quota"},
     {"errors", "headers", "contract", "usage", "sse", "eventstream", "health", "signals"},
 ]

@@ -1,0 +1,129 @@
+"""Finding detectors' matches in text, masking them, and holding a stream's text back only
+while a match could still be forming at its end."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from extproc.guardrails.detectors import Detector
+
+SEARCH_TIMEOUT = 0.05
+"""The most one detector's search over one text may take (seconds)."""
+
+
+class ScanTimeout(Exception):
+    """A detector's search took longer than `SEARCH_TIMEOUT`."""
+
+    def __init__(self, detector: Detector) -> None:
+        super().__init__(f"detector {detector.name} took longer than {SEARCH_TIMEOUT}s")
+        self.detector = detector
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    start: int
+    end: int
+    detector: Detector
+
+
+def find(detectors: Sequence[Detector], text: str, *, start: int = 0) -> list[Match]:
+    """Every real match in `text` from `start` on, by position."""
+    found: list[Match] = []
+    for detector in detectors:
+        try:
+            for match in detector.pattern.finditer(text, start, timeout=SEARCH_TIMEOUT):
+                if match.end() > match.start() and _real(detector, match.group()):
+                    found.append(Match(match.start(), match.end(), detector))
+        except TimeoutError:
+            raise ScanTimeout(detector) from None
+    found.sort(key=lambda match: (match.start, -match.end))
+    return found
+
+
+def masked(text: str, matches: Sequence[Match]) -> str:
+    """The text with each match (sorted by position) replaced by its detector's
+    placeholder; overlapping matches become one placeholder, the first's."""
+    pieces: list[str] = []
+    written = 0
+    for match in matches:
+        if match.end <= written:
+            continue
+        pieces.append(text[written : max(written, match.start)])
+        if match.start >= written:
+            pieces.append(match.detector.placeholder)
+        written = match.end
+    pieces.append(text[written:])
+    return "".join(pieces)
+
+
+def open_from(detectors: Sequence[Detector], text: str) -> int:
+    """Where the earliest match that more text could still make (or lengthen) begins: all
+    before it is settled. `len(text)` when nothing is forming at the end."""
+    held = len(text)
+    for detector in detectors:
+        begin = max(0, len(text) - detector.max_length)
+        try:
+            matches = detector.pattern.finditer(text, begin, partial=True, timeout=SEARCH_TIMEOUT)
+            for match in matches:
+                if match.end() == len(text) and match.end() > match.start():
+                    held = min(held, match.start())
+                    break
+        except TimeoutError:
+            raise ScanTimeout(detector) from None
+    return held
+
+
+def _real(detector: Detector, text: str) -> bool:
+    return detector.valid is None or detector.valid(text)
+
+
+TAIL = 64
+"""Released text kept for the look-behind of matches that begin after it."""
+
+
+class Window:
+    """One kind of a stream's text (the answer's text, one tool call's arguments): what may
+    go to the client now, and what waits for the next chunk."""
+
+    __slots__ = ("_detectors", "_held", "_tail")
+
+    def __init__(self, detectors: Sequence[Detector]) -> None:
+        self._detectors = detectors
+        self._held = ""
+        self._tail = ""
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
+
+    def feed(self, text: str) -> tuple[str, list[Match]]:
+        """The text settled now (as streamed, unmasked), with the matches in it (positions
+        in that text)."""
+        return self._release(self._held + text, final=False)
+
+    def flush(self) -> tuple[str, list[Match]]:
+        """All that is held: no more of this text is coming."""
+        return self._release(self._held, final=True)
+
+    def _release(self, buffered: str, *, final: bool) -> tuple[str, list[Match]]:
+        text = self._tail + buffered
+        offset = len(self._tail)
+        cut = len(text) if final else max(offset, open_from(self._detectors, text))
+        matches = find(self._detectors, text, start=offset)
+        # A settled match that runs past the cut waits whole for the next chunk.
+        straddling = True
+        while straddling:
+            straddling = False
+            for match in matches:
+                if match.start < cut < match.end:
+                    cut, straddling = max(offset, match.start), True
+        released = text[offset:cut]
+        self._held = text[cut:]
+        self._tail = (self._tail + released)[-TAIL:]
+        inside = [
+            Match(match.start - offset, match.end - offset, match.detector)
+            for match in matches
+            if match.end <= cut
+        ]
+        return released, inside
