@@ -323,8 +323,9 @@ class ResponsePath:
                 self._stopped = True
                 return relay_bodies(b"".join(out), end=True, limit=self._max_message)
             out.append(relay.deliver(piece))
-            if relay.screen is not None and relay.screen.blocked:
-                return self._blocked(relay, relay.screen, out)
+        if relay.screen is not None and relay.screen.blocked:
+            # (The screen lets nothing through after the block: every piece went.)
+            return self._blocked(relay, relay.screen, out)
         if relay.screen is not None and relay.screen.texts is not None and not oversized:
             return await self._judged_whole(relay, relay.screen, out, end=end)
         if oversized is not None:

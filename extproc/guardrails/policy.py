@@ -93,8 +93,10 @@ class Screen:
         return self.settle(text, matches, verdicts) if matches else text
 
     def settle(self, text: str, matches: Sequence[Match], verdicts: Verdicts) -> str:
-        """The decisions on `matches` in `text`, and the text with those to mask masked."""
+        """The decisions on `matches` in `text`, and the text with those to mask masked;
+        when a policy blocks, only the text before the first match it blocks."""
         to_mask = []
+        blocked_at: int | None = None
         for match in matches:
             strongest: Action = "log"
             for policy, action in self._actions[match.detector]:
@@ -103,6 +105,11 @@ class Screen:
                     strongest = action
             if strongest == "mask":
                 to_mask.append(match)
+            elif strongest == "block" and blocked_at is None:
+                blocked_at = match.start
+        if blocked_at is not None:
+            text = text[:blocked_at]
+            to_mask = [match for match in to_mask if match.end <= blocked_at]
         return masked(text, to_mask) if to_mask else text
 
     async def judge_externally(self, texts: Sequence[str], verdicts: Verdicts) -> None:

@@ -80,7 +80,7 @@ class StreamScreen:
             return
         if matches:
             released = self.screen.settle(released, matches, self.verdicts)
-        if not released or self.blocked:
+        if not released:  # (after a block: what came before the blocked match)
             return
         if self.texts is not None:
             self.texts.append(released)

@@ -422,3 +422,168 @@ def test_a_blocked_json_answer_becomes_a_refusal_and_is_charged_its_usage(
         before + answer.usage.total_tokens,
         processor=gateway.processor,
     )
+
+
+# Output: streams, screened at event boundaries.
+
+STREAMED = f"Card: {CARD} ok"
+
+
+def stream_chat(
+    gateway: RunningGateway, key: str, pieces: list[str], *, alias: str = "oa"
+) -> tuple[str, list[dict[str, Any]]]:
+    """A streamed chat call through the gateway, read raw: the text the client got, and
+    every event's data."""
+    body = {
+        "model": alias,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "Card?"}],
+    }
+    headers = {"authorization": f"Bearer {key}", "x-mock-text": json.dumps(pieces)}
+    events: list[dict[str, Any]] = []
+    with HTTP.stream("POST", gateway.url + "/v1/chat/completions", json=body, headers=headers) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                events.append(json.loads(line[6:]))
+    text = "".join(
+        choice["delta"].get("content") or ""
+        for event in events
+        for choice in event.get("choices", ())
+    )
+    return text, events
+
+
+def test_a_card_number_split_at_any_position_across_two_events_is_masked(
+    gateway: RunningGateway,
+) -> None:
+    for split in range(1, len(STREAMED)):
+        text, _ = stream_chat(gateway, KEY, [STREAMED[:split], STREAMED[split:]])
+        assert text == "Card: [CREDIT_CARD] ok", split
+
+
+def test_a_card_number_split_at_any_position_ends_a_blocking_stream_before_it(
+    gateway: RunningGateway, config: Path
+) -> None:
+    for split in range(1, len(STREAMED)):
+        text, events = stream_chat(gateway, LOG_KEY, [STREAMED[:split], STREAMED[split:]])
+        digits = "".join(char for char in text if char.isdigit())
+        assert "4111" not in digits, split
+        assert text == "Card: ", split
+        assert events[-1]["error"]["code"] == "guardrail_blocked", split
+
+
+def test_a_blocked_stream_is_charged_what_it_streamed_exactly_once(
+    gateway: RunningGateway, config: Path
+) -> None:
+    before_log = len(access_log_lines(config))
+    before = tokens_used(config, gateway, "blocking")
+    pieces = ["Here ", "it ", "is: ", "4111 ", "1111 ", "1111 ", "1111 ", "thanks"]
+    text, events = stream_chat(gateway, LOG_KEY, pieces)
+    assert text == "Here it is: " and events[-1]["error"]["code"] == "guardrail_blocked"
+    line = logged_since(config, before_log, "oa")
+    assert line["error_type"] == "guardrail_blocked"
+    assert line["guardrails"] == ["output:cards-blocked/credit_card:block"]
+    charged = line["input_tokens"] + line["output_tokens"]
+    assert line["output_tokens"] >= 1
+    settles_to(config, "blocking", "tokens", before + charged, processor=gateway.processor)
+
+
+def test_a_clean_stream_flows_word_by_word(gateway: RunningGateway) -> None:
+    """Text is held only while a detector could still match: each word (ending in a space)
+    leaves as soon as it came, in an event of its own."""
+    words = [f"word{chr(ord('a') + index)} " for index in range(20)]
+    text, events = stream_chat(gateway, KEY, words)
+    assert text == "".join(words)
+    contents = [
+        choice["delta"]["content"]
+        for event in events
+        for choice in event.get("choices", ())
+        if choice["delta"].get("content")
+    ]
+    assert contents == words
+
+
+def test_streamed_tool_arguments_are_masked(gateway: RunningGateway) -> None:
+    calls = [{"name": "send_mail", "arguments": {"to": EMAIL}}]
+    body = {
+        "model": "an",
+        "stream": True,
+        "tools": [TOOL],
+        "messages": [{"role": "user", "content": "Mail"}],
+    }
+    headers = {"authorization": f"Bearer {KEY}", "x-mock-tool-calls": json.dumps(calls)}
+    arguments = ""
+    with HTTP.stream("POST", gateway.url + "/v1/chat/completions", json=body, headers=headers) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                for choice in json.loads(line[6:]).get("choices", ()):
+                    for call in choice["delta"].get("tool_calls") or ():
+                        arguments += call.get("function", {}).get("arguments") or ""
+    assert json.loads(arguments) == {"to": "[EMAIL]"}
+
+
+def test_an_anthropic_clients_stream_is_masked(ant: anthropic.Anthropic) -> None:
+    pieces = [f"Mail {EMAIL[:6]}", f"{EMAIL[6:]} or", " not"]
+    with ant.messages.stream(
+        model="an",
+        max_tokens=100,
+        messages=[{"role": "user", "content": "Contact?"}],
+        extra_headers={"x-mock-text": json.dumps(pieces)},
+    ) as stream:
+        text = "".join(stream.text_stream)
+    assert text == "Mail [EMAIL] or not"
+
+
+# External checks.
+
+
+def moderated_chat(gateway: RunningGateway, key: str, prompt: str, **extra: Any) -> Any:
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0) as sdk:
+        return sdk.chat.completions.create(
+            model="oa", messages=[{"role": "user", "content": prompt}], **extra
+        )
+
+
+def test_an_external_check_allows_and_denies_with_the_configured_credential(
+    gateway: RunningGateway, mock: MockProvider
+) -> None:
+    Moderation.seen.clear()
+    answer = moderated_chat(gateway, EXTERNAL_KEY, "a harmless question")
+    assert answer.choices[0].message.content
+    prompt, reply = Moderation.seen
+    assert prompt["body"]["input"] == ["a harmless question"]
+    assert reply["body"]["input"] == [answer.choices[0].message.content]
+    assert prompt["authorization"] == "Bearer mod-secret-0123456789"
+    before = len(mock.requests())
+    with pytest.raises(openai.BadRequestError) as refused:
+        moderated_chat(gateway, EXTERNAL_KEY, "something forbidden")
+    assert refused.value.code == "guardrail_blocked"
+    assert "moderated" in refused.value.message and "external" in refused.value.message
+    assert len(mock.requests()) == before
+    assert all(EXTERNAL_KEY not in json.dumps(seen) for seen in Moderation.seen)
+
+
+@pytest.mark.parametrize("trouble", ["explode", "sleepy"])
+def test_an_external_check_that_fails_or_is_late_follows_on_error(
+    trouble: str, gateway: RunningGateway
+) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        moderated_chat(gateway, EXTERNAL_KEY, f"please {trouble}")
+    assert refused.value.code == "guardrail_blocked"
+    answer = moderated_chat(gateway, LENIENT_KEY, f"please {trouble}")
+    assert answer.choices[0].message.content
+
+
+def test_an_external_check_judges_json_answers_and_whole_streams(
+    gateway: RunningGateway,
+) -> None:
+    flagged = json.dumps(["This is ", "forbidden ", "text"])
+    answer = moderated_chat(gateway, EXTERNAL_KEY, "hi", extra_headers={"x-mock-text": flagged})
+    assert answer.choices[0].finish_reason == "content_filter"
+    assert "forbidden" not in answer.choices[0].message.content
+    text, events = stream_chat(gateway, EXTERNAL_KEY, json.loads(flagged))
+    assert text == "" and events[-1]["error"]["code"] == "guardrail_blocked"
+    text, _ = stream_chat(gateway, EXTERNAL_KEY, ["All ", "fine ", "here"])
+    assert text == "All fine here"
