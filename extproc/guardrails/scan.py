@@ -58,16 +58,24 @@ def masked(text: str, matches: Sequence[Match]) -> str:
 
 
 def open_from(detectors: Sequence[Detector], text: str) -> int:
-    """Where the earliest match that more text could still make (or lengthen) begins: all
-    before it is settled. `len(text)` when nothing is forming at the end."""
+    """Where the earliest match that more text could still make, or lengthen, begins: all
+    before it is settled. `len(text)` when nothing is forming at the end.
+
+    A match is open when all the text from its start could begin a longer one (`DE89 3704 `
+    holds a complete IBAN match, `DE89 3704`, that the next digits would lengthen)."""
     held = len(text)
     for detector in detectors:
+        pattern = detector.pattern
         begin = max(0, len(text) - detector.max_length)
         try:
-            matches = detector.pattern.finditer(text, begin, partial=True, timeout=SEARCH_TIMEOUT)
-            for match in matches:
-                if match.end() == len(text) and match.end() > match.start():
-                    held = min(held, match.start())
+            for match in pattern.finditer(text, begin, partial=True, timeout=SEARCH_TIMEOUT):
+                start = match.start()
+                if start == len(text) or start >= held:
+                    break
+                if match.partial or pattern.fullmatch(
+                    text, start, partial=True, timeout=SEARCH_TIMEOUT
+                ):
+                    held = start
                     break
         except TimeoutError:
             raise ScanTimeout(detector) from None
