@@ -14,6 +14,7 @@ import orjson
 from extproc import headers as names
 from extproc.config import Gateway, ModelRoute, Target
 from extproc.contract import (
+    CLIENT_PATH_FIELD,
     CLUSTER_ATTRIBUTE,
     METHOD_ATTRIBUTE,
     NEUTRAL_FIELD,
@@ -108,7 +109,8 @@ class Attempt:
 
     def _begin(self, message: Message) -> None:
         attributes = message.attributes
-        endpoint = match_endpoint(attributes[METHOD_ATTRIBUTE], attributes[PATH_ATTRIBUTE])
+        path = message.shared.get(CLIENT_PATH_FIELD) or attributes[PATH_ATTRIBUTE]
+        endpoint = match_endpoint(attributes[METHOD_ATTRIBUTE], path)
         self._call = endpoint if isinstance(endpoint, ModelCall) else None
         self._route = route = self._gateway.models[alias_of(attributes[CLUSTER_ATTRIBUTE])]
         self._index = attributes[TARGET_ATTRIBUTE]
@@ -123,7 +125,7 @@ class Attempt:
             number=int(number) if number.isdigit() else None,
         )
         self._span = self._telemetry.spans.begin_attempt(record, message.shared)
-        self._neutral = bool(message.shared and message.shared.get(NEUTRAL_FIELD))
+        self._neutral = bool(message.shared.get(NEUTRAL_FIELD))
 
     def _prepared(self, call: ModelCall, route: ModelRoute, target: Target, raw: Buffer) -> Answer:
         default_cap = self._gateway.output_cap(route)

@@ -13,7 +13,7 @@ import orjson
 
 from extproc import headers as names
 from extproc.config import Gateway, ModelRoute, Principal, Target
-from extproc.contract import NEUTRAL_FIELD
+from extproc.contract import CLIENT_PATH_FIELD, NEUTRAL_FIELD
 from extproc.endpoints import (
     LocalAnswer,
     ModelCall,
@@ -434,11 +434,13 @@ class Exchange:
         set_headers, remove = to_alias(
             self._client_headers, route, call.schema, payload, start=start
         )
-        # Each attempt's span continues this request's span, and goes through the neutral
-        # form when this stream screens the answer.
+        # Each attempt's span continues this request's span; it prepares the body for the
+        # endpoint the client called, through the neutral form when this stream screens the
+        # answer.
         shared = self._services.telemetry.spans.context_of(self._span)
+        shared[CLIENT_PATH_FIELD] = call.path
         if self._output_screen is not None:
-            shared = {**shared, NEUTRAL_FIELD: "1"}
+            shared[NEUTRAL_FIELD] = "1"
         return replace_request(
             set_headers=set_headers, remove_headers=remove, body=payload, shared=shared
         )

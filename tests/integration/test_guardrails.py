@@ -105,6 +105,12 @@ def config(mock: MockProvider, moderation: str, tmp_path_factory: pytest.TempPat
         "an": {"provider": "anthropic", "model": "claude-sonnet-4-5"},
         "ge": {"provider": "gemini", "model": "gemini-2.5-flash"},
         "oa-text": {"provider": "openai", "model": "gpt-3.5-turbo-instruct"},
+        "fb": {
+            "targets": [
+                {"provider": "openai", "model": "gpt-4o-fb"},
+                {"provider": "anthropic", "model": "claude-fb", "priority": 1},
+            ]
+        },
     }
     document = {
         "processor": {"message_timeout": "10s"},
@@ -587,3 +593,32 @@ def test_an_external_check_judges_json_answers_and_whole_streams(
     assert text == "" and events[-1]["error"]["code"] == "guardrail_blocked"
     text, _ = stream_chat(gateway, EXTERNAL_KEY, ["All ", "fine ", "here"])
     assert text == "All fine here"
+
+
+# Aliases with fallback: every attempt goes through the neutral form, whichever target answers.
+
+
+@pytest.mark.parametrize("failing", ["", "gpt-4o-fb=429"])
+def test_answers_of_an_alias_with_fallback_are_masked_whichever_target_answers(
+    failing: str, oai: openai.OpenAI, mock: MockProvider
+) -> None:
+    headers = {"x-mock-text": json.dumps(ANSWER)} | ({"x-mock-fail": failing} if failing else {})
+    answer = oai.responses.create(model="fb", input=f"To {EMAIL}", extra_headers=headers)
+    assert answer.output_text == MASKED
+    upstream = mock.last_request()
+    assert upstream["body"]["model"] == ("claude-fb" if failing else "gpt-4o-fb")
+    assert EMAIL not in said(upstream)
+    text, _ = stream_chat_on(oai, "fb", [f"Mail {EMAIL[:5]}", f"{EMAIL[5:]}."], headers)
+    assert text == "Mail [EMAIL]."
+
+
+def stream_chat_on(
+    oai: openai.OpenAI, alias: str, pieces: list[str], headers: dict[str, str]
+) -> tuple[str, None]:
+    stream = oai.chat.completions.create(
+        model=alias,
+        stream=True,
+        messages=[{"role": "user", "content": "Mail?"}],
+        extra_headers=headers | {"x-mock-text": json.dumps(pieces)},
+    )
+    return "".join(c.choices[0].delta.content or "" for c in stream if c.choices), None
