@@ -29,6 +29,8 @@ from tests.otlp_receiver import Received, otlp_receiver
 pytestmark = pytest.mark.envoy
 
 LIMITED = "sk-gw-observed-limited-0123456789"
+GUARDED = "sk-gw-observed-guarded-0123456789"
+PERSONAL = "jane.doe@example.com"
 EXPIRING = "sk-gw-observed-expiring-0123456789"
 """A key three days from its expiry: inside the default week of notice."""
 METRICS_PORT = free_port()
@@ -80,12 +82,19 @@ def config(
                     "limits": [{"requests": 1, "per": "1d"}],
                 },
                 {
+                    "id": "guarded",
+                    "sha256": sha256(GUARDED),
+                    "models": ["*"],
+                    "guardrails": ["pii"],
+                },
+                {
                     "id": "expiring",
                     "sha256": sha256(EXPIRING),
                     "models": ["*"],
                     "expires_at": datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=3),
                 },
             ],
+            "guardrails": {"pii": {"detectors": ["email"], "input": "mask", "output": "log"}},
             "telemetry": {
                 "tracing": {
                     "enabled": True,
@@ -141,8 +150,14 @@ def traffic(gateway: RunningGateway) -> dict[str, Any]:
         json=body,
         headers={"authorization": f"Bearer {EXPIRING}"},
     )
+    guarded = HTTP.post(
+        gateway.url + "/v1/chat/completions",
+        json={**body, "messages": [{"role": "user", "content": f"Mail {PERSONAL}"}]},
+        headers={"authorization": f"Bearer {GUARDED}", "x-mock-text": f'["Wrote {PERSONAL}"]'},
+    )
     assert statuses == [200, 429] and bad.status_code == 401
     assert "x-extproc-key-expires-at" in expiring.headers
+    assert guarded.json()["choices"][0]["message"]["content"] == f"Wrote {PERSONAL}"
     return {"answers": answers}
 
 
@@ -294,6 +309,13 @@ def test_metrics_count_tokens_and_refusals(traffic: dict[str, Any]) -> None:
     assert sample(text, "extproc_quota_store_pending") == 0  # nothing waits for the store
     assert sample(text, "extproc_key_expiring_uses_total", extproc_key_id="expiring") == 1
     assert sample(text, "extproc_key_expiring_uses_total") == 1
+    decisions = {"extproc_guardrail_policy": "pii", "extproc_guardrail_detector": "email"}
+    for direction, action in (("input", "mask"), ("output", "log")):
+        labels = decisions | {
+            "extproc_guardrail_direction": direction,
+            "extproc_guardrail_action": action,
+        }
+        assert sample(text, "extproc_guardrail_decisions_total", **labels) == 1
 
 
 def test_metrics_also_go_out_over_otlp(
@@ -306,9 +328,26 @@ def test_metrics_also_go_out_over_otlp(
     assert {"gen_ai.server.request.duration", "extproc.requests"} <= received.metric_names
 
 
+def test_guardrail_decisions_are_on_the_span_without_the_matched_text(
+    traffic: dict[str, Any], receiver: tuple[str, Received]
+) -> None:
+    _, received = receiver
+    spans = wait_for_spans(received, 5)
+    guarded = [s for s in spans if s["attributes"].get("extproc.key.id") == "guarded"]
+    assert len(guarded) == 1
+    attributes = guarded[0]["attributes"]
+    decisions = attributes["extproc.guardrail.decisions"]  # an OTLP array value
+    assert [value.string_value for value in decisions.values] == [
+        "input:pii/email:mask",
+        "output:pii/email:log",
+    ]
+    assert PERSONAL not in attributes["gen_ai.input.messages"]
+    assert "[EMAIL]" in attributes["gen_ai.input.messages"]
+
+
 def test_the_access_log_has_one_line_per_request(traffic: dict[str, Any], config: Path) -> None:
     lines = [orjson.loads(line) for line in (config.parent / "access.log").read_text().splitlines()]
-    assert len(lines) == 8
+    assert len(lines) == 9
     first = lines[0]
     assert first["key_id"] == "full" and first["team"] == "core" and first["alias"] == "chat"
     assert first["provider"] == "openai" and first["model"] == "gpt-4o-mini"
@@ -318,9 +357,10 @@ def test_the_access_log_has_one_line_per_request(traffic: dict[str, Any], config
     backed = lines[2]
     assert (backed["alias"], backed["model"], backed["attempts"]) == ("backed", "gpt-4o-mini", 2)
     assert lines[3]["stream"] is True and lines[3]["ttft_ms"] > 0
-    assert [line["status"] for line in lines[4:]] == [200, 429, 401, 200]
+    assert [line["status"] for line in lines[4:]] == [200, 429, 401, 200, 200]
     assert lines[5]["error_type"] == "rate_limit_exceeded"
     assert lines[7]["key_id"] == "expiring"
+    assert lines[8]["guardrails"] == ["input:pii/email:mask", "output:pii/email:log"]
 
 
 def test_healthy_requests_leave_the_gateway_log_quiet(
