@@ -492,7 +492,14 @@ class TeamSpec(Strict):
 BuiltinDetector = Literal[
     "email", "phone", "credit_card", "iban", "us_ssn", "ip_address", "credentials"
 ]
-GuardAction = Literal["block", "mask", "log", "off"]
+
+
+def _off_as_text(value: object) -> object:
+    """YAML reads an unquoted `off` as false; here it means the word."""
+    return "off" if value is False else value
+
+
+GuardAction = Annotated[Literal["block", "mask", "log", "off"], BeforeValidator(_off_as_text)]
 
 
 class PatternSpec(Strict):

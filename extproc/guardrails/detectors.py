@@ -26,6 +26,8 @@ class Detector:
     """What a masked match becomes."""
     valid: Callable[[str], bool] | None = None
     """Whether a matched text really is what the detector looks for (checksums)."""
+    anchor: str | None = None
+    """A character every match holds: a text without it is not searched."""
 
 
 def luhn_valid(text: str) -> bool:
@@ -59,9 +61,14 @@ def ssn_valid(text: str) -> bool:
 
 
 def _builtin(
-    name: str, pattern: str, max_length: int, valid: Callable[[str], bool] | None = None
+    name: str,
+    pattern: str,
+    max_length: int,
+    valid: Callable[[str], bool] | None = None,
+    *,
+    anchor: str | None = None,
 ) -> Detector:
-    return Detector(name, regex.compile(pattern), max_length, f"[{name.upper()}]", valid)
+    return Detector(name, regex.compile(pattern), max_length, f"[{name.upper()}]", valid, anchor)
 
 
 _CREDENTIALS = "|".join(
@@ -86,6 +93,7 @@ BUILTIN: dict[str, Detector] = {
             r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}"
             r"(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}(?![A-Za-z0-9-])",
             254,
+            anchor="@",
         ),
         _builtin(
             "phone",
@@ -102,7 +110,7 @@ BUILTIN: dict[str, Detector] = {
             42,
             iban_valid,
         ),
-        _builtin("us_ssn", r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])", 11, ssn_valid),
+        _builtin("us_ssn", r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])", 11, ssn_valid, anchor="-"),
         _builtin(
             "ip_address",
             r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}"

@@ -183,6 +183,7 @@ guardrails:
     patterns:
       bad: {regex: "(a+)+b"}
     input: mask
+    output: off
 teams:
   t: {guardrails: [missing]}
 keys:
@@ -205,3 +206,4 @@ def test_a_callers_policies_are_its_own_its_teams_and_its_models_once_each() -> 
     gateway = parse_gateway(text, source=Path("gw.yaml"), environ={"K": "x"})
     principal = gateway.principals["0" * 64]
     assert [p.name for p in gateway.policies(principal, gateway.models["m"])] == ["pii"]
+    assert (gateway.guardrails["pii"].input, gateway.guardrails["pii"].output) == ("mask", "off")
