@@ -5,10 +5,11 @@ same OpenAI chat completion every time), which costs next to nothing, so that wh
 for the provider holds back no setup. Rows that need a provider's behaviour — a translated call,
 a compressing provider, streams — reach the Python mock provider.
 
-The gateway runs five times: plain, with limits on the memory store, with limits on a Redis
-store (a local redis-server), with every request traced to an in-process OTLP receiver, and
-with callers known by a JWT that Envoy verifies instead of a gateway key, to show what quota
-checks, tracing and token identity add. The plain gateway is also loaded with a call it
+The gateway runs several times: plain, with limits on the memory store, with limits on a Redis
+store (a local redis-server), with every request traced to an in-process OTLP receiver, with
+callers known by a JWT that Envoy verifies instead of a gateway key, and with every built-in
+guardrail detector screening requests and answers (JSON and streams), to show what quota
+checks, tracing, token identity and guardrails add. The plain gateway is also loaded with a call it
 translates (an OpenAI client to an alias on an Anthropic-kind provider), with a call to an
 alias with fallback whose first target answers (the per-attempt filter), with a client that
 accepts gzip (Envoy compresses the answers), and with a provider that compresses although it
@@ -186,6 +187,22 @@ PRICES = {"input_per_million": 2.5, "output_per_million": 10}
 
 
 LIVE_PROVIDER = "mock-live"
+GUARDRAILS = {
+    "built-in": {
+        "detectors": [
+            "email",
+            "phone",
+            "credit_card",
+            "iban",
+            "us_ssn",
+            "ip_address",
+            "credentials",
+        ],
+        "input": "mask",
+        "output": "mask",
+    }
+}
+"""Every built-in detector on the request and on the answer (JSON and streams)."""
 
 
 def configure(
@@ -199,12 +216,14 @@ def configure(
     sampling: float = 1.0,
     access_log: Path | None = None,
     jwks: Path | None = None,
+    guarded: bool = False,
 ) -> Path:
     """The demo configuration: its OpenAI-kind provider is the static upstream, the others
     the mock, and `gpt-4o-live` an alias on the mock as OpenAI; with `store`, the demo key gets
     LIMITS there; with `collector`, requests are traced (Envoy and processor) to that OTLP
     endpoint, `sampling` of them; with `access_log`, a line per request goes to that file;
-    with `jwks`, callers are also known by tokens that Envoy verifies against it."""
+    with `jwks`, callers are also known by tokens that Envoy verifies against it; `guarded`:
+    every call is screened by GUARDRAILS, both ways."""
     document = yaml.safe_load((ROOT / "examples" / "gateway.yaml").read_text())
     providers = document["providers"]
     providers[LIVE_PROVIDER] = dict(providers["mock"])
@@ -232,6 +251,10 @@ def configure(
         issuer = {"issuer": JWT_ISSUER, "audiences": [JWT_AUDIENCE], "jwks_file": str(jwks)}
         rule = {"name": "users", "jwt": {"issuer": "corp"}, "principal": "user:{sub}"}
         document["identity"] = {"jwt": {"corp": issuer}, "rules": [rule | {"models": ["*"]}]}
+    if guarded:
+        document["guardrails"] = GUARDRAILS
+        for key in document["keys"]:
+            key["guardrails"] = list(GUARDRAILS)
     path = directory / f"{name}.yaml"
     path.write_text(gateway_yaml(document))
     return path
@@ -268,6 +291,7 @@ def main() -> int:
         signer = Signer(JWT_ISSUER, JWT_AUDIENCE)
         jwks = signer.write_jwks(directory / "jwks.json")
         verified = configure(*urls, "jwt", jwks=jwks)
+        guarded = configure(*urls, "guarded", guarded=True)
         token = signer.token(lifetime=86400, sub="bench-user")
         mock_pid = mock.process.popen.pid
         upstream_pid = upstream.popen.pid
@@ -280,6 +304,7 @@ def main() -> int:
             running_gateway(verified, directory / "jwt.log") as with_jwt,
             running_gateway(sampled, directory / "sampled.log") as with_sampling,
             running_gateway(production, directory / "production.log") as in_production,
+            running_gateway(guarded, directory / "guarded.log") as with_guardrails,
         ):
             plain = [gateway.process.popen.pid, upstream_pid]
             on_mock = [gateway.process.popen.pid, mock_pid]
@@ -309,6 +334,9 @@ def main() -> int:
                 "jwt, not key": Setup(
                     with_jwt.url, [with_jwt.process.popen.pid, upstream_pid], key=token
                 ),
+                "+guardrails": Setup(
+                    with_guardrails.url, [with_guardrails.process.popen.pid, upstream_pid]
+                ),
             }
             control_setup = Setup(admin_url(directory), [alone.popen.pid])
             for _ in range(ROUNDS):
@@ -322,6 +350,7 @@ def main() -> int:
                     ("envoy alone", alone_url, "gpt-4o-live"),
                     ("gateway", gateway.url, "gpt-4o-live"),
                     ("translated", gateway.url, "claude-sonnet"),
+                    ("guardrails", with_guardrails.url, "gpt-4o-live"),
                 ):
                     result = load_streams(url + "/v1/chat/completions", model)
                     streams.setdefault(name, []).append(result)
@@ -344,7 +373,7 @@ def report_streams(streams: dict[str, list[StreamFigures]]) -> None:
         print(f"  {name:<13} first token {first:6.2f} ms   whole stream {whole:6.2f} ms")
     alone = medians["envoy alone"]
     print(f"  target: first token <= 1.5 x Envoy alone's + 0.5 ms = {1.5 * alone + 0.5:.2f} ms")
-    for name in ("gateway", "translated"):
+    for name in ("gateway", "translated", "guardrails"):
         added = medians[name] - alone
         print(
             f"  added time to first token, {name}: +{added:.2f} ms ({medians[name] / alone:.2f}x)"
@@ -362,6 +391,7 @@ ADDED: dict[str, tuple[str, float | None]] = {
     "+tracing 0.1": ("gateway", 0.95),
     "production": ("gateway", 0.65),
     "jwt, not key": ("gateway", 0.95),
+    "+guardrails": ("gateway", None),
 }
 """Each added feature's row: the row it adds to, and the throughput it should keep."""
 
