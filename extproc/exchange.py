@@ -270,7 +270,7 @@ class Exchange:
         alias = read_model(body)
         call.check(body)
         if isinstance(call, TokenCount):
-            return self._count_tokens(call, principal, alias, body)
+            return await self._count_tokens(call, principal, alias, body)
         record = self._record
         record.operation, record.alias, record.stream = (
             call.operation,
@@ -317,12 +317,16 @@ class Exchange:
         )
 
     async def _screened(
-        self, call: ModelCall, principal: Principal, route: ModelRoute, body: JsonObject
+        self, call: PostCall, principal: Principal, route: ModelRoute, body: JsonObject
     ) -> JsonObject:
         """The body as the input guardrails let it go upstream (a block refuses the call
         before anything is reserved); notes the output guardrails for the answer."""
         screen_in, self._output_screen = screens(self._gateway.policies(principal, route))
-        streamed_completion = call.operation == "text_completion" and body.get("stream") is True
+        streamed_completion = (
+            isinstance(call, ModelCall)
+            and call.operation == "text_completion"
+            and body.get("stream") is True
+        )
         if self._output_screen is not None and streamed_completion:
             raise BadRequest(
                 "Guardrails screen this model's answers, which this endpoint cannot do "
@@ -375,13 +379,15 @@ class Exchange:
             route=target.provider.name,
         )
 
-    def _count_tokens(
+    async def _count_tokens(
         self, count: TokenCount, principal: Principal, alias: str, body: JsonObject
     ) -> Answer:
         """Sent to a provider that counts natively, else answered from the gateway's estimate;
-        not charged either way."""
+        not charged either way. The input guardrails apply as to the call it counts for."""
         self._record.alias = alias
         route = resolve_route(self._gateway.models, principal, alias)
+        if self._gateway.guardrails:
+            body = await self._screened(count, principal, route, body)
         plan = plan_count(count, route, body, self._services.rng)
         if isinstance(plan, bytes):
             self._replied = True

@@ -286,7 +286,10 @@ class ResponsePath:
                 record.cost_usd = self._price.micro_usd(usage) / MICRO_USD_PER_USD
         record.response_model = self._meter.response_model()
         if self._telemetry.spans.records_content:
-            record.output_content = self._telemetry.spans.content(self._meter.output_text())
+            output = self._meter.output_text()
+            if self._screen is not None:  # recorded as the client saw it
+                output = self._screen.apply(output, Verdicts())
+            record.output_content = self._telemetry.spans.content(output)
         if self._meter.relay is not None:
             if self._meter.relay.screen is not None:
                 self._note(self._meter.relay.screen.verdicts)

@@ -31,6 +31,7 @@ from tests.harness import (
 pytestmark = pytest.mark.envoy
 
 KEY = "sk-gw-faults-stream-0123456789"
+GUARDED_KEY = "sk-gw-faults-guarded-0123456789"
 IDLE = 1.0
 """The providers' idle timeout in these tests (seconds)."""
 
@@ -59,8 +60,18 @@ def config(mock: MockProvider, tmp_path_factory: pytest.TempPathFactory) -> Path
                     "sha256": sha256(KEY),
                     "models": ["*"],
                     "limits": [{"concurrent": 2}, {"tokens": 10_000_000, "per": "1d"}],
-                }
+                },
+                {
+                    "id": "guarded",
+                    "sha256": sha256(GUARDED_KEY),
+                    "models": ["*"],
+                    "guardrails": ["cards"],
+                    "limits": [{"tokens": 10_000_000, "per": "1d"}],
+                },
             ],
+            "guardrails": {
+                "cards": {"detectors": ["credit_card"], "input": "off", "output": "mask"}
+            },
             "telemetry": {"access_log": str(directory / "access.log")},
         },
     )
@@ -72,10 +83,12 @@ def gateway(config: Path) -> Iterator[RunningGateway]:
         yield running
 
 
-def stream(gateway: RunningGateway, **scenario: str) -> tuple[list[dict[str, Any]], bool]:
+def stream(
+    gateway: RunningGateway, key: str = KEY, **scenario: str
+) -> tuple[list[dict[str, Any]], bool]:
     """A streamed chat: the JSON events received, and whether the stream ended cleanly."""
     body = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
-    headers = {"authorization": f"Bearer {KEY}", **scenario}
+    headers = {"authorization": f"Bearer {key}", **scenario}
     events: list[dict[str, Any]] = []
     try:
         with httpx.stream(
@@ -112,6 +125,28 @@ def test_a_provider_that_stalls_mid_stream_is_ended_with_an_error_event(
     assert 0 < entry["output_tokens"] < 10  # what was streamed, not the step reserved
     wait_until(lambda: slots_free(gateway, config), "the stalled stream kept its slot")
     assert mock.last_request()["stream"]["stalled"]
+
+
+def test_a_screened_stream_that_stalls_keeps_back_what_could_be_a_card_number(
+    gateway: RunningGateway, config: Path
+) -> None:
+    """The text held in the guardrails' window when the provider goes silent never leaves:
+    the client gets what was settled, then the error event; the call is charged what the
+    provider streamed, held text included."""
+    before = len(access_log_lines(config))
+    pieces = orjson.dumps(["Card: ", "4111 1111 ", "1111 1111 ok"]).decode()
+    events, clean = stream(
+        gateway, GUARDED_KEY, **{"x-mock-text": pieces, "x-mock-stall-after": "3"}
+    )
+    text = "".join(
+        choice["delta"].get("content") or ""
+        for event in events
+        for choice in event.get("choices", ())
+    )
+    assert clean and text == "Card: "
+    assert events[-1]["error"]["code"] == "upstream_timeout"
+    entry = logged_since(config, before)
+    assert entry["error_type"] == "upstream_timeout" and entry["output_tokens"] >= 2
 
 
 def test_an_anthropic_client_gets_its_own_error_event_on_a_stall(
