@@ -642,3 +642,28 @@ def test_token_counts_are_screened_like_the_calls_they_count_for(
             model="an", messages=[{"role": "user", "content": f"key {AWS_KEY}"}]
         )
     assert "blocked by guardrail policy 'secrets'" in refused.value.message
+
+
+def test_an_anthropic_client_is_refused_in_its_own_schema_on_input_and_output(
+    gateway: RunningGateway, mock: MockProvider
+) -> None:
+    before = len(mock.requests())
+    with anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0) as sdk:
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            sdk.messages.create(
+                model="oa",
+                max_tokens=50,
+                messages=[{"role": "user", "content": f"pay with {CARD}"}],
+            )
+    assert refused.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert "'secrets' (detector: credit_card)" in refused.value.message
+    assert CARD not in refused.value.message and len(mock.requests()) == before
+    with anthropic.Anthropic(base_url=gateway.url, api_key=LOG_KEY, max_retries=0) as sdk:
+        answer = sdk.messages.create(
+            model="an",
+            max_tokens=50,
+            messages=[{"role": "user", "content": "Card?"}],
+            extra_headers={"x-mock-text": json.dumps(ANSWER)},
+        )
+    assert answer.stop_reason == "refusal"
+    assert answer.content[0].type == "text" and CARD not in answer.content[0].text
