@@ -17,7 +17,6 @@ from extproc.contract import (
     CLIENT_PATH_FIELD,
     CLUSTER_ATTRIBUTE,
     METHOD_ATTRIBUTE,
-    NEUTRAL_FIELD,
     PATH_ATTRIBUTE,
     TARGET_ATTRIBUTE,
     alias_of,
@@ -61,7 +60,6 @@ class Attempt:
         "_gateway",
         "_headers",
         "_index",
-        "_neutral",
         "_record",
         "_route",
         "_span",
@@ -83,8 +81,6 @@ class Attempt:
         """The target's place among the alias's targets, as Envoy's endpoint metadata says."""
         self._record: AttemptRecord | None = None
         self._span: GatewaySpan | None = None
-        self._neutral = False
-        """The request's stream screens the answer: the call goes through the neutral form."""
 
     async def process(self, message: Message) -> Answer | None:
         if message.phase == "request_headers":
@@ -125,13 +121,10 @@ class Attempt:
             number=int(number) if number.isdigit() else None,
         )
         self._span = self._telemetry.spans.begin_attempt(record, message.shared)
-        self._neutral = bool(message.shared.get(NEUTRAL_FIELD))
 
     def _prepared(self, call: ModelCall, route: ModelRoute, target: Target, raw: Buffer) -> Answer:
         default_cap = self._gateway.output_cap(route)
-        upstream = prepare_upstream(
-            call, target, parse_body(raw), default_max_tokens=default_cap, neutral=self._neutral
-        )
+        upstream = prepare_upstream(call, target, parse_body(raw), default_max_tokens=default_cap)
         payload = orjson.dumps(upstream.body)
         # What is on the request now is the client's (kept by the request's own stream for
         # any target), and an earlier attempt's provider headers: this target's allow-list
@@ -142,7 +135,7 @@ class Attempt:
             target,
             upstream.location,
             payload,
-            same_schema=not upstream.translation.translated,
+            same_schema=upstream.translation.passed_through,
             client_agent=agent if self._gateway.client_user_agent == "append" else None,
         )
         return replace_request(set_headers=set_headers, remove_headers=remove, body=payload)

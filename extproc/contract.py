@@ -53,6 +53,3 @@ def alias_of(cluster: str) -> str:
 CLIENT_PATH_FIELD = "path"
 """In `SHARED_METADATA`: the path the client called. An attempt's `request.path` is what an
 earlier attempt rewrote it to (a provider's own path), not the endpoint the body is for."""
-NEUTRAL_FIELD = "neutral"
-"""In `SHARED_METADATA`: the request's stream screens the answer, so each attempt sends the
-call through the neutral form (the answer comes back in the provider's own schema)."""

@@ -13,7 +13,7 @@ import orjson
 
 from extproc import headers as names
 from extproc.config import Gateway, ModelRoute, Principal, Target
-from extproc.contract import CLIENT_PATH_FIELD, NEUTRAL_FIELD
+from extproc.contract import CLIENT_PATH_FIELD
 from extproc.endpoints import (
     LocalAnswer,
     ModelCall,
@@ -145,8 +145,7 @@ class Exchange:
         """The client's user agent, when the providers get it after the gateway's."""
         self._replied = False
         self._output_screen: Screen | None = None
-        """Set when guardrails screen the answer: the call then goes through the neutral
-        form."""
+        """Set when guardrails screen the answer: it is then read in the neutral form."""
         self._response: ResponsePath | None = None
         self._record = RequestRecord()
         self._span: GatewaySpan | None = None
@@ -313,7 +312,7 @@ class Exchange:
             )
         payload = orjson.dumps(upstream_body)
         return self._send_upstream(
-            target, upstream.location, payload, same_schema=not translation.translated
+            target, upstream.location, payload, same_schema=translation.passed_through
         )
 
     async def _screened(
@@ -441,12 +440,9 @@ class Exchange:
             self._client_headers, route, call.schema, payload, start=start
         )
         # Each attempt's span continues this request's span; it prepares the body for the
-        # endpoint the client called, through the neutral form when this stream screens the
-        # answer.
+        # endpoint the client called.
         shared = self._services.telemetry.spans.context_of(self._span)
         shared[CLIENT_PATH_FIELD] = call.path
-        if self._output_screen is not None:
-            shared[NEUTRAL_FIELD] = "1"
         return replace_request(
             set_headers=set_headers, remove_headers=remove, body=payload, shared=shared
         )

@@ -261,7 +261,7 @@ class ResponsePath:
                 return refused, []
             # Some providers refuse a key with a 400 that only its body explains.
             return refused, [(names.STATUS, str(self._credentials_refused(status)))]
-        if not self._translation.translated and client.is_native_error(body):
+        if self._translation.passed_through and client.is_native_error(body):
             return None, []
         return client.build_error(error), []
 

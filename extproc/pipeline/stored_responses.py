@@ -34,7 +34,7 @@ class Owner:
 def stored(translation: Translation, body: JsonObject) -> bool:
     """Whether the provider keeps this call's response: a Responses call passed through as
     it is (store defaults to on)."""
-    passed = translation.client is RESPONSES.client and not translation.translated
+    passed = translation.client is RESPONSES.client and translation.passed_through
     return passed and body.get("store") is not False
 
 

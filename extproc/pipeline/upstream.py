@@ -29,13 +29,13 @@ def prepare_upstream(
     neutral: bool = False,
 ) -> Upstream:
     """`default_max_tokens`: the output cap for providers that require one when the client
-    sets none; `neutral`: the call's answer is screened, so it goes through the neutral form
-    (to the provider's own schema) even where it could pass through."""
+    sets none; `neutral`: the call's answer is screened, so it is read in the neutral form
+    even where the call passes through."""
     provider = target.provider
     api = provider_api(provider)
     # A provider that serves the client's API as it is gets the call in the client's schema,
     # unless the target forces options: those are written in the provider's own schema.
-    native = None if target.options or neutral else api.locate_native(call.path, target)
+    native = None if target.options else api.locate_native(call.path, target)
     translation, upstream_body = translate_request(
         call.schema,
         api.schema if native is None else call.schema,

@@ -47,6 +47,9 @@ class Translation:
     hide_usage: bool = False
     """The gateway asked the provider's stream for usage the client did not ask for."""
     stream: bool = False
+    passed_through: bool = False
+    """The body went upstream as the client wrote it (the provider speaks its schema); its
+    answer may still be read in the neutral form (`request` set: it is screened)."""
 
     @property
     def translated(self) -> bool:
@@ -110,8 +113,8 @@ def translate_request(
 
     `stream_usage`: ask an OpenAI-style stream for its usage when the client did not;
     `reasoning`: what a translated call does with the client's thinking request;
-    `neutral`: a chat call goes through the neutral form even between one schema (its
-    answer is then screened there)."""
+    `neutral`: a chat call's answer is read in the neutral form even where the call passes
+    through (it is screened there); the body still goes as the client wrote it."""
     if operation not in provider.provider.operations:
         raise BadRequest(
             f"This model is served by a provider ({provider_kind}) that does not offer "
@@ -121,8 +124,11 @@ def translate_request(
         )
     assert client.client is not None, "clients speak a schema with a client side"
     request: ChatRequest | EmbeddingRequest | None = None
-    if client.name == provider.name and not (neutral and operation == "chat"):
+    passed = client.name == provider.name
+    if passed:
         upstream = client.client.passed_through(body)
+        if neutral and operation == "chat":
+            request = client.client.parse_chat(body, provider_kind)
     elif operation == "chat":
         request = client.client.parse_chat(body, provider_kind)
         request = fit_reasoning(request, provider_kind, model, reasoning)
@@ -150,5 +156,6 @@ def translate_request(
         request=request,
         hide_usage=hide_usage,
         stream=body.get("stream") is True,
+        passed_through=passed,
     )
     return translation, upstream

@@ -291,7 +291,9 @@ def test_an_anthropic_clients_system_prompt_tool_use_and_tool_result_are_masked(
     ant.messages.create(
         model=alias,
         max_tokens=100,
-        system=[{"type": "text", "text": f"Owner: {EMAIL}"}],
+        system=[
+            {"type": "text", "text": f"Owner: {EMAIL}", "cache_control": {"type": "ephemeral"}}
+        ],
         tools=[{"name": "send_mail", "input_schema": {"type": "object"}}],
         messages=[
             {"role": "user", "content": "Send it"},
@@ -317,6 +319,10 @@ def test_an_anthropic_clients_system_prompt_tool_use_and_tool_result_are_masked(
     upstream = mock.last_request()
     assert EMAIL not in said(upstream)
     assert said(upstream).count("[EMAIL]") == 3
+    if alias == "an":  # passed through as the client wrote it, prompt-cache marks and all
+        assert upstream["body"]["system"] == [
+            {"type": "text", "text": "Owner: [EMAIL]", "cache_control": {"type": "ephemeral"}}
+        ]
 
 
 def test_a_responses_clients_input_items_are_screened(
