@@ -26,8 +26,11 @@ class Detector:
     """What a masked match becomes."""
     valid: Callable[[str], bool] | None = None
     """Whether a matched text really is what the detector looks for (checksums)."""
-    anchor: str | None = None
-    """A character every match holds: a text without it is not searched."""
+    anchors: str = ""
+    """Characters one of which every match holds: a text with none is not searched."""
+    bounded: bool = False
+    """Runs in linear time whatever the text (the built-in ones): searched without a time
+    limit, its cost bounded by the body size alone."""
 
 
 def luhn_valid(text: str) -> bool:
@@ -66,9 +69,10 @@ def _builtin(
     max_length: int,
     valid: Callable[[str], bool] | None = None,
     *,
-    anchor: str | None = None,
+    anchors: str = "",
 ) -> Detector:
-    return Detector(name, regex.compile(pattern), max_length, f"[{name.upper()}]", valid, anchor)
+    placeholder = f"[{name.upper()}]"
+    return Detector(name, regex.compile(pattern), max_length, placeholder, valid, anchors, True)
 
 
 _CREDENTIALS = "|".join(
@@ -93,7 +97,7 @@ BUILTIN: dict[str, Detector] = {
             r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}"
             r"(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}(?![A-Za-z0-9-])",
             254,
-            anchor="@",
+            anchors="@",
         ),
         _builtin(
             "phone",
@@ -110,13 +114,14 @@ BUILTIN: dict[str, Detector] = {
             42,
             iban_valid,
         ),
-        _builtin("us_ssn", r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])", 11, ssn_valid, anchor="-"),
+        _builtin("us_ssn", r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])", 11, ssn_valid, anchors="-"),
         _builtin(
             "ip_address",
             r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}"
             r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d.]*\d)"
             r"|(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![0-9A-Fa-f:])",
             39,
+            anchors=".:",
         ),
         _builtin("credentials", _CREDENTIALS, 16100),
     )
@@ -139,7 +144,8 @@ def deny_list_detector(name: str, phrases: Sequence[str], *, placeholder: str) -
     )
     pattern = r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)"
     longest = max(len(phrase) for phrase in phrases)
-    return Detector(name, regex.compile(pattern, regex.IGNORECASE), longest * 4, placeholder)
+    compiled = regex.compile(pattern, regex.IGNORECASE)
+    return Detector(name, compiled, longest * 4, placeholder, bounded=True)  # literals only
 
 
 def pattern_problem(pattern: str) -> str | None:

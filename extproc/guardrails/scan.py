@@ -9,13 +9,16 @@ from dataclasses import dataclass
 from extproc.guardrails.detectors import Detector
 
 SEARCH_TIMEOUT = 0.05
-"""The most one detector's search over a short text may take (seconds) …"""
+"""The most a configured pattern's search over a short text may take (seconds) …"""
 SEARCH_TIMEOUT_PER_CHAR = 1e-6
-"""… and over a long one, per character: ten times what the built-in detectors need (they run
-in linear time); a pattern that backtracks catastrophically runs out of it."""
+"""… and over a long one, per character: ten times what linear patterns need here; one that
+backtracks catastrophically runs out of it."""
 
 
-def search_timeout(text: str) -> float:
+def search_timeout(detector: Detector, text: str) -> float | None:
+    """How long a search of `text` by `detector` may take (None: no limit, it is linear)."""
+    if detector.bounded:
+        return None
     return SEARCH_TIMEOUT + len(text) * SEARCH_TIMEOUT_PER_CHAR
 
 
@@ -37,18 +40,68 @@ class Match:
 def find(detectors: Sequence[Detector], text: str, *, start: int = 0) -> list[Match]:
     """Every real match in `text` from `start` on, by position."""
     found: list[Match] = []
-    timeout = search_timeout(text)
     for detector in detectors:
-        if detector.anchor is not None and detector.anchor not in text:
+        if detector.anchors and not any(anchor in text for anchor in detector.anchors):
             continue
+        timeout = search_timeout(detector, text)
         try:
-            for match in detector.pattern.finditer(text, start, timeout=timeout):
-                if match.end() > match.start() and _real(detector, match.group()):
-                    found.append(Match(match.start(), match.end(), detector))
+            if detector.valid is None:
+                for match in detector.pattern.finditer(text, start, timeout=timeout):
+                    if match.end() > match.start():
+                        found.append(Match(match.start(), match.end(), detector))
+            else:
+                found += _checked(detector, text, start, timeout)
         except TimeoutError:
             raise ScanTimeout(detector) from None
     found.sort(key=lambda match: (match.start, -match.end))
     return found
+
+
+def _checked(detector: Detector, text: str, start: int, timeout: float | None) -> list[Match]:
+    """The matches whose check holds. Where the greedy match fails it (a card number followed
+    by more digits, `4111 1111 1111 1111 55`, or after some, `12 4111 …`), the longest text
+    that passes, starting at any place the pattern could start and ending after any whole
+    group, stands for it."""
+    assert detector.valid is not None
+    found: list[Match] = []
+    settled = start
+    candidates = list(detector.pattern.finditer(text, start, overlapped=True, timeout=timeout))
+    for index, candidate in enumerate(candidates):
+        if candidate.start() < settled:
+            continue
+        if detector.valid(candidate.group()):
+            best = (candidate.start(), candidate.end())
+        else:
+            # Its cluster: the candidates that start inside it.
+            cluster = [c for c in candidates[index:] if c.start() < candidate.end()]
+            options = [
+                (begins, end)
+                for other in cluster
+                for begins, end in _shorter(detector, text, other.start(), other.end(), timeout)
+            ]
+            if not options:
+                continue
+            best = max(options, key=lambda span: (span[1] - span[0], -span[0]))
+        found.append(Match(best[0], best[1], detector))
+        settled = best[1]
+    return found
+
+
+def _shorter(
+    detector: Detector, text: str, begins: int, end: int, timeout: float | None
+) -> list[tuple[int, int]]:
+    """Spans from `begins` that end after a whole group (never inside a longer number), that
+    the pattern matches whole and whose check holds."""
+    assert detector.valid is not None
+    spans = []
+    for cut in range(end, begins, -1):
+        if cut < end and (text[cut].isalnum() or not text[cut - 1].isalnum()):
+            continue
+        if cut < end and not detector.pattern.fullmatch(text, begins, cut, timeout=timeout):
+            continue
+        if detector.valid(text[begins:cut]):
+            spans.append((begins, cut))
+    return spans
 
 
 def masked(text: str, matches: Sequence[Match]) -> str:
@@ -67,32 +120,30 @@ def masked(text: str, matches: Sequence[Match]) -> str:
     return "".join(pieces)
 
 
-def open_from(detectors: Sequence[Detector], text: str) -> int:
+def open_from(detectors: Sequence[Detector], text: str, start: int = 0) -> int:
     """Where the earliest match that more text could still make, or lengthen, begins: all
     before it is settled. `len(text)` when nothing is forming at the end.
 
     A match is open when all the text from its start could begin a longer one (`DE89 3704 `
-    holds a complete IBAN match, `DE89 3704`, that the next digits would lengthen)."""
+    holds a complete IBAN match, `DE89 3704`, that the next digits would lengthen). Matches
+    are looked for from `start` on (what is before it was settled: no match that starts there
+    can still form, whatever comes)."""
     held = len(text)
-    timeout = search_timeout(text)
     for detector in detectors:
         pattern = detector.pattern
-        begin = max(0, len(text) - detector.max_length)
+        timeout = search_timeout(detector, text)
+        begin = max(start, len(text) - detector.max_length)
         try:
             for match in pattern.finditer(text, begin, partial=True, timeout=timeout):
-                start = match.start()
-                if start == len(text) or start >= held:
+                begins = match.start()
+                if begins == len(text) or begins >= held:
                     break
-                if match.partial or pattern.fullmatch(text, start, partial=True, timeout=timeout):
-                    held = start
+                if match.partial or pattern.fullmatch(text, begins, partial=True, timeout=timeout):
+                    held = begins
                     break
         except TimeoutError:
             raise ScanTimeout(detector) from None
     return held
-
-
-def _real(detector: Detector, text: str) -> bool:
-    return detector.valid is None or detector.valid(text)
 
 
 TAIL = 64
@@ -126,7 +177,7 @@ class Window:
     def _release(self, buffered: str, *, final: bool) -> tuple[str, list[Match]]:
         text = self._tail + buffered
         offset = len(self._tail)
-        cut = len(text) if final else max(offset, open_from(self._detectors, text))
+        cut = len(text) if final else open_from(self._detectors, text, offset)
         matches = find(self._detectors, text, start=offset)
         # A settled match that runs past the cut waits whole for the next chunk.
         straddling = True

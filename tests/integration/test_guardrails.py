@@ -654,13 +654,13 @@ def test_an_anthropic_client_is_refused_in_its_own_schema_on_input_and_output(
     gateway: RunningGateway, mock: MockProvider
 ) -> None:
     before = len(mock.requests())
-    with anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0) as sdk:
-        with pytest.raises(anthropic.BadRequestError) as refused:
-            sdk.messages.create(
-                model="oa",
-                max_tokens=50,
-                messages=[{"role": "user", "content": f"pay with {CARD}"}],
-            )
+    with (
+        anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0) as sdk,
+        pytest.raises(anthropic.BadRequestError) as refused,
+    ):
+        sdk.messages.create(
+            model="oa", max_tokens=50, messages=[{"role": "user", "content": f"pay with {CARD}"}]
+        )
     assert refused.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
     assert "'secrets' (detector: credit_card)" in refused.value.message
     assert CARD not in refused.value.message and len(mock.requests()) == before

@@ -22,7 +22,13 @@ from extproc.translators.ir import Finish, StreamStart, TextDelta, ToolArguments
 FOUND = {
     "email": ["mail jane.doe+x@mail.example.co.uk now", "a@b.io"],
     "phone": ["call +1 415 555 0100", "call +44 20 7946 0958", "(415) 555-0100", "415-555-0100"],
-    "credit_card": ["4111 1111 1111 1111", "5500-0000-0000-0004", "378282246310005"],
+    "credit_card": [
+        "4111 1111 1111 1111",
+        "5500-0000-0000-0004",
+        "378282246310005",
+        "card 4111 1111 1111 1111 55",  # more digits after it
+        "call 12 5500-0000-0000-0004",  # and before it
+    ],
     "iban": ["DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432"],
     "us_ssn": ["ssn 123-45-6789"],
     "ip_address": [
@@ -42,7 +48,7 @@ FOUND = {
 NEAR_MISSES = {
     "email": ["user@localhost", "x = obj@decorator", "@mention", "name@"],
     "phone": ["version 1.2.3", "id 12345", "2024-10-21"],
-    "credit_card": ["4111 1111 1111 1112", "1234567890123", "order 4111-1111"],
+    "credit_card": ["4111 1111 1111 1112", "1234567890123", "order 4111-1111", "41111111111111112"],
     "iban": ["DE89 3704 0044 0532 0130 01", "AB12"],
     "us_ssn": ["000-12-3456", "666-12-3456", "123-00-4567", "123-45-0000", "1234-56-789"],
     "ip_address": ["999.1.1.1", "1.2.3", "version 1.2.3.4.5"],
@@ -95,8 +101,8 @@ SECRETS = [
 @settings(max_examples=300, deadline=None)
 @given(
     secret=st.sampled_from(SECRETS),
-    before=st.sampled_from(["", "Here: ", "x ", "x\n"]),
-    after=st.sampled_from(["", " done.", ", and more text"]),
+    before=st.sampled_from(["", "Here: ", "x ", "x\n", "call 12 "]),
+    after=st.sampled_from(["", " done.", ", and more text", " 55"]),
     cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6),
 )
 def test_a_secret_split_anywhere_across_events_never_leaves_the_window(
