@@ -194,14 +194,22 @@ def gateway(config: Path) -> Iterator[RunningGateway]:
 
 @pytest.fixture
 def oai(gateway: RunningGateway) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEY, max_retries=0) as sdk:
+    with openai_sdk(gateway, KEY) as sdk:
         yield sdk
 
 
 @pytest.fixture
 def ant(gateway: RunningGateway) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0) as sdk:
+    with anthropic_sdk(gateway, KEY) as sdk:
         yield sdk
+
+
+def openai_sdk(gateway: RunningGateway, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
+
+
+def anthropic_sdk(gateway: RunningGateway, key: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
 
 
 def said(request: dict[str, Any]) -> str:
@@ -416,7 +424,7 @@ def test_a_blocked_json_answer_becomes_a_refusal_and_is_charged_its_usage(
 ) -> None:
     before_log = len(access_log_lines(config))
     before = tokens_used(config, gateway, "blocking")
-    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=LOG_KEY, max_retries=0) as sdk:
+    with openai_sdk(gateway, LOG_KEY) as sdk:
         answer = sdk.chat.completions.create(
             model="oa",
             messages=[{"role": "user", "content": "Card?"}],
@@ -555,7 +563,7 @@ def test_an_anthropic_clients_stream_is_masked(ant: anthropic.Anthropic) -> None
 
 
 def moderated_chat(gateway: RunningGateway, key: str, prompt: str, **extra: Any) -> Any:
-    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0) as sdk:
+    with openai_sdk(gateway, key) as sdk:
         return sdk.chat.completions.create(
             model="oa", messages=[{"role": "user", "content": prompt}], **extra
         )
@@ -655,7 +663,7 @@ def test_an_anthropic_client_is_refused_in_its_own_schema_on_input_and_output(
 ) -> None:
     before = len(mock.requests())
     with (
-        anthropic.Anthropic(base_url=gateway.url, api_key=KEY, max_retries=0) as sdk,
+        anthropic_sdk(gateway, KEY) as sdk,
         pytest.raises(anthropic.BadRequestError) as refused,
     ):
         sdk.messages.create(
@@ -664,7 +672,7 @@ def test_an_anthropic_client_is_refused_in_its_own_schema_on_input_and_output(
     assert refused.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
     assert "'secrets' (detector: credit_card)" in refused.value.message
     assert CARD not in refused.value.message and len(mock.requests()) == before
-    with anthropic.Anthropic(base_url=gateway.url, api_key=LOG_KEY, max_retries=0) as sdk:
+    with anthropic_sdk(gateway, LOG_KEY) as sdk:
         answer = sdk.messages.create(
             model="an",
             max_tokens=50,
