@@ -16,6 +16,7 @@ from extproc.config import Gateway, ModelRoute, Principal, Target
 from extproc.contract import CLIENT_PATH_FIELD
 from extproc.endpoints import (
     LocalAnswer,
+    McpEndpoint,
     ModelCall,
     PostCall,
     StoredResponse,
@@ -44,9 +45,11 @@ from extproc.errors import (
     shorten,
 )
 from extproc.guardrails.policy import Screen, screens
+from extproc.mcp_call import McpCall
 from extproc.pipeline.auth import expiry_notice
 from extproc.pipeline.cooldown import first_level_not_cooling
 from extproc.pipeline.identity import identify
+from extproc.pipeline.mcp import METHOD_NOT_FOUND, REFUSED, McpRefusal
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.refusals import refused, store_down
 from extproc.pipeline.routing import choose_target, resolve_route
@@ -107,6 +110,7 @@ class Exchange:
         "_client_headers",
         "_fallback",
         "_gateway",
+        "_mcp",
         "_metadata",
         "_notices",
         "_output_screen",
@@ -149,6 +153,8 @@ class Exchange:
         self._response: ResponsePath | None = None
         self._record = RequestRecord()
         self._span: GatewaySpan | None = None
+        self._mcp: McpCall | None = None
+        """Set for a call to an MCP server: it handles the stream's phases."""
 
     async def process(self, message: Message) -> Answer | None:
         """The answer to one message; None when Envoy expects none (a stream ended early)."""
@@ -156,13 +162,19 @@ class Exchange:
             return pass_through(message.phase)
         try:
             return await self._dispatch(message)
+        except McpRefusal as refusal:
+            return self._reply_mcp(refusal)
         except GatewayError as error:
+            if self._mcp is not None or self._record.operation == "mcp":
+                return self._reply_mcp(McpRefusal(error.status, REFUSED, error.message))
             return await self._reply_error(error)
         except Exception:
             log.exception("unexpected failure while processing %s", message.phase)
             return await self._reply_error(INTERNAL_ERROR)
 
     async def _dispatch(self, message: Message) -> Answer | None:
+        if self._mcp is not None:
+            return self._mcp_phase(self._mcp, message)
         phase = message.phase
         if phase == "request_headers":
             headers, has_body = message.headers, not message.end_of_stream
@@ -220,6 +232,8 @@ class Exchange:
         record.request_id = request_ids[0] if request_ids else None
         self._span = self._services.telemetry.spans.begin(record, self._metadata, headers)
         endpoint = match_endpoint(record.method, path)
+        if isinstance(endpoint, McpEndpoint):
+            record.operation = "mcp"  # from here on, errors are JSON-RPC errors
         if isinstance(endpoint, ModelCall | TokenCount):
             self._call = endpoint  # from here on, errors speak the client's schema
         now = time.time()
@@ -228,6 +242,8 @@ class Exchange:
         record.principal_kind, record.subject = principal.kind, principal.subject
         self._notices = expiry_notice(principal, now, self._gateway.key_expiry_notice)
         record.key_expiring = bool(self._notices)
+        if isinstance(endpoint, McpEndpoint):
+            return self._open_mcp(endpoint, principal, headers, has_body=has_body)
         if isinstance(endpoint, LocalAnswer):
             self._replied = True
             record.status = 200
@@ -243,6 +259,32 @@ class Exchange:
             raise BadRequest("The request has no body; send a JSON object.")
         _check_encoding(headers)
         return continue_and_read_response()
+
+    def _open_mcp(
+        self, endpoint: McpEndpoint, principal: Principal, headers: Headers, *, has_body: bool
+    ) -> ProcessingResponse:
+        server = self._gateway.mcp_servers.get(endpoint.server)
+        if server is None:
+            raise McpRefusal(404, METHOD_NOT_FOUND, f"No MCP server is named {endpoint.server!r}.")
+        self._mcp = McpCall(server, principal, self._record, self._gateway.listen.max_message)
+        return self._mcp.on_request_headers(headers, has_body=has_body)
+
+    def _mcp_phase(self, call: McpCall, message: Message) -> Answer:
+        phase = message.phase
+        if phase == "request_body":
+            return call.on_request_body(message.body)
+        if phase == "response_headers":
+            return call.on_response_headers(message.headers)
+        if phase == "response_body":
+            chunk = message.body
+            return call.on_response_body(bytes(chunk), end=message.end_of_stream)
+        return pass_through(phase)
+
+    def _reply_mcp(self, refusal: McpRefusal) -> ProcessingResponse:
+        """The gateway's answer to a call to an MCP server, as a JSON-RPC error."""
+        self._replied = True
+        self._record.status, self._record.error_type = refusal.status, "mcp_refused"
+        return local_reply(refusal.status, refusal.body())
 
     async def _reach_stored_response(
         self, response_id: str, principal: Principal, path: str

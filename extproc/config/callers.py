@@ -16,6 +16,7 @@ from extproc.config.model import (
     IdentityRule,
     IdentitySettings,
     JwtIssuer,
+    McpGrant,
     ModelRoute,
     Principal,
 )
@@ -146,6 +147,7 @@ def _principals(
             metadata=dict(key.metadata),
             limits=limits + (team_limits.get(key.team, ()) if key.team else ()),
             guardrails=_guardrails(key.guardrails, key.team, team_guardrails),
+            mcp=mcp_grants(key.mcp),
         )
         for position, digest in enumerate(key.all_digests()):
             if digest.sha256 in principals:
@@ -218,6 +220,7 @@ def _rule(
         limits=tuple(shared),
         subject_limits=tuple(split),
         guardrails=tuple(rule.guardrails),
+        mcp=mcp_grants(rule.mcp),
     )
 
 
@@ -253,3 +256,10 @@ def _guardrails(
 ) -> tuple[str, ...]:
     """A key's policies, then its team's."""
     return tuple(own) + (team_guardrails.get(team, ()) if team is not None else ())
+
+
+def mcp_grants(grant: Mapping[str, list[str]]) -> tuple[McpGrant, ...]:
+    """A key's or rule's MCP grant, as principals hold it (none: no MCP server)."""
+    if not grant:
+        return ()
+    return ({server: tuple(tools) for server, tools in grant.items()},)

@@ -20,6 +20,7 @@ from extproc.config.callers import compile_callers
 from extproc.config.documents import describe, read_yaml
 from extproc.config.guardrail_rules import compile_guardrails
 from extproc.config.key_files import read_key_files
+from extproc.config.mcp_servers import compile_mcp_servers
 from extproc.config.model import (
     Gateway,
     ListenSettings,
@@ -185,6 +186,7 @@ def _compile(
     problems += key_problems
     principals, identity = compile_callers(spec, keys, models, source.parent, problems)
     guardrails = compile_guardrails(spec, keys, source.parent, environ, problems)
+    mcp_servers = compile_mcp_servers(spec, keys, source.parent, environ, problems)
     quota = _compile_quota(spec.quota, source.parent, environ, problems)
     return Gateway(
         source,
@@ -201,6 +203,7 @@ def _compile(
         expose_provider=spec.routing.expose_provider,
         client_user_agent=spec.routing.client_user_agent,
         guardrails=guardrails,
+        mcp_servers=mcp_servers,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -145,9 +146,63 @@ class Principal:
     """The verified identity behind the call (`user:alice`); None for a key alone."""
     guardrails: tuple[str, ...] = ()
     """The policies the caller's calls are screened by (its own, then its team's)."""
+    mcp: tuple[McpGrant, ...] = ()
+    """What it may use of the MCP servers: each grant must allow it (a key's, and its end
+    user's identity's)."""
 
     def may_use(self, alias: str) -> bool:
         return self.all_models or alias in self.models
+
+    def may_reach(self, server: str, tool: str | None = None) -> bool:
+        """Whether it may use MCP server `server` (and, given, call its tool `tool`)."""
+        return bool(self.mcp) and all(_grants(grant, server, tool) for grant in self.mcp)
+
+
+McpGrant = Mapping[str, tuple[str, ...]]
+"""MCP servers by name, each with the patterns of the tools that may be called there."""
+
+
+def _grants(grant: McpGrant, server: str, tool: str | None) -> bool:
+    patterns = grant.get(server)
+    if patterns is None:
+        return False
+    return tool is None or any(fnmatch.fnmatchcase(tool, pattern) for pattern in patterns)
+
+
+@dataclass(frozen=True, slots=True)
+class McpServer:
+    """An MCP server behind the gateway (see `McpServerSpec`)."""
+
+    name: str
+    scheme: str
+    host: str
+    port: int
+    path: str
+    """Its MCP endpoint's path (and query)."""
+    credential: Secret | None
+    headers: tuple[tuple[str, str], ...]
+    timeout: float
+    connect_timeout: float
+    ca_file: str
+    max_concurrent_requests: int = 10000
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def authority(self) -> str:
+        default_port = 443 if self.tls else 80
+        return self.host if self.port == default_port else f"{self.host}:{self.port}"
+
+    @property
+    def cluster(self) -> str:
+        return f"mcp_{self.name}"
+
+    @property
+    def route(self) -> str:
+        """The routing header's value that reaches it."""
+        return f"mcp:{self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +238,7 @@ class IdentityRule:
     subject_limits: tuple[tuple[str, Limit], ...] = ()
     """Each with the claim that splits it: one counter per value."""
     guardrails: tuple[str, ...] = ()
+    mcp: tuple[McpGrant, ...] = ()
 
     def limits_of(self, claims: Mapping[str, Any]) -> tuple[Limit, ...] | None:
         """The rule's limits for a caller with `claims`, each split limit scoped to the
@@ -348,6 +404,7 @@ class Gateway:
     client_user_agent: str = "drop"
     """`drop`: providers see the gateway's user-agent; `append`: the client's after it."""
     guardrails: Mapping[str, Policy] = field(default_factory=dict)
+    mcp_servers: Mapping[str, McpServer] = field(default_factory=dict)
 
     def policies(self, principal: Principal, route: ModelRoute) -> tuple[Policy, ...]:
         """The guardrail policies a call by `principal` to `route` is screened by."""

@@ -77,6 +77,11 @@ HeaderName = Annotated[str, AfterValidator(_check_header_name)]
 HeaderValue = Annotated[str, AfterValidator(_check_header_value)]
 
 
+McpGrants = dict[Name, list[Annotated[str, Field(min_length=1, max_length=256)]]]
+"""MCP servers a caller may use, each with the tools it may call (names or patterns with `*`;
+`["*"]`: every tool)."""
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -469,6 +474,8 @@ class KeySpec(ValidityMixin):
     limits: list[LimitSpec] = Field(default_factory=list)
     guardrails: list[Name] = Field(default_factory=list)
     """Policies under `guardrails` that apply to this key's calls."""
+    mcp: McpGrants = Field(default_factory=dict)
+    """MCP servers this key may use, with the tools it may call."""
 
     @model_validator(mode="after")
     def _check_digests(self) -> KeySpec:
@@ -693,6 +700,8 @@ class IdentityRuleSpec(Strict):
     limits: list[LimitSpec] = Field(default_factory=list)
     guardrails: list[Name] = Field(default_factory=list)
     """Policies under `guardrails` that apply to the calls of everyone the rule matches."""
+    mcp: McpGrants = Field(default_factory=dict)
+    """MCP servers everyone the rule matches may use, with the tools they may call."""
 
     @model_validator(mode="after")
     def _check_source(self) -> IdentityRuleSpec:
@@ -733,6 +742,28 @@ class IdentitySpec(Strict):
     gets 403."""
 
 
+class McpServerSpec(Strict):
+    """An MCP server reached over the Streamable HTTP transport, exposed at `/mcp/<name>`."""
+
+    url: str
+    """Its MCP endpoint, e.g. `https://mcp.example.com/mcp`."""
+    credential: str | None = None
+    """Sent as `Authorization: Bearer …`: a reference, `${env:NAME}` or `${file:path}`; unset:
+    no credential."""
+    headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict)
+    """Fixed headers on every request to it."""
+    timeout: Seconds = 300.0
+    """Upper bound on one answer (an SSE stream of a long tool call included)."""
+    connect_timeout: Seconds = 5.0
+    ca_file: str = "/etc/ssl/certs/ca-certificates.crt"
+
+    @model_validator(mode="after")
+    def _check_url(self) -> McpServerSpec:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError("url must be an http(s) URL")
+        return self
+
+
 class GatewaySpec(Strict):
     version: Literal[1] = 1
     listen: ListenSpec = Field(default_factory=ListenSpec)
@@ -749,6 +780,9 @@ class GatewaySpec(Strict):
     teams: dict[Name, TeamSpec] = Field(default_factory=dict)
     guardrails: dict[Name, GuardrailSpec] = Field(default_factory=dict)
     """Policies, by name; keys, teams, identity rules and models name the ones that apply."""
+    mcp_servers: dict[Name, McpServerSpec] = Field(default_factory=dict)
+    """MCP servers behind the gateway, by name (`/mcp/<name>`); keys and identity rules say
+    which of their tools a caller may use (`mcp`)."""
     prices: dict[Name, PriceSpec] = Field(default_factory=dict)
     """By model alias."""
     quota: QuotaSpec = Field(default_factory=QuotaSpec)

@@ -7,12 +7,15 @@ from extproc.endpoints.calls import MODEL_CALLS
 from extproc.endpoints.spec import (
     Endpoint,
     LocalAnswer,
+    McpEndpoint,
     ModelCall,
     PostCall,
     StoredResponse,
     TokenCount,
 )
 from extproc.errors import MethodNotAllowed, NotFound, shorten
+
+MCP_PREFIX = "/mcp/"
 
 
 def match_endpoint(method: str, path: str) -> Endpoint:
@@ -24,6 +27,9 @@ def match_endpoint(method: str, path: str) -> Endpoint:
     if path == models.PATH or path.startswith(models.PATH + "/"):
         _expect(method, ("GET",), path)
         return models.ENDPOINT
+    if path.startswith(MCP_PREFIX) and "/" not in path[len(MCP_PREFIX) :]:
+        _expect(method, ("POST", "GET", "DELETE"), path)
+        return McpEndpoint(path[len(MCP_PREFIX) :])
     if (allowed := stored_responses.methods(path)) is not None:
         _expect(method, allowed, path)
         return stored_responses.ENDPOINT
@@ -41,6 +47,7 @@ __all__ = [
     "MODEL_CALLS",
     "Endpoint",
     "LocalAnswer",
+    "McpEndpoint",
     "ModelCall",
     "PostCall",
     "StoredResponse",

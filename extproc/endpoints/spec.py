@@ -55,6 +55,14 @@ class LocalAnswer:
     """(gateway, caller, request path, request headers) → response body."""
 
 
+@dataclass(frozen=True, slots=True)
+class McpEndpoint:
+    """`/mcp/<name>`: the Streamable HTTP endpoint of the MCP server of that name (POST
+    messages, GET the server's own stream, DELETE the session)."""
+
+    server: str
+
+
 PostCall = ModelCall | TokenCount
 """A POST whose JSON body names a model (an alias)."""
-Endpoint = ModelCall | TokenCount | StoredResponse | LocalAnswer
+Endpoint = ModelCall | TokenCount | StoredResponse | LocalAnswer | McpEndpoint

@@ -52,6 +52,7 @@ def build_bootstrap(
     """The whole bootstrap; `with_processor=False` gives plain Envoy (the benchmark baseline)."""
     numbered = with_processor and has_fallback(gateway)
     clusters = [provider_cluster(p, numbered) for p in gateway.providers.values()]
+    clusters += [provider_cluster(server) for server in gateway.mcp_servers.values()]
     clusters += identity_clusters(gateway)
     if with_processor:
         tls = gateway.processor.tls

@@ -4,6 +4,7 @@ the shared building blocks (DNS clusters, TLS, HTTP protocol options, breakers).
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Protocol
 
 from envoy_data_plane.envoy.config.cluster.v3 import (
     CircuitBreakers,
@@ -42,7 +43,7 @@ from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
 from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
 from envoy_data_plane.google.protobuf import Any as AnyMessage
 
-from extproc.config import Gateway, Provider
+from extproc.config import Gateway
 from extproc.config.address import parse_grpc_address
 from extproc.envoyconfig.filters import without_attempt_count
 from extproc.envoyconfig.identity import (
@@ -119,9 +120,28 @@ def http_protocol(*, tls: bool) -> HttpProtocolOptions:
     )
 
 
-def provider_cluster(provider: Provider, numbered_attempts: bool) -> Cluster:
-    """`numbered_attempts`: Envoy numbers attempts (an alias has fallback), and the number
-    must not reach the provider."""
+class Upstream(Protocol):
+    """What a cluster to a provider or an MCP server is made of."""
+
+    @property
+    def cluster(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def tls(self) -> bool: ...
+    @property
+    def connect_timeout(self) -> float: ...
+    @property
+    def max_concurrent_requests(self) -> int: ...
+    @property
+    def ca_file(self) -> str: ...
+
+
+def provider_cluster(provider: Upstream, numbered_attempts: bool = False) -> Cluster:
+    """A cluster to a provider or an MCP server. `numbered_attempts`: Envoy numbers attempts
+    (an alias has fallback), and the number must not reach the provider."""
     protocol = http_protocol(tls=provider.tls)
     if numbered_attempts:
         protocol.http_filters = without_attempt_count()
@@ -150,7 +170,7 @@ def provider_cluster(provider: Provider, numbered_attempts: bool) -> Cluster:
     )
 
 
-def provider_tls(provider: Provider) -> TransportSocket:
+def provider_tls(provider: Upstream) -> TransportSocket:
     context = UpstreamTlsContext(
         sni=provider.host,
         common_tls_context=CommonTlsContext(

@@ -93,6 +93,27 @@ def route_configuration(gateway: Gateway, with_processor: bool) -> RouteConfigur
         )
         for provider in gateway.providers.values()
     ]
+    routes += [
+        Route(
+            name=server.cluster,
+            match=RouteMatch(
+                prefix="/",
+                headers=[
+                    HeaderMatcher(
+                        name=headers.ROUTE, string_match=StringMatcher(exact=server.route)
+                    )
+                ],
+            ),
+            route=RouteAction(
+                cluster=server.cluster,
+                timeout=timedelta(seconds=server.timeout),
+                # A GET stream of the server's own messages may stay quiet for long.
+                idle_timeout=timedelta(seconds=server.timeout),
+                host_rewrite_literal=server.authority,
+            ),
+        )
+        for server in gateway.mcp_servers.values()
+    ]
     # Reached only when the processor chose no provider, which it never does for a model call.
     unrouted = NotFound("No provider serves this request.", code="unknown_url")
     routes.append(

@@ -155,6 +155,7 @@ def _principal(
         kind=identity.kind,
         subject=name,
         guardrails=rule.guardrails + team_guardrails,
+        mcp=rule.mcp,
     )
 
 
@@ -174,6 +175,7 @@ def _together(key: Principal, person: Principal) -> Principal:
         metadata={**person.metadata, **key.metadata},
         limits=key.limits + person.limits,
         guardrails=tuple(dict.fromkeys(key.guardrails + person.guardrails)),
+        mcp=key.mcp + person.mcp,  # each grant must allow a tool
         kind=f"key+{person.kind}",
         subject=person.key_id,
     )

@@ -1,0 +1,181 @@
+"""MCP over the Streamable HTTP transport, as the gateway reads it: the JSON-RPC messages a
+client posts (which tools it calls), JSON-RPC errors in the shape MCP clients expect, tool
+lists cut to what the caller may call, and the headers an MCP server gets.
+
+No Envoy types here: the exchange turns these values into ext_proc answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from extproc import headers as names
+from extproc.config.model import McpServer
+from extproc.pipeline.upstream_headers import removed
+from extproc.sse import Block
+
+PROTOCOL_VERSION = "mcp-protocol-version"
+SESSION_ID = "mcp-session-id"
+LAST_EVENT_ID = "last-event-id"
+BATCHES_REMOVED = "2025-06-18"
+"""The first protocol version without JSON-RPC batches."""
+KEPT_HEADERS = frozenset(
+    {
+        names.CONTENT_TYPE,
+        "accept",
+        PROTOCOL_VERSION,
+        SESSION_ID,
+        LAST_EVENT_ID,
+    }
+)
+"""What an MCP server gets of the client's headers: the transport's own."""
+
+# JSON-RPC error codes.
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+PARSE_ERROR = -32700
+SERVER_UNAVAILABLE = -32603
+REFUSED = -32001
+"""The gateway refused the call (the caller may not use the server, or a limit)."""
+
+
+class McpRefusal(Exception):
+    """A JSON-RPC error for the whole post, answered by the gateway with `status`."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def body(self) -> bytes:
+        return orjson.dumps(error_message(None, self.code, self.message))
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One JSON-RPC message of a post."""
+
+    id: Any
+    """Its id; None for a notification (or a response the client sends back)."""
+    method: str | None
+    tool: str | None = None
+    """The tool a `tools/call` names."""
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    calls: tuple[Call, ...]
+    batch: bool
+
+    @property
+    def lists_tools(self) -> bool:
+        return any(call.method == "tools/list" for call in self.calls)
+
+    @property
+    def tool_calls(self) -> tuple[Call, ...]:
+        return tuple(call for call in self.calls if call.method == "tools/call")
+
+
+def read_post(body: bytes, protocol_version: str | None) -> Post:
+    """The JSON-RPC messages of a POST body. Raises McpRefusal for what is not JSON-RPC, and
+    for a batch under a protocol version that removed them."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise McpRefusal(400, PARSE_ERROR, "The body is not valid JSON.") from None
+    batch = isinstance(parsed, list)
+    messages = parsed if batch else [parsed]
+    if batch and (not messages or (protocol_version or BATCHES_REMOVED) >= BATCHES_REMOVED):
+        raise McpRefusal(
+            400,
+            INVALID_REQUEST,
+            f"JSON-RPC batches are not part of MCP {protocol_version or BATCHES_REMOVED}; "
+            "send one message per request.",
+        )
+    return Post(tuple(_call(message) for message in messages), batch)
+
+
+def _call(message: Any) -> Call:
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        raise McpRefusal(400, INVALID_REQUEST, "Each message must be a JSON-RPC 2.0 object.")
+    method = message.get("method")
+    if method is not None and not isinstance(method, str):
+        raise McpRefusal(400, INVALID_REQUEST, "A message's method must be a string.")
+    tool = None
+    if method == "tools/call":
+        params = message.get("params")
+        tool = params.get("name") if isinstance(params, dict) else None
+        if not isinstance(tool, str):
+            raise McpRefusal(400, INVALID_PARAMS, "tools/call needs params.name, a string.")
+    return Call(message.get("id"), method, tool)
+
+
+def error_message(call_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": call_id, "error": error}
+
+
+def errors_body(post: Post, answers: dict[int, dict[str, Any]]) -> bytes:
+    """The answer to a post the gateway answers itself: one message, or the batch's."""
+    messages = [answers[index] for index in sorted(answers)]
+    return orjson.dumps(messages if post.batch else messages[0])
+
+
+def to_server(present: Iterable[str], server: McpServer) -> tuple[list[tuple[str, str]], list[str]]:
+    """The headers to set on a request to `server` (its route, path, credential and fixed
+    headers) and the client's to remove (everything but the transport's own: never the
+    caller's key)."""
+    set_headers = [
+        (names.ROUTE, server.route),
+        (names.PATH, server.path),
+        *server.headers,
+    ]
+    if server.credential is not None:
+        set_headers.append((names.AUTHORIZATION, f"Bearer {server.credential.reveal()}"))
+    return set_headers, removed(present, KEPT_HEADERS, set_headers)
+
+
+def filtered_tools(answer: Any, may_call: Callable[[str], bool]) -> Any | None:
+    """A JSON-RPC answer (or batch of them) with the tools of any `tools/list` result cut to
+    those the caller may call; None when nothing was cut."""
+    messages = answer if isinstance(answer, list) else [answer]
+    changed = False
+    for message in messages:
+        result = message.get("result") if isinstance(message, dict) else None
+        if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+            continue
+        tools = result["tools"]
+        kept = [tool for tool in tools if isinstance(tool, dict) and _callable(tool, may_call)]
+        if len(kept) != len(tools):
+            result["tools"] = kept
+            changed = True
+    return answer if changed else None
+
+
+def _callable(tool: dict[str, Any], may_call: Callable[[str], bool]) -> bool:
+    name = tool.get("name")
+    return isinstance(name, str) and may_call(name)
+
+
+def filtered_event(block: Block, may_call: Callable[[str], bool]) -> bytes:
+    """One event of a server's SSE answer, with any tool list in it cut (else as it came)."""
+    if block.event is None:
+        return block.raw
+    try:
+        data = orjson.loads(block.event.data)
+    except orjson.JSONDecodeError:
+        return block.raw
+    filtered = filtered_tools(data, may_call)
+    if filtered is None:
+        return block.raw
+    lines = [
+        line for line in block.raw.decode().splitlines() if line and not line.startswith("data:")
+    ]
+    lines.append("data: " + orjson.dumps(filtered).decode())
+    return ("\n".join(lines) + "\n\n").encode()
