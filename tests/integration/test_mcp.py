@@ -1,0 +1,237 @@
+"""MCP servers behind the gateway, with real parts only: the official `mcp` SDK's client
+(ClientSession over Streamable HTTP) through the real Envoy and processor to MCP servers built
+with the official SDK (one answering with SSE streams, one with JSON): tool lists cut per
+caller, allowed calls answered, forbidden calls refused with nothing reaching the server, the
+server's credential in place of the caller's key, one session across several calls."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from tests.conftest import provider_document, write_provider_keys
+from tests.harness import (
+    RunningGateway,
+    access_log_lines,
+    running_gateway,
+    sha256,
+    write_config,
+)
+from tests.mcp_server import RunningMcpServer, mcp_server
+
+pytestmark = pytest.mark.envoy
+
+READER = "sk-gw-mcp-reader-0123456789"
+ADMIN = "sk-gw-mcp-admin-0123456789"
+OUTSIDER = "sk-gw-mcp-outsider-0123456789"
+SERVER_TOKEN = "mcp-server-token-0123456789"
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "curl", "version": "1"},
+    },
+}
+ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[dict[str, RunningMcpServer]]:
+    with mcp_server() as streaming, mcp_server(json_response=True) as plain:
+        yield {"docs": streaming, "wiki": plain}
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    servers: dict[str, RunningMcpServer], mock: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
+    directory = tmp_path_factory.mktemp("mcp")
+    write_provider_keys(directory)
+    (directory / "mcp-token").write_text(SERVER_TOKEN + "\n")
+    document = {
+        "processor": {"message_timeout": "10s"},
+        "providers": {"openai": provider_document(mock.url, directory)["openai"]},
+        "models": {"chat": {"provider": "openai", "model": "gpt-4o-mini"}},
+        "mcp_servers": {
+            "docs": {"url": servers["docs"].url, "credential": "${file:mcp-token}"},
+            "wiki": {"url": servers["wiki"].url},
+        },
+        "keys": [
+            {
+                "id": "reader",
+                "sha256": sha256(READER),
+                "models": ["*"],
+                "mcp": {"docs": ["search", "fe*"], "wiki": ["search"]},
+            },
+            {"id": "admin", "sha256": sha256(ADMIN), "models": ["*"], "mcp": {"docs": ["*"]}},
+            {"id": "outsider", "sha256": sha256(OUTSIDER), "models": ["*"]},
+        ],
+        "telemetry": {"access_log": str(directory / "access.log")},
+    }
+    config = write_config(directory, document)
+    with running_gateway(config, directory / "gateway.log") as running:
+        yield running
+
+
+async def session_run(url: str, key: str, steps: Any) -> Any:
+    """Run `steps(session)` in an MCP client session through the gateway with `key`."""
+    headers = {"authorization": f"Bearer {key}"}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+        streamable_http_client(url, http_client=http) as (read, write, *_),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        return await steps(session)
+
+
+def through(gateway: RunningGateway, server: str, key: str, steps: Any) -> Any:
+    return asyncio.run(session_run(f"{gateway.url}/mcp/{server}", key, steps))
+
+
+async def tool_names(session: ClientSession) -> list[str]:
+    return sorted(tool.name for tool in (await session.list_tools()).tools)
+
+
+@pytest.mark.parametrize("server", ["docs", "wiki"])
+def test_a_tool_list_holds_only_the_tools_the_caller_may_call(
+    server: str, gateway: RunningGateway
+) -> None:
+    """Over an SSE answer (docs) and a JSON one (wiki)."""
+    expected = {"docs": ["fetch", "search"], "wiki": ["search"]}[server]
+    assert through(gateway, server, READER, tool_names) == expected
+    if server == "docs":
+        everything = ["delete_everything", "fetch", "search"]
+        assert through(gateway, server, ADMIN, tool_names) == everything
+
+
+def test_an_allowed_call_is_answered_with_the_servers_credential_never_the_callers_key(
+    gateway: RunningGateway, servers: dict[str, RunningMcpServer]
+) -> None:
+    docs = servers["docs"]
+    docs.authorizations.clear()
+
+    async def steps(session: ClientSession) -> list[str]:
+        first = await session.call_tool("search", {"query": "envoy"})
+        second = await session.call_tool("fetch", {"document": "intro"})
+        return [first.content[0].text, second.content[0].text]  # type: ignore[union-attr]
+
+    assert through(gateway, "docs", READER, steps) == [
+        "3 documents about envoy",
+        "the text of intro",
+    ]
+    assert docs.calls[-2:] == [("search", {"query": "envoy"}), ("fetch", {"document": "intro"})]
+    assert docs.authorizations and set(docs.authorizations) == {f"Bearer {SERVER_TOKEN}"}
+    wiki = servers["wiki"]
+    wiki.authorizations.clear()
+    through(gateway, "wiki", READER, tool_names)
+    assert wiki.authorizations and set(wiki.authorizations) == {None}  # no credential set
+
+
+def test_a_forbidden_call_is_refused_and_never_reaches_the_server(
+    gateway: RunningGateway, servers: dict[str, RunningMcpServer]
+) -> None:
+    docs = servers["docs"]
+    before = len(docs.calls)
+
+    async def steps(session: ClientSession) -> str:
+        with pytest.raises(MCPError) as refused:
+            await session.call_tool("delete_everything", {})
+        # The session goes on: the next allowed call is answered.
+        answer = await session.call_tool("search", {"query": "after"})
+        assert answer.content[0].text == "3 documents about after"  # type: ignore[union-attr]
+        return str(refused.value)
+
+    assert "Unknown tool: delete_everything" in through(gateway, "docs", READER, steps)
+    assert docs.calls[before:] == [("search", {"query": "after"})]
+
+
+def test_a_caller_without_a_grant_reaches_no_server(gateway: RunningGateway) -> None:
+    answer = httpx.post(
+        f"{gateway.url}/mcp/docs",
+        json=INITIALIZE,
+        headers=ACCEPT | {"authorization": f"Bearer {OUTSIDER}"},
+    )
+    assert answer.status_code == 403
+    assert answer.json()["error"]["code"] == -32001
+    assert "may not use MCP server 'docs'" in answer.json()["error"]["message"]
+    unknown = httpx.post(
+        f"{gateway.url}/mcp/nowhere",
+        json=INITIALIZE,
+        headers=ACCEPT | {"authorization": f"Bearer {ADMIN}"},
+    )
+    assert unknown.status_code == 404 and unknown.json()["jsonrpc"] == "2.0"
+    anonymous = httpx.post(f"{gateway.url}/mcp/docs", json=INITIALIZE, headers=ACCEPT)
+    assert anonymous.status_code == 401 and "error" in anonymous.json()
+
+
+def test_one_session_serves_several_calls_and_ends_with_delete(
+    gateway: RunningGateway, servers: dict[str, RunningMcpServer]
+) -> None:
+    headers = ACCEPT | {"authorization": f"Bearer {READER}"}
+    url = f"{gateway.url}/mcp/docs"
+    opened = httpx.post(url, json=INITIALIZE, headers=headers)
+    assert opened.status_code == 200
+    session = opened.headers["mcp-session-id"]
+    headers |= {"mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
+    notified = httpx.post(
+        url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers
+    )
+    assert notified.status_code == 202
+    listed = httpx.post(
+        url, json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"}, headers=headers
+    )
+    assert listed.status_code == 200 and '"search"' in listed.text
+    assert "delete_everything" not in listed.text
+    ended = httpx.delete(url, headers=headers)
+    assert ended.status_code == 200
+    gone = httpx.post(
+        url, json={"jsonrpc": "2.0", "id": 3, "method": "tools/list"}, headers=headers
+    )
+    assert gone.status_code == 404  # the server forgot the session
+
+
+@pytest.mark.parametrize(
+    ("body", "version", "code"),
+    [
+        (b"{not json", "2025-06-18", -32700),
+        (b'[{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}]', "2025-06-18", -32600),
+        (
+            b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {}}',
+            "2025-06-18",
+            -32602,
+        ),
+        (b'{"id": 1, "method": "tools/list"}', "2025-06-18", -32600),
+    ],
+)
+def test_malformed_messages_get_json_rpc_errors(
+    body: bytes, version: str, code: int, gateway: RunningGateway
+) -> None:
+    answer = httpx.post(
+        f"{gateway.url}/mcp/docs",
+        content=body,
+        headers=ACCEPT | {"authorization": f"Bearer {ADMIN}", "mcp-protocol-version": version},
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == code
+
+
+def test_calls_are_logged_without_keys(gateway: RunningGateway) -> None:
+    log = Path(gateway.log_path).parent / "access.log"
+    lines = access_log_lines(log.parent / "gateway.yaml")
+    assert any('"path":"/mcp/docs"' in line and '"operation":"mcp"' in line for line in lines)
+    text = log.read_text() + Path(gateway.log_path).read_text()
+    for secret in (READER, ADMIN, OUTSIDER, SERVER_TOKEN):
+        assert secret not in text

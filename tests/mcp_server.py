@@ -1,0 +1,72 @@
+"""A real MCP server for the tests, built with the official `mcp` SDK (`MCPServer`) and served
+over Streamable HTTP by uvicorn in a thread: it records the tool calls it ran and the
+`Authorization` header of every request it got."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+
+from tests.harness import free_port, wait_until
+
+
+@dataclass
+class RunningMcpServer:
+    url: str
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """(tool, arguments) of every tool call the server ran."""
+    authorizations: list[str | None] = field(default_factory=list)
+    """The `Authorization` header of every HTTP request it got."""
+
+
+@contextmanager
+def mcp_server(*, json_response: bool = False) -> Iterator[RunningMcpServer]:
+    """An MCP server with three tools: `search`, `fetch` and `delete_everything`; with
+    `json_response`, it answers posts with JSON rather than SSE streams."""
+    port = free_port()
+    running = RunningMcpServer(f"http://127.0.0.1:{port}/mcp")
+    server = MCPServer("docs")
+
+    @server.tool()
+    def search(query: str) -> str:
+        """Search the documents."""
+        running.calls.append(("search", {"query": query}))
+        return f"3 documents about {query}"
+
+    @server.tool()
+    def fetch(document: str) -> str:
+        """Fetch one document."""
+        running.calls.append(("fetch", {"document": document}))
+        return f"the text of {document}"
+
+    @server.tool()
+    def delete_everything() -> str:
+        """Delete every document."""
+        running.calls.append(("delete_everything", {}))
+        return "deleted"
+
+    app = server.streamable_http_app(json_response=json_response)
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            header = dict(scope["headers"]).get(b"authorization")
+            running.authorizations.append(header.decode() if header else None)
+        await app(scope, receive, send)
+
+    config = uvicorn.Config(recording, host="127.0.0.1", port=port, log_level="warning")
+    web = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(web.serve()), daemon=True)
+    thread.start()
+    wait_until(lambda: web.started, "the MCP server did not start")
+    try:
+        yield running
+    finally:
+        web.should_exit = True
+        thread.join(timeout=10)
