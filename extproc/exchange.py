@@ -163,10 +163,10 @@ class Exchange:
         try:
             return await self._dispatch(message)
         except McpRefusal as refusal:
-            return self._reply_mcp(refusal)
+            return await self._reply_mcp(refusal)
         except GatewayError as error:
             if self._mcp is not None or self._record.operation == "mcp":
-                return self._reply_mcp(McpRefusal(error.status, REFUSED, error.message))
+                return await self._reply_mcp(McpRefusal(error.status, REFUSED, error.message))
             return await self._reply_error(error)
         except Exception:
             log.exception("unexpected failure while processing %s", message.phase)
@@ -174,7 +174,7 @@ class Exchange:
 
     async def _dispatch(self, message: Message) -> Answer | None:
         if self._mcp is not None:
-            return self._mcp_phase(self._mcp, message)
+            return await self._mcp_phase(self._mcp, message)
         phase = message.phase
         if phase == "request_headers":
             headers, has_body = message.headers, not message.end_of_stream
@@ -203,6 +203,8 @@ class Exchange:
     async def finish(self) -> None:
         """The stream ended (completed, cut or cancelled): settle the reservation and report
         the request. Both happen after the last answer went out, off the response's path."""
+        if self._mcp is not None:
+            await self._mcp.finish()
         if self._response is not None:
             await self._response.finish()
             if self._stores_as is not None:  # most calls: nothing stored, nothing to note
@@ -266,13 +268,20 @@ class Exchange:
         server = self._gateway.mcp_servers.get(endpoint.server)
         if server is None:
             raise McpRefusal(404, METHOD_NOT_FOUND, f"No MCP server is named {endpoint.server!r}.")
-        self._mcp = McpCall(server, principal, self._record, self._gateway.listen.max_message)
+        self._mcp = McpCall(
+            server,
+            principal,
+            self._record,
+            ledger=self._services.ledger,
+            policy=self._gateway.quota.on_store_error,
+            max_message=self._gateway.listen.max_message,
+        )
         return self._mcp.on_request_headers(headers, has_body=has_body)
 
-    def _mcp_phase(self, call: McpCall, message: Message) -> Answer:
+    async def _mcp_phase(self, call: McpCall, message: Message) -> Answer:
         phase = message.phase
         if phase == "request_body":
-            return call.on_request_body(message.body)
+            return await call.on_request_body(message.body)
         if phase == "response_headers":
             return call.on_response_headers(message.headers)
         if phase == "response_body":
@@ -280,9 +289,11 @@ class Exchange:
             return call.on_response_body(bytes(chunk), end=message.end_of_stream)
         return pass_through(phase)
 
-    def _reply_mcp(self, refusal: McpRefusal) -> ProcessingResponse:
+    async def _reply_mcp(self, refusal: McpRefusal) -> ProcessingResponse:
         """The gateway's answer to a call to an MCP server, as a JSON-RPC error."""
         self._replied = True
+        if self._mcp is not None:
+            await self._mcp.refund()
         self._record.status, self._record.error_type = refusal.status, "mcp_refused"
         return local_reply(refusal.status, refusal.body())
 

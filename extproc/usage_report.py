@@ -35,6 +35,7 @@ class Row:
             "metric": self.limit.metric,
             "per": self.limit.window.label if self.limit.window else None,
             "model": self.limit.model,
+            "tool": self.limit.tool,
             "mode": "shadow" if self.limit.shadow else "enforce",
             "limit": self.limit.amount / scale,
             "used": self.used / scale,
@@ -97,7 +98,7 @@ async def usage_rows(
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    header = ("SCOPE", "LIMIT", "PER", "MODEL", "MODE", "USED", "REMAINING", "RESETS (UTC)")
+    header = ("SCOPE", "LIMIT", "PER", "MODEL/TOOL", "MODE", "USED", "REMAINING", "RESETS (UTC)")
     lines = [header]
     for row in rows:
         data = row.as_dict()
@@ -106,7 +107,7 @@ def format_table(rows: Sequence[Row]) -> str:
                 data["scope"],
                 f"{data['limit']:g} {data['metric']}",
                 data["per"] or "-",
-                data["model"] or "*",
+                data["model"] or data["tool"] or "*",
                 data["mode"],
                 f"{data['used']:g}",
                 f"{data['remaining']:g}",

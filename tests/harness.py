@@ -281,7 +281,9 @@ def quota_usage(
         argv += ["--subject", subject]
     result = subprocess.run(argv, capture_output=True, check=True, cwd=ROOT, timeout=60)
     rows = [json.loads(line) for line in result.stdout.decode().splitlines()]
-    return {f"{r['scope']} {r['metric']} {r['per']} {r['model'] or '*'}": r for r in rows}
+    return {
+        f"{r['scope']} {r['metric']} {r['per']} {r['model'] or r['tool'] or '*'}": r for r in rows
+    }
 
 
 def assert_openai_error(response: httpx.Response, status: int) -> dict[str, object]:

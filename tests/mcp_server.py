@@ -28,7 +28,8 @@ class RunningMcpServer:
 
 @contextmanager
 def mcp_server(*, json_response: bool = False) -> Iterator[RunningMcpServer]:
-    """An MCP server with three tools: `search`, `fetch` and `delete_everything`; with
+    """An MCP server with four tools: `search`, `fetch`, `flaky` (always fails) and
+    `delete_everything`; with
     `json_response`, it answers posts with JSON rather than SSE streams."""
     port = free_port()
     running = RunningMcpServer(f"http://127.0.0.1:{port}/mcp")
@@ -45,6 +46,12 @@ def mcp_server(*, json_response: bool = False) -> Iterator[RunningMcpServer]:
         """Fetch one document."""
         running.calls.append(("fetch", {"document": document}))
         return f"the text of {document}"
+
+    @server.tool()
+    def flaky() -> str:
+        """Fail, every time."""
+        running.calls.append(("flaky", {}))
+        raise ValueError("the backend is down")
 
     @server.tool()
     def delete_everything() -> str:

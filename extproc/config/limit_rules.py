@@ -49,6 +49,7 @@ def compile_limits(
             model=spec.model,
             shadow=spec.mode == "shadow",
             clamp_max_tokens=spec.clamp_max_tokens,
+            tool=spec.tool,
         )
         if any(other.counter == limit.counter for other in limits):
             problems.append((f"{where}.{index}", "the same limit is set twice"))

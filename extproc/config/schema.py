@@ -358,7 +358,15 @@ class ModelSpec(Strict):
         ]
 
 
-LIMIT_METRICS = ("requests", "tokens", "input_tokens", "output_tokens", "usd", "concurrent")
+LIMIT_METRICS = (
+    "requests",
+    "tokens",
+    "input_tokens",
+    "output_tokens",
+    "usd",
+    "concurrent",
+    "tool_calls",
+)
 CALENDAR_PERIODS = ("day", "month")
 
 
@@ -391,13 +399,18 @@ class LimitSpec(Strict):
     usd: float | None = Field(default=None, ge=0)
     """Money, priced with the `prices` table."""
     concurrent: int | None = Field(default=None, ge=0)
-    """Requests in flight at once; no window."""
+    """Requests in flight at once; no window (with `tool`: MCP tool calls in flight)."""
+    tool_calls: int | None = Field(default=None, ge=0)
+    """Calls of MCP tools (`tools/call`), over the window."""
     per: Annotated[str | int | float | None, AfterValidator(_check_period)] = None
     """A duration (`30s`, `1m`, `1h`, `7d`) or a calendar period (`day`, `month`)."""
     tz: Annotated[str, AfterValidator(_check_zone)] = "UTC"
     """Time zone of calendar periods."""
     model: Name | None = None
     """Count only requests for this model alias."""
+    tool: str | None = Field(default=None, min_length=1, max_length=256)
+    """Count only calls of MCP tools matching `server/tool` (`*` matches any part:
+    `docs/*`, `*/search`); for `tool_calls` and `concurrent` limits."""
     mode: Literal["enforce", "shadow"] = "enforce"
     """`shadow` counts and logs would-be refusals but never refuses."""
     clamp_max_tokens: bool = False
@@ -422,6 +435,10 @@ class LimitSpec(Strict):
             raise ValueError("needs per: a duration such as 1m, or day or month")
         if self.clamp_max_tokens and given[0] not in ("tokens", "output_tokens", "usd"):
             raise ValueError("clamp_max_tokens applies to tokens, output_tokens and usd limits")
+        if self.tool is not None and given[0] not in ("tool_calls", "concurrent"):
+            raise ValueError("tool applies to tool_calls and concurrent limits")
+        if self.tool is not None and self.model is not None:
+            raise ValueError("a limit counts a model's calls or a tool's, not both")
         return self
 
 

@@ -158,6 +158,20 @@ def filtered_tools(answer: Any, may_call: Callable[[str], bool]) -> Any | None:
     return answer if changed else None
 
 
+def failed_calls(answer: Any, post: Post) -> bool:
+    """Whether a JSON-RPC answer (or batch) tells that a `tools/call` of `post` failed: a
+    JSON-RPC error, or a result flagged `isError`."""
+    ids = {call.id for call in post.tool_calls if call.id is not None}
+    messages = answer if isinstance(answer, list) else [answer]
+    for message in messages:
+        if not isinstance(message, dict) or message.get("id") not in ids:
+            continue
+        result = message.get("result")
+        if "error" in message or (isinstance(result, dict) and result.get("isError") is True):
+            return True
+    return False
+
+
 def _callable(tool: dict[str, Any], may_call: Callable[[str], bool]) -> bool:
     name = tool.get("name")
     return isinstance(name, str) and may_call(name)

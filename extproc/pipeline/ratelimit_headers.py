@@ -10,9 +10,11 @@ from extproc.quota.standing import Standing
 
 
 def ratelimit_headers(standings: Sequence[Standing]) -> list[tuple[str, str]]:
-    """Headers for the tightest request limit and the tightest token limit, if any."""
+    """Headers for the tightest request limit, the tightest token limit and the tightest
+    tool-call limit (`x-ratelimit-*-tool-calls`, on MCP calls), if any."""
     headers: list[tuple[str, str]] = []
-    for kind, metrics in (("requests", {"requests"}), ("tokens", TOKEN_METRICS)):
+    kinds = (("requests", {"requests"}), ("tokens", TOKEN_METRICS), ("tool-calls", {"tool_calls"}))
+    for kind, metrics in kinds:
         candidates = [s for s in standings if s.limit.metric in metrics]
         if not candidates:
             continue

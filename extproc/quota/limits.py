@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,7 +11,11 @@ from typing import Literal
 from extproc.quota.windows import Window
 from extproc.usage import Usage
 
-Metric = Literal["requests", "tokens", "input_tokens", "output_tokens", "usd", "concurrent"]
+Metric = Literal[
+    "requests", "tokens", "input_tokens", "output_tokens", "usd", "concurrent", "tool_calls"
+]
+TOOL_PREFIX = "mcp:"
+"""What a tool call is reserved as, instead of a model alias: `mcp:<server>/<tool>`."""
 TOKEN_METRICS: frozenset[Metric] = frozenset({"tokens", "input_tokens", "output_tokens"})
 MICRO_USD_PER_USD = 1_000_000
 """Money is counted in integer micro-dollars so that every store works with integers."""
@@ -72,12 +77,19 @@ class Limit:
     """Counts only requests for this model alias; None counts every model."""
     shadow: bool
     clamp_max_tokens: bool
+    tool: str | None = None
+    """Counts only calls of MCP tools matching this `server/tool` pattern (`docs/*`); a
+    limit with a tool, or on `tool_calls`, counts tool calls and never model calls."""
 
     @property
     def counter(self) -> str:
         """Stable counter name; a window start is appended per window."""
         window = self.window.key if self.window else "inflight"
-        return f"{self.scope}:{self.metric}:{window}:{self.model or '*'}"
+        return f"{self.scope}:{self.metric}:{window}:{self.model or self.tool or '*'}"
+
+    @property
+    def on_tools(self) -> bool:
+        return self.metric == "tool_calls" or self.tool is not None
 
     def counter_at(self, now: float) -> tuple[str, float]:
         """The counter of the window holding `now`, and when that window ends (`now` itself
@@ -88,7 +100,11 @@ class Limit:
         return f"{self.counter}:{math.floor(start)}", end
 
     def applies_to(self, alias: str) -> bool:
-        return self.model is None or self.model == alias
+        """Whether a call of `alias` (a model alias, or `mcp:<server>/<tool>`) counts here."""
+        if alias.startswith(TOOL_PREFIX):
+            tool = alias[len(TOOL_PREFIX) :]
+            return self.on_tools and (self.tool is None or fnmatch.fnmatchcase(tool, self.tool))
+        return not self.on_tools and (self.model is None or self.model == alias)
 
     def describe(self) -> str:
         amount: float = self.amount
@@ -97,13 +113,13 @@ class Limit:
         text = f"{amount:g} {self.metric}"
         if self.window is not None:
             text += f" per {self.window.label}"
-        if self.model is not None:
-            text += f" for {self.model}"
+        if self.model is not None or self.tool is not None:
+            text += f" for {self.model or self.tool}"
         return f"{self.scope} {text}"
 
     def cost(self, usage: Usage, price: Price | None) -> int:
         """What a request with this usage counts against the limit."""
-        if self.metric in ("requests", "concurrent"):
+        if self.metric in ("requests", "concurrent", "tool_calls"):
             return 1
         if self.metric == "tokens":
             return usage.input_tokens + usage.output_tokens

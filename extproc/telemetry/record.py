@@ -54,6 +54,12 @@ class RequestRecord:
     output_content: str | None = None
     guardrails: list[Decision] = field(default_factory=list)
     """What guardrail policies did to the request and its answer."""
+    mcp_server: str | None = None
+    mcp_method: str | None = None
+    """The JSON-RPC method of a call to an MCP server (`tools/call`, …; several, joined by
+    commas, for a batch)."""
+    mcp_tool: str | None = None
+    """The tool a `tools/call` named."""
 
     def note_refusal(self, labels: Mapping[str, str], decision: str) -> None:
         """A quota said no (`refused` before upstream, `stopped` during a stream)."""

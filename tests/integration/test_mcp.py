@@ -22,8 +22,12 @@ from tests.conftest import provider_document, write_provider_keys
 from tests.harness import (
     RunningGateway,
     access_log_lines,
+    free_port,
+    quota_usage,
+    redis_server,
     running_gateway,
     sha256,
+    wait_until,
     write_config,
 )
 from tests.mcp_server import RunningMcpServer, mcp_server
@@ -113,7 +117,7 @@ def test_a_tool_list_holds_only_the_tools_the_caller_may_call(
     expected = {"docs": ["fetch", "search"], "wiki": ["search"]}[server]
     assert through(gateway, server, READER, tool_names) == expected
     if server == "docs":
-        everything = ["delete_everything", "fetch", "search"]
+        everything = ["delete_everything", "fetch", "flaky", "search"]
         assert through(gateway, server, ADMIN, tool_names) == everything
 
 
@@ -235,3 +239,147 @@ def test_calls_are_logged_without_keys(gateway: RunningGateway) -> None:
     text = log.read_text() + Path(gateway.log_path).read_text()
     for secret in (READER, ADMIN, OUTSIDER, SERVER_TOKEN):
         assert secret not in text
+
+
+# Tool-call quotas, exact across two processors sharing Redis.
+
+LIMITED = "sk-gw-mcp-limited-0123456789"
+SEARCHES = 5
+
+
+@pytest.fixture(scope="module")
+def shared(
+    servers: dict[str, RunningMcpServer], mock: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningGateway, RunningGateway, Path]]:
+    directory = tmp_path_factory.mktemp("mcp-quota")
+    write_provider_keys(directory)
+    with redis_server() as redis:
+        document = {
+            "processor": {"message_timeout": "10s"},
+            "providers": {"openai": provider_document(mock.url, directory)["openai"]},
+            "models": {"chat": {"provider": "openai", "model": "gpt-4o-mini"}},
+            "mcp_servers": {
+                "docs": {"url": servers["docs"].url},
+                "down": {"url": f"http://127.0.0.1:{free_port()}/mcp"},
+            },
+            "quota": {"store": redis.url},
+            "keys": [
+                {
+                    "id": "limited",
+                    "sha256": sha256(LIMITED),
+                    "models": ["*"],
+                    "mcp": {"docs": ["*"], "down": ["*"]},
+                    "limits": [
+                        {"tool_calls": SEARCHES, "per": "1h", "tool": "docs/search"},
+                        {"tool_calls": 100, "per": "1h"},
+                        {"concurrent": 4, "tool": "docs/*"},
+                    ],
+                }
+            ],
+            "telemetry": {"access_log": str(directory / "access.log")},
+        }
+        config = write_config(directory, document)
+        with (
+            running_gateway(config, directory / "one.log") as one,
+            running_gateway(config, directory / "two.log") as two,
+        ):
+            yield one, two, config
+
+
+def tool_calls_used(config: Path, gateway: RunningGateway, tool: str = "docs/search") -> float:
+    rows = quota_usage(config, gateway.processor)
+    return float(rows[f"key:limited tool_calls 1h {tool}"]["used"])
+
+
+def test_tool_call_limits_hold_exactly_across_two_processors(
+    shared: tuple[RunningGateway, RunningGateway, Path], servers: dict[str, RunningMcpServer]
+) -> None:
+    one, two, config = shared
+    docs = servers["docs"]
+    ran_before = sum(1 for name, _ in docs.calls if name == "search")
+
+    async def search(gateway: RunningGateway, query: str) -> str:
+        async def steps(session: ClientSession) -> str:
+            try:
+                answer = await session.call_tool("search", {"query": query})
+            except MCPError as refused:
+                return f"refused: {refused}"
+            return answer.content[0].text  # type: ignore[union-attr]
+
+        return await session_run(f"{gateway.url}/mcp/docs", LIMITED, steps)  # type: ignore[no-any-return]
+
+    async def race() -> list[str]:
+        return await asyncio.gather(
+            *(search(one if index % 2 else two, f"q{index}") for index in range(12))
+        )
+
+    outcomes = asyncio.run(race())
+    answered = [outcome for outcome in outcomes if not outcome.startswith("refused")]
+    refusals = [outcome for outcome in outcomes if outcome.startswith("refused")]
+    assert len(answered) == SEARCHES and len(refusals) == 12 - SEARCHES
+    assert all("Limit reached" in refusal for refusal in refusals)
+    ran = sum(1 for name, _ in docs.calls if name == "search") - ran_before
+    assert ran == SEARCHES, "a refused call never reaches the server"
+    assert tool_calls_used(config, one) == SEARCHES
+    # Other tools have their own room.
+    fetched = through(one, "docs", LIMITED, lambda s: s.call_tool("fetch", {"document": "a"}))
+    assert fetched.content[0].text == "the text of a"
+
+
+def test_a_refused_call_says_when_to_retry(
+    shared: tuple[RunningGateway, RunningGateway, Path],
+) -> None:
+    one, _, _ = shared
+    headers = ACCEPT | {"authorization": f"Bearer {LIMITED}"}
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "search"}}
+    for _ in range(SEARCHES + 1):  # (the limit may be spent already)
+        answer = httpx.post(f"{one.url}/mcp/docs", json=call, headers=headers)
+        if "error" in answer.json():
+            break
+    error = answer.json()["error"]
+    assert answer.status_code == 200 and answer.json()["id"] == 7
+    assert error["code"] == -32001 and error["data"]["retry_after"] > 0
+    assert int(answer.headers["retry-after"]) == error["data"]["retry_after"]
+    assert answer.headers["x-ratelimit-remaining-tool-calls"] == "0"
+    assert answer.headers["x-ratelimit-limit-tool-calls"] == str(SEARCHES)
+
+
+def test_a_failed_tool_call_is_refunded(
+    shared: tuple[RunningGateway, RunningGateway, Path], servers: dict[str, RunningMcpServer]
+) -> None:
+    one, _, config = shared
+    before = float(quota_usage(config, one.processor)["key:limited tool_calls 1h *"]["used"])
+
+    async def steps(session: ClientSession) -> bool:
+        result = await session.call_tool("flaky", {})
+        return result.is_error
+
+    assert through(one, "docs", LIMITED, steps) is True
+    assert servers["docs"].calls[-1] == ("flaky", {})
+    wait_until(
+        lambda: (
+            float(quota_usage(config, one.processor)["key:limited tool_calls 1h *"]["used"])
+            == before
+        ),
+        "a failed tool call stayed charged",
+    )
+
+
+def test_a_server_that_is_down_gets_a_json_rpc_error_and_nothing_is_charged(
+    shared: tuple[RunningGateway, RunningGateway, Path],
+) -> None:
+    one, _, config = shared
+    before = float(quota_usage(config, one.processor)["key:limited tool_calls 1h *"]["used"])
+    headers = ACCEPT | {"authorization": f"Bearer {LIMITED}"}
+    call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "anything"}}
+    answer = httpx.post(f"{one.url}/mcp/down", json=call, headers=headers)
+    assert answer.status_code == 200
+    assert answer.json()["id"] == 9 and answer.json()["error"]["code"] == -32603
+    assert "'down' is unavailable" in answer.json()["error"]["message"]
+    wait_until(
+        lambda: (
+            float(quota_usage(config, one.processor)["key:limited tool_calls 1h *"]["used"])
+            == before
+        ),
+        "a call to a server that is down stayed charged",
+    )

@@ -65,7 +65,7 @@ async def test_the_table_has_a_line_per_limit_with_dashes_for_what_does_not_appl
     table = format_table(await usage_rows(configured, store.read, NOON)).splitlines()
 
     assert table[0].split() == [
-        "SCOPE", "LIMIT", "PER", "MODEL", "MODE", "USED", "REMAINING", "RESETS", "(UTC)",
+        "SCOPE", "LIMIT", "PER", "MODEL/TOOL", "MODE", "USED", "REMAINING", "RESETS", "(UTC)",
     ]  # fmt: skip
     assert table[1].split() == ["key:a", "2", "concurrent", "-", "*", "enforce", "0", "2", "-"]
     assert table[2].split() == [
