@@ -107,7 +107,7 @@ class McpCall:
 
     def on_request_headers(self, headers: Headers, *, has_body: bool) -> ProcessingResponse:
         record = self._record
-        record.mcp_server = record.provider = self._server.name
+        record.mcp_server = self._server.name
         if not self._principal.may_reach(self._server.name):
             name = self._server.name
             raise McpRefusal(403, REFUSED, f"This caller may not use MCP server {name!r}.")

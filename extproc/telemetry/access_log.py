@@ -56,4 +56,11 @@ def access_line(record: RequestRecord) -> bytes:
         "attempts": record.attempts,
         "guardrails": decisions_of(record) or None,
     }
+    if record.mcp_server is not None:
+        entry |= {
+            "mcp_server": record.mcp_server,
+            "mcp_method": record.mcp_method,
+            "mcp_tool": record.mcp_tool,
+            "mcp_outcome": record.mcp_outcome,
+        }
     return orjson.dumps(entry)

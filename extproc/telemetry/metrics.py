@@ -54,6 +54,11 @@ class Metrics:
         self._refusals = meter.create_counter(
             "extproc.quota.refusals", unit="{request}", description="Requests refused by quota"
         )
+        self._mcp_calls = meter.create_counter(
+            "extproc.mcp.calls",
+            unit="{call}",
+            description="Requests to MCP servers by server, method, tool and outcome",
+        )
         self._guardrails = meter.create_counter(
             "extproc.guardrail.decisions",
             unit="{decision}",
@@ -84,9 +89,25 @@ class Metrics:
         )
 
     def record(self, record: RequestRecord) -> None:
-        if record.operation is not None:
+        if record.mcp_server is not None:
+            self._count_mcp_call(record)
+        elif record.operation is not None:
             self._record_call(record)
         self._count_request(record)
+
+    def _count_mcp_call(self, record: RequestRecord) -> None:
+        self._mcp_calls.add(
+            1,
+            present(
+                {
+                    "extproc.mcp.server": record.mcp_server,
+                    "mcp.method.name": record.mcp_method,
+                    "gen_ai.tool.name": record.mcp_tool,
+                    "extproc.mcp.outcome": record.mcp_outcome,
+                    "extproc.key.id": record.key_id,
+                }
+            ),
+        )
 
     def _record_call(self, record: RequestRecord) -> None:
         attributes = present(

@@ -61,6 +61,23 @@ class RequestRecord:
     mcp_tool: str | None = None
     """The tool a `tools/call` named."""
 
+    @property
+    def mcp_outcome(self) -> str | None:
+        """How a call to an MCP server ended: ok, refused (by the gateway), failed (the tool
+        said so), unavailable (the server), error; None for other requests."""
+        if self.mcp_server is None:
+            return None
+        error = self.error_type
+        if error is None:
+            return "ok"
+        if error == "tool_failed":
+            return "failed"
+        if error.startswith("mcp_server_"):
+            return "unavailable"
+        if error in ("tool_refused", "mcp_refused") or self.refused_scope is not None:
+            return "refused"
+        return "error"
+
     def note_refusal(self, labels: Mapping[str, str], decision: str) -> None:
         """A quota said no (`refused` before upstream, `stopped` during a stream)."""
         self.quota = decision

@@ -94,7 +94,11 @@ class Spans:
 
     @staticmethod
     def end(span: GatewaySpan, record: RequestRecord) -> None:
-        if record.operation is not None:
+        if record.mcp_server is not None:
+            span.name = (
+                f"{record.mcp_method or record.method} {record.mcp_tool or record.mcp_server}"
+            )
+        elif record.operation is not None:
             span.name = f"{record.operation} {record.upstream_model or record.alias}"
         span.set_attributes(
             present(
@@ -124,6 +128,10 @@ class Spans:
                     "extproc.cost.usd": record.cost_usd,
                     "gen_ai.server.time_to_first_token": record.first_token,
                     "extproc.guardrail.decisions": decisions_of(record) or None,
+                    "extproc.mcp.server": record.mcp_server,
+                    "mcp.method.name": record.mcp_method,
+                    "gen_ai.tool.name": record.mcp_tool,
+                    "extproc.mcp.outcome": record.mcp_outcome,
                 }
             )
         )

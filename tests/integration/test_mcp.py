@@ -7,6 +7,7 @@ server's credential in place of the caller's key, one session across several cal
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -232,11 +233,37 @@ def test_malformed_messages_get_json_rpc_errors(
     assert answer.json()["error"]["code"] == code
 
 
-def test_calls_are_logged_without_keys(gateway: RunningGateway) -> None:
-    log = Path(gateway.log_path).parent / "access.log"
-    lines = access_log_lines(log.parent / "gateway.yaml")
-    assert any('"path":"/mcp/docs"' in line and '"operation":"mcp"' in line for line in lines)
-    text = log.read_text() + Path(gateway.log_path).read_text()
+def test_each_call_is_logged_with_its_server_method_tool_and_outcome(
+    gateway: RunningGateway,
+) -> None:
+    config = Path(gateway.log_path).parent / "gateway.yaml"
+    before = len(access_log_lines(config))
+
+    async def admin(session: ClientSession) -> None:
+        await session.call_tool("search", {"query": "logs"})
+        await session.call_tool("flaky", {})
+
+    async def reader(session: ClientSession) -> None:
+        with pytest.raises(MCPError):
+            await session.call_tool("delete_everything", {})
+
+    through(gateway, "docs", ADMIN, admin)
+    through(gateway, "docs", READER, reader)
+
+    def calls() -> list[dict[str, Any]] | None:
+        lines = [json.loads(line) for line in access_log_lines(config)[before:]]
+        found = [line for line in lines if line.get("mcp_method") == "tools/call"]
+        return found if len(found) == 3 else None
+
+    logged = wait_until(calls, "three tool calls were not logged")
+    assert [(line["mcp_tool"], line["mcp_outcome"]) for line in logged] == [
+        ("search", "ok"),
+        ("flaky", "failed"),
+        ("delete_everything", "refused"),
+    ]
+    assert {line["mcp_server"] for line in logged} == {"docs"}
+    assert logged[0]["key_id"] == "admin" and logged[2]["key_id"] == "reader"
+    text = config.with_name("access.log").read_text() + Path(gateway.log_path).read_text()
     for secret in (READER, ADMIN, OUTSIDER, SERVER_TOKEN):
         assert secret not in text
 
@@ -272,7 +299,7 @@ def shared(
                     "limits": [
                         {"tool_calls": SEARCHES, "per": "1h", "tool": "docs/search"},
                         {"tool_calls": 100, "per": "1h"},
-                        {"concurrent": 4, "tool": "docs/*"},
+                        {"concurrent": 50, "tool": "docs/*"},
                     ],
                 }
             ],
