@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 from tests.harness import free_port, wait_until
 
@@ -24,12 +24,14 @@ class RunningMcpServer:
     """(tool, arguments) of every tool call the server ran."""
     authorizations: list[str | None] = field(default_factory=list)
     """The `Authorization` header of every HTTP request it got."""
+    progress_seen: threading.Event = field(default_factory=threading.Event)
+    """Set by a client once it got the first progress of `count`: `count` waits for it."""
 
 
 @contextmanager
 def mcp_server(*, json_response: bool = False) -> Iterator[RunningMcpServer]:
-    """An MCP server with four tools: `search`, `fetch`, `flaky` (always fails) and
-    `delete_everything`; with
+    """An MCP server with five tools: `search`, `fetch`, `count` (streams its progress),
+    `flaky` (always fails) and `delete_everything`; with
     `json_response`, it answers posts with JSON rather than SSE streams."""
     port = free_port()
     running = RunningMcpServer(f"http://127.0.0.1:{port}/mcp")
@@ -46,6 +48,19 @@ def mcp_server(*, json_response: bool = False) -> Iterator[RunningMcpServer]:
         """Fetch one document."""
         running.calls.append(("fetch", {"document": document}))
         return f"the text of {document}"
+
+    @server.tool()
+    async def count(to: int, ctx: Context) -> str:
+        """Count, reporting progress; waits after the first step until a client says it got
+        it (so an answer held back whole never finishes)."""
+        running.calls.append(("count", {"to": to}))
+        for step in range(1, to + 1):
+            await ctx.report_progress(step, to)
+            if step == 1:
+                seen = await asyncio.to_thread(running.progress_seen.wait, 10)
+                if not seen:
+                    return "nobody saw the first step"
+        return f"counted to {to}"
 
     @server.tool()
     def flaky() -> str:

@@ -118,7 +118,7 @@ def test_a_tool_list_holds_only_the_tools_the_caller_may_call(
     expected = {"docs": ["fetch", "search"], "wiki": ["search"]}[server]
     assert through(gateway, server, READER, tool_names) == expected
     if server == "docs":
-        everything = ["delete_everything", "fetch", "flaky", "search"]
+        everything = ["count", "delete_everything", "fetch", "flaky", "search"]
         assert through(gateway, server, ADMIN, tool_names) == everything
 
 
@@ -143,6 +143,41 @@ def test_an_allowed_call_is_answered_with_the_servers_credential_never_the_calle
     wiki.authorizations.clear()
     through(gateway, "wiki", READER, tool_names)
     assert wiki.authorizations and set(wiki.authorizations) == {None}  # no credential set
+
+
+def test_a_streamed_tool_answer_is_relayed_event_by_event(
+    gateway: RunningGateway, servers: dict[str, RunningMcpServer]
+) -> None:
+    """The tool waits, after its first progress event, until the client got it: the answer
+    finishes only if the gateway passed that event on before the stream ended."""
+    docs = servers["docs"]
+    docs.progress_seen.clear()
+    progress: list[float] = []
+
+    async def noted(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+        docs.progress_seen.set()
+
+    async def steps(session: ClientSession) -> str:
+        answer = await session.call_tool("count", {"to": 3}, progress_callback=noted)
+        return answer.content[0].text  # type: ignore[union-attr]
+
+    assert through(gateway, "docs", ADMIN, steps) == "counted to 3"
+    assert progress == [1, 2, 3]
+
+
+def test_the_servers_own_stream_and_the_sessions_end_pass_through(
+    gateway: RunningGateway,
+) -> None:
+    headers = ACCEPT | {"authorization": f"Bearer {READER}"}
+    url = f"{gateway.url}/mcp/docs"
+    opened = httpx.post(url, json=INITIALIZE, headers=headers)
+    headers |= {"mcp-session-id": opened.headers["mcp-session-id"]}
+    headers |= {"mcp-protocol-version": "2025-06-18", "accept": "text/event-stream"}
+    with httpx.stream("GET", url, headers=headers, timeout=10) as listening:
+        assert listening.status_code == 200
+        assert listening.headers["content-type"].startswith("text/event-stream")
+    assert httpx.delete(url, headers=headers).status_code == 200
 
 
 def test_a_forbidden_call_is_refused_and_never_reaches_the_server(
