@@ -122,9 +122,17 @@ def error_message(call_id: Any, code: int, message: str, data: Any = None) -> di
 
 
 def errors_body(post: Post, answers: dict[int, dict[str, Any]]) -> bytes:
-    """The answer to a post the gateway answers itself: one message, or the batch's."""
-    messages = [answers[index] for index in sorted(answers)]
-    return orjson.dumps(messages if post.batch else messages[0])
+    """The answer to a post the gateway answers itself: one message, or a batch's, where
+    every other request of the batch is answered as not sent (none went to the server)."""
+    if not post.batch:
+        return orjson.dumps(next(iter(answers.values())))
+    unsent = "Not sent: another message of the batch was refused."
+    messages = [
+        answers.get(index) or error_message(call.id, REFUSED, unsent)
+        for index, call in enumerate(post.calls)
+        if index in answers or call.id is not None
+    ]
+    return orjson.dumps(messages)
 
 
 def to_server(present: Iterable[str], server: McpServer) -> tuple[list[tuple[str, str]], list[str]]:

@@ -268,6 +268,34 @@ def test_malformed_messages_get_json_rpc_errors(
     assert answer.json()["error"]["code"] == code
 
 
+def test_an_older_protocols_batch_is_checked_message_by_message(
+    gateway: RunningGateway, servers: dict[str, RunningMcpServer]
+) -> None:
+    docs = servers["docs"]
+    before = len(docs.calls)
+    batch = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "search", "arguments": {"query": "a"}},
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "delete_everything"},
+        },
+    ]
+    headers = ACCEPT | {"authorization": f"Bearer {READER}", "mcp-protocol-version": "2025-03-26"}
+    answer = httpx.post(f"{gateway.url}/mcp/docs", json=batch, headers=headers)
+    assert answer.status_code == 200
+    by_id = {message["id"]: message["error"] for message in answer.json()}
+    assert by_id[2]["message"] == "Unknown tool: delete_everything"
+    assert by_id[1]["message"].startswith("Not sent")
+    assert len(docs.calls) == before
+
+
 def test_each_call_is_logged_with_its_server_method_tool_and_outcome(
     gateway: RunningGateway,
 ) -> None:
