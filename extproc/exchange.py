@@ -268,6 +268,7 @@ class Exchange:
         server = self._gateway.mcp_servers.get(endpoint.server)
         if server is None:
             raise McpRefusal(404, METHOD_NOT_FOUND, f"No MCP server is named {endpoint.server!r}.")
+        spans = self._services.telemetry.spans
         self._mcp = McpCall(
             server,
             principal,
@@ -275,6 +276,7 @@ class Exchange:
             ledger=self._services.ledger,
             policy=self._gateway.quota.on_store_error,
             max_message=self._gateway.listen.max_message,
+            recorded=spans.content if spans.records_content else None,
         )
         return self._mcp.on_request_headers(headers, has_body=has_body)
 

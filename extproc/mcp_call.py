@@ -8,6 +8,7 @@ caller may call; a server that is down is answered for, as a JSON-RPC error."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -43,6 +44,7 @@ from extproc.pipeline.mcp import (
     filtered_tools,
     read_post,
     to_server,
+    tool_results,
 )
 from extproc.pipeline.refusals import refused, store_down
 from extproc.quota.ledger import Ledger, Reservation, StorePolicy
@@ -73,6 +75,7 @@ class McpCall:
         "_principal",
         "_reading",
         "_record",
+        "_recorded",
         "_reservations",
         "_server",
         "_unavailable",
@@ -87,7 +90,10 @@ class McpCall:
         ledger: Ledger,
         policy: StorePolicy,
         max_message: int,
+        recorded: Callable[[str], str | None] | None = None,
     ) -> None:
+        """`recorded`: what of a text the request's span may keep (content recording on:
+        redacted), else None: tool arguments and results are not recorded."""
         self._server = server
         self._principal = principal
         self._record = record
@@ -102,6 +108,7 @@ class McpCall:
         self._reservations: list[Reservation] = []
         self._failed = False
         """A tool call failed (its reservation is refunded)."""
+        self._recorded = recorded
         self._unavailable: int | None = None
         """The status of an answer that is not the server's (it is down): answered for."""
 
@@ -127,6 +134,9 @@ class McpCall:
         record.mcp_method = ",".join(call.method or "response" for call in post.calls)
         tools = [call.tool for call in post.tool_calls if call.tool]
         record.mcp_tool = ",".join(tools) or None
+        if self._recorded is not None and post.tool_calls:
+            arguments = [call.arguments for call in post.tool_calls]
+            record.input_content = self._recorded(orjson.dumps(arguments).decode())
         refusals = {
             index: error_message(call.id, INVALID_PARAMS, f"Unknown tool: {call.tool}")
             for index, call in enumerate(post.calls)
@@ -231,9 +241,14 @@ class McpCall:
             answer = orjson.loads(data)
         except orjson.JSONDecodeError:
             return None
-        if self._post is not None and failed_calls(answer, self._post):
+        post = self._post
+        if post is None:
+            return answer
+        if failed_calls(answer, post):
             self._failed = True
             self._record.error_type = self._record.error_type or "tool_failed"
+        if self._recorded is not None and (results := tool_results(answer, post)):
+            self._record.output_content = self._recorded(orjson.dumps(results).decode())
         return answer
 
     async def finish(self) -> None:

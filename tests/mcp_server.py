@@ -29,10 +29,13 @@ class RunningMcpServer:
 
 
 @contextmanager
-def mcp_server(*, json_response: bool = False) -> Iterator[RunningMcpServer]:
+def mcp_server(
+    *, json_response: bool = False, stateless: bool = False
+) -> Iterator[RunningMcpServer]:
     """An MCP server with five tools: `search`, `fetch`, `count` (streams its progress),
-    `flaky` (always fails) and `delete_everything`; with
-    `json_response`, it answers posts with JSON rather than SSE streams."""
+    `flaky` (always fails) and `delete_everything`; with `json_response`, it answers posts
+    with JSON rather than SSE streams; `stateless`: without sessions (a `tools/call` needs no
+    `initialize` first)."""
     port = free_port()
     running = RunningMcpServer(f"http://127.0.0.1:{port}/mcp")
     server = MCPServer("docs")
@@ -74,7 +77,7 @@ def mcp_server(*, json_response: bool = False) -> Iterator[RunningMcpServer]:
         running.calls.append(("delete_everything", {}))
         return "deleted"
 
-    app = server.streamable_http_app(json_response=json_response)
+    app = server.streamable_http_app(json_response=json_response, stateless_http=stateless)
 
     async def recording(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":

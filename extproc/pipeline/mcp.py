@@ -64,6 +64,8 @@ class Call:
     method: str | None
     tool: str | None = None
     """The tool a `tools/call` names."""
+    arguments: Any = None
+    """The arguments it passes (recorded only when content recording is on)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +107,12 @@ def _call(message: Any) -> Call:
     method = message.get("method")
     if method is not None and not isinstance(method, str):
         raise McpRefusal(400, INVALID_REQUEST, "A message's method must be a string.")
-    tool = None
-    if method == "tools/call":
-        params = message.get("params")
-        tool = params.get("name") if isinstance(params, dict) else None
-        if not isinstance(tool, str):
-            raise McpRefusal(400, INVALID_PARAMS, "tools/call needs params.name, a string.")
-    return Call(message.get("id"), method, tool)
+    if method != "tools/call":
+        return Call(message.get("id"), method)
+    params = message.get("params")
+    if not isinstance(params, dict) or not isinstance(params.get("name"), str):
+        raise McpRefusal(400, INVALID_PARAMS, "tools/call needs params.name, a string.")
+    return Call(message.get("id"), method, params["name"], params.get("arguments"))
 
 
 def error_message(call_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
@@ -178,6 +179,17 @@ def failed_calls(answer: Any, post: Post) -> bool:
         if "error" in message or (isinstance(result, dict) and result.get("isError") is True):
             return True
     return False
+
+
+def tool_results(answer: Any, post: Post) -> list[Any]:
+    """The results (or errors) a JSON-RPC answer gives to the `tools/call`s of `post`."""
+    ids = {call.id for call in post.tool_calls if call.id is not None}
+    messages = answer if isinstance(answer, list) else [answer]
+    return [
+        message.get("result", message.get("error"))
+        for message in messages
+        if isinstance(message, dict) and message.get("id") in ids
+    ]
 
 
 def _callable(tool: dict[str, Any], may_call: Callable[[str], bool]) -> bool:

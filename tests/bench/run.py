@@ -43,6 +43,7 @@ from tests.harness import (
     redis_server,
     running_gateway,
 )
+from tests.mcp_server import mcp_server
 from tests.otlp_receiver import otlp_receiver
 from tests.tokens import Signer
 
@@ -59,6 +60,12 @@ LIVE_BODY = '{"model":"gpt-4o-live",' + PROMPT + "}"
 FALLBACK_BODY = '{"model":"smart",' + PROMPT + "}"
 """The demo's alias with fallback, on its happy path: the first target answers, and what
 the row adds is Envoy's attempt machinery and the attempt's own ext_proc stream."""
+TOOL_CALL = (
+    '{"jsonrpc":"2.0","id":1,"method":"tools/call",'
+    '"params":{"name":"search","arguments":{"query":"envoy"}}}'
+)
+"""One MCP tool call, to a stateless MCP server (no session to open first)."""
+MCP_HEADERS = ("Accept: application/json, text/event-stream", "MCP-Protocol-Version: 2025-06-18")
 STREAMS_PER_ROUND = 40
 JWT_ISSUER, JWT_AUDIENCE = "https://login.bench.test", "llm-gateway"
 
@@ -88,6 +95,7 @@ class Setup:
     """The bearer key the client sends."""
     route: str = "mock"
     """Where Envoy alone sends the call (the gateway sets its own route)."""
+    path: str = "/v1/chat/completions"
 
 
 def load(url: str, connections: int, setup: Setup, *, post: bool = True) -> Figures:
@@ -217,13 +225,15 @@ def configure(
     access_log: Path | None = None,
     jwks: Path | None = None,
     guarded: bool = False,
+    mcp_url: str | None = None,
 ) -> Path:
     """The demo configuration: its OpenAI-kind provider is the static upstream, the others
     the mock, and `gpt-4o-live` an alias on the mock as OpenAI; with `store`, the demo key gets
     LIMITS there; with `collector`, requests are traced (Envoy and processor) to that OTLP
     endpoint, `sampling` of them; with `access_log`, a line per request goes to that file;
     with `jwks`, callers are also known by tokens that Envoy verifies against it; `guarded`:
-    every call is screened by GUARDRAILS, both ways."""
+    every call is screened by GUARDRAILS, both ways; `mcp_url`: the MCP server `docs`, every
+    tool of it granted."""
     document = yaml.safe_load((ROOT / "examples" / "gateway.yaml").read_text())
     providers = document["providers"]
     providers[LIVE_PROVIDER] = dict(providers["mock"])
@@ -251,6 +261,10 @@ def configure(
         issuer = {"issuer": JWT_ISSUER, "audiences": [JWT_AUDIENCE], "jwks_file": str(jwks)}
         rule = {"name": "users", "jwt": {"issuer": "corp"}, "principal": "user:{sub}"}
         document["identity"] = {"jwt": {"corp": issuer}, "rules": [rule | {"models": ["*"]}]}
+    if mcp_url is not None:
+        document["mcp_servers"] = {"docs": {"url": mcp_url}}
+        for key in document["keys"]:
+            key["mcp"] = {"docs": ["*"]}
     if guarded:
         document["guardrails"] = GUARDRAILS
         for key in document["keys"]:
@@ -273,10 +287,11 @@ def main() -> int:
         redis_server() as redis,
         otlp_receiver(keep=False) as (collector, _),
         static_upstream(Path(workdir)) as (upstream, upstream_url),
+        mcp_server(json_response=True, stateless=True) as tools,
     ):
         directory = Path(workdir)
         urls = (upstream_url, mock.url, directory)
-        config = configure(*urls, "plain")
+        config = configure(*urls, "plain", mcp_url=tools.url)
         memory = configure(*urls, "memory", store="memory")
         shared = configure(*urls, "redis", store=redis.url)
         traced = configure(*urls, "traced", collector=collector)
@@ -337,6 +352,22 @@ def main() -> int:
                 "+guardrails": Setup(
                     with_guardrails.url, [with_guardrails.process.popen.pid, upstream_pid]
                 ),
+                # A tool call to an MCP server (in this process: its CPU is not counted).
+                "mcp, envoy alone": Setup(
+                    alone_url,
+                    [alone.popen.pid],
+                    body=TOOL_CALL,
+                    route="mcp:docs",
+                    path="/mcp",
+                    extra=MCP_HEADERS,
+                ),
+                "mcp, gateway": Setup(
+                    gateway.url,
+                    [gateway.process.popen.pid],
+                    body=TOOL_CALL,
+                    path="/mcp/docs",
+                    extra=MCP_HEADERS,
+                ),
             }
             control_setup = Setup(admin_url(directory), [alone.popen.pid])
             for _ in range(ROUNDS):
@@ -344,7 +375,7 @@ def main() -> int:
                 runs.setdefault(("control", 1), []).append(control)
                 for connections in CONNECTIONS:
                     for name, setup in targets.items():
-                        figures = load(setup.url + "/v1/chat/completions", connections, setup)
+                        figures = load(setup.url + setup.path, connections, setup)
                         runs.setdefault((name, connections), []).append(figures)
                 for name, url, model in (
                     ("envoy alone", alone_url, "gpt-4o-live"),
@@ -392,6 +423,7 @@ ADDED: dict[str, tuple[str, float | None]] = {
     "production": ("gateway", 0.65),
     "jwt, not key": ("gateway", 0.95),
     "+guardrails": ("gateway", None),
+    "mcp, gateway": ("mcp, envoy alone", None),
 }
 """Each added feature's row: the row it adds to, and the throughput it should keep."""
 
@@ -433,7 +465,7 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
         )
     envoy_cpu = results["envoy alone", 32].cpu_us["envoy"]
     print("\nCPU microseconds per request @32 conns (from /proc; stalls do not count):")
-    for name in ("envoy alone", "gateway", "gateway, mock", *ADDED):
+    for name in ("envoy alone", "gateway", "gateway, mock", "mcp, envoy alone", *ADDED):
         figures = results[name, 32]
         roles = [role for role in ROLES if role != "peer"]  # peers run in bench-peers only
         parts = "  ".join(f"{role} {figures.cpu_us[role]:5.0f}" for role in roles)

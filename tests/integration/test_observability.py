@@ -24,6 +24,7 @@ from tests.harness import (
     wait_until,
     write_config,
 )
+from tests.mcp_server import RunningMcpServer, mcp_server
 from tests.otlp_receiver import Received, otlp_receiver
 
 pytestmark = pytest.mark.envoy
@@ -50,8 +51,17 @@ def receiver() -> Iterator[tuple[str, Received]]:
 
 
 @pytest.fixture(scope="module")
+def tools() -> Iterator[RunningMcpServer]:
+    with mcp_server(json_response=True, stateless=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 def config(
-    mock: MockProvider, receiver: tuple[str, Received], tmp_path_factory: pytest.TempPathFactory
+    mock: MockProvider,
+    receiver: tuple[str, Received],
+    tools: RunningMcpServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     directory = tmp_path_factory.mktemp("observability")
     (directory / "openai").write_text(OPENAI_KEY)
@@ -86,6 +96,7 @@ def config(
                     "sha256": sha256(GUARDED),
                     "models": ["*"],
                     "guardrails": ["pii"],
+                    "mcp": {"docs": ["search"]},
                 },
                 {
                     "id": "expiring",
@@ -95,6 +106,7 @@ def config(
                 },
             ],
             "guardrails": {"pii": {"detectors": ["email"], "input": "mask", "output": "log"}},
+            "mcp_servers": {"docs": {"url": tools.url}},
             "telemetry": {
                 "tracing": {
                     "enabled": True,
@@ -158,6 +170,22 @@ def traffic(gateway: RunningGateway) -> dict[str, Any]:
     assert statuses == [200, 429] and bad.status_code == 401
     assert "x-extproc-key-expires-at" in expiring.headers
     assert guarded.json()["choices"][0]["message"]["content"] == f"Wrote {PERSONAL}"
+    tool_call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "search", "arguments": {"query": "card-4242"}},
+    }
+    searched = HTTP.post(
+        gateway.url + "/mcp/docs",
+        json=tool_call,
+        headers={
+            "authorization": f"Bearer {GUARDED}",
+            "accept": "application/json, text/event-stream",
+            "mcp-protocol-version": "2025-06-18",
+        },
+    )
+    assert searched.json()["result"]["content"][0]["text"] == "3 documents about card-4242"
     return {"answers": answers}
 
 
@@ -333,7 +361,11 @@ def test_guardrail_decisions_are_on_the_span_without_the_matched_text(
 ) -> None:
     _, received = receiver
     spans = wait_for_spans(received, 5)
-    guarded = [s for s in spans if s["attributes"].get("extproc.key.id") == "guarded"]
+    guarded = [
+        s
+        for s in spans
+        if s["attributes"].get("extproc.key.id") == "guarded" and s["name"].startswith("chat ")
+    ]
     assert len(guarded) == 1
     attributes = guarded[0]["attributes"]
     decisions = attributes["extproc.guardrail.decisions"]  # an OTLP array value
@@ -345,9 +377,30 @@ def test_guardrail_decisions_are_on_the_span_without_the_matched_text(
     assert "[EMAIL]" in attributes["gen_ai.input.messages"]
 
 
+def test_a_tool_call_has_its_span_and_metric_with_arguments_redacted(
+    traffic: dict[str, Any], receiver: tuple[str, Received]
+) -> None:
+    _, received = receiver
+
+    def tool_span() -> dict[str, Any] | None:
+        with received.lock:
+            return next((s for s in received.spans if s["name"] == "tools/call search"), None)
+
+    attributes = wait_until(tool_span, "no span for the tool call")["attributes"]
+    assert attributes["gen_ai.tool.name"] == "search"
+    assert attributes["mcp.method.name"] == "tools/call"
+    assert attributes["extproc.mcp.server"] == "docs"
+    assert attributes["extproc.mcp.outcome"] == "ok"
+    assert attributes["gen_ai.input.messages"] == '[{"query":"[REDACTED]"}]'
+    assert "[REDACTED]" in attributes["gen_ai.output.messages"]
+    assert "card-4242" not in attributes["gen_ai.output.messages"]
+    labels = {"extproc_mcp_server": "docs", "gen_ai_tool_name": "search"}
+    assert sample(metrics_text(), "extproc_mcp_calls_total", **labels) == 1
+
+
 def test_the_access_log_has_one_line_per_request(traffic: dict[str, Any], config: Path) -> None:
     lines = [orjson.loads(line) for line in (config.parent / "access.log").read_text().splitlines()]
-    assert len(lines) == 9
+    assert len(lines) == 10
     first = lines[0]
     assert first["key_id"] == "full" and first["team"] == "core" and first["alias"] == "chat"
     assert first["provider"] == "openai" and first["model"] == "gpt-4o-mini"
@@ -357,10 +410,15 @@ def test_the_access_log_has_one_line_per_request(traffic: dict[str, Any], config
     backed = lines[2]
     assert (backed["alias"], backed["model"], backed["attempts"]) == ("backed", "gpt-4o-mini", 2)
     assert lines[3]["stream"] is True and lines[3]["ttft_ms"] > 0
-    assert [line["status"] for line in lines[4:]] == [200, 429, 401, 200, 200]
+    assert [line["status"] for line in lines[4:]] == [200, 429, 401, 200, 200, 200]
     assert lines[5]["error_type"] == "rate_limit_exceeded"
     assert lines[7]["key_id"] == "expiring"
     assert lines[8]["guardrails"] == ["input:pii/email:mask", "output:pii/email:log"]
+    assert (lines[9]["mcp_server"], lines[9]["mcp_tool"], lines[9]["mcp_outcome"]) == (
+        "docs",
+        "search",
+        "ok",
+    )
 
 
 def test_healthy_requests_leave_the_gateway_log_quiet(
