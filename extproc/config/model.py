@@ -20,8 +20,27 @@ from extproc.guardrails.policy import Policy
 from extproc.quota.limits import Limit, Price
 
 
+class Reachable:
+    """An upstream at `scheme://host:port` (a provider, an MCP server)."""
+
+    __slots__ = ()
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def authority(self) -> str:
+        """The Host of requests to it: its port only when not the scheme's."""
+        default_port = 443 if self.tls else 80
+        return self.host if self.port == default_port else f"{self.host}:{self.port}"
+
+
 @dataclass(frozen=True, slots=True)
-class Provider:
+class Provider(Reachable):
     name: str
     kind: ProviderKind
     scheme: str
@@ -51,16 +70,6 @@ class Provider:
     gcp: GcpCredentials | None = field(default=None, compare=False)
     """Vertex AI: where its access tokens come from (None until resolved)."""
     """OpenAI and Azure OpenAI kinds: Responses calls pass through (else translated)."""
-
-    @property
-    def tls(self) -> bool:
-        return self.scheme == "https"
-
-    @property
-    def authority(self) -> str:
-        """The Host of requests to this provider: its port only when not the scheme's."""
-        default_port = 443 if self.tls else 80
-        return self.host if self.port == default_port else f"{self.host}:{self.port}"
 
     @property
     def cluster(self) -> str:
@@ -170,7 +179,7 @@ def _grants(grant: McpGrant, server: str, tool: str | None) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class McpServer:
+class McpServer(Reachable):
     """An MCP server behind the gateway (see `McpServerSpec`)."""
 
     name: str
@@ -185,15 +194,6 @@ class McpServer:
     connect_timeout: float
     ca_file: str
     max_concurrent_requests: int = 10000
-
-    @property
-    def tls(self) -> bool:
-        return self.scheme == "https"
-
-    @property
-    def authority(self) -> str:
-        default_port = 443 if self.tls else 80
-        return self.host if self.port == default_port else f"{self.host}:{self.port}"
 
     @property
     def cluster(self) -> str:

@@ -4,6 +4,7 @@ fallback, and Envoy's own error replies as OpenAI-style JSON."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Protocol
 
 from envoy_data_plane.envoy.config.accesslog.v3 import (
     AccessLogFilter,
@@ -70,48 +71,15 @@ def route_configuration(gateway: Gateway, with_processor: bool) -> RouteConfigur
         if route.retry is not None and with_processor
         for alias_route in alias_routes(route, route.retry)
     ]
+    # A JSON answer says nothing until it is whole: the connection manager's stream idle
+    # timeout (300 s) must not end it before the provider's timeout. Streams that stall are
+    # ended by the processor (`idle_timeout`); an MCP server's GET stream may stay quiet long.
     routes += [
-        Route(
-            name=provider.name,
-            match=RouteMatch(
-                prefix="/",
-                headers=[
-                    HeaderMatcher(
-                        name=headers.ROUTE, string_match=StringMatcher(exact=provider.name)
-                    )
-                ],
-            ),
-            route=RouteAction(
-                cluster=provider.cluster,
-                timeout=timedelta(seconds=provider.timeout),
-                # A JSON answer says nothing until it is whole: the connection manager's
-                # stream idle timeout (300 s) must not end it before the provider's timeout.
-                # Streams that stall are ended by the processor (`idle_timeout`).
-                idle_timeout=timedelta(seconds=provider.timeout),
-                host_rewrite_literal=provider.authority,
-            ),
-        )
+        _upstream_route(provider.name, provider.name, provider.cluster, provider)
         for provider in gateway.providers.values()
     ]
     routes += [
-        Route(
-            name=server.cluster,
-            match=RouteMatch(
-                prefix="/",
-                headers=[
-                    HeaderMatcher(
-                        name=headers.ROUTE, string_match=StringMatcher(exact=server.route)
-                    )
-                ],
-            ),
-            route=RouteAction(
-                cluster=server.cluster,
-                timeout=timedelta(seconds=server.timeout),
-                # A GET stream of the server's own messages may stay quiet for long.
-                idle_timeout=timedelta(seconds=server.timeout),
-                host_rewrite_literal=server.authority,
-            ),
-        )
+        _upstream_route(server.cluster, server.route, server.cluster, server)
         for server in gateway.mcp_servers.values()
     ]
     # Reached only when the processor chose no provider, which it never does for a model call.
@@ -147,6 +115,30 @@ def route_configuration(gateway: Gateway, with_processor: bool) -> RouteConfigur
             headers.ENVOY_EXTERNAL_ADDRESS,
             headers.FORWARDED_PROTO,
         ],
+    )
+
+
+class _Reached(Protocol):
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def authority(self) -> str: ...
+
+
+def _upstream_route(name: str, value: str, cluster: str, upstream: _Reached) -> Route:
+    """The route to `cluster` for requests whose routing header the processor set to `value`."""
+    return Route(
+        name=name,
+        match=RouteMatch(
+            prefix="/",
+            headers=[HeaderMatcher(name=headers.ROUTE, string_match=StringMatcher(exact=value))],
+        ),
+        route=RouteAction(
+            cluster=cluster,
+            timeout=timedelta(seconds=upstream.timeout),
+            idle_timeout=timedelta(seconds=upstream.timeout),
+            host_rewrite_literal=upstream.authority,
+        ),
     )
 
 
