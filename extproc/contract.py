@@ -53,3 +53,7 @@ def alias_of(cluster: str) -> str:
 CLIENT_PATH_FIELD = "path"
 """In `SHARED_METADATA`: the path the client called. An attempt's `request.path` is what an
 earlier attempt rewrote it to (a provider's own path), not the endpoint the body is for."""
+
+MCP_PREFIX = "/mcp/"
+"""Paths of MCP servers behind the gateway: `/mcp/<name>`. Envoy's own error replies there are
+JSON-RPC errors."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from extproc.contract import MCP_PREFIX
 from extproc.endpoints import models, stored_responses
 from extproc.endpoints.calls import MODEL_CALLS
 from extproc.endpoints.spec import (
@@ -14,8 +15,6 @@ from extproc.endpoints.spec import (
     TokenCount,
 )
 from extproc.errors import MethodNotAllowed, NotFound, shorten
-
-MCP_PREFIX = "/mcp/"
 
 
 def match_endpoint(method: str, path: str) -> Endpoint:

@@ -3,6 +3,7 @@ fallback, and Envoy's own error replies as OpenAI-style JSON."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Protocol
 
@@ -40,9 +41,7 @@ from envoy_data_plane.google.protobuf import Any as AnyMessage
 
 from extproc import headers
 from extproc.config import Gateway
-from extproc.contract import (
-    REPLY_DETAILS,
-)
+from extproc.contract import MCP_PREFIX, REPLY_DETAILS
 from extproc.envoyconfig.fallback import (
     alias_routes,
 )
@@ -57,6 +56,8 @@ from extproc.errors import (
 )
 
 JSON = "application/json"
+INVALID_REQUEST, SERVER_ERROR = -32600, -32603
+"""JSON-RPC error codes of Envoy's own replies on MCP paths."""
 
 
 def has_fallback(gateway: Gateway) -> bool:
@@ -158,34 +159,51 @@ def local_replies() -> LocalReplyConfig:
         (504, GatewayTimeout("The gateway or the provider did not answer in time.")),
         (500, INTERNAL_ERROR),
     ]
-    # The processor's replies carry details `extproc_<status>`; only Envoy's own are rewritten.
-    from_envoy = AccessLogFilter(
-        extension_filter=ExtensionFilter(
-            name="envoy.access_loggers.extension_filters.cel",
-            typed_config=AnyMessage.pack(
-                ExpressionFilter(expression=f"!response.code_details.startsWith('{REPLY_DETAILS}')")
-            ),
-        )
-    )
+    # The processor's replies carry details `extproc_<status>`; only Envoy's own are rewritten,
+    # as JSON-RPC errors on the paths of MCP servers, as OpenAI's elsewhere.
+    from_envoy = f"!response.code_details.startsWith('{REPLY_DETAILS}')"
+    on_mcp = f"request.path.startsWith('{MCP_PREFIX}')"
     mappers = []
-    for status, error in bodies:
-        status_is = AccessLogFilter(
-            status_code_filter=StatusCodeFilter(
-                comparison=ComparisonFilter(
-                    op=Op.EQ, value=RuntimeUInt32(default_value=status, runtime_key="unused")
-                )
-            )
-        )
-        mappers.append(
+    for path_rule, shape in ((f"{from_envoy} && {on_mcp}", _json_rpc), (from_envoy, _openai)):
+        mappers += [
             ResponseMapper(
-                filter=_all_of(status_is, from_envoy),
+                filter=_all_of(_status_is(status), _cel(path_rule)),
                 body_format_override=SubstitutionFormatString(
-                    text_format_source=DataSource(inline_string=error.to_body().decode()),
-                    content_type=JSON,
+                    text_format_source=DataSource(inline_string=shape(error)), content_type=JSON
                 ),
             )
-        )
+            for status, error in bodies
+        ]
     return LocalReplyConfig(mappers=mappers)
+
+
+def _openai(error: GatewayError) -> str:
+    return error.to_body().decode()
+
+
+def _json_rpc(error: GatewayError) -> str:
+    code = INVALID_REQUEST if error.status < 500 else SERVER_ERROR
+    message = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": error.message}}
+    return json.dumps(message)
+
+
+def _status_is(status: int) -> AccessLogFilter:
+    return AccessLogFilter(
+        status_code_filter=StatusCodeFilter(
+            comparison=ComparisonFilter(
+                op=Op.EQ, value=RuntimeUInt32(default_value=status, runtime_key="unused")
+            )
+        )
+    )
+
+
+def _cel(expression: str) -> AccessLogFilter:
+    return AccessLogFilter(
+        extension_filter=ExtensionFilter(
+            name="envoy.access_loggers.extension_filters.cel",
+            typed_config=AnyMessage.pack(ExpressionFilter(expression=expression)),
+        )
+    )
 
 
 def _all_of(*filters: AccessLogFilter) -> AccessLogFilter:

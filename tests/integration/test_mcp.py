@@ -66,6 +66,7 @@ def gateway(
     write_provider_keys(directory)
     (directory / "mcp-token").write_text(SERVER_TOKEN + "\n")
     document = {
+        "listen": {"max_request_body": "64KiB"},
         "processor": {"message_timeout": "10s"},
         "providers": {"openai": provider_document(mock.url, directory)["openai"]},
         "models": {"chat": {"provider": "openai", "model": "gpt-4o-mini"}},
@@ -266,6 +267,21 @@ def test_malformed_messages_get_json_rpc_errors(
     )
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == code
+
+
+def test_an_oversized_message_gets_a_json_rpc_error(gateway: RunningGateway) -> None:
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "search", "arguments": {"query": "x" * 100_000}},
+    }
+    answer = httpx.post(
+        f"{gateway.url}/mcp/docs", json=call, headers=ACCEPT | {"authorization": f"Bearer {ADMIN}"}
+    )
+    assert answer.status_code == 413
+    assert answer.json()["jsonrpc"] == "2.0" and answer.json()["error"]["code"] == -32600
+    assert "larger than the gateway accepts" in answer.json()["error"]["message"]
 
 
 def test_an_older_protocols_batch_is_checked_message_by_message(
