@@ -1,9 +1,10 @@
 """One HTTP request to an MCP server through the gateway (`/mcp/<name>`), over its ext_proc
-stream: the caller must be granted the server; a `tools/call` of a tool it may not call is
-answered by the gateway (nothing reaches the server), and one it may call is reserved in the
-ledger first (`tool_calls` and concurrency limits), refunded when it fails; the server's
-credential replaces the caller's; `tools/list` answers, JSON or SSE, are cut to the tools the
-caller may call; a server that is down is answered for, as a JSON-RPC error."""
+stream: the caller must be granted the server; a `tools/call` of a tool it may not call (or a
+prompt or resource its grant leaves out) is answered by the gateway, nothing reaching the
+server; a tool call it may make is reserved in the ledger first (`tool_calls` and concurrency
+limits) and refunded when it fails; the server's credential replaces the caller's; lists of
+tools, prompts and resources, JSON or SSE, are cut to what the caller may use; a server that is
+down is answered for, as a JSON-RPC error."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import orjson
 
 from extproc import headers as names
 from extproc.config import Principal
-from extproc.config.model import McpServer
+from extproc.config.model import McpKind, McpServer
 from extproc.envoyapi.messages import (
     Answer,
     Headers,
@@ -31,7 +32,6 @@ from extproc.envoyapi.messages import (
 )
 from extproc.envoyapi.wire import Buffer
 from extproc.pipeline.mcp import (
-    INVALID_PARAMS,
     PROTOCOL_VERSION,
     REFUSED,
     SERVER_UNAVAILABLE,
@@ -41,10 +41,11 @@ from extproc.pipeline.mcp import (
     errors_body,
     failed_calls,
     filtered_event,
-    filtered_tools,
+    filtered_lists,
     read_post,
     to_server,
     tool_results,
+    unknown,
 )
 from extproc.pipeline.refusals import refused, store_down
 from extproc.quota.ledger import Ledger, Reservation, StorePolicy
@@ -138,19 +139,19 @@ class McpCall:
             arguments = [call.arguments for call in post.tool_calls]
             record.input_content = self._recorded(orjson.dumps(arguments).decode())
         refusals = {
-            index: error_message(call.id, INVALID_PARAMS, f"Unknown tool: {call.tool}")
+            index: unknown(call)
             for index, call in enumerate(post.calls)
-            if call.tool is not None and not self._principal.may_reach(self._server.name, call.tool)
+            if call.asks is not None and not self._allows(*call.asks)
         }
         if refusals:
-            # The tool is not the caller's to know of: refused as a server refuses a tool it
-            # does not have, and nothing reaches the server.
+            # It is not the caller's to know of: refused as a server refuses what it does not
+            # have, and nothing reaches the server.
             record.status, record.error_type = 200, "tool_refused"
             return local_reply(200, errors_body(post, refusals))
         for index, call in enumerate(post.calls):
             if call.tool is not None and (answer := await self._reserve(post, index, call.tool)):
                 return answer
-        self._reading = post.lists_tools or bool(post.tool_calls)
+        self._reading = post.lists or bool(post.tool_calls)
         set_headers, remove = to_server(self._headers, self._server)
         return replace_request(set_headers=set_headers, remove_headers=remove, body=body)
 
@@ -223,14 +224,14 @@ class McpCall:
             blocks = self._events.feed(chunk, end=end)
             out = []
             for block in blocks:
-                out.append(filtered_event(block, self._may_call))
+                out.append(filtered_event(block, self._allows))
                 if block.event is not None:
                     self._note_outcome(block.event.data.encode())
             return relay_bodies(b"".join(out), end=end, limit=self._max_message)
         if not end:
             return pass_through("response_body")
         answer = self._note_outcome(chunk)
-        filtered = filtered_tools(answer, self._may_call) if answer is not None else None
+        filtered = filtered_lists(answer, self._allows) if answer is not None else None
         if filtered is None:
             return pass_through("response_body")
         return replace_response_body(orjson.dumps(filtered))
@@ -263,5 +264,5 @@ class McpCall:
         for reservation in reservations:
             await reservation.settle(None)
 
-    def _may_call(self, tool: str) -> bool:
-        return self._principal.may_reach(self._server.name, tool)
+    def _allows(self, kind: McpKind, name: str) -> bool:
+        return self._principal.may_reach(self._server.name, kind, name)

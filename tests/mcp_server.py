@@ -33,9 +33,10 @@ def mcp_server(
     *, json_response: bool = False, stateless: bool = False
 ) -> Iterator[RunningMcpServer]:
     """An MCP server with five tools: `search`, `fetch`, `count` (streams its progress),
-    `flaky` (always fails) and `delete_everything`; with `json_response`, it answers posts
-    with JSON rather than SSE streams; `stateless`: without sessions (a `tools/call` needs no
-    `initialize` first)."""
+    `flaky` (always fails) and `delete_everything`, two prompts (`summarize`, `secret_plan`)
+    and two resources (`docs://public/readme`, `docs://internal/salaries`); with
+    `json_response`, it answers posts with JSON rather than SSE streams; `stateless`: without
+    sessions (a `tools/call` needs no `initialize` first)."""
     port = free_port()
     running = RunningMcpServer(f"http://127.0.0.1:{port}/mcp")
     server = MCPServer("docs")
@@ -76,6 +77,26 @@ def mcp_server(
         """Delete every document."""
         running.calls.append(("delete_everything", {}))
         return "deleted"
+
+    @server.prompt()
+    def summarize(text: str) -> str:
+        """Summarize a text."""
+        return f"Summarize this: {text}"
+
+    @server.prompt()
+    def secret_plan() -> str:
+        """The plan nobody may see."""
+        return "the plan"
+
+    @server.resource("docs://public/readme")
+    def readme() -> str:
+        """What everyone may read."""
+        return "read me"
+
+    @server.resource("docs://internal/salaries")
+    def salaries() -> str:
+        """What few may read."""
+        return "salaries"
 
     app = server.streamable_http_app(json_response=json_response, stateless_http=stateless)
 

@@ -19,8 +19,9 @@ from extproc.config.model import (
     McpGrant,
     ModelRoute,
     Principal,
+    ServerGrant,
 )
-from extproc.config.schema import GatewaySpec, IdentityRuleSpec, KeySpec
+from extproc.config.schema import GatewaySpec, IdentityRuleSpec, KeySpec, McpGrantSpec
 from extproc.quota.limits import Limit
 
 DIGEST_TAKEN = "this digest is already given (a key is known by its digest alone)"
@@ -258,8 +259,19 @@ def _guardrails(
     return tuple(own) + (team_guardrails.get(team, ()) if team is not None else ())
 
 
-def mcp_grants(grant: Mapping[str, list[str]]) -> tuple[McpGrant, ...]:
+def mcp_grants(grant: Mapping[str, list[str] | McpGrantSpec]) -> tuple[McpGrant, ...]:
     """A key's or rule's MCP grant, as principals hold it (none: no MCP server)."""
     if not grant:
         return ()
-    return ({server: tuple(tools) for server, tools in grant.items()},)
+    return (
+        {
+            server: ServerGrant(tuple(given))
+            if isinstance(given, list)
+            else ServerGrant(
+                tuple(given.tools),
+                tuple(given.prompts) if given.prompts is not None else None,
+                tuple(given.resources) if given.resources is not None else None,
+            )
+            for server, given in grant.items()
+        },
+    )

@@ -162,20 +162,33 @@ class Principal:
     def may_use(self, alias: str) -> bool:
         return self.all_models or alias in self.models
 
-    def may_reach(self, server: str, tool: str | None = None) -> bool:
-        """Whether it may use MCP server `server` (and, given, call its tool `tool`)."""
-        return bool(self.mcp) and all(_grants(grant, server, tool) for grant in self.mcp)
+    def may_reach(self, server: str, kind: McpKind | None = None, name: str = "") -> bool:
+        """Whether it may use MCP server `server` (and, given, its tool, prompt or resource
+        `name`): every grant it holds must allow it."""
+        return bool(self.mcp) and all(
+            server in grant and (kind is None or grant[server].allows(kind, name))
+            for grant in self.mcp
+        )
 
 
-McpGrant = Mapping[str, tuple[str, ...]]
-"""MCP servers by name, each with the patterns of the tools that may be called there."""
+McpKind = Literal["tools", "prompts", "resources"]
 
 
-def _grants(grant: McpGrant, server: str, tool: str | None) -> bool:
-    patterns = grant.get(server)
-    if patterns is None:
-        return False
-    return tool is None or any(fnmatch.fnmatchcase(tool, pattern) for pattern in patterns)
+@dataclass(frozen=True, slots=True)
+class ServerGrant:
+    """What of one MCP server a caller may use (patterns; None: not filtered)."""
+
+    tools: tuple[str, ...]
+    prompts: tuple[str, ...] | None = None
+    resources: tuple[str, ...] | None = None
+
+    def allows(self, kind: McpKind, name: str) -> bool:
+        patterns = getattr(self, kind)
+        return patterns is None or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+McpGrant = Mapping[str, ServerGrant]
+"""MCP servers by name, each with what may be used there."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,9 +77,24 @@ HeaderName = Annotated[str, AfterValidator(_check_header_name)]
 HeaderValue = Annotated[str, AfterValidator(_check_header_value)]
 
 
-McpGrants = dict[Name, list[Annotated[str, Field(min_length=1, max_length=256)]]]
-"""MCP servers a caller may use, each with the tools it may call (names or patterns with `*`;
-`["*"]`: every tool)."""
+McpPatterns = list[Annotated[str, Field(min_length=1, max_length=256)]]
+"""Names (or URIs) and patterns with `*`; `["*"]`: all of them."""
+
+
+class McpGrantSpec(BaseModel):
+    """What of one MCP server a caller may use: tools by name; and, where given, prompts by
+    name and resources by URI (unset: the server's prompts and resources are not filtered)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    tools: McpPatterns = Field(default_factory=list)
+    prompts: McpPatterns | None = None
+    resources: McpPatterns | None = None
+
+
+McpGrants = dict[Name, McpPatterns | McpGrantSpec]
+"""MCP servers a caller may use: each with the tools it may call (a list), or with its tools,
+prompts and resources (an object)."""
 
 
 class Strict(BaseModel):

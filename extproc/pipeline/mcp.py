@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from extproc import headers as names
-from extproc.config.model import McpServer
+from extproc.config.model import McpKind, McpServer
 from extproc.pipeline.upstream_headers import removed
 from extproc.sse import Block
 
@@ -34,10 +34,29 @@ KEPT_HEADERS = frozenset(
 )
 """What an MCP server gets of the client's headers: the transport's own."""
 
+NAMED: dict[str, tuple[McpKind, str]] = {
+    "tools/call": ("tools", "name"),
+    "prompts/get": ("prompts", "name"),
+    "resources/read": ("resources", "uri"),
+    "resources/subscribe": ("resources", "uri"),
+}
+"""The methods that use one thing of a server by name (or URI): its kind, and the field."""
+LISTED: tuple[tuple[str, McpKind, str], ...] = (
+    ("tools", "tools", "name"),
+    ("prompts", "prompts", "name"),
+    ("resources", "resources", "uri"),
+    ("resourceTemplates", "resources", "uriTemplate"),
+)
+"""The lists answers hold: their field, what kind of thing they list, and its name's field."""
+LIST_METHODS = frozenset(
+    {"tools/list", "prompts/list", "resources/list", "resources/templates/list"}
+)
+
 # JSON-RPC error codes.
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
+RESOURCE_NOT_FOUND = -32002
 PARSE_ERROR = -32700
 SERVER_UNAVAILABLE = -32603
 REFUSED = -32001
@@ -66,6 +85,9 @@ class Call:
     """The tool a `tools/call` names."""
     arguments: Any = None
     """The arguments it passes (recorded only when content recording is on)."""
+    asks: tuple[McpKind, str] | None = None
+    """What of the server it uses by name: a tool, a prompt (`prompts/get`) or a resource
+    (`resources/read`, `resources/subscribe`, by URI)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +96,9 @@ class Post:
     batch: bool
 
     @property
-    def lists_tools(self) -> bool:
-        return any(call.method == "tools/list" for call in self.calls)
+    def lists(self) -> bool:
+        """It asks for a list to cut (tools, prompts, resources)."""
+        return any(call.method in LIST_METHODS for call in self.calls)
 
     @property
     def tool_calls(self) -> tuple[Call, ...]:
@@ -107,12 +130,28 @@ def _call(message: Any) -> Call:
     method = message.get("method")
     if method is not None and not isinstance(method, str):
         raise McpRefusal(400, INVALID_REQUEST, "A message's method must be a string.")
-    if method != "tools/call":
+    named = NAMED.get(method or "")
+    if named is None:
         return Call(message.get("id"), method)
+    kind, field = named
     params = message.get("params")
-    if not isinstance(params, dict) or not isinstance(params.get("name"), str):
-        raise McpRefusal(400, INVALID_PARAMS, "tools/call needs params.name, a string.")
-    return Call(message.get("id"), method, params["name"], params.get("arguments"))
+    name = params.get(field) if isinstance(params, dict) else None
+    if not isinstance(name, str):
+        raise McpRefusal(400, INVALID_PARAMS, f"{method} needs params.{field}, a string.")
+    assert isinstance(params, dict)
+    if kind == "tools":
+        return Call(message.get("id"), method, name, params.get("arguments"), (kind, name))
+    return Call(message.get("id"), method, asks=(kind, name))
+
+
+def unknown(call: Call) -> dict[str, Any]:
+    """The error a server gives for what it does not have: what the gateway answers for what
+    the caller may not use (so it learns nothing of it)."""
+    assert call.asks is not None
+    kind, name = call.asks
+    if kind == "resources":
+        return error_message(call.id, RESOURCE_NOT_FOUND, f"Resource not found: {name}")
+    return error_message(call.id, INVALID_PARAMS, f"Unknown {kind[:-1]}: {name}")
 
 
 def error_message(call_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
@@ -150,20 +189,23 @@ def to_server(present: Iterable[str], server: McpServer) -> tuple[list[tuple[str
     return set_headers, removed(present, KEPT_HEADERS, set_headers)
 
 
-def filtered_tools(answer: Any, may_call: Callable[[str], bool]) -> Any | None:
-    """A JSON-RPC answer (or batch of them) with the tools of any `tools/list` result cut to
-    those the caller may call; None when nothing was cut."""
+def filtered_lists(answer: Any, allows: Callable[[McpKind, str], bool]) -> Any | None:
+    """A JSON-RPC answer (or batch of them) with the tools, prompts and resources it lists
+    cut to those the caller may use; None when nothing was cut."""
     messages = answer if isinstance(answer, list) else [answer]
     changed = False
     for message in messages:
         result = message.get("result") if isinstance(message, dict) else None
-        if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+        if not isinstance(result, dict):
             continue
-        tools = result["tools"]
-        kept = [tool for tool in tools if isinstance(tool, dict) and _callable(tool, may_call)]
-        if len(kept) != len(tools):
-            result["tools"] = kept
-            changed = True
+        for field, kind, key in LISTED:
+            listed = result.get(field)
+            if not isinstance(listed, list):
+                continue
+            kept = [item for item in listed if _allowed(item, kind, key, allows)]
+            if len(kept) != len(listed):
+                result[field] = kept
+                changed = True
     return answer if changed else None
 
 
@@ -192,20 +234,20 @@ def tool_results(answer: Any, post: Post) -> list[Any]:
     ]
 
 
-def _callable(tool: dict[str, Any], may_call: Callable[[str], bool]) -> bool:
-    name = tool.get("name")
-    return isinstance(name, str) and may_call(name)
+def _allowed(item: Any, kind: McpKind, key: str, allows: Callable[[McpKind, str], bool]) -> bool:
+    name = item.get(key) if isinstance(item, dict) else None
+    return isinstance(name, str) and allows(kind, name)
 
 
-def filtered_event(block: Block, may_call: Callable[[str], bool]) -> bytes:
-    """One event of a server's SSE answer, with any tool list in it cut (else as it came)."""
+def filtered_event(block: Block, allows: Callable[[McpKind, str], bool]) -> bytes:
+    """One event of a server's SSE answer, with any list in it cut (else as it came)."""
     if block.event is None:
         return block.raw
     try:
         data = orjson.loads(block.event.data)
     except orjson.JSONDecodeError:
         return block.raw
-    filtered = filtered_tools(data, may_call)
+    filtered = filtered_lists(data, allows)
     if filtered is None:
         return block.raw
     lines = [

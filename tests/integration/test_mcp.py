@@ -79,7 +79,14 @@ def gateway(
                 "id": "reader",
                 "sha256": sha256(READER),
                 "models": ["*"],
-                "mcp": {"docs": ["search", "fe*"], "wiki": ["search"]},
+                "mcp": {
+                    "docs": {
+                        "tools": ["search", "fe*"],
+                        "prompts": ["summarize"],
+                        "resources": ["docs://public/*"],
+                    },
+                    "wiki": ["search"],
+                },
             },
             {"id": "admin", "sha256": sha256(ADMIN), "models": ["*"], "mcp": {"docs": ["*"]}},
             {"id": "outsider", "sha256": sha256(OUTSIDER), "models": ["*"]},
@@ -121,6 +128,40 @@ def test_a_tool_list_holds_only_the_tools_the_caller_may_call(
     if server == "docs":
         everything = ["count", "delete_everything", "fetch", "flaky", "search"]
         assert through(gateway, server, ADMIN, tool_names) == everything
+
+
+def test_prompts_and_resources_are_cut_and_refused_where_a_grant_names_them(
+    gateway: RunningGateway,
+) -> None:
+    async def listed(session: ClientSession) -> tuple[list[str], list[str]]:
+        prompts = sorted(p.name for p in (await session.list_prompts()).prompts)
+        resources = sorted(str(r.uri) for r in (await session.list_resources()).resources)
+        return prompts, resources
+
+    assert through(gateway, "docs", READER, listed) == (["summarize"], ["docs://public/readme"])
+    # A grant that names tools only leaves prompts and resources as the server has them.
+    assert through(gateway, "docs", ADMIN, listed) == (
+        ["secret_plan", "summarize"],
+        ["docs://internal/salaries", "docs://public/readme"],
+    )
+
+    async def refused(session: ClientSession) -> list[str]:
+        errors = []
+        for attempt in (
+            session.get_prompt("secret_plan"),
+            session.read_resource("docs://internal/salaries"),
+        ):
+            with pytest.raises(MCPError) as error:
+                await attempt
+            errors.append(str(error.value))
+        readme = await session.read_resource("docs://public/readme")
+        assert readme.contents[0].text == "read me"  # type: ignore[union-attr]
+        return errors
+
+    assert through(gateway, "docs", READER, refused) == [
+        "Unknown prompt: secret_plan",
+        "Resource not found: docs://internal/salaries",
+    ]
 
 
 def test_an_allowed_call_is_answered_with_the_servers_credential_never_the_callers_key(
