@@ -106,7 +106,10 @@ def mcp_server(
             running.authorizations.append(header.decode() if header else None)
         await app(scope, receive, send)
 
-    config = uvicorn.Config(recording, host="127.0.0.1", port=port, log_level="warning")
+    # log_config None: uvicorn leaves the process's logging as it is (the benchmark's quiet).
+    config = uvicorn.Config(
+        recording, host="127.0.0.1", port=port, log_level="warning", log_config=None
+    )
     web = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(web.serve()), daemon=True)
     thread.start()

@@ -353,7 +353,7 @@ def main() -> int:
                     with_guardrails.url, [with_guardrails.process.popen.pid, upstream_pid]
                 ),
                 # A tool call to an MCP server (in this process: its CPU is not counted).
-                "mcp, envoy alone": Setup(
+                "mcp alone": Setup(
                     alone_url,
                     [alone.popen.pid],
                     body=TOOL_CALL,
@@ -361,7 +361,7 @@ def main() -> int:
                     path="/mcp",
                     extra=MCP_HEADERS,
                 ),
-                "mcp, gateway": Setup(
+                "mcp gateway": Setup(
                     gateway.url,
                     [gateway.process.popen.pid],
                     body=TOOL_CALL,
@@ -423,7 +423,7 @@ ADDED: dict[str, tuple[str, float | None]] = {
     "production": ("gateway", 0.65),
     "jwt, not key": ("gateway", 0.95),
     "+guardrails": ("gateway", None),
-    "mcp, gateway": ("mcp, envoy alone", None),
+    "mcp gateway": ("mcp alone", None),
 }
 """Each added feature's row: the row it adds to, and the throughput it should keep."""
 
@@ -465,7 +465,7 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
         )
     envoy_cpu = results["envoy alone", 32].cpu_us["envoy"]
     print("\nCPU microseconds per request @32 conns (from /proc; stalls do not count):")
-    for name in ("envoy alone", "gateway", "gateway, mock", "mcp, envoy alone", *ADDED):
+    for name in ("envoy alone", "gateway", "gateway, mock", "mcp alone", *ADDED):
         figures = results[name, 32]
         roles = [role for role in ROLES if role != "peer"]  # peers run in bench-peers only
         parts = "  ".join(f"{role} {figures.cpu_us[role]:5.0f}" for role in roles)
