@@ -49,7 +49,7 @@ from extproc.mcp_call import McpCall
 from extproc.pipeline.auth import expiry_notice
 from extproc.pipeline.cooldown import first_level_not_cooling
 from extproc.pipeline.identity import identify
-from extproc.pipeline.mcp import METHOD_NOT_FOUND, REFUSED, McpRefusal
+from extproc.pipeline.mcp import METHOD_NOT_FOUND, REFUSED, SERVER_UNAVAILABLE, McpRefusal
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.refusals import refused, store_down
 from extproc.pipeline.routing import choose_target, resolve_route
@@ -165,12 +165,18 @@ class Exchange:
         except McpRefusal as refusal:
             return await self._reply_mcp(refusal)
         except GatewayError as error:
-            if self._mcp is not None or self._record.operation == "mcp":
-                return await self._reply_mcp(McpRefusal(error.status, REFUSED, error.message))
-            return await self._reply_error(error)
+            return await self._reply_failure(error)
         except Exception:
             log.exception("unexpected failure while processing %s", message.phase)
-            return await self._reply_error(INTERNAL_ERROR)
+            return await self._reply_failure(INTERNAL_ERROR)
+
+    async def _reply_failure(self, error: GatewayError) -> ProcessingResponse:
+        """The gateway's error answer: a JSON-RPC error to a call to an MCP server, else in
+        the client's schema."""
+        if self._mcp is not None or self._record.operation == "mcp":
+            code = REFUSED if error.status < 500 else SERVER_UNAVAILABLE
+            return await self._reply_mcp(McpRefusal(error.status, code, error.message))
+        return await self._reply_error(error)
 
     async def _dispatch(self, message: Message) -> Answer | None:
         if self._mcp is not None:
