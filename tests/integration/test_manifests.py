@@ -466,9 +466,11 @@ def routed_providers(objects: list[dict[str, Any]]) -> dict[str, set[str]]:
 
 
 def test_mesh_and_gateway_api_routes_cover_every_configured_provider() -> None:
+    """And every MCP server, by its routing value `mcp:<name>`."""
     gateway = load_gateway(GATEWAY_YAML, resolve_secrets=False)
-    providers = set(gateway.providers)
-    hosts = {provider.host for provider in gateway.providers.values()}
+    upstreams = [*gateway.providers.values(), *gateway.mcp_servers.values()]
+    providers = {*gateway.providers, *(server.route for server in gateway.mcp_servers.values())}
+    hosts = {upstream.host for upstream in upstreams}
     istio = rendered("overlays/istio")
     assert routed_providers(istio) == {"VirtualService": providers}
     assert {h for o in istio if o["kind"] == "ServiceEntry" for h in o["spec"]["hosts"]} == hosts
