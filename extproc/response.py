@@ -58,6 +58,11 @@ EVENT_TOO_LARGE = BadGateway(
     "The provider streamed an event larger than the gateway relays; the stream was ended.",
     code="event_too_large",
 )
+TOO_LONG_TO_JUDGE = BadGateway(
+    "The answer grew longer than the gateway holds back for its guardrails' external check; "
+    "the stream was ended.",
+    code="answer_too_long",
+)
 UPSTREAM_TIMEOUT = GatewayTimeout(
     "The provider stopped sending its answer; the stream was ended.", code="upstream_timeout"
 )
@@ -80,6 +85,7 @@ class ResponsePath:
         "_telemetry",
         "_translation",
         "_withheld",
+        "_withheld_size",
     )
 
     def __init__(
@@ -113,6 +119,7 @@ class ResponsePath:
         self._screen = screen
         self._withheld: list[bytes] = []
         """A stream held back whole until external checks judged it."""
+        self._withheld_size = 0
         self._stopped = False
         self._settled = False
         self._inflater: Inflater | None = None
@@ -350,8 +357,15 @@ class ResponsePath:
         self, relay: StreamRelay, screen: StreamScreen, out: list[bytes], *, end: bool
     ) -> Answer:
         """Hold the stream back until it ends, then let the external checks judge all its
-        text: the client gets it all, or only the error event."""
+        text: the client gets it all, or only the error event. What is held stays within one
+        message's limit: a longer answer ends the stream, and is charged what was streamed."""
         self._withheld += out
+        self._withheld_size += sum(map(len, out))
+        if self._withheld_size > self._max_message:
+            self._withheld = []
+            self._record.error_type = TOO_LONG_TO_JUDGE.code
+            self._stopped = True
+            return relay_body(relay.stop(TOO_LONG_TO_JUDGE, spent=False), end=True)
         if not end:
             return relay_body(b"", end=False)
         await screen.screen.judge_externally(screen.texts or (), screen.verdicts)

@@ -116,6 +116,7 @@ def config(mock: MockProvider, moderation: str, tmp_path_factory: pytest.TempPat
         },
     }
     document = {
+        "listen": {"max_request_body": "1MiB"},  # what a stream may hold back: 2 MiB
         "processor": {"message_timeout": "10s"},
         "providers": provider_document(mock.url, directory),
         "models": models,
@@ -610,6 +611,27 @@ def test_an_external_check_judges_json_answers_and_whole_streams(
     assert text == "" and events[-1]["error"]["code"] == "guardrail_blocked"
     text, _ = stream_chat(gateway, EXTERNAL_KEY, ["All ", "fine ", "here"])
     assert text == "All fine here"
+
+
+def test_a_stream_too_long_to_hold_for_an_external_check_is_ended(
+    gateway: RunningGateway, config: Path
+) -> None:
+    """What a stream may hold back while it waits for its external check is bounded (one
+    message's limit): a longer answer ends with an error event, none of it delivered."""
+    before = len(access_log_lines(config))
+    body = {"model": "oa", "stream": True, "messages": [{"role": "user", "content": "Long?"}]}
+    headers = {
+        "authorization": f"Bearer {EXTERNAL_KEY}",
+        "x-mock-words": "4",
+        "x-mock-word-bytes": "600000",
+    }
+    events = []
+    with HTTP.stream("POST", gateway.url + "/v1/chat/completions", json=body, headers=headers) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                events.append(json.loads(line[6:]))
+    assert [event["error"]["code"] for event in events] == ["answer_too_long"]
+    assert logged_since(config, before, "oa")["error_type"] == "answer_too_long"
 
 
 # Aliases with fallback: every attempt goes through the neutral form, whichever target answers.
