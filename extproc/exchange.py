@@ -75,6 +75,7 @@ from extproc.response import (
     STREAM_STEP,
     ResponsePath,
 )
+from extproc.spend.shipper import SpendLedger
 from extproc.telemetry.cuts import STREAM_CUT, CutCauses
 from extproc.telemetry.record import RequestRecord
 from extproc.telemetry.requests import Telemetry
@@ -98,6 +99,8 @@ class Services:
     rng: random.Random
     cuts: CutCauses = field(default_factory=CutCauses)
     """Why streams were cut, as Envoy reports it."""
+    spend: SpendLedger | None = None
+    """The ledger every settled call is recorded in (None: no ledger)."""
 
 
 class Exchange:
@@ -201,7 +204,7 @@ class Exchange:
         stream is being relayed."""
         return self._response.stall_timeout() if self._response is not None else None
 
-    def on_stall(self) -> ProcessingResponse:
+    def on_stall(self) -> Answer:
         """The provider stayed silent too long mid-stream: what ends the client's stream."""
         assert self._response is not None
         return self._response.on_stall()
@@ -219,6 +222,8 @@ class Exchange:
         record = self._record
         if record.method is None:
             return
+        if self._services.spend is not None:
+            self._services.spend.record(record)
         if record.error_type == STREAM_CUT and record.request_id:
             # Who cut it, the client or the provider, only Envoy knows: it reports it shortly.
             self._services.cuts.when_known(record.request_id, self._report_cut)
@@ -580,6 +585,7 @@ class Exchange:
             if span is not None:
                 span.end()
         self._record.quota = reservation.decision
+        self._record.reserved_at = reservation.reserved_at or None
         return reservation
 
     def _open_response(
@@ -611,6 +617,8 @@ class Exchange:
             idle_timeout=idle_timeout,
             max_message=self._gateway.listen.max_request_body,
             expose_provider=self._gateway.expose_provider,
+            expose_cost=self._gateway.spend.expose_cost
+            or (self._principal is not None and self._principal.expose_cost),
             notices=self._notices,
             screen=self._output_screen,
         )

@@ -36,6 +36,14 @@ did."""
 XFCC = "x-forwarded-client-cert"
 """Who the client's certificate says it is: set by Envoy when it requires one, or by the
 trusted hop in front (`identity.xfcc_from_trusted_hop`); a client's own is removed."""
+COST_USD = INTERNAL_PREFIX + "cost-usd"
+INPUT_TOKENS = INTERNAL_PREFIX + "input-tokens"
+OUTPUT_TOKENS = INTERNAL_PREFIX + "output-tokens"
+CACHED_INPUT_TOKENS = INTERNAL_PREFIX + "cached-input-tokens"
+CACHE_WRITE_TOKENS = INTERNAL_PREFIX + "cache-write-tokens"
+REASONING_TOKENS = INTERNAL_PREFIX + "reasoning-tokens"
+"""On JSON answers to callers who see costs (`spend.expose_cost`, a key's `expose_cost`): what
+the call was charged for, and its price in USD (none when the model has no price)."""
 REQUEST_ID = "x-request-id"
 """Set by Envoy on every request; ties the access log, spans and Envoy's logs together."""
 

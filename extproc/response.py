@@ -12,16 +12,18 @@ from extproc import headers as names
 from extproc.envoyapi.messages import (
     Answer,
     Headers,
-    ProcessingResponse,
+    amend_held_headers,
     amend_response_headers,
     pass_through,
     relay_bodies,
     relay_body,
     replace_response_body,
+    with_metadata,
 )
 from extproc.errors import BadGateway, GatewayError, GatewayTimeout, shorten
 from extproc.guardrails.policy import Screen, Verdicts
 from extproc.guardrails.walk import rewrite_texts
+from extproc.pipeline.cost import Charged, with_cost
 from extproc.pipeline.inflate import INFLATABLE, Inflater
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.ratelimit_headers import ratelimit_headers
@@ -31,7 +33,7 @@ from extproc.pipeline.screening import BLOCKED, blocked_error, screen_answer, sc
 from extproc.pipeline.stream_screen import StreamScreen
 from extproc.pipeline.upstream_headers import from_provider
 from extproc.quota.ledger import Reservation
-from extproc.quota.limits import MICRO_USD_PER_USD, Price
+from extproc.quota.limits import Price
 from extproc.sse import EVENT_STREAM, EventTooLarge
 from extproc.telemetry.cuts import STREAM_CUT
 from extproc.telemetry.record import RequestRecord
@@ -70,6 +72,8 @@ UPSTREAM_TIMEOUT = GatewayTimeout(
 
 class ResponsePath:
     __slots__ = (
+        "_cost_told",
+        "_expose_cost",
         "_expose_provider",
         "_idle_timeout",
         "_inflater",
@@ -100,16 +104,22 @@ class ResponsePath:
         idle_timeout: float,
         max_message: int,
         expose_provider: bool = False,
+        expose_cost: bool = False,
         notices: Sequence[tuple[str, str]] = (),
         screen: Screen | None = None,
     ) -> None:
-        """`max_message`: the most bytes of body one answer to Envoy may carry; `notices`:
-        headers every answer gets (the key's near expiry); `screen`: the output guardrails
-        (JSON answers here; streams in the meter's relay)."""
+        """`max_message`: the most bytes of body one answer to Envoy may carry;
+        `expose_cost`: tell the client what the call cost (headers on JSON answers, the final
+        usage event of a stream); `notices`: headers every answer gets (the key's near
+        expiry); `screen`: the output guardrails (JSON answers here; streams in the meter's
+        relay)."""
         self._meter = meter
         self._idle_timeout = idle_timeout
         self._max_message = max_message
         self._expose_provider = expose_provider
+        self._expose_cost = expose_cost
+        self._cost_told = False
+        """The client's stream carried its cost already."""
         self._notices = notices
         self._reservation = reservation
         self._translation = translation
@@ -212,6 +222,10 @@ class ResponsePath:
         status = self._meter.status or 0
         if not end:
             return pass_through("response_body")
+        return await self._whole_answer(chunk, status)
+
+    async def _whole_answer(self, chunk: bytes, status: int) -> Answer:
+        """The answer to a JSON body, read whole: in the client's schema, with its cost."""
         answer: bytes | None = None
         set_headers: list[tuple[str, str]] = []
         if status >= 400:
@@ -222,9 +236,21 @@ class ResponsePath:
             answer = self._translation.answer(self._parsed_answer(), self._meter.estimate)
         if answer is None and self._inflater is not None:
             answer = chunk  # the inflated body, as the provider meant it
-        if answer is None:
-            return pass_through("response_body")
-        return replace_response_body(answer, set_headers=set_headers)
+        charged = self._charged()
+        if charged is not None and self._expose_cost:
+            set_headers = [*set_headers, *charged.headers()]
+        if answer is not None:
+            reply: Answer = replace_response_body(answer, set_headers=set_headers)
+        elif set_headers:
+            reply = amend_held_headers(set_headers)
+        else:
+            reply = pass_through("response_body")
+        return reply if charged is None else with_metadata(reply, charged.metadata())
+
+    def _charged(self) -> Charged | None:
+        """What the call is charged, as it stands (None: nothing, it is refunded)."""
+        usage = self._meter.usage(self._reservation.output_tokens)
+        return None if usage is None else Charged.of(usage, self._price)
 
     def _parsed_answer(self) -> JsonObject:
         parsed = self._meter.answer()
@@ -284,13 +310,11 @@ class ResponsePath:
         if self._settled:
             return
         self._settled = True
-        usage = self._meter.usage(self._reservation.output_tokens)
-        await self._reservation.settle(usage)
+        charged = self._charged()
+        await self._reservation.settle(None if charged is None else charged.usage)
         record = self._record
-        if usage is not None:
-            record.usage = usage
-            if self._price is not None:
-                record.cost_usd = self._price.micro_usd(usage) / MICRO_USD_PER_USD
+        if charged is not None:
+            record.usage, record.cost_usd = charged.usage, charged.usd
         record.response_model = self._meter.response_model()
         if self._telemetry.spans.records_content:
             output = self._meter.output_text()
@@ -331,7 +355,7 @@ class ResponsePath:
             if not await self._covered(piece.output_tokens):
                 out.append(relay.stop(self._spent_error()))
                 self._stopped = True
-                return relay_bodies(b"".join(out), end=True, limit=self._max_message)
+                return self._relayed(b"".join(out), end=True)
             out.append(relay.deliver(piece))
         if relay.screen is not None and relay.screen.blocked:
             # (The screen lets nothing through after the block: every piece went.)
@@ -343,7 +367,17 @@ class ResponsePath:
             self._record.error_type = EVENT_TOO_LARGE.code
             out.append(relay.stop(EVENT_TOO_LARGE, spent=False))
             self._stopped = end = True
-        return relay_bodies(b"".join(out), end=end, limit=self._max_message)
+        return self._relayed(b"".join(out), end=end)
+
+    def _relayed(self, body: bytes, *, end: bool) -> Answer:
+        """The client's bytes for a chunk: with the call's cost in the final usage event when
+        the client sees costs, and, at the end, the cost for Envoy."""
+        charged = self._charged() if end or (self._expose_cost and not self._cost_told) else None
+        if charged is not None and self._expose_cost and not self._cost_told:
+            final_usage = self._translation.client.final_usage
+            body, self._cost_told = with_cost(body, final_usage, charged)
+        answer = relay_bodies(body, end=end, limit=self._max_message)
+        return with_metadata(answer, charged.metadata()) if end and charged else answer
 
     def _blocked(self, relay: StreamRelay, screen: StreamScreen, out: list[bytes]) -> Answer:
         """End the stream after what was safe to send: a policy blocked the rest. Only what
@@ -351,7 +385,7 @@ class ResponsePath:
         assert screen.verdicts.blocked is not None
         out.append(relay.stop(blocked_error(screen.verdicts.blocked), spent=False))
         self._stopped = True
-        return relay_bodies(b"".join(out), end=True, limit=self._max_message)
+        return self._relayed(b"".join(out), end=True)
 
     async def _judged_whole(
         self, relay: StreamRelay, screen: StreamScreen, out: list[bytes], *, end: bool
@@ -365,14 +399,14 @@ class ResponsePath:
             self._withheld = []
             self._record.error_type = TOO_LONG_TO_JUDGE.code
             self._stopped = True
-            return relay_body(relay.stop(TOO_LONG_TO_JUDGE, spent=False), end=True)
+            return self._relayed(relay.stop(TOO_LONG_TO_JUDGE, spent=False), end=True)
         if not end:
             return relay_body(b"", end=False)
         await screen.screen.judge_externally(screen.texts or (), screen.verdicts)
         if screen.blocked:
             return self._blocked(relay, screen, [])
         withheld, self._withheld = b"".join(self._withheld), []
-        return relay_bodies(withheld, end=True, limit=self._max_message)
+        return self._relayed(withheld, end=True)
 
     async def _covered(self, output_tokens: int) -> bool:
         """Whether the reservation covers this much output, growing it when it can."""
@@ -389,7 +423,7 @@ class ResponsePath:
             return None
         return self._idle_timeout
 
-    def on_stall(self) -> ProcessingResponse:
+    def on_stall(self) -> Answer:
         """End the client's stream with an error event: the provider went silent."""
         relay = self._meter.relay
         assert relay is not None
@@ -400,7 +434,9 @@ class ResponsePath:
             self._record.provider,
             self._idle_timeout,
         )
-        return relay_body(relay.stop(UPSTREAM_TIMEOUT, spent=False), end=True)
+        answer = self._relayed(relay.stop(UPSTREAM_TIMEOUT, spent=False), end=True)
+        assert not isinstance(answer, list), "an error event fits one answer"
+        return answer
 
     def _spent_error(self) -> GatewayError:
         error = stopped_mid_stream(self._reservation.spent)

@@ -148,6 +148,8 @@ def envoy_argv(config: Path, admin_path: Path) -> list[str]:
         "--disable-hot-restart",
         "--concurrency", str(os.cpu_count() or 1),
         "--log-level", "warning",
+        # Envoy's access log reaches its file within a second (its default is ten).
+        "--file-flush-interval-msec", "1000",
     ]  # fmt: skip
 
 

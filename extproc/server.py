@@ -27,10 +27,11 @@ from extproc.config.sizing import BODIES_AT_ONCE
 from extproc.config.watcher import GatewaySource
 from extproc.counters import CountersService
 from extproc.cut_reports import CutReportService
-from extproc.envoyapi.messages import ProcessingRequest, WrittenAnswer, read_wire
+from extproc.envoyapi.messages import Answer, ProcessingRequest, WrittenAnswer, read_wire
 from extproc.exchange import Exchange, Services
 from extproc.quota.configured import open_ledger, open_store
 from extproc.signals import stop_requested
+from extproc.spend.shipper import SpendLedger
 from extproc.telemetry.access_log import open_access_log
 from extproc.telemetry.metrics import Metrics
 from extproc.telemetry.requests import Telemetry
@@ -67,7 +68,7 @@ class Processor:
             while (request := await _next(call, exchange)) is not None:
                 if request is _STALLED:
                     assert isinstance(exchange, Exchange)
-                    await call.send(exchange.on_stall())
+                    await _send(call, exchange.on_stall())
                     continue
                 try:
                     message = read_wire(request)
@@ -81,13 +82,8 @@ class Processor:
                         else Exchange(gateway, self._services, call.metadata)
                     )
                 response = await exchange.process(message)
-                if isinstance(response, WrittenAnswer):
-                    await call.send_serialized(response.pieces)
-                elif isinstance(response, list):
-                    for part in response:
-                        await call.send(part)
-                elif response is not None:
-                    await call.send(response)
+                if response is not None:
+                    await _send(call, response)
         finally:
             # Also on cancellation (a client or provider cut the request): settle what is held.
             if exchange is not None:
@@ -98,6 +94,16 @@ class Processor:
 
     def methods(self) -> dict[str, Method[ProcessingRequest]]:
         return {f"/{SERVICE}/Process": Method(self.process, ProcessingRequest)}
+
+
+async def _send(call: Call[ProcessingRequest], answer: Answer) -> None:
+    if isinstance(answer, WrittenAnswer):
+        await call.send_serialized(answer.pieces)
+    elif isinstance(answer, list):
+        for part in answer:
+            await call.send(part)
+    else:
+        await call.send(answer)
 
 
 M_MMAP_THRESHOLD = -3
@@ -208,6 +214,7 @@ def open_services(gateway: Gateway, source: GatewaySource, sdk: Sdk) -> Services
     )
     longest = max(provider.timeout for provider in gateway.providers.values())
     ledger = open_ledger(store, longest_request=longest, timeout=settings.timeout)
+    spend = SpendLedger(gateway.spend.ledger) if gateway.spend.ledger is not None else None
     metrics = None
     if sdk.metered:
         metrics = Metrics(
@@ -215,10 +222,11 @@ def open_services(gateway: Gateway, source: GatewaySource, sdk: Sdk) -> Services
             store_errors=lambda: ledger.store_errors,
             reloads=lambda: source.reloads,
             store_pending=lambda: ledger.pending,
+            spend=spend,
         )
     spans = Spans(sdk.tracer, gateway.telemetry.tracing)
     telemetry = Telemetry(spans, metrics, open_access_log(gateway.telemetry.access_log))
-    return Services(ledger, telemetry, random.Random())  # noqa: S311 - load spreading
+    return Services(ledger, telemetry, random.Random(), spend=spend)  # noqa: S311 - spreading
 
 
 async def serve(
@@ -235,6 +243,9 @@ async def serve(
     stop = stop_requested()
     follow = asyncio.create_task(source.follow())
     maintain = asyncio.create_task(services.ledger.maintain())
+    background = [maintain]
+    if services.spend is not None:
+        background.append(asyncio.create_task(services.spend.run()))
     certificate = asyncio.create_task(server.follow_certificate())
     # What start-up made (configuration, modules, the SDK) lives as long as the process: out
     # of the collector's sight, so that its full collections do not walk it again and again;
@@ -252,13 +263,13 @@ async def serve(
         with contextlib.suppress(asyncio.CancelledError):
             await follow
         await server.stop(SHUTDOWN_GRACE)
-        maintain.cancel()
-        certificate.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await maintain
-        with contextlib.suppress(asyncio.CancelledError):
-            await certificate
+        for task in (*background, certificate):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await services.ledger.flush()
+        if services.spend is not None:
+            await services.spend.close()
         services.cuts.flush()
         await services.ledger.store.close()
         services.telemetry.flush()

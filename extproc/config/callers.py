@@ -149,6 +149,7 @@ def _principals(
             limits=limits + (team_limits.get(key.team, ()) if key.team else ()),
             guardrails=_guardrails(key.guardrails, key.team, team_guardrails),
             mcp=mcp_grants(key.mcp),
+            expose_cost=key.expose_cost,
         )
         for position, digest in enumerate(key.all_digests()):
             if digest.sha256 in principals:

@@ -52,6 +52,7 @@ from extproc.config.schema import (
     store_problem,
 )
 from extproc.config.secrets import REFERENCE, Secret, resolve_secret
+from extproc.config.spend import compile_spend
 from extproc.credentials.aws import AwsCredentials
 from extproc.credentials.gcp import GcpCredentials
 from extproc.quota.limits import Price
@@ -188,6 +189,7 @@ def _compile(
     guardrails = compile_guardrails(spec, keys, source.parent, environ, problems)
     mcp_servers = compile_mcp_servers(spec, keys, source.parent, environ, problems)
     quota = _compile_quota(spec.quota, source.parent, environ, problems)
+    spend = compile_spend(spec.spend, source.parent, environ, problems)
     return Gateway(
         source,
         _listen(spec.listen, source.parent),
@@ -204,6 +206,7 @@ def _compile(
         client_user_agent=spec.routing.client_user_agent,
         guardrails=guardrails,
         mcp_servers=mcp_servers,
+        spend=spend,
     )
 
 
@@ -234,7 +237,10 @@ def _processor(spec: ProcessorSpec, directory: Path) -> ProcessorSettings:
 
 def _telemetry(spec: TelemetrySpec) -> TelemetrySettings:
     return TelemetrySettings(
-        compile_tracing(spec.tracing), MetricsSettings(**spec.metrics.model_dump()), spec.access_log
+        compile_tracing(spec.tracing),
+        MetricsSettings(**spec.metrics.model_dump()),
+        spec.access_log,
+        spec.envoy_access_log,
     )
 
 

@@ -158,6 +158,8 @@ class Principal:
     mcp: tuple[McpGrant, ...] = ()
     """What it may use of the MCP servers: each grant must allow it (a key's, and its end
     user's identity's)."""
+    expose_cost: bool = False
+    """Its answers carry what each call cost."""
 
     def may_use(self, alias: str) -> bool:
         return self.all_models or alias in self.models
@@ -394,6 +396,31 @@ class TelemetrySettings:
     tracing: TracingSettings
     metrics: MetricsSettings
     access_log: str
+    envoy_access_log: str = "off"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSettings:
+    store: Secret
+    """`sqlite:<path>` or a PostgreSQL URL (which may carry a password: never printed)."""
+    journal: Path
+    retention: float
+    max_backlog: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    url: Secret
+    thresholds: tuple[float, ...]
+    """Fractions of a limit, ascending."""
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpendSettings:
+    expose_cost: bool = False
+    ledger: LedgerSettings | None = None
+    alerts: AlertSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,6 +445,7 @@ class Gateway:
     """`drop`: providers see the gateway's user-agent; `append`: the client's after it."""
     guardrails: Mapping[str, Policy] = field(default_factory=dict)
     mcp_servers: Mapping[str, McpServer] = field(default_factory=dict)
+    spend: SpendSettings = field(default_factory=SpendSettings)
 
     def policies(self, principal: Principal, route: ModelRoute) -> tuple[Policy, ...]:
         """The guardrail policies a call by `principal` to `route` is screened by."""

@@ -508,6 +508,8 @@ class KeySpec(ValidityMixin):
     """Policies under `guardrails` that apply to this key's calls."""
     mcp: McpGrants = Field(default_factory=dict)
     """MCP servers this key may use, with the tools it may call."""
+    expose_cost: bool = False
+    """Answers to this key carry what each call cost (`spend.expose_cost` for every key)."""
 
     @model_validator(mode="after")
     def _check_digests(self) -> KeySpec:
@@ -668,6 +670,9 @@ class TelemetrySpec(Strict):
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
     access_log: Annotated[str, BeforeValidator(_switch_as_text)] = "stdout"
     """`stdout`, `stderr`, `off`, or a file path: one JSON line per request."""
+    envoy_access_log: Annotated[str, BeforeValidator(_switch_as_text)] = "off"
+    """Envoy's own access log, the same choices: one JSON line per request with the usage
+    and cost the processor settled (`%DYNAMIC_METADATA(extproc:cost_usd)%`)."""
 
 
 class JwtIssuerSpec(Strict):
@@ -796,6 +801,63 @@ class McpServerSpec(Strict):
         return self
 
 
+class SpendLedgerSpec(Strict):
+    """Where every settled call is recorded, one row each."""
+
+    store: str = "sqlite:spend.db"
+    """`sqlite:<path>` (relative to the working directory) or `postgresql://…`; or a
+    reference, `${env:NAME}`, since a PostgreSQL URL carries its password."""
+    journal: str | None = None
+    """The directory rows wait in until the store has them (default: under the system's
+    temporary directory, one per store)."""
+    retention: Seconds = 400 * 86400.0
+    """Rows older than this are deleted."""
+    max_backlog: Bytes = 256 * 1024 * 1024
+    """Journal bytes a process keeps for a store that does not take them; beyond, rows are
+    dropped (counted and logged)."""
+
+    @model_validator(mode="after")
+    def _check_store(self) -> SpendLedgerSpec:
+        if not REFERENCE.match(self.store) and (problem := ledger_store_problem(self.store)):
+            raise ValueError(problem)
+        return self
+
+
+def ledger_store_problem(store: str) -> str | None:
+    if store.startswith(("postgresql://", "postgres://")):
+        return None
+    if store.startswith("sqlite:") and len(store) > len("sqlite:"):
+        return None
+    return "store must be sqlite:<path> or a postgresql:// URL"
+
+
+class SpendAlertsSpec(Strict):
+    """A webhook told once when a money or token limit's counter crosses each threshold in a
+    window."""
+
+    url: str
+    """The webhook; a reference (`${env:NAME}`) when it carries a token."""
+    thresholds: list[Annotated[float, Field(gt=0, le=1000)]] = Field(
+        default_factory=lambda: [50.0, 80.0, 100.0], min_length=1
+    )
+    """Percentages of the limit."""
+    timeout: Seconds = 5.0
+
+    @model_validator(mode="after")
+    def _check_url(self) -> SpendAlertsSpec:
+        if not REFERENCE.match(self.url) and not self.url.startswith(("http://", "https://")):
+            raise ValueError("url must be an http(s) URL or a reference")
+        return self
+
+
+class SpendSpec(Strict):
+    expose_cost: bool = False
+    """Every answer carries what its call cost (keys opt in one by one with `expose_cost`)."""
+    ledger: SpendLedgerSpec | None = None
+    """Unset: no ledger."""
+    alerts: SpendAlertsSpec | None = None
+
+
 class GatewaySpec(Strict):
     version: Literal[1] = 1
     listen: ListenSpec = Field(default_factory=ListenSpec)
@@ -820,3 +882,4 @@ class GatewaySpec(Strict):
     quota: QuotaSpec = Field(default_factory=QuotaSpec)
     telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec)
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
+    spend: SpendSpec = Field(default_factory=SpendSpec)

@@ -14,7 +14,14 @@ from extproc.envoyapi.protos.envoy.config.core.v3 import base_pb2
 from extproc.envoyapi.protos.envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from extproc.envoyapi.protos.envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from extproc.envoyapi.protos.envoy.type.v3 import http_status_pb2
-from extproc.envoyapi.wire import Buffer, body_answer, common_response, headers_answer, read_body
+from extproc.envoyapi.wire import (
+    Buffer,
+    body_answer,
+    body_headers_answer,
+    common_response,
+    headers_answer,
+    read_body,
+)
 from extproc.headers import CONTENT_TYPE
 
 ProcessingRequest = ext_proc.ProcessingRequest
@@ -261,6 +268,25 @@ def replace_response_body(
     are still held)."""
     common = common_response(set_headers)
     return WrittenAnswer(body_answer("response_body", common, body, ext_proc.ProcessingResponse()))
+
+
+def amend_held_headers(set_headers: Iterable[tuple[str, str]]) -> WrittenAnswer:
+    """Answer to a whole response body: keep it, and change the headers held with it."""
+    return WrittenAnswer(body_headers_answer("response_body", common_response(set_headers)))
+
+
+def with_metadata(answer: Answer, metadata: Mapping[str, Mapping[str, Any]]) -> Answer:
+    """`answer` also setting Envoy's dynamic metadata (namespace → values) for the filters and
+    access logs after the processor. (Serialised messages concatenate as a merge.)"""
+    message = ext_proc.ProcessingResponse()
+    message.dynamic_metadata.update(metadata)
+    extra = message.SerializeToString()
+    if isinstance(answer, list):
+        last = ProcessingResponse.FromString(answer[-1].SerializeToString() + extra)
+        return [*answer[:-1], last]
+    if isinstance(answer, WrittenAnswer):
+        return WrittenAnswer([*answer.pieces, extra])
+    return WrittenAnswer([answer.SerializeToString(), extra])
 
 
 def local_reply(

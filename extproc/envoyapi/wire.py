@@ -192,6 +192,13 @@ def body_answer(
     return [head, body, rest.SerializeToString()]
 
 
+def body_headers_answer(phase: str, common: bytes) -> list[Buffer]:
+    """A serialised ProcessingResponse answering a body `phase` with `common` alone (the body
+    goes on unchanged)."""
+    response = _field(_BODY_RESPONSE, len(common)) + common
+    return [_field(_RESPONSE_FIELDS[phase], len(response)) + response]
+
+
 def headers_answer(phase: str, common: bytes, rest: bytes) -> list[Buffer]:
     """The pieces of a serialised ProcessingResponse answering a headers `phase` with `common`
     (a serialised CommonResponse); `rest`: its other top-level fields, serialised."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
+from envoy_data_plane.envoy.config.accesslog.v3 import AccessLog
 from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
 from envoy_data_plane.envoy.extensions.filters.http.router.v3 import Router
 from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -15,6 +16,7 @@ from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v
 from envoy_data_plane.google.protobuf import Any as AnyMessage
 
 from extproc.config import Gateway
+from extproc.envoyconfig.access_log import envoy_access_log
 from extproc.envoyconfig.clusters import socket_address
 from extproc.envoyconfig.cut_reports import cut_report_loggers
 from extproc.envoyconfig.filters import compressor, request_decompressor
@@ -27,6 +29,13 @@ from extproc.envoyconfig.identity import (
 from extproc.envoyconfig.placement import Placement, report_clusters, request_filter
 from extproc.envoyconfig.routes import local_replies, route_configuration
 from extproc.envoyconfig.tracing import envoy_tracing
+
+
+def _access_logs(gateway: Gateway, placement: Placement, with_processor: bool) -> list[AccessLog]:
+    """Envoy's own access log, when asked for; and the processor's reports of cut calls."""
+    own = envoy_access_log(gateway.telemetry.envoy_access_log)
+    cuts = cut_report_loggers(report_clusters(placement)) if with_processor else []
+    return [*cuts, own] if own is not None else cuts
 
 
 def public_listener(gateway: Gateway, placement: Placement, with_processor: bool) -> Listener:
@@ -62,7 +71,7 @@ def public_listener(gateway: Gateway, placement: Placement, with_processor: bool
         tracing=envoy_tracing(gateway.telemetry.tracing)
         if gateway.telemetry.tracing.active(os.environ)
         else None,
-        access_log=cut_report_loggers(report_clusters(placement)) if with_processor else [],
+        access_log=_access_logs(gateway, placement, with_processor),
     )
     return Listener(
         name="public",

@@ -117,6 +117,8 @@ class Reservation:
         """The limit that refused an `extend`."""
         self.standings = _standings(self._counted, values, now)
         """Where the request left each enforced limit (the client's rate-limit headers)."""
+        self.reserved_at = now
+        """When it was reserved, on the store's clock: the windows it counts in."""
 
     def reprice(self, price: Price | None) -> None:
         """Settle (and extend) at `price`: the price of the target that answered, once known."""

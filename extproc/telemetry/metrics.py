@@ -5,10 +5,14 @@ and configuration reloads."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from extproc.telemetry.record import AttemptRecord, RequestRecord, present
+
+if TYPE_CHECKING:
+    from extproc.spend.shipper import SpendLedger
 
 Counts = Callable[[], Mapping[str, int]]
 Count = Callable[[], int]
@@ -16,7 +20,13 @@ Count = Callable[[], int]
 
 class Metrics:
     def __init__(
-        self, meter: Meter, *, store_errors: Counts, reloads: Counts, store_pending: Count
+        self,
+        meter: Meter,
+        *,
+        store_errors: Counts,
+        reloads: Counts,
+        store_pending: Count,
+        spend: SpendLedger | None = None,
     ) -> None:
         self._tokens = meter.create_histogram(
             "gen_ai.client.token.usage", unit="{token}", description="Tokens used per request"
@@ -87,6 +97,9 @@ class Metrics:
             unit="{reload}",
             description="Configuration reloads by result",
         )
+
+        if spend is not None:
+            _observe_spend(meter, spend)
 
     def record(self, record: RequestRecord) -> None:
         if record.mcp_server is not None:
@@ -191,6 +204,28 @@ class Metrics:
                     }
                 ),
             )
+
+
+def _observe_spend(meter: Meter, spend: SpendLedger) -> None:
+    """How the spend ledger keeps up: what waits for its store, what it dropped."""
+    meter.create_observable_gauge(
+        "extproc.spend.backlog",
+        callbacks=[lambda _: [Observation(spend.backlog)]],
+        unit="By",
+        description="Journaled spend rows not yet in the ledger's store",
+    )
+    meter.create_observable_counter(
+        "extproc.spend.dropped",
+        callbacks=[lambda _: [Observation(spend.dropped)]],
+        unit="{row}",
+        description="Spend rows dropped: the journal backlog was full",
+    )
+    meter.create_observable_counter(
+        "extproc.spend.store_errors",
+        callbacks=[lambda _: [Observation(spend.store_errors)]],
+        unit="{error}",
+        description="Shipments the ledger's store failed (each retried)",
+    )
 
 
 def _observe(counts: Counts, label: str) -> Callable[[CallbackOptions], Sequence[Observation]]:

@@ -41,6 +41,8 @@ class RequestRecord:
     error_type: str | None = None
     quota: str | None = None
     """`metered`, `unmetered`, `refused`, `store_unavailable`."""
+    reserved_at: float | None = None
+    """When its quota was reserved (Unix time, the quota store's clock)."""
     refused_scope: str | None = None
     refused_metric: str | None = None
     usage: Usage | None = None

@@ -118,6 +118,11 @@ class ProviderSide:
     removed; empty when nothing is left of it."""
 
 
+FinalUsage = Callable[[str | None, JsonObject], JsonObject | None]
+"""(event name, event data) → the usage object of the final usage event, or None for any
+other event."""
+
+
 @dataclass(frozen=True, slots=True)
 class ClientSide:
     parse_chat: Callable[[JsonObject, str], ChatRequest]
@@ -135,6 +140,8 @@ class ClientSide:
     build_error: Callable[[ApiError], bytes]
     is_native_error: Callable[[bytes], bool]
     """Whether an error body already has this schema's shape (then it passes unchanged)."""
+    final_usage: FinalUsage
+    """Where a stream in this schema reports its usage at the end (the cost goes there)."""
     passed_through: Callable[[JsonObject], JsonObject] = lambda body: body
     """The body of a call that passes through to a provider of this schema: what only the
     gateway may read is taken out of it."""

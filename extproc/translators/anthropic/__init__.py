@@ -31,6 +31,7 @@ ANTHROPIC = WireSchema(
         stream_error=stream.stream_error,
         build_error=errors.build_error,
         is_native_error=errors.is_native_error,
+        final_usage=stream.final_usage,
         passed_through=request.without_gateway_thinking,
     ),
 )

@@ -303,3 +303,9 @@ def stream_error(error: ApiError, sent: int = 0) -> bytes:
     does not matter: these events are not numbered.)"""
     body = error_object(error)
     return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
+
+
+def final_usage(_event: str | None, data: JsonObject) -> JsonObject | None:
+    """`message_delta`'s usage: the whole call's (`message_start`'s holds only the input)."""
+    usage = data.get("usage")
+    return usage if data.get("type") == "message_delta" and isinstance(usage, dict) else None

@@ -186,3 +186,9 @@ def without_usage(raw: bytes, payload: JsonObject) -> bytes:
             except orjson.JSONDecodeError:
                 pass
     return b"data: " + orjson.dumps(expected) + b"\n\n"
+
+
+def final_usage(_event: str | None, data: JsonObject) -> JsonObject | None:
+    """The chunk with the stream's usage (every other chunk has none, or null)."""
+    usage = data.get("usage")
+    return usage if isinstance(usage, dict) else None

@@ -33,6 +33,7 @@ RESPONSES = WireSchema(
         stream_error=stream.stream_error,
         build_error=errors.build_error,
         is_native_error=errors.is_native_error,
+        final_usage=stream.final_usage,
     ),
 )
 

@@ -294,3 +294,12 @@ def stream_error(error: ApiError, sent: int) -> bytes:
         "sequence_number": sent,
     }
     return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def final_usage(_event: str | None, data: JsonObject) -> JsonObject | None:
+    """The usage of the response a finished stream ends with."""
+    if data.get("type") not in ("response.completed", "response.incomplete"):
+        return None
+    response = data.get("response")
+    usage = response.get("usage") if isinstance(response, dict) else None
+    return usage if isinstance(usage, dict) else None
