@@ -117,8 +117,40 @@ def _parser() -> argparse.ArgumentParser:
         help="also one caller's per-subject limits (sub=alice; repeat for several claims)",
     )
     usage.set_defaults(command=_usage)
+    _add_spend_commands(commands)
 
     return parser
+
+
+def _add_spend_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    spend = commands.add_parser(
+        "spend",
+        help="what was spent, from the spend ledger (or `spend reconcile`)",
+        description="Totals from the spend ledger, grouped; `extproc spend reconcile` sets "
+        "them beside the quota counters.",
+    )
+    spend.add_argument("--config", type=Path, help="the gateway's configuration (required)")
+    spend.add_argument(
+        "--by", choices=("team", "key", "model", "provider", "alias", "day"), default="team"
+    )
+    spend.add_argument(
+        "--since", default="30d", help="a date, an instant or a duration back (default 30d)"
+    )
+    spend.add_argument("--until", help="a date, an instant or a duration back (default now)")
+    spend.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    spend.set_defaults(command=_spend)
+    actions = spend.add_subparsers(metavar="ACTION")
+    reconcile = actions.add_parser(
+        "reconcile",
+        help="each limit's counter beside the ledger's sum (exit 1 when they differ)",
+    )
+    reconcile.add_argument("--config", required=True, type=Path)
+    reconcile.add_argument(
+        "--processor",
+        help="the processor's address, for the memory store (default: processor.address)",
+    )
+    reconcile.add_argument("--json", action="store_true", help="print JSON lines")
+    reconcile.set_defaults(command=_spend_reconcile)
 
 
 def _add_keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -182,6 +214,67 @@ def _usage(args: argparse.Namespace) -> int:
     else:
         print(format_table(rows))
     return 0
+
+
+def _spend(args: argparse.Namespace) -> int:
+    from extproc.spend.reports import parse_instant, render, spend_report
+    from extproc.spend.stores import open_ledger_store
+
+    if args.config is None:
+        print("extproc spend: --config is required", file=sys.stderr)
+        return 2
+    gateway = load_gateway(args.config)
+    if gateway.spend.ledger is None:
+        print("this configuration keeps no spend ledger (spend.ledger)", file=sys.stderr)
+        return 2
+    try:
+        since = parse_instant(args.since)
+        until = parse_instant(args.until) if args.until else time.time() + 1
+    except ValueError as error:
+        print(f"extproc spend: {error}", file=sys.stderr)
+        return 2
+    store = open_ledger_store(gateway.spend.ledger.store.reveal())
+    try:
+        store.migrate()
+        entries = spend_report(store, args.by, since, until)
+    finally:
+        store.close()
+    print(render(entries, args.by, args.format))
+    return 0
+
+
+def _spend_reconcile(args: argparse.Namespace) -> int:
+    import orjson
+
+    from extproc.quota.store import StoreUnavailable
+    from extproc.spend.reconcile import earliest, format_table, reconciled_limits, standings
+    from extproc.spend.stores import open_ledger_store
+    from extproc.usage_report import configured_limits, read_counters
+
+    gateway = load_gateway(args.config)
+    if gateway.spend.ledger is None:
+        print("this configuration keeps no spend ledger (spend.ledger)", file=sys.stderr)
+        return 2
+    now = time.time()
+    limits = reconciled_limits(configured_limits(gateway))
+    counters = [limit.counter_at(now)[0] for limit in limits]
+    try:
+        counted = asyncio.run(read_counters(gateway, counters, processor=args.processor))
+    except StoreUnavailable as error:
+        print(f"cannot read the counters: {error}", file=sys.stderr)
+        return 1
+    store = open_ledger_store(gateway.spend.ledger.store.reveal())
+    try:
+        store.migrate()
+        lines = standings(limits, counted, store.rows(earliest(limits, now), now + 1), now)
+    finally:
+        store.close()
+    if args.json:
+        for line in lines:
+            print(orjson.dumps(line.as_dict()).decode())
+    else:
+        print(format_table(lines))
+    return 0 if all(line.agrees for line in lines) else 1
 
 
 def _run(args: argparse.Namespace) -> int:

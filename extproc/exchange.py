@@ -75,6 +75,7 @@ from extproc.response import (
     STREAM_STEP,
     ResponsePath,
 )
+from extproc.spend.alerts import BudgetAlerts
 from extproc.spend.shipper import SpendLedger
 from extproc.telemetry.cuts import STREAM_CUT, CutCauses
 from extproc.telemetry.record import RequestRecord
@@ -101,6 +102,8 @@ class Services:
     """Why streams were cut, as Envoy reports it."""
     spend: SpendLedger | None = None
     """The ledger every settled call is recorded in (None: no ledger)."""
+    alerts: BudgetAlerts | None = None
+    """Budget alerts, told which limits each settled call counted against."""
 
 
 class Exchange:
@@ -216,6 +219,8 @@ class Exchange:
             await self._mcp.finish()
         if self._response is not None:
             await self._response.finish()
+            if self._services.alerts is not None:
+                self._services.alerts.mark(self._response.reservation)
             if self._stores_as is not None:  # most calls: nothing stored, nothing to note
                 store, answered = self._services.ledger.store, self._response.answer_id()
                 await remember_answer(store, answered, self._stores_as)
@@ -586,6 +591,7 @@ class Exchange:
                 span.end()
         self._record.quota = reservation.decision
         self._record.reserved_at = reservation.reserved_at or None
+        self._record.counters = tuple(counter for _, counter, _ in reservation.windows())
         return reservation
 
     def _open_response(

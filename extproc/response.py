@@ -135,6 +135,10 @@ class ResponsePath:
         self._inflater: Inflater | None = None
         """Set when the provider compressed its answer anyway."""
 
+    @property
+    def reservation(self) -> Reservation:
+        return self._reservation
+
     def answered_by(self, translation: Translation | None, price: Price | None) -> None:
         """Which target of an alias with fallback answered: the call costs its price, and
         when it is not the one first prepared for, its answer is read in its provider's

@@ -31,6 +31,7 @@ from extproc.envoyapi.messages import Answer, ProcessingRequest, WrittenAnswer, 
 from extproc.exchange import Exchange, Services
 from extproc.quota.configured import open_ledger, open_store
 from extproc.signals import stop_requested
+from extproc.spend.alerts import BudgetAlerts
 from extproc.spend.shipper import SpendLedger
 from extproc.telemetry.access_log import open_access_log
 from extproc.telemetry.metrics import Metrics
@@ -226,7 +227,11 @@ def open_services(gateway: Gateway, source: GatewaySource, sdk: Sdk) -> Services
         )
     spans = Spans(sdk.tracer, gateway.telemetry.tracing)
     telemetry = Telemetry(spans, metrics, open_access_log(gateway.telemetry.access_log))
-    return Services(ledger, telemetry, random.Random(), spend=spend)  # noqa: S311 - spreading
+    alerts = None
+    if gateway.spend.alerts is not None:
+        alerts = BudgetAlerts(gateway.spend.alerts, store)
+    rng = random.Random()  # noqa: S311 - load spreading
+    return Services(ledger, telemetry, rng, spend=spend, alerts=alerts)
 
 
 async def serve(
@@ -246,6 +251,8 @@ async def serve(
     background = [maintain]
     if services.spend is not None:
         background.append(asyncio.create_task(services.spend.run()))
+    if services.alerts is not None:
+        background.append(asyncio.create_task(services.alerts.run()))
     certificate = asyncio.create_task(server.follow_certificate())
     # What start-up made (configuration, modules, the SDK) lives as long as the process: out
     # of the collector's sight, so that its full collections do not walk it again and again;

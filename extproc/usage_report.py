@@ -70,17 +70,25 @@ async def current_usage(
 ) -> list[Row]:
     """Rows read from the Redis store, or for the memory store from the processor holding it
     (at `processor`, default the configured address); raises StoreUnavailable."""
+    read = functools.partial(read_counters, gateway, processor=processor)
+    return await usage_rows(gateway, read, now, subject)
+
+
+async def read_counters(
+    gateway: Gateway, counters: Sequence[str], *, processor: str | None
+) -> list[int]:
+    """The counters' values from the Redis store, or for the memory store from the processor
+    holding it (at `processor`, default the configured address); raises StoreUnavailable."""
     if gateway.quota.store == "memory":
         address = processor or gateway.processor.worker_addresses()[0]
         tls = client_tls(address, gateway.processor.tls)
-        read = functools.partial(read_remote, address, timeout=PROCESSOR_TIMEOUT, tls=tls)
-        return await usage_rows(gateway, read, now, subject)
+        return await read_remote(address, counters, timeout=PROCESSOR_TIMEOUT, tls=tls)
     settings = gateway.quota
     store = open_store(
         settings.store, password=settings.revealed_password, timeout=settings.timeout
     )
     try:
-        return await usage_rows(gateway, store.read, now, subject)
+        return await store.read(counters)
     finally:
         await store.close()
 

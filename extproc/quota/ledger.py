@@ -120,6 +120,15 @@ class Reservation:
         self.reserved_at = now
         """When it was reserved, on the store's clock: the windows it counts in."""
 
+    def windows(self) -> list[tuple[Limit, str, float]]:
+        """Each windowed limit it counts against: the limit, its counter, when the window
+        ends."""
+        return [
+            (item.limit, item.counter, item.window_end)
+            for item in self._counted
+            if item.limit.window is not None
+        ]
+
     def reprice(self, price: Price | None) -> None:
         """Settle (and extend) at `price`: the price of the target that answered, once known."""
         if self._ledger is not None:  # the shared unmetered reservations stay as they are

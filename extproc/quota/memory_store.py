@@ -118,6 +118,12 @@ class MemoryStore:
         value, until = self._notes.get(name, ("", 0.0))
         return value if until > self._clock() else None
 
+    async def claim(self, name: str, until: float) -> bool:
+        if await self.noted(name) is not None:
+            return False
+        await self.note(name, "claimed", until)
+        return True
+
     async def close(self) -> None:
         self._counters.clear()
         self._holders.clear()

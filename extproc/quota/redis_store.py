@@ -26,6 +26,7 @@ ALIVE_PREFIX = TAG + ":alive:"
 EPOCH_KEY = TAG + ":epoch"
 COOL_PREFIX = TAG + ":cool:"
 NOTE_PREFIX = TAG + ":note:"
+CLAIM_PREFIX = TAG + ":claim:"
 TOMBSTONE_MS = 60_000
 """How long a cancelled ticket refuses a reservation still on its way."""
 SYNC_RTT = 0.05
@@ -402,6 +403,12 @@ class RedisStore:
     async def noted(self, name: str) -> str | None:
         value = await self._call(self._client.execute("GET", NOTE_PREFIX + name))
         return None if value is None else _text(value)
+
+    async def claim(self, name: str, until: float) -> bool:
+        operation = self._client.execute(
+            "SET", CLAIM_PREFIX + name, "1", "NX", "PXAT", _milliseconds(until)
+        )
+        return await self._call(operation) is not None
 
     async def close(self) -> None:
         await self._client.close()

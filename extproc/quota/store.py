@@ -129,6 +129,11 @@ class QuotaStore(Protocol):
         """The text kept under `name`; None when there is none (or it expired)."""
         ...
 
+    async def claim(self, name: str, until: float) -> bool:
+        """Take `name` until `until` (Unix seconds) if nobody holds it: True for the one
+        replica that does (an alert sent once across replicas)."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -39,6 +39,13 @@ class SpendRow:
     """None when the model has no price."""
     status: int | None
     attempts: int | None
+    counters: str
+    """The quota counters it was charged to, as a JSON array (see `extproc spend
+    reconcile`)."""
+
+    def counter_names(self) -> list[str]:
+        names = orjson.loads(self.counters) if self.counters else []
+        return [name for name in names if isinstance(name, str)]
 
     @property
     def cost_usd(self) -> float | None:
@@ -93,4 +100,5 @@ def row_of(record: RequestRecord) -> SpendRow | None:
         cost_micro_usd=micro if usage is not None else 0,
         status=record.status,
         attempts=record.attempts,
+        counters=orjson.dumps(record.counters).decode(),
     )

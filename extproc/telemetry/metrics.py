@@ -5,14 +5,23 @@ and configuration reloads."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from extproc.telemetry.record import AttemptRecord, RequestRecord, present
 
-if TYPE_CHECKING:
-    from extproc.spend.shipper import SpendLedger
+
+class SpendState(Protocol):
+    """How the spend ledger keeps up (see `extproc.spend.shipper`)."""
+
+    @property
+    def backlog(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def store_errors(self) -> int: ...
+
 
 Counts = Callable[[], Mapping[str, int]]
 Count = Callable[[], int]
@@ -26,7 +35,7 @@ class Metrics:
         store_errors: Counts,
         reloads: Counts,
         store_pending: Count,
-        spend: SpendLedger | None = None,
+        spend: SpendState | None = None,
     ) -> None:
         self._tokens = meter.create_histogram(
             "gen_ai.client.token.usage", unit="{token}", description="Tokens used per request"
@@ -206,7 +215,7 @@ class Metrics:
             )
 
 
-def _observe_spend(meter: Meter, spend: SpendLedger) -> None:
+def _observe_spend(meter: Meter, spend: SpendState) -> None:
     """How the spend ledger keeps up: what waits for its store, what it dropped."""
     meter.create_observable_gauge(
         "extproc.spend.backlog",

@@ -43,6 +43,8 @@ class RequestRecord:
     """`metered`, `unmetered`, `refused`, `store_unavailable`."""
     reserved_at: float | None = None
     """When its quota was reserved (Unix time, the quota store's clock)."""
+    counters: tuple[str, ...] = ()
+    """The windowed quota counters it was reserved against (what reconciliation sums)."""
     refused_scope: str | None = None
     refused_metric: str | None = None
     usage: Usage | None = None

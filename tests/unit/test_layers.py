@@ -13,7 +13,7 @@ LAYERS = [
     {"cli", "run", "supervisor", "workers", "usage_report", "__main__"},
     {"server", "transport", "counters", "cut_reports"},
     {"exchange", "attempt", "response", "mcp_call"},
-    {"pipeline", "endpoints", "translators", "providers"},
+    {"pipeline", "endpoints", "translators", "providers", "spend"},
     {"envoyapi", "envoyconfig"},
     {"telemetry"},
     {"config"},
