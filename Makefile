@@ -9,7 +9,7 @@ MOCK_PORT ?= 18080
 DEMO_KEY := sk-demo-gateway-key
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test faults test-unit lint format protos bench bench-peers bench-memory bench-processor h2load nginx redis-server hey kubectl k8s-models claude-code checkov envoy-examples clean
+.PHONY: help venv run test faults test-unit lint format protos bench bench-peers bench-memory bench-processor h2load nginx redis-server postgresql hey kubectl k8s-models claude-code checkov envoy-examples clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -26,10 +26,10 @@ run: venv ## run the demo gateway on http://127.0.0.1:10000 with the mock provid
 	@echo "demo gateway key: $(DEMO_KEY)"
 	$(BIN)/extproc run --config $(CONFIG) --mock-provider $(MOCK_PORT)
 
-test: venv redis-server hey kubectl k8s-models checkov claude-code ## run every test (unit, stream, integration with a real Envoy)
+test: venv redis-server postgresql hey kubectl k8s-models checkov claude-code ## run every test (unit, stream, integration with a real Envoy)
 	$(BIN)/python -m pytest
 
-faults: venv redis-server ## the whole fault suite, heavy cases included (minutes)
+faults: venv redis-server postgresql ## the whole fault suite, heavy cases included (minutes)
 	EXTPROC_HEAVY_FAULTS=1 $(BIN)/python -m pytest tests/faults
 
 test-unit: venv ## the unit and stream tests only: no Envoy, Redis or Kubernetes tools (seconds)
@@ -75,6 +75,9 @@ envoy-examples: venv ## re-render envoy/*.yaml from examples/*.yaml
 
 h2load: ## install h2load (nghttp2's HTTP/2 load generator) when missing (Debian)
 	@command -v h2load >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; }
+
+postgresql: ## install PostgreSQL (the spend ledger's tests start their own) when missing (Debian)
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 nginx: ## install nginx (the static provider of the benchmarks) when missing (Debian)
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
