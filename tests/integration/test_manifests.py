@@ -29,6 +29,7 @@ MANIFESTS = ROOT / "manifests"
 VARIANTS = [
     "base",
     "overlays/redis",
+    "overlays/postgresql",
     "overlays/observability",
     "overlays/istio",
     "overlays/envoy-gateway",
@@ -352,11 +353,13 @@ def test_every_processor_mounts_valid_key_files(
     document = yaml.safe_load(GATEWAY_YAML.read_text())
     directory = document["key_files"]
     secrets = {o["metadata"]["name"]: o for o in variant[1] if o["kind"] == "Secret"}
+    environment: dict[str, str] = {}
     for pod in pods(variant[1]):
         volumes = {v["name"]: v for v in pod["volumes"]}
         for container in containers(pod):
             if container.get("command", [])[:2] != ["extproc", "serve"]:
                 continue
+            environment |= container_environment(container, secrets)
             mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
             secret = secrets[volumes[mounts[directory]]["secret"]["secretName"]]
             (tmp_path / "keys").mkdir(exist_ok=True)
@@ -365,11 +368,28 @@ def test_every_processor_mounts_valid_key_files(
     document["key_files"] = "keys"
     for name, value in secrets["extproc-provider-keys"]["stringData"].items():
         (tmp_path / name).write_text(value)
+    (tmp_path / "spend-ledger").write_text(secrets["extproc-spend-ledger"]["stringData"]["url"])
     text = yaml.safe_dump(document).replace("/var/run/secrets/providers/", "")
+    text = text.replace("/var/run/secrets/spend-ledger/url", "spend-ledger")
     config = tmp_path / "gateway.yaml"
     config.write_text(text)
-    gateway = load_gateway(config, {"EXTPROC_QUOTA_STORE": "memory"})
+    gateway = load_gateway(config, environment)
     assert "example-bot" in {p.key_id for p in gateway.principals.values()}
+    assert gateway.spend.ledger is not None
+
+
+def container_environment(
+    container: dict[str, Any], secrets: dict[str, dict[str, Any]]
+) -> dict[str, str]:
+    """The variables a container gets: literal values, and values from the variant's Secrets."""
+    environment = {}
+    for variable in container.get("env", []):
+        if "value" in variable:
+            environment[variable["name"]] = variable["value"]
+        elif reference := variable.get("valueFrom", {}).get("secretKeyRef"):
+            secret = secrets[reference["name"]]["stringData"]
+            environment[variable["name"]] = secret[reference["key"]]
+    return environment
 
 
 def test_the_processor_runs_as_a_sidecar_on_a_shared_socket() -> None:
@@ -601,3 +621,23 @@ def test_with_envoy_gateway_envoy_and_the_processor_prove_themselves_by_certific
     assert ca_ref["kind"] == "Secret" and ca_ref["name"] in certificates
     [gateway_class] = of_kind(objects, "GatewayClass")
     assert gateway_class["spec"]["parametersRef"]["name"] == proxy["metadata"]["name"]
+
+
+def test_the_postgresql_overlay_keeps_the_ledger_in_postgresql_and_lets_the_gateway_reach_it() -> (
+    None
+):
+    objects = rendered("overlays/postgresql")
+    (secret,) = [o for o in objects if o["metadata"]["name"] == "extproc-spend-ledger"]
+    assert secret["stringData"]["url"].startswith("postgresql://")
+    egress = [
+        rule
+        for o in objects
+        if o["kind"] == "NetworkPolicy"
+        and o["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "extproc-gateway"}
+        for rule in o["spec"].get("egress", [])
+    ]
+    assert any({"port": 5432, "protocol": "TCP"} in rule["ports"] for rule in egress)
+    # The URL reaches the processor as a file, never in an environment variable.
+    for pod in pods(objects):
+        for container in containers(pod):
+            assert "EXTPROC_SPEND_LEDGER" not in {item["name"] for item in container.get("env", [])}

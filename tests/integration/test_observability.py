@@ -107,6 +107,7 @@ def config(
             ],
             "guardrails": {"pii": {"detectors": ["email"], "input": "mask", "output": "log"}},
             "mcp_servers": {"docs": {"url": tools.url}},
+            "spend": {"ledger": {"store": f"sqlite:{directory / 'spend.db'}"}},
             "telemetry": {
                 "tracing": {
                     "enabled": True,
