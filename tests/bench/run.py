@@ -8,8 +8,9 @@ a compressing provider, streams — reach the Python mock provider.
 The gateway runs several times: plain, with limits on the memory store, with limits on a Redis
 store (a local redis-server), with every request traced to an in-process OTLP receiver, with
 callers known by a JWT that Envoy verifies instead of a gateway key, and with every built-in
-guardrail detector screening requests and answers (JSON and streams), to show what quota
-checks, tracing, token identity and guardrails add. The plain gateway is also loaded with a call it
+guardrail detector screening requests and answers (JSON and streams), and with every call
+recorded in a spend ledger (SQLite), to show what quota checks, tracing, token identity,
+guardrails and the ledger add. The plain gateway is also loaded with a call it
 translates (an OpenAI client to an alias on an Anthropic-kind provider), with a call to an
 alias with fallback whose first target answers (the per-attempt filter), with a client that
 accepts gzip (Envoy compresses the answers), and with a provider that compresses although it
@@ -226,6 +227,7 @@ def configure(
     jwks: Path | None = None,
     guarded: bool = False,
     mcp_url: str | None = None,
+    ledger: Path | None = None,
 ) -> Path:
     """The demo configuration: its OpenAI-kind provider is the static upstream, the others
     the mock, and `gpt-4o-live` an alias on the mock as OpenAI; with `store`, the demo key gets
@@ -233,7 +235,8 @@ def configure(
     endpoint, `sampling` of them; with `access_log`, a line per request goes to that file;
     with `jwks`, callers are also known by tokens that Envoy verifies against it; `guarded`:
     every call is screened by GUARDRAILS, both ways; `mcp_url`: the MCP server `docs`, every
-    tool of it granted."""
+    tool of it granted; `ledger`: every settled call recorded in a spend ledger there
+    (SQLite)."""
     document = yaml.safe_load((ROOT / "examples" / "gateway.yaml").read_text())
     providers = document["providers"]
     providers[LIVE_PROVIDER] = dict(providers["mock"])
@@ -265,6 +268,9 @@ def configure(
         document["mcp_servers"] = {"docs": {"url": mcp_url}}
         for key in document["keys"]:
             key["mcp"] = {"docs": ["*"]}
+    if ledger is not None:
+        journal = str(ledger.with_suffix(".journal"))
+        document["spend"] = {"ledger": {"store": f"sqlite:{ledger}", "journal": journal}}
     if guarded:
         document["guardrails"] = GUARDRAILS
         for key in document["keys"]:
@@ -307,6 +313,7 @@ def main() -> int:
         jwks = signer.write_jwks(directory / "jwks.json")
         verified = configure(*urls, "jwt", jwks=jwks)
         guarded = configure(*urls, "guarded", guarded=True)
+        recorded = configure(*urls, "ledger", ledger=directory / "spend.db")
         token = signer.token(lifetime=86400, sub="bench-user")
         mock_pid = mock.process.popen.pid
         upstream_pid = upstream.popen.pid
@@ -320,6 +327,7 @@ def main() -> int:
             running_gateway(sampled, directory / "sampled.log") as with_sampling,
             running_gateway(production, directory / "production.log") as in_production,
             running_gateway(guarded, directory / "guarded.log") as with_guardrails,
+            running_gateway(recorded, directory / "ledger.log") as with_ledger,
         ):
             plain = [gateway.process.popen.pid, upstream_pid]
             on_mock = [gateway.process.popen.pid, mock_pid]
@@ -351,6 +359,9 @@ def main() -> int:
                 ),
                 "+guardrails": Setup(
                     with_guardrails.url, [with_guardrails.process.popen.pid, upstream_pid]
+                ),
+                "+spend ledger": Setup(
+                    with_ledger.url, [with_ledger.process.popen.pid, upstream_pid]
                 ),
                 # A tool call to an MCP server (in this process: its CPU is not counted).
                 "mcp alone": Setup(
@@ -423,6 +434,7 @@ ADDED: dict[str, tuple[str, float | None]] = {
     "production": ("gateway", 0.65),
     "jwt, not key": ("gateway", 0.95),
     "+guardrails": ("gateway", None),
+    "+spend ledger": ("gateway", 0.95),
     "mcp gateway": ("mcp alone", None),
 }
 """Each added feature's row: the row it adds to, and the throughput it should keep."""
