@@ -251,6 +251,7 @@ def configure(
         if store is not None:
             key["limits"] = LIMITS
     document.pop("teams", None)
+    document.pop("spend", None)  # the demo's ledger: only the ledger row records calls
     document.pop("telemetry", None)  # several gateways share the machine: no fixed ports
     if store is not None:
         document["prices"] = {alias: PRICES for alias in document["models"]}

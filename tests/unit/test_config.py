@@ -397,3 +397,41 @@ def test_account_and_fixed_headers_are_checked() -> None:
         'gpt-4o: {provider: openai, model: gpt-4o, headers: {x-tag: "a\\nb"}}',
     )
     assert any(p == "models.gpt-4o.headers.x-tag" for p, _ in problems(broken))
+
+
+@pytest.mark.parametrize(
+    ("section", "path", "message"),
+    [
+        ("spend: {ledger: {store: 'mysql://db/x'}}", "spend.ledger",
+         "sqlite:<path> or a postgresql://"),
+        ("spend: {ledger: {store: 'sqlite:'}}", "spend.ledger", "sqlite:<path>"),
+        ("spend: {ledger: {store: '${env:LEDGER'}}", "spend.ledger", "sqlite:<path>"),
+        ("spend: {ledger: {store: '${env:LEDGER}'}}", "spend.ledger.store", "LEDGER is not set"),
+        ("spend: {alerts: {url: 'ftp://hooks'}}", "spend.alerts", "http(s) URL"),
+        ("spend: {alerts: {url: 'https://h', thresholds: [0]}}", "spend.alerts.thresholds.0",
+         "greater than 0"),
+        ("spend: {expose: true}", "spend.expose", "unknown field"),
+    ],
+)  # fmt: skip
+def test_spend_settings_are_checked(section: str, path: str, message: str) -> None:
+    found = problems(VALID + section)
+    assert any(where == path and message in what for where, what in found), found
+
+
+def test_the_ledgers_url_and_the_alerts_url_are_secrets(tmp_path: Path) -> None:
+    section = (
+        "spend: {expose_cost: true, ledger: {store: '${env:LEDGER_URL}'},"
+        " alerts: {url: '${env:HOOK}', thresholds: [80, 50]}}"
+    )
+    url = "postgresql://extproc:ledger-password@db:5432/spend"
+    environ = ENV | {"LEDGER_URL": url, "HOOK": "https://hooks.example/t0ken"}
+    gateway = parse_gateway(VALID + section, source=Path("gw.yaml"), environ=environ)
+    assert gateway.spend.expose_cost
+    assert gateway.spend.ledger is not None and gateway.spend.ledger.store.reveal() == url
+    assert gateway.spend.alerts is not None and gateway.spend.alerts.thresholds == (0.5, 0.8)
+    assert "ledger-password" not in repr(gateway) and "t0ken" not in repr(gateway)
+    # The default journal is one directory per store, named without the URL.
+    assert "ledger-password" not in str(gateway.spend.ledger.journal)
+    keyed = VALID.replace("team: search}", "team: search, expose_cost: true}")
+    principal = parse_gateway(keyed, source=Path("gw.yaml"), environ=ENV).principals[DIGEST]
+    assert principal.expose_cost

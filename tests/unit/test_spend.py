@@ -5,6 +5,7 @@ by the gateway), reports, reconciliation, the cost a client sees, budget alerts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from extproc.config.model import AlertSettings
+from extproc.config.model import AlertSettings, LedgerSettings
 from extproc.config.secrets import Secret
 from extproc.pipeline.cost import Charged, with_cost
 from extproc.quota.ledger import Ledger
@@ -29,12 +30,14 @@ from extproc.spend.journal import Journal
 from extproc.spend.reconcile import standings
 from extproc.spend.reports import parse_instant, render, spend_report
 from extproc.spend.rows import SpendRow, row_of
+from extproc.spend.shipper import SpendLedger
 from extproc.spend.stores import MIGRATIONS, SqliteLedger
 from extproc.telemetry.record import RequestRecord
 from extproc.translators.anthropic import ANTHROPIC
 from extproc.translators.openai import OPENAI
 from extproc.translators.responses import RESPONSES
 from extproc.usage import Usage
+from tests.harness import free_port
 
 
 def row(call_id: str, *, team: str = "lab", cost: int = 5, counters: str = "[]") -> SpendRow:
@@ -297,3 +300,28 @@ async def test_a_budget_alert_is_claimed_once_and_retried_until_delivered(
         "description": "team:lab 0.001 usd per 1d",
     }
     assert sent[0]["value"] == 0.0006
+
+
+async def test_a_store_that_fails_keeps_rows_in_the_journal_and_never_logs_its_url(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    closed = free_port()
+    url = f"postgresql://extproc:pw-never-logged@127.0.0.1:{closed}/spend?connect_timeout=2"
+    settings = LedgerSettings(Secret(url), tmp_path / "journal", 86400.0, 1 << 20)
+    ledger = SpendLedger(settings)
+    record = RequestRecord(operation="chat", quota="metered", status=200, usage=Usage(1, 2))
+    ledger.record(record)
+    task = asyncio.create_task(ledger.run())
+    try:
+        for _ in range(500):
+            if ledger.store_errors:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert ledger.store_errors >= 1 and ledger.backlog > 0
+    assert "the store failed" in caplog.text
+    assert "pw-never-logged" not in caplog.text
+    await ledger.close()
