@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import orjson
 
 from extproc import headers as names
+from extproc.contract import SHARED_METADATA
 from extproc.envoyapi.messages import (
     Answer,
     Headers,
@@ -249,7 +250,9 @@ class ResponsePath:
             reply = amend_held_headers(set_headers)
         else:
             reply = pass_through("response_body")
-        return reply if charged is None else with_metadata(reply, charged.metadata())
+        return (
+            reply if charged is None else with_metadata(reply, SHARED_METADATA, charged.metadata())
+        )
 
     def _charged(self) -> Charged | None:
         """What the call is charged, as it stands (None: nothing, it is refunded)."""
@@ -376,12 +379,16 @@ class ResponsePath:
     def _relayed(self, body: bytes, *, end: bool) -> Answer:
         """The client's bytes for a chunk: with the call's cost in the final usage event when
         the client sees costs, and, at the end, the cost for Envoy."""
-        charged = self._charged() if end or (self._expose_cost and not self._cost_told) else None
-        if charged is not None and self._expose_cost and not self._cost_told:
-            final_usage = self._translation.client.final_usage
-            body, self._cost_told = with_cost(body, final_usage, charged)
+        charged = None
+        if self._expose_cost and not self._cost_told and b"usage" in body:
+            charged = self._charged()
+            if charged is not None:
+                final_usage = self._translation.client.final_usage
+                body, self._cost_told = with_cost(body, final_usage, charged)
         answer = relay_bodies(body, end=end, limit=self._max_message)
-        return with_metadata(answer, charged.metadata()) if end and charged else answer
+        if end and (charged := charged or self._charged()) is not None:
+            return with_metadata(answer, SHARED_METADATA, charged.metadata())
+        return answer
 
     def _blocked(self, relay: StreamRelay, screen: StreamScreen, out: list[bytes]) -> Answer:
         """End the stream after what was safe to send: a policy blocked the rest. Only what

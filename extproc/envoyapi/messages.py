@@ -20,6 +20,7 @@ from extproc.envoyapi.wire import (
     body_headers_answer,
     common_response,
     headers_answer,
+    metadata_answer,
     read_body,
 )
 from extproc.headers import CONTENT_TYPE
@@ -275,12 +276,11 @@ def amend_held_headers(set_headers: Iterable[tuple[str, str]]) -> WrittenAnswer:
     return WrittenAnswer(body_headers_answer("response_body", common_response(set_headers)))
 
 
-def with_metadata(answer: Answer, metadata: Mapping[str, Mapping[str, Any]]) -> Answer:
-    """`answer` also setting Envoy's dynamic metadata (namespace → values) for the filters and
-    access logs after the processor. (Serialised messages concatenate as a merge.)"""
-    message = ext_proc.ProcessingResponse()
-    message.dynamic_metadata.update(metadata)
-    extra = message.SerializeToString()
+def with_metadata(answer: Answer, namespace: str, values: Mapping[str, float]) -> Answer:
+    """`answer` also setting Envoy's dynamic metadata (numbers under `namespace`) for the
+    filters and access logs after the processor. (Serialised messages concatenate as a
+    merge.)"""
+    extra = metadata_answer(namespace, values)
     if isinstance(answer, list):
         last = ProcessingResponse.FromString(answer[-1].SerializeToString() + extra)
         return [*answer[:-1], last]

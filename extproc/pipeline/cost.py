@@ -4,12 +4,10 @@ Envoy sees it (dynamic metadata) and as the ledger records it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
 from extproc import headers as names
-from extproc.contract import SHARED_METADATA
 from extproc.quota.limits import MICRO_USD_PER_USD, Price
 from extproc.sse import EventParser
 from extproc.translators.ir import JsonObject
@@ -48,10 +46,11 @@ class Charged:
             out.append((names.COST_USD, f"{self.micro_usd / MICRO_USD_PER_USD:.6f}"))
         return out
 
-    def metadata(self) -> dict[str, Any]:
-        """Envoy's dynamic metadata (`%DYNAMIC_METADATA(extproc:cost_usd)%`)."""
+    def metadata(self) -> dict[str, float]:
+        """Envoy's dynamic metadata, under `SHARED_METADATA`
+        (`%DYNAMIC_METADATA(extproc:cost_usd)%`)."""
         usage = self.usage
-        values: dict[str, Any] = {
+        values: dict[str, float] = {
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
             "cached_input_tokens": usage.cached_input_tokens,
@@ -60,7 +59,7 @@ class Charged:
         }
         if self.micro_usd is not None:
             values["cost_usd"] = self.micro_usd / MICRO_USD_PER_USD
-        return {SHARED_METADATA: values}
+        return values
 
 
 def with_cost(events: bytes, final_usage: FinalUsage, charged: Charged) -> tuple[bytes, bool]:

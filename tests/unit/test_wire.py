@@ -23,7 +23,7 @@ from extproc.envoyapi.protos.envoy.extensions.filters.http.ext_proc.v3.processin
     ProcessingMode,
 )
 from extproc.envoyapi.protos.envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
-from extproc.envoyapi.wire import read_body
+from extproc.envoyapi.wire import metadata_answer, read_body
 
 bodies = st.binary(max_size=300) | st.integers(16_384, 20_000).map(lambda size: b"x" * size)
 """Bodies whose length takes one to three bytes to write."""
@@ -182,3 +182,17 @@ def test_an_answer_to_response_headers_is_the_message_upb_would_write(
     parsed = ext_proc.ProcessingResponse.FromString(b"".join(answer.pieces))
     assert parsed == expected
     assert parsed.response_headers.HasField("response")
+
+
+def test_dynamic_metadata_written_by_hand_is_what_protobuf_writes() -> None:
+    values = {"cost_usd": 0.000123, "input_tokens": 8.0, "output_tokens": 1_000_000.0}
+    expected = ext_proc.ProcessingResponse()
+    expected.dynamic_metadata.update({"extproc": values})
+    parsed = ext_proc.ProcessingResponse.FromString(metadata_answer("extproc", values))
+    assert parsed == expected
+    # Appended to another answer, it merges into it (as Envoy parses the concatenation).
+    answer = ext_proc.ProcessingResponse(response_body=ext_proc.BodyResponse())
+    merged = ext_proc.ProcessingResponse.FromString(
+        answer.SerializeToString() + metadata_answer("extproc", values)
+    )
+    assert merged.HasField("response_body") and merged.dynamic_metadata == expected.dynamic_metadata
