@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from extproc.spend.rows import SpendRow
+from extproc.spend.rows import Values, journal_line, read_line
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ class Journal:
         """Bytes written and not yet shipped."""
         return self._written - self._shipped
 
-    def append(self, row: SpendRow) -> None:
-        line = row.line()
+    def append(self, values: Values) -> None:
+        line = journal_line(values)
         if self.backlog + len(line) > self._max_backlog:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
@@ -57,7 +57,7 @@ class Journal:
         os.write(self._fd, line)
         self._written += len(line)
 
-    def unshipped(self) -> tuple[list[SpendRow], int]:
+    def unshipped(self) -> tuple[list[Values], int]:
         """The own segment's rows written since the last `shipped`, and where they end."""
         end = self._written
         if end == self._shipped:
@@ -79,7 +79,7 @@ class Journal:
             os.close(old_fd)
 
     @contextlib.contextmanager
-    def orphan(self) -> Iterator[tuple[Path, list[SpendRow]] | None]:
+    def orphan(self) -> Iterator[tuple[Path, list[Values]] | None]:
         """A segment left by a process that is gone, held while it is shipped (None: there is
         none); deleted when the block ends without an error."""
         for path in sorted(self._directory.glob("*" + SUFFIX)):
@@ -118,10 +118,10 @@ class Journal:
         return path, fd
 
 
-def _rows(data: bytes) -> list[SpendRow]:
+def _rows(data: bytes) -> list[Values]:
     rows = []
     for line in data.splitlines():
-        row = SpendRow.from_line(line)
+        row = read_line(line)
         if row is not None:
             rows.append(row)
         elif line:

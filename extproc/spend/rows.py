@@ -1,15 +1,18 @@
-"""One settled call, as the ledger records it."""
+"""One settled call, as the ledger records it: on the request path a plain list of values in
+`COLUMNS` order (one JSON array a journal line), read back as a `SpendRow`."""
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import orjson
 
 from extproc.quota.limits import MICRO_USD_PER_USD
 from extproc.telemetry.record import RequestRecord
+
+Values = list[Any]
+"""A row's values in `COLUMNS` order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,62 +46,63 @@ class SpendRow:
     """The quota counters it was charged to, as a JSON array (see `extproc spend
     reconcile`)."""
 
+    @classmethod
+    def of(cls, values: Values) -> SpendRow:
+        row = dict(zip(COLUMNS, values, strict=True))
+        return cls(**row | {"stream": bool(row["stream"]), "charged": bool(row["charged"])})
+
+    def values(self) -> Values:
+        return [getattr(self, name) for name in COLUMNS]
+
     def counter_names(self) -> list[str]:
         names = orjson.loads(self.counters) if self.counters else []
         return [name for name in names if isinstance(name, str)]
-
-    @property
-    def cost_usd(self) -> float | None:
-        micro = self.cost_micro_usd
-        return None if micro is None else micro / MICRO_USD_PER_USD
-
-    def line(self) -> bytes:
-        """The row as one journal line."""
-        return orjson.dumps(dict(zip(COLUMNS, astuple(self), strict=True))) + b"\n"
-
-    @classmethod
-    def from_line(cls, line: bytes) -> SpendRow | None:
-        """None for a line that is not a whole row (the end of a journal cut mid-write)."""
-        try:
-            values = orjson.loads(line)
-            return cls(**{name: values[name] for name in COLUMNS})
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            return None
-
-    def values(self) -> tuple[Any, ...]:
-        return astuple(self)
 
 
 COLUMNS = tuple(field.name for field in fields(SpendRow))
 
 
-def row_of(record: RequestRecord) -> SpendRow | None:
+def journal_line(values: Values) -> bytes:
+    return orjson.dumps(values) + b"\n"
+
+
+def read_line(line: bytes) -> Values | None:
+    """None for a line that is not a whole row (the end of a journal cut mid-write)."""
+    try:
+        values = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return values if isinstance(values, list) and len(values) == len(COLUMNS) else None
+
+
+def row_values(record: RequestRecord, call_id: str) -> Values | None:
     """The ledger's row for a request: model calls that went as far as their quota (refused
     calls included, at zero); None for everything else."""
     if record.quota is None or record.operation in (None, "mcp"):
         return None
     usage = record.usage
-    micro = None if record.cost_usd is None else round(record.cost_usd * MICRO_USD_PER_USD)
-    return SpendRow(
-        call_id=uuid.uuid4().hex,
-        time=record.reserved_at or record.started_ns / 1e9,
-        request_id=record.request_id,
-        key_id=record.key_id,
-        team=record.team,
-        subject=record.subject,
-        alias=record.alias,
-        provider=record.provider,
-        model=record.upstream_model,
-        operation=record.operation,
-        stream=record.stream,
-        charged=usage is not None,
-        input_tokens=usage.input_tokens if usage else 0,
-        output_tokens=usage.output_tokens if usage else 0,
-        cached_input_tokens=usage.cached_input_tokens if usage else 0,
-        cache_write_tokens=usage.cache_write_tokens if usage else 0,
-        reasoning_tokens=usage.reasoning_tokens if usage else 0,
-        cost_micro_usd=micro if usage is not None else 0,
-        status=record.status,
-        attempts=record.attempts,
-        counters=orjson.dumps(record.counters).decode(),
-    )
+    cost = record.cost_usd
+    micro = None if cost is None else round(cost * MICRO_USD_PER_USD)
+    return [
+        call_id,
+        record.reserved_at or record.started_ns / 1e9,
+        record.request_id,
+        record.key_id,
+        record.team,
+        record.subject,
+        record.alias,
+        record.provider,
+        record.upstream_model,
+        record.operation,
+        record.stream,
+        usage is not None,
+        usage.input_tokens if usage else 0,
+        usage.output_tokens if usage else 0,
+        usage.cached_input_tokens if usage else 0,
+        usage.cache_write_tokens if usage else 0,
+        usage.reasoning_tokens if usage else 0,
+        micro if usage is not None else 0,
+        record.status,
+        record.attempts,
+        orjson.dumps(record.counters).decode(),
+    ]

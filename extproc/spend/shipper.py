@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import os
 import time
 from collections.abc import Callable
 
 from extproc.config.model import LedgerSettings
 from extproc.spend.journal import Journal
-from extproc.spend.rows import row_of
+from extproc.spend.rows import row_values
 from extproc.spend.stores import LedgerStore, open_ledger_store
 from extproc.telemetry.record import RequestRecord
 
@@ -36,6 +38,8 @@ class SpendLedger:
         self._opener = opener
         self._journal = Journal(settings.journal, max_backlog=settings.max_backlog)
         self._store: LedgerStore | None = None
+        self._call_ids = f"{os.urandom(8).hex()}-{{}}".format
+        self._serial = itertools.count()
         self.store_errors = 0
         """Shipments the store failed (each retried)."""
 
@@ -49,7 +53,7 @@ class SpendLedger:
 
     def record(self, record: RequestRecord) -> None:
         """Journal the call's row, if it has one (a model call that reached its quota)."""
-        row = row_of(record)
+        row = row_values(record, self._call_ids(next(self._serial)))
         if row is not None:
             self._journal.append(row)
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from extproc.spend.rows import COLUMNS, SpendRow
+from extproc.spend.rows import COLUMNS, SpendRow, Values
 
 Grouping = Literal["team", "key", "model", "provider", "alias", "day"]
 
@@ -48,7 +48,7 @@ class LedgerStore(Protocol):
     def migrate(self) -> None:
         """Bring the schema to the newest version (several processes may race: one wins)."""
 
-    def insert(self, rows: Sequence[SpendRow]) -> None:
+    def insert(self, rows: Sequence[Values]) -> None:
         """Add the rows whose call ids it does not have yet."""
 
     def delete_before(self, time: float) -> int:
@@ -88,13 +88,13 @@ class SqlLedger:
                 cursor.execute(self._sql("INSERT INTO spend_schema VALUES (?)"), (0,))
             cursor.execute(self._sql("UPDATE spend_schema SET version = ?"), (len(MIGRATIONS),))
 
-    def insert(self, rows: Sequence[SpendRow]) -> None:
+    def insert(self, rows: Sequence[Values]) -> None:
         statement = self._sql(
             f"INSERT INTO spend_calls ({', '.join(COLUMNS)}) "  # noqa: S608 - constant names
             f"VALUES ({', '.join('?' * len(COLUMNS))}) ON CONFLICT (call_id) DO NOTHING"
         )
         with self._transaction() as cursor:
-            cursor.executemany(statement, [row.values() for row in rows])
+            cursor.executemany(statement, rows)
 
     def delete_before(self, time: float) -> int:
         with self._transaction() as cursor:
@@ -124,8 +124,7 @@ class SqlLedger:
             cursor.execute(statement, (since, until))
             found = cursor.fetchall()
         for values in found:
-            row = dict(zip(COLUMNS, values, strict=True))
-            yield SpendRow(**row | {"stream": bool(row["stream"]), "charged": bool(row["charged"])})
+            yield SpendRow.of(list(values))
 
     def remove(self, call_id: str) -> None:
         with self._transaction() as cursor:

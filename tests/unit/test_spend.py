@@ -29,7 +29,7 @@ from extproc.spend.alerts import BudgetAlerts
 from extproc.spend.journal import Journal
 from extproc.spend.reconcile import standings
 from extproc.spend.reports import parse_instant, render, spend_report
-from extproc.spend.rows import SpendRow, row_of
+from extproc.spend.rows import SpendRow, journal_line, read_line, row_values
 from extproc.spend.shipper import SpendLedger
 from extproc.spend.stores import MIGRATIONS, SqliteLedger
 from extproc.telemetry.record import RequestRecord
@@ -68,64 +68,68 @@ def row(call_id: str, *, team: str = "lab", cost: int = 5, counters: str = "[]")
 
 def test_a_row_survives_the_journal_line_it_is_written_as() -> None:
     original = row("a", counters='["key:app:usd:1d:*:0"]')
-    assert SpendRow.from_line(original.line()) == original
+    values = read_line(journal_line(original.values()))
+    assert values is not None and SpendRow.of(values) == original
     assert original.counter_names() == ["key:app:usd:1d:*:0"]
-    assert SpendRow.from_line(original.line()[:-20]) is None  # a line cut mid-write
+    assert read_line(journal_line(original.values())[:-20]) is None  # a line cut mid-write
 
 
 def test_a_refunded_call_is_recorded_at_zero_and_calls_that_never_reached_quota_not_at_all() -> (
     None
 ):
     record = RequestRecord(method="POST", path="/v1/chat/completions", operation="chat")
-    assert row_of(record) is None  # refused before its quota (a malformed body)
+    assert row_values(record, "a") is None  # refused before its quota (a malformed body)
     record.quota, record.status, record.alias = "metered", 500, "chat"
-    refunded = row_of(record)
-    assert refunded is not None and not refunded.charged
-    assert (refunded.cost_micro_usd, refunded.input_tokens) == (0, 0)
+    refunded_values = row_values(record, "b")
+    assert refunded_values is not None
+    refunded = SpendRow.of(refunded_values)
+    assert not refunded.charged and (refunded.cost_micro_usd, refunded.input_tokens) == (0, 0)
     record.usage, record.cost_usd, record.status = Usage(10, 20), 0.000_013, 200
-    charged = row_of(record)
-    assert charged is not None and charged.charged and charged.cost_micro_usd == 13
+    charged_values = row_values(record, "c")
+    assert charged_values is not None
+    charged = SpendRow.of(charged_values)
+    assert charged.charged and charged.cost_micro_usd == 13 and charged.call_id == "c"
     mcp = RequestRecord(operation="mcp", quota="metered")
-    assert row_of(mcp) is None
+    assert row_values(mcp, "d") is None
 
 
 def test_journal_rows_are_shipped_once_and_a_full_segment_starts_anew(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(journal_module, "SEGMENT_SIZE", 1000)
+    monkeypatch.setattr(journal_module, "SEGMENT_SIZE", 500)
     journal = Journal(tmp_path, max_backlog=1 << 20)
     for index in range(3):
-        journal.append(row(str(index)))
+        journal.append(row(str(index)).values())
     rows, end = journal.unshipped()
-    assert [item.call_id for item in rows] == ["0", "1", "2"]
+    assert [item[0] for item in rows] == ["0", "1", "2"]
     journal.shipped(end)
     assert journal.unshipped()[0] == [] and journal.backlog == 0
     segments = list(tmp_path.glob("*.rows"))
     for index in range(3, 6):
-        journal.append(row(str(index)))
+        journal.append(row(str(index)).values())
     rows, end = journal.unshipped()
-    assert [item.call_id for item in rows] == ["3", "4", "5"]
+    assert [item[0] for item in rows] == ["3", "4", "5"]
     journal.shipped(end)  # over SEGMENT_SIZE, all shipped: a new segment, the old one gone
     assert list(tmp_path.glob("*.rows")) != segments and len(list(tmp_path.glob("*.rows"))) == 1
     journal.close()
 
 
 def test_a_full_backlog_drops_rows_and_counts_them(tmp_path: Path) -> None:
-    journal = Journal(tmp_path, max_backlog=len(row("x").line()) * 2)
+    journal = Journal(tmp_path, max_backlog=len(journal_line(row("x").values())) * 2)
     for index in range(5):
-        journal.append(row(str(index)))
+        journal.append(row(str(index)).values())
     assert journal.dropped == 3
     rows, end = journal.unshipped()
     assert len(rows) == 2
     journal.shipped(end)
-    journal.append(row("later"))  # room again once the store took the others
+    journal.append(row("later").values())  # room again once the store took the others
     assert journal.dropped == 3
     journal.close()
 
 
 def test_the_journal_of_a_killed_process_is_shipped_by_a_living_one(tmp_path: Path) -> None:
     """The writer appends its rows and is killed with SIGKILL before shipping any."""
-    lines = [row(f"dead-{index}").line() for index in range(50)]
+    lines = [journal_line(row(f"dead-{index}").values()) for index in range(50)]
     (tmp_path / "lines").write_bytes(b"".join(lines))
     writer = subprocess.Popen(
         [
@@ -135,10 +139,10 @@ def test_the_journal_of_a_killed_process_is_shipped_by_a_living_one(tmp_path: Pa
                 f"""
                 import sys, pathlib
                 from extproc.spend.journal import Journal
-                from extproc.spend.rows import SpendRow
+                from extproc.spend.rows import read_line
                 journal = Journal(pathlib.Path({str(tmp_path / "journal")!r}), max_backlog=1 << 20)
                 for line in pathlib.Path({str(tmp_path / "lines")!r}).read_bytes().splitlines():
-                    journal.append(SpendRow.from_line(line))
+                    journal.append(read_line(line))
                 print("written", flush=True)
                 sys.stdin.read()
                 """
@@ -159,7 +163,7 @@ def test_the_journal_of_a_killed_process_is_shipped_by_a_living_one(tmp_path: Pa
     with living.orphan() as orphan:
         assert orphan is not None
         _, rows = orphan
-    assert [item.call_id for item in rows] == [f"dead-{index}" for index in range(50)]
+    assert [item[0] for item in rows] == [f"dead-{index}" for index in range(50)]
     assert len(list((tmp_path / "journal").glob("*.rows"))) == 1  # only the living one's
     with living.orphan() as orphan:
         assert orphan is None
@@ -170,8 +174,9 @@ def test_the_sqlite_ledger_keeps_one_row_per_call_and_migrates_once(tmp_path: Pa
     store = SqliteLedger(tmp_path / "spend.db")
     store.migrate()
     store.migrate()  # a second process starting: nothing to do
-    store.insert([row("a"), row("b", team="ops", cost=7)])
-    store.insert([row("a"), row("b", team="ops", cost=7)])  # a replayed shipment
+    rows = [row("a").values(), row("b", team="ops", cost=7).values()]
+    store.insert(rows)
+    store.insert(rows)  # a replayed shipment
     assert sorted(item.call_id for item in store.rows(0, 4e9)) == ["a", "b"]
     report = spend_report(store, "team", 0, 4e9)
     assert report[0]["team"] == "ops" and report[0]["cost_usd"] == 7e-6
