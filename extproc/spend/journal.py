@@ -2,7 +2,8 @@
 
 Each process appends its rows to a segment of its own (one `write` per row, on the request
 path: a killed process loses none it wrote), holding an advisory lock on it while it lives.
-The shipper reads what was appended since it last looked; a segment whose lock nobody holds
+The shipper takes the rows appended since it last looked (kept in memory too, so that
+they are not read back); a segment whose lock nobody holds
 belongs to a process that is gone, and any live process ships it whole, then deletes it. A
 row shipped twice is harmless: the store keeps one per call id."""
 
@@ -34,6 +35,8 @@ class Journal:
         self._path, self._fd = self._open_segment()
         self._written = 0
         self._shipped = 0
+        self._pending: list[Values] = []
+        """The rows written and not yet taken for shipping (the file has them too)."""
         self.dropped = 0
         """Rows dropped because the store did not take them and the backlog was full."""
 
@@ -56,20 +59,21 @@ class Journal:
             return
         os.write(self._fd, line)
         self._written += len(line)
+        self._pending.append(values)
 
-    def unshipped(self) -> tuple[list[Values], int]:
-        """The own segment's rows written since the last `shipped`, and where they end."""
-        end = self._written
-        if end == self._shipped:
-            return [], end
-        with self._path.open("rb") as file:
-            file.seek(self._shipped)
-            data = file.read(end - self._shipped)
-        return _rows(data), end
+    def take(self) -> tuple[list[Values], int]:
+        """The rows written since the last `take`, and where they end in the segment (for
+        `shipped`; or give them `back` when the store did not take them)."""
+        rows, self._pending = self._pending, []
+        return rows, self._written
+
+    def back(self, rows: list[Values]) -> None:
+        """Rows the store did not take: they go first in the next `take`."""
+        self._pending[:0] = rows
 
     def shipped(self, end: int) -> None:
-        """The store has the own rows up to `end`; start a new segment when this one is
-        full and all shipped."""
+        """The store has the own rows up to `end` (as `take` said); start a new segment when
+        this one is full and all shipped."""
         self._shipped = end
         if end == self._written and end >= SEGMENT_SIZE:
             old_path, old_fd = self._path, self._fd

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from extproc.config.model import LedgerSettings
 from extproc.spend.journal import Journal
-from extproc.spend.rows import row_values
+from extproc.spend.rows import Values, row_values
 from extproc.spend.stores import LedgerStore, open_ledger_store
 from extproc.telemetry.record import RequestRecord
 
@@ -64,7 +64,7 @@ class SpendLedger:
         orphans_due = prune_due = 0.0
         while True:
             try:
-                await asyncio.to_thread(self._ship)
+                await self._ship()
                 now = time.monotonic()
                 if now >= orphans_due:
                     await asyncio.to_thread(self._ship_orphans)
@@ -83,7 +83,7 @@ class SpendLedger:
     async def close(self) -> None:
         """One last shipment; what the store does not take stays for the next process."""
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(self._ship)
+            await self._ship()
         if self.backlog:
             log.warning("spend ledger: %d journal bytes left for the next start", self.backlog)
         self._journal.close()
@@ -98,11 +98,20 @@ class SpendLedger:
             self._store = store
         return self._store
 
-    def _ship(self) -> None:
-        rows, end = self._journal.unshipped()
-        if rows:
-            self._connected().insert(rows)
+    async def _ship(self) -> None:
+        """The rows written since the last shipment, to the store in one transaction (in a
+        thread); given back to the journal when the store fails."""
+        rows, end = self._journal.take()
+        try:
+            if rows:
+                await asyncio.to_thread(self._insert, rows)
+        except BaseException:
+            self._journal.back(rows)
+            raise
         self._journal.shipped(end)
+
+    def _insert(self, rows: list[Values]) -> None:
+        self._connected().insert(rows)
 
     def _ship_orphans(self) -> None:
         while True:

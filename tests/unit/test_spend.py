@@ -100,14 +100,14 @@ def test_journal_rows_are_shipped_once_and_a_full_segment_starts_anew(
     journal = Journal(tmp_path, max_backlog=1 << 20)
     for index in range(3):
         journal.append(row(str(index)).values())
-    rows, end = journal.unshipped()
+    rows, end = journal.take()
     assert [item[0] for item in rows] == ["0", "1", "2"]
     journal.shipped(end)
-    assert journal.unshipped()[0] == [] and journal.backlog == 0
+    assert journal.take()[0] == [] and journal.backlog == 0
     segments = list(tmp_path.glob("*.rows"))
     for index in range(3, 6):
         journal.append(row(str(index)).values())
-    rows, end = journal.unshipped()
+    rows, end = journal.take()
     assert [item[0] for item in rows] == ["3", "4", "5"]
     journal.shipped(end)  # over SEGMENT_SIZE, all shipped: a new segment, the old one gone
     assert list(tmp_path.glob("*.rows")) != segments and len(list(tmp_path.glob("*.rows"))) == 1
@@ -119,7 +119,7 @@ def test_a_full_backlog_drops_rows_and_counts_them(tmp_path: Path) -> None:
     for index in range(5):
         journal.append(row(str(index)).values())
     assert journal.dropped == 3
-    rows, end = journal.unshipped()
+    rows, end = journal.take()
     assert len(rows) == 2
     journal.shipped(end)
     journal.append(row("later").values())  # room again once the store took the others
