@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from extproc.config import ConfigError, Gateway, load_gateway
 from extproc.config.address import parse_grpc_address, worker_addresses
@@ -17,6 +19,9 @@ from extproc.config.model import ProcessorTls
 from extproc.config.schema import PLAINTEXT_REFUSED
 from extproc.pipeline.auth import digest_key
 from extproc.pipeline.key_format import new_key
+
+if TYPE_CHECKING:
+    from extproc.spend.stores import LedgerStore
 
 TLS_DIR_HELP = (
     "mTLS from a Kubernetes TLS Secret mounted here: tls.crt, tls.key and the ca.crt both "
@@ -218,14 +223,9 @@ def _usage(args: argparse.Namespace) -> int:
 
 def _spend(args: argparse.Namespace) -> int:
     from extproc.spend.reports import parse_instant, render, spend_report
-    from extproc.spend.stores import open_ledger_store
 
     if args.config is None:
         print("extproc spend: --config is required", file=sys.stderr)
-        return 2
-    gateway = load_gateway(args.config)
-    if gateway.spend.ledger is None:
-        print("this configuration keeps no spend ledger (spend.ledger)", file=sys.stderr)
         return 2
     try:
         since = parse_instant(args.since)
@@ -233,12 +233,10 @@ def _spend(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"extproc spend: {error}", file=sys.stderr)
         return 2
-    store = open_ledger_store(gateway.spend.ledger.store.reveal())
-    try:
-        store.migrate()
+    with _spend_ledger(load_gateway(args.config)) as store:
+        if store is None:
+            return 2
         entries = spend_report(store, args.by, since, until)
-    finally:
-        store.close()
     print(render(entries, args.by, args.format))
     return 0
 
@@ -248,33 +246,45 @@ def _spend_reconcile(args: argparse.Namespace) -> int:
 
     from extproc.quota.store import StoreUnavailable
     from extproc.spend.reconcile import earliest, format_table, reconciled_limits, standings
-    from extproc.spend.stores import open_ledger_store
     from extproc.usage_report import configured_limits, read_counters
 
     gateway = load_gateway(args.config)
-    if gateway.spend.ledger is None:
-        print("this configuration keeps no spend ledger (spend.ledger)", file=sys.stderr)
-        return 2
     now = time.time()
     limits = reconciled_limits(configured_limits(gateway))
-    counters = [limit.counter_at(now)[0] for limit in limits]
-    try:
-        counted = asyncio.run(read_counters(gateway, counters, processor=args.processor))
-    except StoreUnavailable as error:
-        print(f"cannot read the counters: {error}", file=sys.stderr)
-        return 1
-    store = open_ledger_store(gateway.spend.ledger.store.reveal())
-    try:
-        store.migrate()
+    with _spend_ledger(gateway) as store:
+        if store is None:
+            return 2
+        try:
+            counters = [limit.counter_at(now)[0] for limit in limits]
+            counted = asyncio.run(read_counters(gateway, counters, processor=args.processor))
+        except StoreUnavailable as error:
+            print(f"cannot read the counters: {error}", file=sys.stderr)
+            return 1
         lines = standings(limits, counted, store.rows(earliest(limits, now), now + 1), now)
-    finally:
-        store.close()
     if args.json:
         for line in lines:
             print(orjson.dumps(line.as_dict()).decode())
     else:
         print(format_table(lines))
     return 0 if all(line.agrees for line in lines) else 1
+
+
+@contextlib.contextmanager
+def _spend_ledger(gateway: Gateway) -> Iterator[LedgerStore | None]:
+    """The configuration's spend ledger, its schema brought up to date (None, said on
+    stderr: the configuration keeps none)."""
+    from extproc.spend.stores import open_ledger_store
+
+    if gateway.spend.ledger is None:
+        print("this configuration keeps no spend ledger (spend.ledger)", file=sys.stderr)
+        yield None
+        return
+    store = open_ledger_store(gateway.spend.ledger.store.reveal())
+    try:
+        store.migrate()
+        yield store
+    finally:
+        store.close()
 
 
 def _run(args: argparse.Namespace) -> int:

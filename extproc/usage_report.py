@@ -13,6 +13,7 @@ from extproc.config import Gateway
 from extproc.counters import client_tls, read_remote
 from extproc.quota.configured import open_store
 from extproc.quota.limits import MICRO_USD_PER_USD, Limit
+from extproc.tables import aligned
 
 PROCESSOR_TIMEOUT = 5.0
 
@@ -122,8 +123,4 @@ def format_table(rows: Sequence[Row]) -> str:
                 (data["resets_at"] or "-")[:19],
             )
         )
-    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    )
+    return aligned(lines)

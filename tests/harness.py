@@ -32,6 +32,8 @@ from extproc.config import load_gateway
 from extproc.envoyconfig.bootstrap import build_bootstrap, render
 from extproc.envoyconfig.placement import Placement
 from extproc.run import MOCK_MODULE, envoy_argv, wait_for_envoy
+from extproc.spend.rows import SpendRow
+from extproc.spend.stores import open_ledger_store
 
 START_TIMEOUT = 60.0
 HTTP = httpx.Client(timeout=30)
@@ -350,6 +352,16 @@ def logged_since(config: Path, before: int, alias: str | None = None) -> dict[st
         return None
 
     return wait_until(entry, f"no access log line for {alias or 'a request'}")
+
+
+def ledger_rows(ledger: str) -> list[SpendRow]:
+    """Every row of a spend ledger (`sqlite:<path>` or a PostgreSQL URL)."""
+    store = open_ledger_store(ledger)
+    try:
+        store.migrate()
+        return list(store.rows(0, 4e9))
+    finally:
+        store.close()
 
 
 def write_config(directory: Path, document: dict[str, Any]) -> Path:

@@ -13,6 +13,7 @@ from typing import Any
 
 from extproc.quota.limits import MICRO_USD_PER_USD, Limit
 from extproc.spend.rows import SpendRow
+from extproc.tables import aligned
 
 RECONCILED = ("requests", "tokens", "input_tokens", "output_tokens", "usd")
 """The metrics the ledger's figures make (concurrency and MCP tool calls are not calls it
@@ -120,11 +121,7 @@ def format_table(lines: Sequence[Standing]) -> str:
                 "ok" if line.agrees else "DIFFERS",
             )
         )
-    widths = [max(len(row[column]) for row in table) for column in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in table
-    )
+    return aligned(table)
 
 
 def _figure(value: float) -> str:

@@ -14,6 +14,7 @@ import orjson
 from extproc.config.units import parse_duration
 from extproc.quota.limits import MICRO_USD_PER_USD
 from extproc.spend.stores import Grouping, LedgerStore
+from extproc.tables import aligned
 
 Format = Literal["table", "csv", "json"]
 FIELDS = (
@@ -54,11 +55,7 @@ def render(entries: Sequence[dict[str, Any]], by: Grouping, form: Format) -> str
         return out.getvalue().rstrip("\n")
     lines = [tuple(name.upper() for name in columns)]
     lines += [tuple(_cell(entry[name], table=True) for name in columns) for entry in entries]
-    widths = [max(len(line[column]) for line in lines) for column in range(len(columns))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    )
+    return aligned(lines)
 
 
 def _cell(value: Any, *, table: bool = False) -> str:

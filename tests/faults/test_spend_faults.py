@@ -14,7 +14,6 @@ import orjson
 import pytest
 
 from extproc.spend.rows import SpendRow
-from extproc.spend.stores import open_ledger_store
 from tests.conftest import OPENAI_KEY
 from tests.faults.test_quota_faults import SlowStream
 from tests.harness import (
@@ -22,6 +21,7 @@ from tests.harness import (
     MockProvider,
     RunningGateway,
     access_log_lines,
+    ledger_rows,
     processor_pid,
     running_gateway,
     sha256,
@@ -59,15 +59,6 @@ def chat(gateway: RunningGateway) -> int:
     ).status_code
 
 
-def rows_of(ledger: str) -> list[SpendRow]:
-    store = open_ledger_store(ledger)
-    try:
-        store.migrate()
-        return list(store.rows(0, 4e9))
-    finally:
-        store.close()
-
-
 def logged_ids(config: Path) -> set[str]:
     lines = [orjson.loads(line) for line in access_log_lines(config)]
     return {line["request_id"] for line in lines if line["quota"] is not None}
@@ -98,7 +89,7 @@ def test_a_killed_processor_leaves_no_duplicate_and_no_missing_row(
         assert set(after) == {200}
 
         def settled() -> tuple[set[str], list[SpendRow]] | None:
-            logged, rows = logged_ids(config), rows_of(ledger)
+            logged, rows = logged_ids(config), ledger_rows(ledger)
             return (logged, rows) if logged <= {row.request_id for row in rows} else None
 
         # The dead processor's journal is shipped by the one that replaced it.
@@ -118,12 +109,12 @@ def test_a_stalled_postgresql_delays_rows_but_loses_none_and_holds_no_call(
         config = write_config(tmp_path, document(mock, tmp_path, postgres.url))
         with running_gateway(config, tmp_path / "gateway.log") as gateway:
             assert chat(gateway) == 200
-            wait_until(lambda: len(rows_of(postgres.url)) == 1, "the first row never came")
+            wait_until(lambda: len(ledger_rows(postgres.url)) == 1, "the first row never came")
             with postgres.frozen(), ThreadPoolExecutor(4) as pool:
                 # The shipper is stuck on the database: calls go on, their rows wait.
                 assert set(pool.map(lambda _: chat(gateway), range(30))) == {200}
             rows = wait_until(
-                lambda: len(found := rows_of(postgres.url)) >= 31 and found,
+                lambda: len(found := ledger_rows(postgres.url)) >= 31 and found,
                 "the rows kept in the journal never reached PostgreSQL",
             )
             wait_until(lambda: len(logged_ids(config)) == 31, "a call has no access-log line")

@@ -31,6 +31,7 @@ from tests.harness import (
     access_log_lines,
     extproc,
     free_port,
+    ledger_rows,
     redis_server,
     running_gateway,
     sha256,
@@ -143,15 +144,6 @@ def spend_gateway(
         config = write_config(directory, document)
         gateway = stack.enter_context(running_gateway(config, directory / "gateway.log"))
         yield gateway, config, ledger
-
-
-def ledger_rows(ledger: str) -> list[SpendRow]:
-    store = open_ledger_store(ledger)
-    try:
-        store.migrate()
-        return list(store.rows(0, 4e9))
-    finally:
-        store.close()
 
 
 def logged_calls(config: Path) -> list[dict[str, Any]]:

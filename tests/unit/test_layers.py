@@ -19,7 +19,7 @@ LAYERS = [
     {"config"},
     {"credentials", "guardrails"},
     {"quota"},
-    {"errors", "headers", "contract", "usage", "sse", "eventstream", "health", "signals"},
+    {"errors", "headers", "contract", "usage", "sse", "eventstream", "health", "signals", "tables"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 MOCK = PACKAGE.parent / "mock-provider" / "mockprovider"
