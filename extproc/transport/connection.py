@@ -20,7 +20,6 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-from hpack import Decoder
 from hpack.exceptions import HPACKError
 
 from extproc.transport.budget import Budget
@@ -49,6 +48,7 @@ from extproc.transport.frames import (
     unpad,
     window_update,
 )
+from extproc.transport.header_blocks import HeaderBlocks
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class Connection(asyncio.Protocol):
         """Bytes the buffer must hold before the frame it starts is whole."""
         self._preface_seen = False
         self._settings_seen = False
-        self._decoder = Decoder(max_header_list_size=MAX_HEADER_LIST)
+        self._header_blocks = HeaderBlocks(MAX_HEADER_LIST)
         self._calls: dict[int, Call[Any]] = {}
         """Streams open for frames, by id."""
         self._running = 0
@@ -374,7 +374,7 @@ class Connection(asyncio.Protocol):
         try:
             # Decoded whatever becomes of the stream: the HPACK table is the connection's.
             # Not raw: names and values come as str.
-            headers = cast("list[tuple[str, str]]", self._decoder.decode(block))
+            headers = self._header_blocks.decode(block)
         except HPACKError as error:
             raise ProtocolError(ErrorCode.COMPRESSION_ERROR, f"header block: {error}") from None
         end = bool(flags & Flag.END_STREAM)
