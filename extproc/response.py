@@ -76,6 +76,7 @@ class ResponsePath:
         "_cost_told",
         "_expose_cost",
         "_expose_provider",
+        "_final",
         "_idle_timeout",
         "_inflater",
         "_max_message",
@@ -121,6 +122,8 @@ class ResponsePath:
         self._expose_cost = expose_cost
         self._cost_told = False
         """The client's stream carried its cost already."""
+        self._final: tuple[Charged | None] | None = None
+        """What the call is charged, once its answer ended (a cut stream's, at `finish`)."""
         self._notices = notices
         self._reservation = reservation
         self._translation = translation
@@ -241,7 +244,7 @@ class ResponsePath:
             answer = self._translation.answer(self._parsed_answer(), self._meter.estimate)
         if answer is None and self._inflater is not None:
             answer = chunk  # the inflated body, as the provider meant it
-        charged = self._charged()
+        charged = self._ended()
         if charged is not None and self._expose_cost:
             set_headers = [*set_headers, *charged.headers()]
         if answer is not None:
@@ -256,8 +259,16 @@ class ResponsePath:
 
     def _charged(self) -> Charged | None:
         """What the call is charged, as it stands (None: nothing, it is refunded)."""
+        if self._final is not None:
+            return self._final[0]
         usage = self._meter.usage(self._reservation.output_tokens)
         return None if usage is None else Charged.of(usage, self._price)
+
+    def _ended(self) -> Charged | None:
+        """The answer ended: what the call is charged, for good."""
+        charged = self._charged()
+        self._final = (charged,)
+        return charged
 
     def _parsed_answer(self) -> JsonObject:
         parsed = self._meter.answer()
@@ -379,14 +390,14 @@ class ResponsePath:
     def _relayed(self, body: bytes, *, end: bool) -> Answer:
         """The client's bytes for a chunk: with the call's cost in the final usage event when
         the client sees costs, and, at the end, the cost for Envoy."""
-        charged = None
+        charged = self._ended() if end else None
         if self._expose_cost and not self._cost_told and b"usage" in body:
-            charged = self._charged()
+            charged = charged or self._charged()
             if charged is not None:
                 final_usage = self._translation.client.final_usage
                 body, self._cost_told = with_cost(body, final_usage, charged)
         answer = relay_bodies(body, end=end, limit=self._max_message)
-        if end and (charged := charged or self._charged()) is not None:
+        if end and charged is not None:
             return with_metadata(answer, SHARED_METADATA, charged.metadata())
         return answer
 
