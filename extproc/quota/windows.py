@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -23,6 +23,9 @@ class Window:
     """Length of a fixed window; None for calendar windows."""
     calendar: Calendar | None
     tz: ZoneInfo
+    _last: list[float] = field(default_factory=list, compare=False, hash=False, repr=False)
+    """The calendar window last asked for, [start, end]: every request asks again, and a
+    calendar's bounds take date arithmetic in its time zone."""
 
     @property
     def key(self) -> str:
@@ -36,6 +39,9 @@ class Window:
         if self.seconds is not None:
             start = math.floor(now / self.seconds) * self.seconds
             return start, start + self.seconds
+        last = self._last
+        if last and last[0] <= now < last[1]:
+            return last[0], last[1]
         local = datetime.datetime.fromtimestamp(now, self.tz)
         if self.calendar == "day":
             first = local.date()
@@ -43,7 +49,9 @@ class Window:
         else:
             first = local.date().replace(day=1)
             following = (first + datetime.timedelta(days=32)).replace(day=1)
-        return _midnight(first, self.tz), _midnight(following, self.tz)
+        start, end = _midnight(first, self.tz), _midnight(following, self.tz)
+        last[:] = (start, end)
+        return start, end
 
 
 def fixed_window(seconds: float, label: str) -> Window:

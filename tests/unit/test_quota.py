@@ -8,6 +8,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from extproc.config import ConfigError, Gateway, parse_gateway
 from extproc.pipeline.ratelimit_headers import go_duration, ratelimit_headers
@@ -227,3 +229,17 @@ def test_redis_password_must_be_a_reference() -> None:
 )
 def test_reset_headers_use_openai_duration_format(seconds: float, text: str) -> None:
     assert go_duration(seconds) == text
+
+
+@given(st.lists(st.floats(1_790_000_000, 1_830_000_000), min_size=1, max_size=30))
+def test_a_calendar_window_remembering_its_last_bounds_answers_as_a_fresh_one(
+    instants: list[float],
+) -> None:
+    """Over daylight-saving changes and month ends, in any order of asking."""
+    for calendar in ("day", "month"):
+        remembering = calendar_window(calendar, ZoneInfo("Europe/Berlin"))
+        for instant in instants:
+            fresh = calendar_window(calendar, ZoneInfo("Europe/Berlin"))
+            assert remembering.bounds(instant) == fresh.bounds(instant)
+            start, end = remembering.bounds(instant)
+            assert start <= instant < end
