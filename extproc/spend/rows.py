@@ -51,9 +51,6 @@ class SpendRow:
         row = dict(zip(COLUMNS, values, strict=True))
         return cls(**row | {"stream": bool(row["stream"]), "charged": bool(row["charged"])})
 
-    def values(self) -> Values:
-        return [getattr(self, name) for name in COLUMNS]
-
     def counter_names(self) -> list[str]:
         names = orjson.loads(self.counters) if self.counters else []
         return [name for name in names if isinstance(name, str)]

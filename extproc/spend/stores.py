@@ -60,9 +60,6 @@ class LedgerStore(Protocol):
     def rows(self, since: float, until: float) -> Iterator[SpendRow]:
         """The rows of calls reserved in [since, until)."""
 
-    def remove(self, call_id: str) -> None:
-        """Delete one row (for operators repairing the ledger)."""
-
     def close(self) -> None: ...
 
 
@@ -125,10 +122,6 @@ class SqlLedger:
             found = cursor.fetchall()
         for values in found:
             yield SpendRow.of(list(values))
-
-    def remove(self, call_id: str) -> None:
-        with self._transaction() as cursor:
-            cursor.execute(self._sql("DELETE FROM spend_calls WHERE call_id = ?"), (call_id,))
 
     def close(self) -> None:
         self._connection.close()
