@@ -591,7 +591,8 @@ class Exchange:
                 span.end()
         self._record.quota = reservation.decision
         self._record.reserved_at = reservation.reserved_at or None
-        self._record.counters = tuple(counter for _, counter, _ in reservation.windows())
+        if self._services.spend is not None:  # (only the ledger's rows name them)
+            self._record.counters = tuple(counter for _, counter, _ in reservation.windows())
         return reservation
 
     def _open_response(

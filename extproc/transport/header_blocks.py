@@ -22,6 +22,9 @@ from hpack.table import HeaderTable
 Headers = list[tuple[str, str]]
 REMEMBERED = 64
 """Distinct blocks, and distinct Huffman-coded strings, kept at most."""
+REMEMBERED_SIZE = 512
+"""The largest block or string kept (Envoy's are under 300 bytes): what a connection keeps
+stays a few dozen KiB, whatever its peer sends."""
 ENTRY_OVERHEAD = 32
 """What RFC 7541 adds to an entry's name and value lengths in table and list sizes."""
 INTEGER_BYTES = 10
@@ -63,7 +66,8 @@ class HeaderBlocks:
         if known is not None and known[0] == changes:
             return known[1]
         headers = self._read(block)
-        if self._changes == changes:  # only references: the same block reads the same
+        # Only references (the table stayed): the same block reads the same while it stays.
+        if self._changes == changes and len(block) <= REMEMBERED_SIZE:
             if len(self._known) >= REMEMBERED:
                 self._known.clear()
             self._known[block] = (changes, headers)
@@ -127,9 +131,10 @@ class HeaderBlocks:
         if known is None:
             decoded = decode_huffman(raw)
             known = (_text(decoded), len(decoded))
-            if len(self._strings) >= REMEMBERED:
-                self._strings.clear()
-            self._strings[raw] = known
+            if length <= REMEMBERED_SIZE:
+                if len(self._strings) >= REMEMBERED:
+                    self._strings.clear()
+                self._strings[raw] = known
         return known[0], known[1], end
 
     def _add(self, entry: _Entry) -> None:
