@@ -7,9 +7,11 @@ STAMP := $(VENV)/.installed
 CONFIG ?= examples/gateway.yaml
 MOCK_PORT ?= 18080
 DEMO_KEY := sk-demo-gateway-key
+NATIVE := build/.compiled
+SOURCES := $(shell find extproc -name '*.py' -not -path '*/protos/*')
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test faults test-unit lint format protos bench bench-peers bench-memory bench-processor h2load nginx redis-server postgresql hey kubectl k8s-models claude-code checkov envoy-examples clean
+.PHONY: help venv compile run test faults test-unit lint format protos bench bench-peers bench-memory bench-processor h2load nginx redis-server postgresql hey kubectl k8s-models claude-code checkov envoy-examples clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -22,43 +24,50 @@ $(STAMP): pyproject.toml mock-provider/pyproject.toml
 
 venv: $(STAMP) ## create the virtualenv with the gateway, Envoy and the dev tools
 
-run: venv ## run the demo gateway on http://127.0.0.1:10000 with the mock provider
+# mypyc type-checks what it compiles against the whole package: any source change rebuilds.
+$(NATIVE): $(STAMP) setup.py $(SOURCES)
+	EXTPROC_COMPILE=1 $(BIN)/python setup.py --quiet build_ext --inplace
+	touch $@
+
+compile: $(NATIVE) ## compile the hot-path modules with mypyc (C extensions beside their sources)
+
+run: compile ## run the demo gateway on http://127.0.0.1:10000 with the mock provider
 	@echo "demo gateway key: $(DEMO_KEY)"
 	$(BIN)/extproc run --config $(CONFIG) --mock-provider $(MOCK_PORT)
 
-test: venv redis-server postgresql hey kubectl k8s-models checkov claude-code ## run every test (unit, stream, integration with a real Envoy)
+test: compile redis-server postgresql hey kubectl k8s-models checkov claude-code ## run every test (unit, stream, integration with a real Envoy)
 	$(BIN)/python -m pytest
 
-faults: venv redis-server postgresql ## the whole fault suite, heavy cases included (minutes)
+faults: compile redis-server postgresql ## the whole fault suite, heavy cases included (minutes)
 	EXTPROC_HEAVY_FAULTS=1 $(BIN)/python -m pytest tests/faults
 
-test-unit: venv ## the unit and stream tests only: no Envoy, Redis or Kubernetes tools (seconds)
+test-unit: compile ## the unit and stream tests only: no Envoy, Redis or Kubernetes tools (seconds, once compiled)
 	$(BIN)/python -m pytest tests/unit tests/stream
 
 lint: venv ## ruff (lint + format check) and mypy --strict
-	$(BIN)/ruff check extproc mock-provider tests tools
-	$(BIN)/ruff format --check extproc mock-provider tests tools
+	$(BIN)/ruff check setup.py extproc mock-provider tests tools
+	$(BIN)/ruff format --check setup.py extproc mock-provider tests tools
 	$(BIN)/mypy extproc mock-provider/mockprovider
 
 format: venv ## apply ruff's formatting and fixes
-	$(BIN)/ruff format extproc mock-provider tests tools
+	$(BIN)/ruff format setup.py extproc mock-provider tests tools
 	$(BIN)/ruff check --fix extproc mock-provider tests tools
 
 protos: venv ## regenerate extproc/envoyapi/protos from the .proto files in proto/
 	$(BIN)/python -m tools.protos
 
-bench: venv hey nginx redis-server ## Envoy alone vs the full gateway: latency and throughput, same machine, one run
+bench: compile hey nginx redis-server ## Envoy alone vs the full gateway: latency and throughput, same machine, one run
 	$(BIN)/python -m tests.bench.run
 
-bench-processor: venv h2load ## the processor alone (no Envoy): calls/s and CPU per call, 1 and 2 workers
+bench-processor: compile h2load ## the processor alone (no Envoy): calls/s and CPU per call, 1 and 2 workers
 	$(BIN)/python -m tests.bench.processor
 
-bench-memory: venv hey nginx redis-server ## the processor's RSS over 200,000 requests (a leak shows as growth)
+bench-memory: compile hey nginx redis-server ## the processor's RSS over 200,000 requests (a leak shows as growth)
 	$(BIN)/python -m tests.bench.memory
 
 PEERS := .venv-peers
 LITELLM_VERSION := 1.102.4
-bench-peers: venv hey nginx $(PEERS)/litellm/bin/litellm tests/bench/peers/node_modules ## Envoy alone, this gateway, LiteLLM proxy and Portkey: same load, one run
+bench-peers: compile hey nginx $(PEERS)/litellm/bin/litellm tests/bench/peers/node_modules ## Envoy alone, this gateway, LiteLLM proxy and Portkey: same load, one run
 	$(BIN)/python -m tests.bench.peers
 
 # Each peer in an environment of its own, at a pinned version.
@@ -110,5 +119,6 @@ checkov: .venv-tools/bin/checkov ## the manifests' security scanner, in its own 
 hey: ## install hey (HTTP load generator) when missing (Debian)
 	@command -v hey >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey >/dev/null; }
 
-clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .venv-tools $(PEERS) tests/bench/peers/node_modules .mypy_cache .ruff_cache .pytest_cache tests/k8s-models/node_modules
+clean: ## remove the virtualenv, the compiled modules and caches
+	rm -rf $(VENV) .venv-tools $(PEERS) tests/bench/peers/node_modules .mypy_cache .ruff_cache .pytest_cache tests/k8s-models/node_modules build
+	find extproc -name '*.so' -delete

@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2
 
 from extproc.attempt import Attempt, is_attempt
+from extproc.compiled import build
 from extproc.config import Gateway
 from extproc.config.address import parse_grpc_address
 from extproc.config.model import ProcessorTls
@@ -262,7 +263,7 @@ async def serve(
     gc.set_threshold(10_000, 20, 20)
     try:
         await server.start()
-        log.info("processor listening on %s", address)
+        log.info("processor listening on %s (%s)", address, build())
         await stop.wait()
         log.info("processor on %s stopping", address)
     finally:

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from extproc.compiled import MODULES
 from tests.harness import (
+    ROOT,
     MockProvider,
     RunningGateway,
     gateway_yaml,
@@ -16,6 +18,21 @@ from tests.harness import (
     running_gateway,
     sha256,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Modules edited since they were compiled would be shadowed by their old build (Python
+    imports an extension before the `.py` beside it): the tests would run yesterday's code."""
+    for native in (ROOT / "extproc").glob("native__mypyc.*.so"):
+        built = native.stat().st_mtime
+        edited = [
+            module
+            for module in MODULES
+            if (ROOT / (module.replace(".", "/") + ".py")).stat().st_mtime > built
+        ]
+        if edited:
+            raise pytest.UsageError(f"edited since compiled: {edited}; run make compile")
+
 
 GATEWAY_KEY = "sk-gw-test-full-access-0123456789"
 LIMITED_KEY = "sk-gw-test-limited-0123456789"

@@ -13,7 +13,7 @@ def check(body: JsonObject) -> None:
     check_positive_int(body, "n", maximum=MAX_CHOICES)
 
 
-ENDPOINT = ModelCall(
+ENDPOINT: ModelCall = ModelCall(
     path="/v1/chat/completions",
     operation="chat",
     schema=OPENAI,

@@ -12,7 +12,7 @@ def check(body: JsonObject) -> None:
     check_positive_int(body, "n", maximum=MAX_CHOICES)
 
 
-ENDPOINT = ModelCall(
+ENDPOINT: ModelCall = ModelCall(
     path="/v1/completions",
     operation="text_completion",
     schema=OPENAI,

@@ -13,7 +13,7 @@ def check(body: JsonObject) -> None:
         raise BadRequest("max_tokens: Extra inputs are not permitted.", param="max_tokens")
 
 
-ENDPOINT = TokenCount(
+ENDPOINT: TokenCount = TokenCount(
     path="/v1/messages/count_tokens",
     operation="chat",
     schema=ANTHROPIC,

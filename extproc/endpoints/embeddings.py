@@ -11,7 +11,7 @@ def check(body: JsonObject) -> None:
     check_positive_int(body, "dimensions")
 
 
-ENDPOINT = ModelCall(
+ENDPOINT: ModelCall = ModelCall(
     path="/v1/embeddings",
     operation="embeddings",
     schema=OPENAI,

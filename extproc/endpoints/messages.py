@@ -12,7 +12,7 @@ def check(body: JsonObject) -> None:
     check_positive_int(body, "max_tokens")
 
 
-ENDPOINT = ModelCall(
+ENDPOINT: ModelCall = ModelCall(
     path="/v1/messages",
     operation="chat",
     schema=ANTHROPIC,

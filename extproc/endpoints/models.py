@@ -79,4 +79,4 @@ def _describe_anthropic(route: ModelRoute) -> JsonObject:
     }
 
 
-ENDPOINT = LocalAnswer(answer=answer)
+ENDPOINT: LocalAnswer = LocalAnswer(answer=answer)

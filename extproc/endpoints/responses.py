@@ -28,7 +28,7 @@ def check(body: JsonObject) -> None:
     check_positive_int(body, "max_output_tokens")
 
 
-ENDPOINT = ModelCall(
+ENDPOINT: ModelCall = ModelCall(
     path="/v1/responses",
     operation="chat",
     schema=RESPONSES,

@@ -4,7 +4,7 @@ from extproc.endpoints.responses import check_input
 from extproc.endpoints.spec import TokenCount
 from extproc.translators.responses import RESPONSES
 
-ENDPOINT = TokenCount(
+ENDPOINT: TokenCount = TokenCount(
     path="/v1/responses/input_tokens",
     operation="chat",
     schema=RESPONSES,

@@ -23,4 +23,4 @@ def response_id(path: str) -> str:
     return match["id"]
 
 
-ENDPOINT = StoredResponse(response_id=response_id)
+ENDPOINT: StoredResponse = StoredResponse(response_id=response_id)

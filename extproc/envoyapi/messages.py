@@ -9,6 +9,7 @@ from typing import Any, Literal, cast
 
 from google.protobuf import struct_pb2
 
+from extproc.compiled import as_buffer
 from extproc.contract import IDENTITY_METADATA, REPLY_DETAILS, SHARED_METADATA
 from extproc.envoyapi.protos.envoy.config.core.v3 import base_pb2
 from extproc.envoyapi.protos.envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
@@ -98,7 +99,7 @@ def read_wire(data: memoryview) -> Message:
     """A serialised ProcessingRequest as the processor reads it (raises DecodeError)."""
     body = read_body(data)
     if body is None:
-        return read_message(ProcessingRequest.FromString(cast("bytes", data)))
+        return read_message(ProcessingRequest.FromString(as_buffer(data)))
     phase, content, end = body
     if phase == "response_body":  # kept by the meter, read by several parts: its own bytes
         return Message(phase, {}, bytes(content), end, _NO_ATTRIBUTES, _NO_ATTRIBUTES)

@@ -107,7 +107,7 @@ class Limit:
         return not self.on_tools and (self.model is None or self.model == alias)
 
     def describe(self) -> str:
-        amount: float = self.amount
+        amount = float(self.amount)
         if self.metric == "usd":
             amount = self.amount / MICRO_USD_PER_USD
         text = f"{amount:g} {self.metric}"

@@ -21,7 +21,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import start_http_server
 
 from extproc.config.model import TelemetrySettings
-from extproc.telemetry.otlp_wire import WireSpanExporter
+from extproc.telemetry.otlp_export import WireSpanExporter
 from extproc.telemetry.tracer import Tracer
 
 SPAN_EXPORT_DELAY_MS = 500

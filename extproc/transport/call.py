@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
+from extproc.compiled import as_buffer
 from extproc.transport.budget import Budget
 from extproc.transport.frames import (
     RESPONSE_HEADERS,
@@ -53,22 +53,32 @@ class GrpcError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
 class Method(Generic[RequestT]):
-    """A served method: its handler and the type of the messages it receives."""
+    """A served method: its handler and the type of the messages it receives. (Not a
+    dataclass: mypyc cannot compile a generic one.)"""
 
-    handler: Callable[[Call[RequestT]], Awaitable[None]]
-    request_type: type[RequestT]
+    __slots__ = ("handler", "request_type")
+
+    def __init__(
+        self, handler: Callable[[Call[RequestT]], Awaitable[None]], request_type: type[RequestT]
+    ) -> None:
+        self.handler = handler
+        self.request_type = request_type
 
 
-@dataclass(frozen=True, slots=True)
 class _Received:
-    raw: memoryview
-    """The message without its prefix."""
-    uncredited: int
-    """Its bytes to credit once the handler takes it."""
-    held: int
-    """The receive budget it holds until the handler is done with it."""
+    """A message received and not yet taken. (Not a dataclass: mypyc cannot compile one with
+    a memoryview field.)"""
+
+    __slots__ = ("held", "raw", "uncredited")
+
+    def __init__(self, raw: memoryview, uncredited: int, held: int) -> None:
+        self.raw = raw
+        """The message without its prefix."""
+        self.uncredited = uncredited
+        """Its bytes to credit once the handler takes it."""
+        self.held = held
+        """The receive budget it holds until the handler is done with it."""
 
 
 class Call(Generic[RequestT]):
@@ -153,7 +163,7 @@ class Call(Generic[RequestT]):
             return None
         try:
             # upb parses any buffer: the message is not copied out of what was received.
-            return self._request_type.FromString(cast("bytes", raw))
+            return self._request_type.FromString(as_buffer(raw))
         except DecodeError:
             raise GrpcError(Status.INVALID_ARGUMENT, "a message that does not parse") from None
 

@@ -8,6 +8,7 @@ serves every connection whatever table size the peer sets.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Final
 from urllib.parse import quote
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -21,32 +22,32 @@ MAX_FRAME_LIMIT = 2**24 - 1
 class Kind:
     """Frame types (RFC 9113 §6)."""
 
-    DATA = 0
-    HEADERS = 1
-    PRIORITY = 2
-    RST_STREAM = 3
-    SETTINGS = 4
-    PUSH_PROMISE = 5
-    PING = 6
-    GOAWAY = 7
-    WINDOW_UPDATE = 8
-    CONTINUATION = 9
+    DATA: Final = 0
+    HEADERS: Final = 1
+    PRIORITY: Final = 2
+    RST_STREAM: Final = 3
+    SETTINGS: Final = 4
+    PUSH_PROMISE: Final = 5
+    PING: Final = 6
+    GOAWAY: Final = 7
+    WINDOW_UPDATE: Final = 8
+    CONTINUATION: Final = 9
 
 
 class Flag:
-    END_STREAM = 0x1
-    ACK = 0x1
-    END_HEADERS = 0x4
-    PADDED = 0x8
-    PRIORITY = 0x20
+    END_STREAM: Final = 0x1
+    ACK: Final = 0x1
+    END_HEADERS: Final = 0x4
+    PADDED: Final = 0x8
+    PRIORITY: Final = 0x20
 
 
 class Setting:
-    ENABLE_PUSH = 2
-    MAX_CONCURRENT_STREAMS = 3
-    INITIAL_WINDOW_SIZE = 4
-    MAX_FRAME_SIZE = 5
-    MAX_HEADER_LIST_SIZE = 6
+    ENABLE_PUSH: Final = 2
+    MAX_CONCURRENT_STREAMS: Final = 3
+    INITIAL_WINDOW_SIZE: Final = 4
+    MAX_FRAME_SIZE: Final = 5
+    MAX_HEADER_LIST_SIZE: Final = 6
 
 
 class ErrorCode(IntEnum):

@@ -1,10 +1,11 @@
-"""The gateway as someone building their own image gets it: a wheel built from this tree,
-installed with its dependencies into a clean virtualenv, run outside the source tree, serving
-with tracing and metrics on."""
+"""The gateway as someone building their own image gets it: a wheel built from this tree as
+the image builds it (its hot-path modules compiled by mypyc), installed with its dependencies
+into a clean virtualenv, run outside the source tree, serving with tracing and metrics on."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from tests.otlp_receiver import Received, otlp_receiver
 pytestmark = [pytest.mark.registry, pytest.mark.envoy]
 
 INSTALL_TIMEOUT = 900
-IMAGE_SOURCES = ("pyproject.toml", "README.md")
+IMAGE_SOURCES = ("pyproject.toml", "setup.py", "README.md")
 OWNERS = """
 import collections, importlib.metadata, json
 owners = collections.defaultdict(set)
@@ -38,21 +39,24 @@ print(json.dumps({path: sorted(names) for path, names in owners.items() if len(n
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The gateway's wheel, built as the image builds it: from a copy of what the Dockerfile
-    copies (a `build/` directory left in the tree would add stale modules)."""
+    copies (a `build/` directory left in the tree would add stale modules), compiled, against
+    the dependencies installed here (the `compile` extra is among the dev ones)."""
     directory = tmp_path_factory.mktemp("packaging")
     source = directory / "src"
     source.mkdir()
     for name in IMAGE_SOURCES:
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(
-        ROOT / "extproc", source / "extproc", ignore=shutil.ignore_patterns("__pycache__")
+        ROOT / "extproc", source / "extproc", ignore=shutil.ignore_patterns("__pycache__", "*.so")
     )
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
     subprocess.run(
-        [*pip, "wheel", "--no-deps", "--wheel-dir", str(directory), str(source)],
+        [*pip, "wheel", "--no-build-isolation", "--no-deps", "--wheel-dir", str(directory),
+         str(source)],
         check=True,
         timeout=INSTALL_TIMEOUT,
-    )
+        env={**os.environ, "EXTPROC_COMPILE": "1"},
+    )  # fmt: skip
     (built,) = directory.glob("extproc_gateway-*.whl")
     return built
 
@@ -68,6 +72,7 @@ def test_the_wheel_and_the_image_carry_no_mock_provider(wheel: Path) -> None:
             if line.startswith("Requires-Dist:") and "extra ==" not in line
         ]
     assert any(name.startswith("extproc/server.py") for name in names)
+    assert any(name.startswith("extproc/server.cpython-") for name in names)
     assert not [name for name in names if "mock" in name.lower()]
     assert not [r for r in requires if r.lower().startswith("aiohttp")], requires
     # The image installs what it copies of the tree: the package, never mock-provider/.
@@ -144,6 +149,8 @@ def test_installed_gateway_serves_with_tracing_and_metrics(
         # The request's metrics are recorded where its span ends, before that span is exported.
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
         assert "extproc_requests_total{" in metrics and "gen_ai_client_token_usage" in metrics
+    # The image's processor runs the modules compiled into the wheel.
+    assert "(compiled)" in (tmp_path / "gateway.log").read_text()
 
 
 def test_the_installed_gateway_says_the_mock_is_a_development_tool(

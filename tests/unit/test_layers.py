@@ -19,7 +19,18 @@ LAYERS = [
     {"config"},
     {"credentials", "guardrails"},
     {"quota"},
-    {"errors", "headers", "contract", "usage", "sse", "eventstream", "health", "signals", "tables"},
+    {
+        "errors",
+        "headers",
+        "contract",
+        "usage",
+        "sse",
+        "eventstream",
+        "health",
+        "signals",
+        "tables",
+        "compiled",
+    },
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 MOCK = PACKAGE.parent / "mock-provider" / "mockprovider"
