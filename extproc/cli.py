@@ -295,6 +295,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import uvloop
+
     from extproc.server import serve
     from extproc.workers import serve_workers
 
@@ -311,7 +313,9 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"{args.config}: processor: {PLAINTEXT_REFUSED}", file=sys.stderr)
         return 2
     if len(addresses) == 1:
-        asyncio.run(serve(gateway, addresses[0], worker=args.worker_index, tls=tls))
+        # uvloop's event loop and transports, in C: the gateway's p50 at one connection went
+        # from 1.70 to 1.45 ms here (README, performance).
+        uvloop.run(serve(gateway, addresses[0], worker=args.worker_index, tls=tls))
         return 0
     flags = ["--allow-plaintext"] if args.allow_plaintext else []
     flags += ["--tls-dir", str(args.tls_dir)] if args.tls_dir is not None else []
