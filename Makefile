@@ -24,8 +24,10 @@ $(STAMP): pyproject.toml mock-provider/pyproject.toml
 
 venv: $(STAMP) ## create the virtualenv with the gateway, Envoy and the dev tools
 
-# mypyc type-checks what it compiles against the whole package: any source change rebuilds.
+# mypyc type-checks what it compiles against the whole package: any source change rebuilds
+# (and a module taken off the list must not keep its old extension).
 $(NATIVE): $(STAMP) setup.py $(SOURCES)
+	find extproc -name '*.so' -delete
 	EXTPROC_COMPILE=1 $(BIN)/python setup.py --quiet build_ext --inplace
 	touch $@
 

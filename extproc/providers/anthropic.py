@@ -27,7 +27,7 @@ def locate_native(path: str, target: Target) -> Location | None:
     return Location(target.provider.base_path + COUNT_TOKENS, credentials(target))
 
 
-API = ProviderApi(
+API: ProviderApi = ProviderApi(
     ANTHROPIC,
     credentials,
     locate,

@@ -44,7 +44,7 @@ def locate_native(path: str, target: Target) -> Location | None:
     return Location(f"{target.provider.base_path}/openai{path}", credentials(target))
 
 
-API = ProviderApi(
+API: ProviderApi = ProviderApi(
     OPENAI,
     credentials,
     locate,

@@ -47,6 +47,6 @@ def sign(target: Target, path: str, body: bytes) -> Credentials:
     )
 
 
-API = ProviderApi(
+API: ProviderApi = ProviderApi(
     BEDROCK, credentials, locate, "aws.bedrock", sign=sign, request_id_header="x-amzn-requestid"
 )

@@ -28,4 +28,4 @@ def credentials(target: Target) -> Credentials:
     return () if key is None else ((GOOG_API_KEY, key.reveal()),)
 
 
-API = ProviderApi(GEMINI, credentials, locate, "gcp.gemini")
+API: ProviderApi = ProviderApi(GEMINI, credentials, locate, "gcp.gemini")

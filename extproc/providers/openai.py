@@ -43,7 +43,7 @@ def locate_native(path: str, target: Target) -> Location | None:
     return Location(target.provider.base_path + path, credentials(target))
 
 
-API = ProviderApi(
+API: ProviderApi = ProviderApi(
     OPENAI,
     credentials,
     locate,

@@ -6,6 +6,7 @@ some leave fields out, some answer text or HTML. Reading fills the gaps from the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from extproc.errors import ApiError, openai_error_body
@@ -49,4 +50,4 @@ def is_native_error(body: bytes) -> bool:
     )
 
 
-build_error = openai_error_body
+build_error: Callable[[ApiError], bytes] = openai_error_body

@@ -25,6 +25,7 @@ from extproc.translators.ir import (
 from extproc.translators.openai import OPENAI
 from extproc.translators.reasoning import read_signature, sign
 from extproc.translators.responses import RESPONSES
+from extproc.usage import Usage
 from tests.unit.translators.helpers import sse_payloads, translate
 
 O3, GPT4O, FLASH = "o3", "gpt-4o", "gemini-2.5-flash"
@@ -227,7 +228,7 @@ GEMINI_ANSWER = {
 def test_thoughts_come_back_as_thinking_to_anthropic_clients_only() -> None:
     shown = messages_body(thinking={"type": "enabled", "budget_tokens": 2048})
     translation, _ = translate(ANTHROPIC, GEMINI, shown, model=FLASH)
-    answer = orjson.loads(translation.answer(GEMINI_ANSWER, fallback_usage=None))  # type: ignore[arg-type]
+    answer = orjson.loads(translation.answer(GEMINI_ANSWER, fallback_usage=Usage(0, 0)))
     thinking, text = answer["content"]
     assert (thinking["type"], thinking["thinking"], text["text"]) == (
         "thinking",
@@ -238,11 +239,11 @@ def test_thoughts_come_back_as_thinking_to_anthropic_clients_only() -> None:
     assert answer["usage"]["output_tokens"] == 9, "thinking is charged as output"
     omitted = messages_body(thinking={"type": "adaptive", "display": "omitted"})
     translation, _ = translate(ANTHROPIC, GEMINI, omitted, model=FLASH)
-    answer = orjson.loads(translation.answer(GEMINI_ANSWER, fallback_usage=None))  # type: ignore[arg-type]
+    answer = orjson.loads(translation.answer(GEMINI_ANSWER, fallback_usage=Usage(0, 0)))
     assert [block["type"] for block in answer["content"]] == ["text"]
     openai_request = {"model": "a", "messages": [{"role": "user", "content": "Hi"}]}
     translation, _ = translate(OPENAI, GEMINI, openai_request, model=FLASH)
-    answer = orjson.loads(translation.answer(GEMINI_ANSWER, fallback_usage=None))  # type: ignore[arg-type]
+    answer = orjson.loads(translation.answer(GEMINI_ANSWER, fallback_usage=Usage(0, 0)))
     assert answer["choices"][0]["message"]["content"] == "Answer."
 
 
@@ -375,7 +376,7 @@ def test_an_openai_compatible_reasoning_server_shows_its_thinking_to_anthropic_c
         ],
         "usage": {"prompt_tokens": 3, "completion_tokens": 4},
     }
-    answer = orjson.loads(translation.answer(completion, fallback_usage=None))  # type: ignore[arg-type]
+    answer = orjson.loads(translation.answer(completion, fallback_usage=Usage(0, 0)))
     assert [(b["type"], b.get("thinking", b.get("text"))) for b in answer["content"]] == [
         ("thinking", "Hm."),
         ("text", "Answer."),
