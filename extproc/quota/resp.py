@@ -56,13 +56,17 @@ class _Pipeline(asyncio.Protocol):
         self._flush_scheduled = False
         self._expiry: asyncio.TimerHandle | None = None
         self.lost = False
+        self._loop: asyncio.AbstractEventLoop
+        """The loop it runs on, from `connection_made`: looking it up costs a system call each
+        time (asyncio checks the process id)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()
 
     def send(self, command: bytes, deadline: float) -> asyncio.Future[Any]:
         """The future reply; TimeoutError once the loop's clock passes `deadline`."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         reply = loop.create_future()
         if self.lost:
             reply.set_exception(ConnectionLost("the connection to Redis is closed"))
@@ -84,7 +88,7 @@ class _Pipeline(asyncio.Protocol):
         """Fail the commands whose deadline passed; they keep their places in the line. (A
         command sent after a later-starting one, having waited for the connection, expires
         with the one before it.)"""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         now = loop.time()
         self._expiry = None
         deadlines = self._deadlines

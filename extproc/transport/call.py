@@ -174,7 +174,7 @@ class Call(Generic[RequestT]):
         while not self._messages:
             if self.ended:
                 return None
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._connection.loop.create_future()
             try:
                 await self._waiter
             finally:

@@ -97,6 +97,9 @@ class Connection(asyncio.Protocol):
         self._track = track
         self._on_close = on_close
         self._transport: asyncio.Transport | None = None
+        self.loop: asyncio.AbstractEventLoop
+        """The loop it runs on, from `connection_made`: looking it up costs a system call each
+        time (asyncio checks the process id)."""
         self._buffer = bytearray()
         self._awaited = 0
         """Bytes the buffer must hold before the frame it starts is whole."""
@@ -150,6 +153,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not asserted to be an asyncio.Transport: uvloop's transports are not subclasses.
         self._transport = cast("asyncio.Transport", transport)
+        self.loop = asyncio.get_running_loop()
         ours = {
             Setting.MAX_CONCURRENT_STREAMS: self._max_streams,
             Setting.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
@@ -158,7 +162,7 @@ class Connection(asyncio.Protocol):
         }
         self._transport.write(settings(ours) + window_update(0, CONNECTION_WINDOW - DEFAULT_WINDOW))
         self._set_timer(HANDSHAKE_TIMEOUT)
-        self.idle_since = asyncio.get_running_loop().time()  # evictable until it has calls
+        self.idle_since = self.loop.time()  # evictable until it has calls
 
     def data_received(self, data: bytes) -> None:
         if self._buffer:
@@ -434,7 +438,7 @@ class Connection(asyncio.Protocol):
         self.idle_since = None
         if end:
             call.receive(b"", end=True)
-        self._track(asyncio.get_running_loop().create_task(self._run(call, target, path)))
+        self._track(self.loop.create_task(self._run(call, target, path)))
 
     async def _run(self, call: Call[Any], method: Method[Any], path: str) -> None:
         status, message = Status.OK, ""
@@ -563,7 +567,7 @@ class Connection(asyncio.Protocol):
         self._outbound.append(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -583,7 +587,7 @@ class Connection(asyncio.Protocol):
             self._fail(ProtocolError(ErrorCode.ENHANCE_YOUR_CALM, "the peer does not read"))
 
     async def _wait_to_send(self) -> None:
-        waiter = asyncio.get_running_loop().create_future()
+        waiter = self.loop.create_future()
         self._senders.append(waiter)
         await waiter
 
@@ -599,12 +603,12 @@ class Connection(asyncio.Protocol):
 
     def _become_idle(self) -> None:
         if not self.closed:
-            self.idle_since = asyncio.get_running_loop().time()
+            self.idle_since = self.loop.time()
             self._set_timer(IDLE_TIMEOUT)
 
     def _set_timer(self, seconds: float) -> None:
         self._cancel_timer()
-        self._timer = asyncio.get_running_loop().call_later(seconds, self._time_out)
+        self._timer = self.loop.call_later(seconds, self._time_out)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
