@@ -11,7 +11,7 @@ NATIVE := build/.compiled
 SOURCES := $(shell find extproc -name '*.py' -not -path '*/protos/*')
 
 .DEFAULT_GOAL := help
-.PHONY: help venv compile run test faults test-unit lint format protos bench bench-peers bench-memory bench-processor h2load nginx redis-server postgresql hey kubectl k8s-models claude-code checkov envoy-examples clean
+.PHONY: help venv cc compile run test faults test-unit lint format protos bench bench-peers bench-memory bench-processor h2load nginx redis-server postgresql hey kubectl k8s-models claude-code checkov envoy-examples clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -26,7 +26,7 @@ venv: $(STAMP) ## create the virtualenv with the gateway, Envoy and the dev tool
 
 # mypyc type-checks what it compiles against the whole package: any source change rebuilds
 # (and a module taken off the list must not keep its old extension).
-$(NATIVE): $(STAMP) setup.py $(SOURCES)
+$(NATIVE): $(STAMP) setup.py $(SOURCES) | cc
 	find extproc -name '*.so' -delete
 	EXTPROC_COMPILE=1 $(BIN)/python setup.py --quiet build_ext --inplace
 	touch $@
@@ -53,7 +53,7 @@ lint: venv ## ruff (lint + format check) and mypy --strict
 
 format: venv ## apply ruff's formatting and fixes
 	$(BIN)/ruff format setup.py extproc mock-provider tests tools
-	$(BIN)/ruff check --fix extproc mock-provider tests tools
+	$(BIN)/ruff check --fix setup.py extproc mock-provider tests tools
 
 protos: venv ## regenerate extproc/envoyapi/protos from the .proto files in proto/
 	$(BIN)/python -m tools.protos
@@ -92,6 +92,9 @@ postgresql: ## install PostgreSQL (the spend ledger's tests start their own) whe
 
 nginx: ## install nginx (the static provider of the benchmarks) when missing (Debian)
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
+
+cc: ## install a C compiler (mypyc's extensions) when missing (Debian)
+	@command -v gcc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null; }
 
 redis-server: ## install redis-server when missing (Debian)
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
