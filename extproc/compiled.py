@@ -22,6 +22,7 @@ from typing import Any
 MODULES = (
     "extproc.transport.frames",
     "extproc.transport.header_blocks",
+    "extproc.transport.huffman",
     "extproc.transport.connection",
     "extproc.transport.call",
     "extproc.transport.budget",

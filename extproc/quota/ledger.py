@@ -65,7 +65,9 @@ class _Counted:
         return self.limit.window is None
 
     def charge(self, amount: int, expires_at: float, room: int = 0) -> Charge:
-        return Charge(self.counter, amount, self.cap, expires_at, self.in_flight, room)
+        return Charge(
+            self.counter, amount, self.cap, expires_at, in_flight=self.in_flight, room=room
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,7 +408,7 @@ def _growth(
     for item in counted:
         amount = _output_cost(item, extra, price)
         expiry = max(now, item.window_end) + EXPIRY_GRACE
-        untouched = Charge(item.counter, 0, None, expiry, item.in_flight)
+        untouched = Charge(item.counter, 0, None, expiry, in_flight=item.in_flight)
         charges.append(item.charge(amount, expiry) if amount else untouched)
     return charges
 

@@ -1,10 +1,10 @@
 """HPACK header blocks (RFC 7541), read for the transport. hpack is the oracle (a property
-test holds this reader to hpack's decoder) and supplies the static table and the Huffman
-code; reading here costs a fraction of hpack's, on three counts: Envoy opens every ext_proc
-stream of a connection with the same block (after the first, all of it references the
-table), remembered while the table has not changed since; its `:path` and other literals
-repeat, Huffman-coded, and are decoded once; and fields are read without intermediate
-objects."""
+test holds this reader to hpack's decoder) and supplies the static table; reading here
+costs a fraction of hpack's, on three counts: Envoy opens every ext_proc stream of a
+connection with the same block (after the first, all of it references the table),
+remembered while the table has not changed since; its `:path` and other literals repeat,
+Huffman-coded, and are decoded once (and a new one, as a `traceparent`, by compiled code);
+and fields are read without intermediate objects."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from hpack.exceptions import (
     InvalidTableSizeError,
     OversizedHeaderListError,
 )
-from hpack.huffman_table import decode_huffman
 from hpack.table import HeaderTable
+
+from extproc.transport.huffman import decode_huffman
 
 Headers = list[tuple[str, str]]
 REMEMBERED = 64

@@ -92,8 +92,8 @@ def message(
         headers or {},
         body,
         rest.get("end_of_stream", phase.endswith("body")),
-        rest.get("attributes", {}),
-        rest.get("shared", {}),
+        attributes=rest.get("attributes", {}),
+        shared=rest.get("shared", {}),
     )
 
 
