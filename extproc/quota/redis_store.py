@@ -98,7 +98,7 @@ if now > tonumber(ARGV[1]) or record == '!' then
 end
 local ticket = ARGV[3]
 local own = owner_of(ticket)
-local found, refused = {{}}, {{}}
+local found, refused, added = {{}}, {{}}, {{}}
 local holds = false
 for i = 3, #KEYS do
   local at = 5 * i - 10
@@ -115,7 +115,11 @@ for i = 3, #KEYS do
       value = value - sweep(KEYS[i], own)
     end
   else
-    value = tonumber(redis.call('GET', KEYS[i]) or '0')
+    -- Added at once rather than read first (a call fewer), taken back below should any
+    -- counter refuse.
+    value = redis.call('INCRBY', KEYS[i], amount) - amount
+    redis.call('PEXPIREAT', KEYS[i], ARGV[at + 2])
+    added[#added + 1] = i
   end
   found[i - 2] = value
   if cap >= 0 and amount + room > 0 and value + amount + room > cap then
@@ -123,6 +127,12 @@ for i = 3, #KEYS do
   end
 end
 if #refused > 0 then
+  for _, i in ipairs(added) do
+    local amount = tonumber(ARGV[5 * i - 10])
+    if amount ~= 0 then
+      redis.call('INCRBY', KEYS[i], -amount)
+    end
+  end
   return {{0, now, epoch, found, refused}}
 end
 local amounts = held(record, #KEYS - 2)
@@ -140,8 +150,7 @@ for i = 3, #KEYS do
     end
     amounts[i - 2] = 1
   else
-    found[i - 2] = redis.call('INCRBY', KEYS[i], amount)
-    redis.call('PEXPIREAT', KEYS[i], expiry)
+    found[i - 2] = found[i - 2] + amount
     amounts[i - 2] = amounts[i - 2] + amount
   end
 end
@@ -153,11 +162,15 @@ return {{1, now, epoch, found, refused}}
 """
 )
 
-# Adds `delta` to a counter that still exists, never going below 0.
+# Adds `delta` to a counter that still exists, never going below 0. Every counter is made
+# with an expiry: one without was made here (it had expired), and goes again.
 _ADJUST = """
 local function adjust(key, delta)
-  if delta ~= 0 and redis.call('EXISTS', key) == 1 then
-    if redis.call('INCRBY', key, delta) < 0 then
+  if delta ~= 0 then
+    local value = redis.call('INCRBY', key, delta)
+    if value == delta and redis.call('PEXPIRETIME', key) == -1 then
+      redis.call('DEL', key)
+    elseif value < 0 then
       redis.call('SET', key, 0, 'KEEPTTL')
     end
   end

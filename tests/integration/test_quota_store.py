@@ -231,6 +231,28 @@ async def test_redis_counters_expire_with_their_window(redis: RedisServer) -> No
     await store.close()
 
 
+async def test_a_counter_that_expired_is_not_made_again_by_its_settlement(
+    redis: RedisServer,
+) -> None:
+    """A request that outlived its window's counter: its settlement and cancellation change
+    nothing, and leave no counter without an expiry (it would never go)."""
+    store = RedisStore(redis.url, password=None, timeout=1.0)
+    end = time.time() + 30
+    settled = await reserve(store, "o.1", [Charge("w", 4, None, end)])
+    await reserve(store, "o.2", [Charge("v", 4, None, end)])
+    async with Redis.from_url(redis.url) as client:
+        await client.delete(KEY_PREFIX + "w", KEY_PREFIX + "v")  # as their expiry would
+        await store.settle("o.1", settled.epoch, [Final("w", 9, end)])
+        await store.cancel("o.2", [Charge("v", 4, None, end)])
+        assert await client.exists(KEY_PREFIX + "w", KEY_PREFIX + "v") == 0
+        # A live counter settled down to nothing keeps its expiry.
+        live = await reserve(store, "o.3", [Charge("w", 4, None, end)])
+        await store.settle("o.3", live.epoch, [Final("w", 0, end)])
+        assert await client.get(KEY_PREFIX + "w") == b"0"
+        assert await client.pexpiretime(KEY_PREFIX + "w") == int(end * 1000)
+    await store.close()
+
+
 async def test_memory_counters_expire_with_their_window() -> None:
     now = [1000.0]
     store = MemoryStore(lambda: now[0])
