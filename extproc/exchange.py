@@ -66,7 +66,7 @@ from extproc.pipeline.token_count import plan_count
 from extproc.pipeline.upstream import Upstream, prepare_upstream
 from extproc.pipeline.upstream_headers import from_provider, to_alias, to_provider
 from extproc.providers import Location, provider_api
-from extproc.quota.ledger import Ledger, Reservation
+from extproc.quota.ledger import Ledger, Reservation, counting
 from extproc.quota.limits import Price
 from extproc.quota.standing import QuotaRefused, QuotaStoreDown
 from extproc.response import (
@@ -570,7 +570,10 @@ class Exchange:
     ) -> Reservation:
         """Reserve the request's estimated cost; the reservation says whether a clamping limit
         lowered the output cap."""
-        span = self._services.telemetry.spans.child(self._span, "gateway.quota.reserve")
+        # A span for the step only where there is one (an unmetered call reserves nothing).
+        spans = self._services.telemetry.spans
+        metered = counting(principal.limits, route.alias)
+        span = spans.child(self._span, "gateway.quota.reserve") if metered else None
         try:
             reservation = await self._services.ledger.reserve(
                 principal.limits,

@@ -165,6 +165,11 @@ class Reservation:
         await ledger.settle(_Settlement(self._ticket, self._epoch, finals))
 
 
+def counting(limits: Sequence[Limit], alias: str) -> list[Limit]:
+    """The limits a call to `alias` counts against (none: it is not metered)."""
+    return [limit for limit in limits if limit.applies_to(alias)]
+
+
 class Ledger:
     def __init__(
         self,
@@ -212,7 +217,7 @@ class Ledger:
         only that much output is charged now (a stream grows its reservation as it goes),
         though the whole estimate must fit. Raises QuotaRefused, or QuotaStoreDown (store
         down, policy deny)."""
-        applicable = [limit for limit in limits if limit.applies_to(alias)]
+        applicable = counting(limits, alias)
         if not applicable:
             return UNMETERED
         now = self._clock()

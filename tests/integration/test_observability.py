@@ -250,6 +250,19 @@ def test_one_trace_spans_envoy_and_the_processor(
     assert first["extproc.model.alias"] == "chat"
     assert first["extproc.target"] == "openai/gpt-4o-mini"
     assert first["extproc.quota.decision"] == "unmetered"
+
+    # A step is timed where there is one: the limited key's calls reserve, the others do not.
+    def reservations() -> list[tuple[dict[str, Any], dict[str, Any]]] | None:
+        """Each reservation's span with its parent, once some have arrived with theirs."""
+        with received.lock:
+            by_id = {s["span_id"]: s for s in received.spans}
+        found = [s for s in by_id.values() if s["name"] == "gateway.quota.reserve"]
+        if found and all(s["parent_id"] in by_id for s in found):
+            return [(s, by_id[s["parent_id"]]) for s in found]
+        return None
+
+    for _, request in wait_until(reservations, "no reservation span with its parent"):
+        assert request["attributes"]["extproc.key.id"] == "limited"
     # Content is recorded here (enabled), with the redaction applied.
     assert "[REDACTED]" in first["gen_ai.input.messages"]
     assert "card-4242" not in first["gen_ai.input.messages"]
