@@ -376,11 +376,17 @@ class TracingSettings:
     service_name: str
     record_content: bool
     redact: tuple[str, ...]
+    envoy_spans: bool = True
+    """Envoy's tracer records its own spans too (the request's, and each ext_proc call's)."""
 
     def active(self, environ: Mapping[str, str]) -> bool:
         """Enabled here, and not switched off by the standard `OTEL_SDK_DISABLED=true` (which
         lets one file serve deployments with and without a collector)."""
         return self.enabled and environ.get("OTEL_SDK_DISABLED", "").lower() != "true"
+
+    def envoy_traces(self, environ: Mapping[str, str]) -> bool:
+        """Whether Envoy's configuration turns its tracer on."""
+        return self.envoy_spans and self.active(environ)
 
 
 @dataclass(frozen=True, slots=True)

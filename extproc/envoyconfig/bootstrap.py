@@ -65,7 +65,7 @@ def build_bootstrap(
                 )
             ]
         clusters += alias_clusters(gateway)
-    tracing = gateway.telemetry.tracing.active(os.environ)
+    tracing = gateway.telemetry.tracing.envoy_traces(os.environ)
     if tracing:
         clusters.append(collector_cluster(gateway.telemetry.tracing))
     return Bootstrap(

@@ -69,7 +69,7 @@ def public_listener(gateway: Gateway, placement: Placement, with_processor: bool
         http_filters=filters,
         local_reply_config=local_replies(),
         tracing=envoy_tracing(gateway.telemetry.tracing)
-        if gateway.telemetry.tracing.active(os.environ)
+        if gateway.telemetry.tracing.envoy_traces(os.environ)
         else None,
         access_log=_access_logs(gateway, placement, with_processor),
     )

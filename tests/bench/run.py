@@ -6,15 +6,15 @@ for the provider holds back no setup. Rows that need a provider's behaviour — 
 a compressing provider, streams — reach the Python mock provider.
 
 The gateway runs several times: plain, with limits on the memory store, with limits on a Redis
-store (a local redis-server), with every request traced to an in-process OTLP receiver, with
-callers known by a JWT that Envoy verifies instead of a gateway key, and with every built-in
-guardrail detector screening requests and answers (JSON and streams), and with every call
-recorded in a spend ledger (SQLite), to show what quota checks, tracing, token identity,
-guardrails and the ledger add. The plain gateway is also loaded with a call it
-translates (an OpenAI client to an alias on an Anthropic-kind provider), with a call to an
-alias with fallback whose first target answers (the per-attempt filter), with a client that
-accepts gzip (Envoy compresses the answers), and with a provider that compresses although it
-was asked not to (the processor inflates the answers).
+store (a local redis-server), with every request traced to an in-process OTLP receiver (by Envoy
+and the processor, and by the processor alone), with callers known by a JWT that Envoy verifies
+instead of a gateway key, and with every built-in guardrail detector screening requests and
+answers (JSON and streams), and with every call recorded in a spend ledger (SQLite), to show
+what quota checks, tracing, token identity, guardrails and the ledger add. The plain gateway is
+also loaded with a call it translates (an OpenAI client to an alias on an Anthropic-kind
+provider), with a call to an alias with fallback whose first target answers (the per-attempt
+filter), with a client that accepts gzip (Envoy compresses the answers), and with a provider
+that compresses although it was asked not to (the processor inflates the answers).
 All setups run side by side and are loaded in turn by `hey`, ROUNDS times; medians of the
 rounds are printed with the ratios to Envoy alone. A control row loads Envoy's admin endpoint
 (no Python anywhere) to show how much the machine itself stalls during the run: on shared
@@ -223,6 +223,7 @@ def configure(
     store: str | None = None,
     collector: str | None = None,
     sampling: float = 1.0,
+    envoy_spans: bool = True,
     access_log: Path | None = None,
     jwks: Path | None = None,
     guarded: bool = False,
@@ -231,12 +232,12 @@ def configure(
 ) -> Path:
     """The demo configuration: its OpenAI-kind provider is the static upstream, the others
     the mock, and `gpt-4o-live` an alias on the mock as OpenAI; with `store`, the demo key gets
-    LIMITS there; with `collector`, requests are traced (Envoy and processor) to that OTLP
-    endpoint, `sampling` of them; with `access_log`, a line per request goes to that file;
-    with `jwks`, callers are also known by tokens that Envoy verifies against it; `guarded`:
-    every call is screened by GUARDRAILS, both ways; `mcp_url`: the MCP server `docs`, every
-    tool of it granted; `ledger`: every settled call recorded in a spend ledger there
-    (SQLite)."""
+    LIMITS there; with `collector`, requests are traced (Envoy, unless not `envoy_spans`, and
+    the processor) to that OTLP endpoint, `sampling` of them; with `access_log`, a line per
+    request goes to that file; with `jwks`, callers are also known by tokens that Envoy verifies
+    against it; `guarded`: every call is screened by GUARDRAILS, both ways; `mcp_url`: the MCP
+    server `docs`, every tool of it granted; `ledger`: every settled call recorded in a spend
+    ledger there (SQLite)."""
     document = yaml.safe_load((ROOT / "examples" / "gateway.yaml").read_text())
     providers = document["providers"]
     providers[LIVE_PROVIDER] = dict(providers["mock"])
@@ -256,7 +257,12 @@ def configure(
     if store is not None:
         document["prices"] = {alias: PRICES for alias in document["models"]}
         document["quota"] = {"store": store}
-    tracing = {"enabled": True, "endpoint": collector, "sampling": sampling}
+    tracing = {
+        "enabled": True,
+        "endpoint": collector,
+        "sampling": sampling,
+        "envoy_spans": envoy_spans,
+    }
     document["telemetry"] = {
         "access_log": "off" if access_log is None else str(access_log),
         **({"tracing": tracing} if collector is not None else {}),
@@ -303,6 +309,9 @@ def main() -> int:
         shared = configure(*urls, "redis", store=redis.url)
         traced = configure(*urls, "traced", collector=collector)
         sampled = configure(*urls, "sampled", collector=collector, sampling=0.1)
+        processor_traced = configure(
+            *urls, "processor-traced", collector=collector, envoy_spans=False
+        )
         production = configure(
             *urls,
             "production",
@@ -326,6 +335,9 @@ def main() -> int:
             running_gateway(traced, directory / "traced.log") as with_tracing,
             running_gateway(verified, directory / "jwt.log") as with_jwt,
             running_gateway(sampled, directory / "sampled.log") as with_sampling,
+            running_gateway(
+                processor_traced, directory / "processor-traced.log"
+            ) as with_processor_tracing,
             running_gateway(production, directory / "production.log") as in_production,
             running_gateway(guarded, directory / "guarded.log") as with_guardrails,
             running_gateway(recorded, directory / "ledger.log") as with_ledger,
@@ -348,6 +360,10 @@ def main() -> int:
                     [with_redis.process.popen.pid, upstream_pid, redis.process.popen.pid],
                 ),
                 "+tracing": Setup(with_tracing.url, [with_tracing.process.popen.pid, upstream_pid]),
+                "+tracing, proc": Setup(
+                    with_processor_tracing.url,
+                    [with_processor_tracing.process.popen.pid, upstream_pid],
+                ),
                 "+tracing 0.1": Setup(
                     with_sampling.url, [with_sampling.process.popen.pid, upstream_pid]
                 ),
@@ -431,6 +447,7 @@ ADDED: dict[str, tuple[str, float | None]] = {
     "+quota mem": ("gateway", None),
     "+quota redis": ("gateway", 0.8),
     "+tracing": ("gateway", 0.85),
+    "+tracing, proc": ("gateway", None),
     "+tracing 0.1": ("gateway", 0.95),
     "production": ("gateway", 0.65),
     "jwt, not key": ("gateway", 0.95),

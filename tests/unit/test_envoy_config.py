@@ -132,3 +132,18 @@ def test_tracing_points_envoy_at_the_collector_from_config_or_environment() -> N
     assert collector_endpoint(configured, {"OTEL_EXPORTER_OTLP_ENDPOINT": "x"}) == (
         "http://mine:4317"
     )
+
+
+@pytest.mark.parametrize("envoy_spans", [True, False])
+def test_envoy_traces_only_when_its_spans_are_wanted(envoy_spans: bool, tmp_path: Path) -> None:
+    document = yaml.safe_load((ROOT / "examples" / "gateway.yaml").read_text())
+    document["telemetry"] = {"tracing": {"enabled": True, "envoy_spans": envoy_spans}}
+    config = tmp_path / "gateway.yaml"
+    config.write_text(yaml.safe_dump(document))
+    bootstrap = rendered(config)
+    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    clusters = {cluster["name"] for cluster in bootstrap["static_resources"]["clusters"]}
+
+    assert ("tracing" in manager["typed_config"]) is envoy_spans
+    assert ("otel_collector" in clusters) is envoy_spans
+    assert ("layered_runtime" in bootstrap) is envoy_spans  # the tracer's span batching
