@@ -87,9 +87,11 @@ class Processor:
                 if response is not None:
                     await _send(call, response)
         finally:
-            # Also on cancellation (a client or provider cut the request): settle what is held.
+            # Also on cancellation (the processor stopping): settle what is held. A server
+            # closing leaves a finishing call alone (no task of its own needed to shield it).
             if exchange is not None:
-                await asyncio.shield(exchange.finish())
+                call.finishing = True
+                await exchange.finish()
             self._open_streams -= 1
             if not self._open_streams:
                 self.idle.set()

@@ -101,6 +101,7 @@ class Call(Generic[RequestT]):
         "_uncredited",
         "_waiter",
         "ended",
+        "finishing",
         "headers_sent",
         "metadata",
         "owed",
@@ -154,6 +155,9 @@ class Call(Generic[RequestT]):
         self.ended = False
         self.reset = False
         self.headers_sent = False
+        self.finishing = False
+        """Set by a handler winding up (settling what its call held, say): a server closing
+        lets it finish rather than cancelling it."""
 
     async def recv(self) -> RequestT | None:
         """The next message; None once the client has sent its last one (or reset). A

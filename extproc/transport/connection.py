@@ -83,7 +83,7 @@ class Connection(asyncio.Protocol):
     def __init__(
         self,
         methods: Mapping[str, Method[Any]],
-        track: Callable[[asyncio.Task[None]], None],
+        track: Callable[[asyncio.Task[None], Call[Any]], None],
         *,
         max_message: int,
         max_streams: int,
@@ -438,7 +438,7 @@ class Connection(asyncio.Protocol):
         self.idle_since = None
         if end:
             call.receive(b"", end=True)
-        self._track(self.loop.create_task(self._run(call, target, path)))
+        self._track(self.loop.create_task(self._run(call, target, path)), call)
 
     async def _run(self, call: Call[Any], method: Method[Any], path: str) -> None:
         status, message = Status.OK, ""

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from extproc.transport.budget import Budget
-from extproc.transport.call import Method
+from extproc.transport.call import Call, Method
 from extproc.transport.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ class Server:
         self.budget = Budget(receive_budget)
         self._listener: asyncio.Server | None = None
         self._connections: set[Connection] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], Call[Any]] = {}
+        """Each running handler, with its call."""
         self._refusing = False
 
     async def start(self, host: str, port: int, *, tls: ssl.SSLContext | None = None) -> None:
@@ -66,13 +67,15 @@ class Server:
 
     def close(self) -> None:
         """Stop listening, say GOAWAY on every connection and close it; calls still running
-        are cancelled."""
+        are cancelled, but for those winding up (`Call.finishing`), which `wait_closed`
+        waits for."""
         if self._listener is not None:
             self._listener.close()
         for connection in list(self._connections):
             connection.close()
-        for task in self._tasks:
-            task.cancel()
+        for task, call in self._tasks.items():
+            if not call.finishing:
+                task.cancel()
 
     async def wait_closed(self) -> None:
         if self._listener is not None:
@@ -108,9 +111,12 @@ class Server:
         self._connections.discard(oldest)
         return True
 
-    def _track(self, task: asyncio.Task[None]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _track(self, task: asyncio.Task[None], call: Call[Any]) -> None:
+        self._tasks[task] = call
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        del self._tasks[task]
 
 
 class _Refusal(asyncio.Protocol):

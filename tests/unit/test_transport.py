@@ -35,6 +35,7 @@ UNARY = "/test.Echo/Unary"
 FAIL = "/test.Echo/Fail"
 BLOCK = "/test.Echo/Block"
 GATED = "/test.Echo/Gated"
+WINDING_UP = "/test.Echo/WindingUp"
 BIG = 20 * 1024 * 1024
 LIMITS = [(f"grpc.max_{way}_message_length", 64 * 1024 * 1024) for way in ("send", "receive")]
 
@@ -48,6 +49,7 @@ class Echo:
     started: asyncio.Event = field(default_factory=asyncio.Event)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     gate: asyncio.Event = field(default_factory=asyncio.Event)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
     running: int = 0
     peak: int = 0
 
@@ -78,6 +80,18 @@ class Echo:
             self.cancelled.set()
             raise
 
+    async def winding_up(self, call: Call[ListValue]) -> None:
+        """Winds up (as the processor settles a call) until the gate opens."""
+        await call.recv()
+        call.finishing = True
+        self.started.set()
+        try:
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        self.finished.set()
+
     async def gated(self, call: Call[ListValue]) -> None:
         """Holds every call until the gate opens, counting how many are open at once."""
         self.running += 1
@@ -95,6 +109,7 @@ class Echo:
             UNARY: Method(self.unary, ListValue),
             FAIL: Method(self.fail, ListValue),
             BLOCK: Method(self.block, ListValue),
+            WINDING_UP: Method(self.winding_up, ListValue),
         }
 
 
@@ -243,6 +258,24 @@ async def test_closing_the_server_cancels_running_calls(
     with pytest.raises(grpc.aio.AioRpcError) as ended:
         await call
     assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_closing_the_server_waits_for_calls_winding_up(
+    running: Running, channel: grpc.aio.Channel
+) -> None:
+    call = unary(channel, WINDING_UP)(words("settle"))
+    await asyncio.wait_for(running.echo.started.wait(), 5)
+
+    running.server.close()
+    closed = asyncio.ensure_future(running.server.wait_closed())
+    await asyncio.sleep(0)  # one turn: close() has had its say
+    assert not closed.done() and not running.echo.cancelled.is_set()
+    running.echo.gate.set()
+    await asyncio.wait_for(closed, 5)
+
+    assert running.echo.finished.is_set() and not running.echo.cancelled.is_set()
+    with pytest.raises(grpc.aio.AioRpcError):
+        await call
 
 
 async def test_a_client_keeps_to_the_servers_stream_limit_and_every_call_completes(
@@ -439,7 +472,7 @@ async def test_frames_split_anywhere_across_reads_are_read_whole(piece: int) -> 
     echo = Echo()
     connection = Connection(
         echo.methods(),
-        lambda task: None,
+        lambda task, call: None,
         max_message=1 << 20,
         max_streams=4,
         budget=Budget(1 << 22),

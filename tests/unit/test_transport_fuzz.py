@@ -91,7 +91,7 @@ async def feed(data: bytes, rng: random.Random) -> tuple[Connection, CollectingT
     tasks: list[asyncio.Task[None]] = []
     connection = Connection(
         {SINK: Method(_sink, ListValue)},
-        tasks.append,
+        lambda task, call: tasks.append(task),
         max_message=MAX_MESSAGE,
         max_streams=8,
         budget=Budget(4 * MAX_MESSAGE),

@@ -86,7 +86,7 @@ class Ours:
         self._tasks: list[asyncio.Task[None]] = []
         self.connection = Connection(
             {SINK: Method(_sink, ListValue)},
-            self._tasks.append,
+            lambda task, call: self._tasks.append(task),
             max_message=1 << 20,
             max_streams=MAX_STREAMS,
             budget=Budget(4 << 20),
