@@ -107,23 +107,28 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     return b"".join(_pair(tag, key, value) for key, value in attributes.items())
 
 
-_PAIRS: dict[tuple[bytes, str, type, Any], bytes] = {}
-"""Encoded attributes whose value repeats from span to span (operation, provider, model,
-team, status…); the type is part of the key, as True == 1."""
-_PAIR_LIMIT = 4096
-_REPEATING = (str, bool, int)
+_SPAN_ATTRIBUTE = b"\x4a"
+_PAIRS: dict[str, dict[str | int, bytes]] = {}
+"""Span attributes whose text or integer value repeats from span to span (operation,
+provider, model, team, status…), encoded, by key and value (nested: no tuple to build and
+hash per attribute)."""
+_VALUES_PER_KEY = 256
 
 
 def _pair(tag: bytes, key: str, value: Any) -> bytes:
     kind = type(value)
-    if kind not in _REPEATING:
+    if tag != _SPAN_ATTRIBUTE or (kind is not str and kind is not int):
         return _field(tag, _key(key) + _field(b"\x12", _value(value)))
-    found = (tag, key, kind, value)
-    encoded = _PAIRS.get(found)
+    by_value = _PAIRS.get(key)
+    if by_value is None:
+        by_value = {}
+        if len(_PAIRS) < _KEY_LIMIT:
+            _PAIRS[key] = by_value
+    encoded = by_value.get(value)
     if encoded is None:
         encoded = _field(tag, _key(key) + _field(b"\x12", _value(value)))
-        if len(_PAIRS) < _PAIR_LIMIT:
-            _PAIRS[found] = encoded
+        if len(by_value) < _VALUES_PER_KEY:
+            by_value[value] = encoded
     return encoded
 
 
