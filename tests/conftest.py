@@ -18,6 +18,7 @@ from tests.harness import (
     running_gateway,
     sha256,
 )
+from tests.otlp_receiver import Received, otlp_receiver
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -161,4 +162,11 @@ def gateway_config(mock: MockProvider, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture(scope="session")
 def gateway(gateway_config: Path) -> Iterator[RunningGateway]:
     with running_gateway(gateway_config, gateway_config.parent / "gateway.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[tuple[str, Received]]:
+    """An OTLP receiver for the module's gateway: (its endpoint, what it received)."""
+    with otlp_receiver() as running:
         yield running

@@ -25,7 +25,7 @@ from tests.harness import (
     write_config,
 )
 from tests.mcp_server import RunningMcpServer, mcp_server
-from tests.otlp_receiver import Received, otlp_receiver
+from tests.otlp_receiver import Received
 
 pytestmark = pytest.mark.envoy
 
@@ -42,12 +42,6 @@ ENVOY_SERVICE = "extproc-gateway-envoy"
 WRONG_KEY = "sk-gw-not-a-real-key-0123456789"
 THROTTLED = "gpt-4o-throttled"
 """The first target of the `backed` alias, which the traffic's fallback call finds throttled."""
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[tuple[str, Received]]:
-    with otlp_receiver() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

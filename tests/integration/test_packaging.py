@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,7 @@ import pytest
 
 from tests.conftest import GATEWAY_KEY, OPENAI_KEY
 from tests.harness import ROOT, MockProvider, free_port, running_gateway, sha256, write_config
-from tests.otlp_receiver import Received, otlp_receiver
+from tests.otlp_receiver import Received
 
 pytestmark = [pytest.mark.registry, pytest.mark.envoy]
 
@@ -106,12 +105,6 @@ def test_no_two_installed_distributions_write_the_same_module(installed: Path) -
         [installed / "bin/pip", "check"], check=False, capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, Received]]:
-    with otlp_receiver() as running:
-        yield running
 
 
 def test_installed_gateway_serves_with_tracing_and_metrics(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import GATEWAY_KEY, OPENAI_KEY
+from tests.conftest import GATEWAY_KEY, chat_config
 from tests.harness import (
     HTTP,
     MockProvider,
@@ -16,9 +16,8 @@ from tests.harness import (
     running_gateway,
     sha256,
     wait_until,
-    write_config,
 )
-from tests.otlp_receiver import Received, otlp_receiver
+from tests.otlp_receiver import Received
 
 pytestmark = pytest.mark.envoy
 
@@ -27,31 +26,15 @@ CLIENT_SPAN = "00f067aa0ba902b7"
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[tuple[str, Received]]:
-    with otlp_receiver() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def gateway(
     mock: MockProvider, receiver: tuple[str, Received], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningGateway]:
     directory = tmp_path_factory.mktemp("processor-spans")
-    (directory / "openai").write_text(OPENAI_KEY)
     endpoint, _ = receiver
-    config = write_config(
-        directory,
-        {
-            "providers": {
-                "openai": {"kind": "openai", "base_url": mock.url, "api_key": "${file:openai}"}
-            },
-            "models": {"chat": {"provider": "openai", "model": "gpt-4o-mini"}},
-            "keys": [{"id": "full", "sha256": sha256(GATEWAY_KEY), "models": ["*"]}],
-            "telemetry": {
-                "tracing": {"enabled": True, "endpoint": endpoint, "envoy_spans": False},
-                "access_log": "off",
-            },
-        },
+    tracing = {"enabled": True, "endpoint": endpoint, "envoy_spans": False}
+    keys = [{"id": "full", "sha256": sha256(GATEWAY_KEY), "models": ["*"]}]
+    config = chat_config(
+        directory, mock.url, {"keys": keys, "telemetry": {"tracing": tracing, "access_log": "off"}}
     )
     with running_gateway(config, directory / "gateway.log") as running:
         yield running

@@ -245,11 +245,19 @@ async def test_a_cancelled_stream_ends_the_handlers_loop(
     assert await unary(channel, UNARY)(words("next")) == words("next")
 
 
+async def started(
+    running: Running, channel: grpc.aio.Channel, path: str
+) -> grpc.aio.UnaryUnaryCall[ListValue, ListValue]:
+    """A unary call to `path`, once its handler runs."""
+    call = unary(channel, path)(words("wait"))
+    await asyncio.wait_for(running.echo.started.wait(), 5)
+    return call
+
+
 async def test_closing_the_server_cancels_running_calls(
     running: Running, channel: grpc.aio.Channel
 ) -> None:
-    call = unary(channel, BLOCK)(words("wait"))
-    await asyncio.wait_for(running.echo.started.wait(), 5)
+    call = await started(running, channel, BLOCK)
 
     running.server.close()
     await asyncio.wait_for(running.server.wait_closed(), 5)
@@ -263,8 +271,7 @@ async def test_closing_the_server_cancels_running_calls(
 async def test_closing_the_server_waits_for_calls_winding_up(
     running: Running, channel: grpc.aio.Channel
 ) -> None:
-    call = unary(channel, WINDING_UP)(words("settle"))
-    await asyncio.wait_for(running.echo.started.wait(), 5)
+    call = await started(running, channel, WINDING_UP)
 
     running.server.close()
     closed = asyncio.ensure_future(running.server.wait_closed())
