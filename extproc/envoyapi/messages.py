@@ -51,6 +51,7 @@ Headers = dict[str, list[str]]
 ATTRIBUTES = "envoy.filters.http.ext_proc"
 """The namespace Envoy sends attributes under."""
 _NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
+_NO_IDENTITY: Mapping[str, Mapping[str, Any]] = MappingProxyType({})
 
 
 class Message:
@@ -69,7 +70,7 @@ class Message:
         *,
         attributes: Mapping[str, str] = _NO_ATTRIBUTES,
         shared: Mapping[str, str] = _NO_ATTRIBUTES,
-        verified: Mapping[str, Mapping[str, Any]] | None = None,
+        verified: Mapping[str, Mapping[str, Any]] = _NO_IDENTITY,
     ) -> None:
         self.phase: Final = phase
         """`request_headers`, `request_body`, `response_headers`, `response_body` or a
@@ -87,7 +88,7 @@ class Message:
         `response_attributes`), by expression."""
         self.shared: Final = shared
         """The `SHARED_METADATA` Envoy forwarded with a headers phase."""
-        self.verified: Final[Mapping[str, Mapping[str, Any]]] = verified or {}
+        self.verified: Final = verified
         """What Envoy verified of the caller, by metadata namespace (`IDENTITY_METADATA`):
         the `jwt_authn` filter's claims of a token (under the issuer's name) or why it
         refused one; what an authorization service vouched for."""
