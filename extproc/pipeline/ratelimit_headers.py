@@ -9,21 +9,39 @@ from extproc.quota.limits import TOKEN_METRICS
 from extproc.quota.standing import Standing
 
 
+_KINDS = (
+    ("requests", frozenset({"requests"})),
+    ("tokens", TOKEN_METRICS),
+    ("tool-calls", frozenset({"tool_calls"})),
+)
+_NAMES = {
+    kind: tuple(f"{RATELIMIT_PREFIX}{part}-{kind}" for part in ("limit", "remaining", "reset"))
+    for kind, _ in _KINDS
+}
+
+
 def ratelimit_headers(standings: Sequence[Standing]) -> list[tuple[str, str]]:
     """Headers for the tightest request limit, the tightest token limit and the tightest
     tool-call limit (`x-ratelimit-*-tool-calls`, on MCP calls), if any."""
     headers: list[tuple[str, str]] = []
-    kinds = (("requests", {"requests"}), ("tokens", TOKEN_METRICS), ("tool-calls", {"tool_calls"}))
-    for kind, metrics in kinds:
-        candidates = [s for s in standings if s.limit.metric in metrics]
-        if not candidates:
-            continue
-        tightest = min(candidates, key=lambda s: (s.remaining, s.resets_in))
-        headers += [
-            (f"{RATELIMIT_PREFIX}limit-{kind}", str(tightest.limit.amount)),
-            (f"{RATELIMIT_PREFIX}remaining-{kind}", str(tightest.remaining)),
-            (f"{RATELIMIT_PREFIX}reset-{kind}", go_duration(tightest.resets_in)),
-        ]
+    if not standings:
+        return headers
+    for kind, metrics in _KINDS:
+        tightest: Standing | None = None
+        for standing in standings:
+            if standing.limit.metric in metrics and (
+                tightest is None
+                or (standing.remaining, standing.resets_in)
+                < (tightest.remaining, tightest.resets_in)
+            ):
+                tightest = standing
+        if tightest is not None:
+            limit, remaining, reset = _NAMES[kind]
+            headers += [
+                (limit, str(tightest.limit.amount)),
+                (remaining, str(tightest.remaining)),
+                (reset, go_duration(tightest.resets_in)),
+            ]
     return headers
 
 

@@ -18,6 +18,7 @@ import itertools
 import logging
 import math
 import time
+import typing
 import uuid
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -53,12 +54,17 @@ StorePolicy = Literal["deny", "allow"]
 STORE_ERROR_KINDS = ("deny", "allow", "settle", "extend")
 
 
-@dataclass(slots=True)
 class _Counted:
-    limit: Limit
-    counter: str
-    window_end: float
-    cap: int | None
+    """A limit as one call counts against it: its counter now, and that window's end. (A
+    plain class, as `Charge` is: a metered call makes one per limit.)"""
+
+    __slots__ = ("cap", "counter", "limit", "window_end")
+
+    def __init__(self, limit: Limit, counter: str, window_end: float, cap: int | None) -> None:
+        self.limit: typing.Final = limit
+        self.counter: typing.Final = counter
+        self.window_end: typing.Final = window_end
+        self.cap: typing.Final = cap
 
     @property
     def in_flight(self) -> bool:

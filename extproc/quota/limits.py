@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from extproc.quota.windows import Window
@@ -80,12 +80,14 @@ class Limit:
     tool: str | None = None
     """Counts only calls of MCP tools matching this `server/tool` pattern (`docs/*`); a
     limit with a tool, or on `tool_calls`, counts tool calls and never model calls."""
+    counter: str = field(init=False, repr=False, compare=False)
+    """Stable counter name; a window start is appended per window."""
 
-    @property
-    def counter(self) -> str:
-        """Stable counter name; a window start is appended per window."""
+    def __post_init__(self) -> None:
+        # Named once, at load: every metered call names its counters.
         window = self.window.key if self.window else "inflight"
-        return f"{self.scope}:{self.metric}:{window}:{self.model or self.tool or '*'}"
+        name = f"{self.scope}:{self.metric}:{window}:{self.model or self.tool or '*'}"
+        object.__setattr__(self, "counter", name)
 
     @property
     def on_tools(self) -> bool:

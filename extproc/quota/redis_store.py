@@ -32,18 +32,6 @@ TOMBSTONE_MS = 60_000
 SYNC_RTT = 0.05
 """Round trips up to this long (seconds) correct the estimate of Redis's clock."""
 
-# Shared by the scripts: the time on Redis's clock, and the epoch (made when missing, from
-# that time: a Redis that lost its keys gets an epoch no earlier one had).
-_PRELUDE = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = clock[1] .. '.' .. clock[2]
-  redis.call('SET', KEYS[1], epoch)
-end
-"""
-
 # Holders whose owner no longer beats are dropped from a holder set when a slot is needed.
 _SWEEP = f"""
 local alive = {{}}
@@ -86,13 +74,21 @@ end
 """
 
 # KEYS: epoch, ticket, counters…; ARGV: deadline, lease end, ticket, the owner's TTL (ms), then
-# per counter: amount, cap (-1: none), expiry, in flight (1/0), room.
+# per counter: amount, cap (-1: none), expiry, in flight (1/0), room. The time is Redis's, and
+# the epoch is made when missing, from that time: a Redis that lost its keys gets an epoch no
+# earlier one had.
 _RESERVE = (
-    _PRELUDE
-    + _SWEEP
+    _SWEEP
     + _RECORD
     + f"""
-local record = redis.call('GET', KEYS[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local stored = redis.call('MGET', KEYS[1], KEYS[2])
+local epoch, record = stored[1], stored[2]
+if not epoch then
+  epoch = clock[1] .. '.' .. clock[2]
+  redis.call('SET', KEYS[1], epoch)
+end
 if now > tonumber(ARGV[1]) or record == '!' then
   return {{-1, now, epoch}}
 end
@@ -116,9 +112,12 @@ for i = 3, #KEYS do
     end
   else
     -- Added at once rather than read first (a call fewer), taken back below should any
-    -- counter refuse.
+    -- counter refuse. Every counter gets its expiry when made, so only one that was 0 (or
+    -- new) may lack it.
     value = redis.call('INCRBY', KEYS[i], amount) - amount
-    redis.call('PEXPIREAT', KEYS[i], ARGV[at + 2])
+    if value == 0 then
+      redis.call('PEXPIREAT', KEYS[i], ARGV[at + 2])
+    end
     added[#added + 1] = i
   end
   found[i - 2] = value
@@ -144,10 +143,13 @@ for i = 3, #KEYS do
     -- untouched by this call
   elseif ARGV[at + 3] == '1' then
     redis.call('ZADD', KEYS[i], expiry, ticket)
-    found[i - 2] = found[i - 2] + 1
-    if redis.call('PEXPIRETIME', KEYS[i]) < expiry then
+    -- A holder set that was empty is new (Redis deletes empty sets): it has no expiry yet.
+    if found[i - 2] == 0 then
       redis.call('PEXPIREAT', KEYS[i], expiry)
+    else
+      redis.call('PEXPIREAT', KEYS[i], expiry, 'GT')
     end
+    found[i - 2] = found[i - 2] + 1
     amounts[i - 2] = 1
   else
     found[i - 2] = found[i - 2] + amount

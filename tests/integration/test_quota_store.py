@@ -231,6 +231,36 @@ async def test_redis_counters_expire_with_their_window(redis: RedisServer) -> No
     await store.close()
 
 
+async def test_redis_counters_and_slots_keep_an_expiry_however_they_were_left(
+    redis: RedisServer,
+) -> None:
+    """A reservation sets a counter's expiry only when it finds the counter at 0 (new), and a
+    holder set's only when it was empty: one refunded to 0, or refused, still has one, and a
+    later slot's longer lease extends its set's while a shorter one does not cut it."""
+    store = RedisStore(redis.url, password=None, timeout=1.0)
+    end = time.time() + 30
+    async with Redis.from_url(redis.url) as client:
+        await client.flushdb()
+        first = await reserve(store, "o.1", [Charge("w", 4, 10, end)])
+        await store.settle("o.1", first.epoch, [Final("w", 0, end)])  # refunded to 0
+        assert not (await reserve(store, "o.2", [Charge("w", 11, 10, end)])).granted
+        assert await client.get(KEY_PREFIX + "w") == b"0"
+        assert await client.pexpiretime(KEY_PREFIX + "w") == int(end * 1000)
+        await reserve(store, "o.3", [Charge("w", 2, 10, end)])
+        assert await client.pexpiretime(KEY_PREFIX + "w") == int(end * 1000)
+
+        def slot(expiry: float) -> Charge:
+            return Charge("slots", 1, 5, expiry, in_flight=True)
+
+        await reserve(store, "o.4", [slot(end)])
+        assert await client.pexpiretime(KEY_PREFIX + "slots") == int(end * 1000)
+        await reserve(store, "o.5", [slot(end + 60)])
+        assert await client.pexpiretime(KEY_PREFIX + "slots") == int((end + 60) * 1000)
+        await reserve(store, "o.6", [slot(end)])
+        assert await client.pexpiretime(KEY_PREFIX + "slots") == int((end + 60) * 1000)
+    await store.close()
+
+
 async def test_a_counter_that_expired_is_not_made_again_by_its_settlement(
     redis: RedisServer,
 ) -> None:
