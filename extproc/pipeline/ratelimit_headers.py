@@ -8,7 +8,6 @@ from extproc.headers import RATELIMIT_PREFIX
 from extproc.quota.limits import TOKEN_METRICS
 from extproc.quota.standing import Standing
 
-
 _KINDS = (
     ("requests", frozenset({"requests"})),
     ("tokens", TOKEN_METRICS),
