@@ -6,9 +6,7 @@ the `extproc.` prefix. Keys appear only by id, never by value.
 
 from __future__ import annotations
 
-from typing import TextIO
-
-from extproc.telemetry.access_log import access_line
+from extproc.telemetry.access_log import AccessLog, access_line
 from extproc.telemetry.metrics import Metrics
 from extproc.telemetry.record import AttemptRecord, RequestRecord
 from extproc.telemetry.spans import Spans
@@ -19,7 +17,7 @@ class Telemetry:
     """Per-process reporting; `spans.begin` and `finish` bracket each request,
     `spans.begin_attempt` and `finish_attempt` each attempt of a call with fallback."""
 
-    def __init__(self, spans: Spans, metrics: Metrics | None, access_log: TextIO | None) -> None:
+    def __init__(self, spans: Spans, metrics: Metrics | None, access_log: AccessLog | None) -> None:
         """`metrics`: None when no reader collects them (measuring would be wasted work:
         5 % of a plain call's CPU)."""
         self.spans = spans
@@ -32,7 +30,7 @@ class Telemetry:
         if self._metrics is not None:
             self._metrics.record(record)
         if self._access_log is not None:
-            self._access_log.write(access_line(record).decode() + "\n")
+            self._access_log.write(access_line(record))
 
     def finish_attempt(self, record: AttemptRecord, span: GatewaySpan | None) -> None:
         if span is not None:
