@@ -33,10 +33,12 @@ class AccessLog:
         self._lines.append(line)
 
     def flush(self) -> None:
-        if self._lines:
-            self._lines.append(b"")
-            self._out.write(b"\n".join(self._lines))
-            self._lines.clear()
+        # Taken before writing: lines a failed write (a full disk, a closed pipe) did not take
+        # are lost, as a line was before, rather than kept to grow without bound.
+        lines, self._lines = self._lines, []
+        if lines:
+            lines.append(b"")
+            self._out.write(b"\n".join(lines))
         self._out.flush()
 
 

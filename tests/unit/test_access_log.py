@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import io
 
@@ -59,3 +60,29 @@ def test_flushing_writes_what_is_pending() -> None:
         assert out.getvalue() == b'{"call":0}\n'
 
     asyncio.run(last_call())
+
+
+def test_lines_a_failed_write_did_not_take_are_not_kept() -> None:
+    """A full disk or a closed pipe loses those lines (as one write per line did), and the
+    lines of later turns go out once writing works again: nothing piles up meanwhile."""
+
+    class Failing(io.BytesIO):
+        failing = True
+
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            if self.failing:
+                raise OSError(28, "No space left on device")
+            return super().write(data)
+
+    out = Failing()
+    log = AccessLog(out)
+
+    async def turn(number: int) -> None:
+        log.write(orjson.dumps({"call": number}))
+        with contextlib.suppress(OSError):
+            log.flush()
+
+    asyncio.run(turn(0))
+    out.failing = False
+    asyncio.run(turn(1))
+    assert out.getvalue() == b'{"call":1}\n'
