@@ -11,13 +11,15 @@ from typing import Any
 from opentelemetry.trace import SpanKind
 
 from extproc.config.model import TracingSettings
-from extproc.headers import TRACEPARENT
+from extproc.headers import TRACEPARENT, TRACESTATE
 from extproc.telemetry.record import AttemptRecord, RequestRecord, decisions_of, present
 from extproc.telemetry.tracer import GatewaySpan, Tracer, carrier_of, parent_from
 from extproc.usage import Usage
 
 CONTENT_LIMIT = 16 * 1024
 """Characters of prompt or completion recorded on a span, at most."""
+
+_TRACE_FIELDS = (TRACEPARENT, TRACESTATE)
 
 
 class Spans:
@@ -33,9 +35,13 @@ class Spans:
         travels in the gRPC metadata), else of the HTTP request's own `traceparent`."""
         if self._tracer is None:
             return None
-        carrier = {name: value for name, value in metadata if isinstance(value, str)}
+        carrier = {
+            name: value
+            for name, value in metadata
+            if name in _TRACE_FIELDS and isinstance(value, str)
+        }
         if TRACEPARENT not in carrier:
-            carrier = {name: values[0] for name, values in headers.items() if values}
+            carrier = {name: values[0] for name in _TRACE_FIELDS if (values := headers.get(name))}
         return self._tracer.start(
             "gateway.request",
             parent_from(carrier),

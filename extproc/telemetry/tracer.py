@@ -13,6 +13,7 @@ batches by the SDK's BatchSpanProcessor.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -139,13 +140,11 @@ def parent_from(carrier: Mapping[str, str]) -> SpanContext | None:
     header = carrier.get(TRACEPARENT)
     if header is None:
         return None
-    fields = header.strip().split("-")
-    if len(fields) < 4 or fields[0] == "ff" or (fields[0] == "00" and len(fields) != 4):
+    fields = _TRACEPARENT_FORMAT.fullmatch(header.strip())
+    if fields is None:
         return None
-    version, trace, span, flags = fields[:4]
-    if (len(version), len(trace), len(span), len(flags)) != (2, 32, 16, 2) or not all(
-        _is_hex(field) for field in (version, trace, span, flags)
-    ):
+    version, trace, span, flags, more = fields.groups()
+    if version == "ff" or (version == "00" and more is not None):
         return None
     trace_id, span_id = int(trace, 16), int(span, 16)
     if not trace_id or not span_id:
@@ -160,11 +159,8 @@ def parent_from(carrier: Mapping[str, str]) -> SpanContext | None:
     )
 
 
-_HEX = frozenset("0123456789abcdef")
-
-
-def _is_hex(text: str) -> bool:
-    return _HEX.issuperset(text)
+_TRACEPARENT_FORMAT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+"""version-trace-span-flags, in lowercase hex; a version after 00 may add fields."""
 
 
 def carrier_of(context: SpanContext) -> dict[str, str]:
