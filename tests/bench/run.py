@@ -16,10 +16,12 @@ provider), with a call to an alias with fallback whose first target answers (the
 filter), with a client that accepts gzip (Envoy compresses the answers), and with a provider
 that compresses although it was asked not to (the processor inflates the answers).
 All setups run side by side and are loaded in turn by `hey`, ROUNDS times; medians of the
-rounds are printed with the ratios to Envoy alone. A control row loads Envoy's admin endpoint
-(no Python anywhere) to show how much the machine itself stalls during the run: on shared
-virtual machines, wake-ups now and then take hundreds of milliseconds, which lands in the
-p99 of every setup. Read p50 and the ratios; compare only figures from the same run.
+rounds are printed with the ratios to Envoy alone. At 32 connections, each row with a target
+is also compared with its baseline loaded again just before it ("beside it"). A control row
+loads Envoy's admin endpoint (no Python anywhere) to show how much the machine itself stalls
+during the run: on shared virtual machines, wake-ups now and then take hundreds of
+milliseconds, which lands in the p99 of every setup. Read p50 and the ratios; compare only
+figures from the same run.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ TOOL_CALL = (
 """One MCP tool call, to a stateless MCP server (no session to open first)."""
 MCP_HEADERS = ("Accept: application/json, text/event-stream", "MCP-Protocol-Version: 2025-06-18")
 STREAMS_PER_ROUND = 40
+PAIRED_CONNECTIONS = 32
+"""Where a row with a target is also compared with its baseline loaded just before it."""
 JWT_ISSUER, JWT_AUDIENCE = "https://login.bench.test", "llm-gateway"
 
 
@@ -293,6 +297,8 @@ def admin_url(directory: Path) -> str:
 
 def main() -> int:
     runs: dict[tuple[str, int], list[Figures]] = {}
+    paired: dict[str, list[float]] = {}
+    """Each targeted row's baseline req/s, loaded just before it in each round."""
     streams: dict[str, list[StreamFigures]] = {}
     with (
         tempfile.TemporaryDirectory() as workdir,
@@ -403,6 +409,10 @@ def main() -> int:
                 runs.setdefault(("control", 1), []).append(control)
                 for connections in CONNECTIONS:
                     for name, setup in targets.items():
+                        if connections == PAIRED_CONNECTIONS and ADDED.get(name, ("", None))[1]:
+                            baseline = targets[ADDED[name][0]]
+                            before = load(baseline.url + baseline.path, connections, baseline)
+                            paired.setdefault(name, []).append(before.requests_per_second)
                         figures = load(setup.url + setup.path, connections, setup)
                         runs.setdefault((name, connections), []).append(figures)
                 for name, url, model in (
@@ -414,7 +424,7 @@ def main() -> int:
                     result = load_streams(url + "/v1/chat/completions", model)
                     streams.setdefault(name, []).append(result)
     results = {key: median(value) for key, value in runs.items()}
-    report(results)
+    report(results, paired_ratios(runs, paired))
     report_streams(streams)
     return 0
 
@@ -458,7 +468,22 @@ ADDED: dict[str, tuple[str, float | None]] = {
 """Each added feature's row: the row it adds to, and the throughput it should keep."""
 
 
-def report(results: dict[tuple[str, int], Figures]) -> None:
+def paired_ratios(
+    runs: dict[tuple[str, int], list[Figures]], paired: dict[str, list[float]]
+) -> dict[str, float]:
+    """Each targeted row's req/s over its baseline's loaded just before it, the median of the
+    rounds' ratios: a machine whose speed drifts within a round (another tenant's load) moves
+    a row and the baseline ~50 s before it apart, and not a row and the one next to it."""
+    return {
+        name: statistics.median(
+            figures.requests_per_second / base
+            for figures, base in zip(runs[name, PAIRED_CONNECTIONS], bases, strict=True)
+        )
+        for name, bases in paired.items()
+    }
+
+
+def report(results: dict[tuple[str, int], Figures], paired: dict[str, float]) -> None:
     print(
         f"\nmedians of {ROUNDS} rounds of {DURATION_SECONDS}s each (hey); "
         "control = Envoy admin /ready"
@@ -488,10 +513,11 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
         row1, row32 = results[name, 1], results[name, 32]
         ratio = row32.requests_per_second / base32.requests_per_second
         aim = f"[>= {target:.2f}x]" if target else ""
+        beside = f" (beside it: {paired[name]:4.2f}x)" if name in paired else ""
         print(
             f"  {name:<14} p50 @1 conn +{row1.p50_ms - base1.p50_ms:.2f} ms"
             f"  ({row1.p50_ms / base1.p50_ms:4.2f}x)"
-            f"   req/s @32 conns {ratio:4.2f}x {aim}"
+            f"   req/s @32 conns {ratio:4.2f}x{beside} {aim}"
         )
     envoy_cpu = results["envoy alone", 32].cpu_us["envoy"]
     print("\nCPU microseconds per request @32 conns (from /proc; stalls do not count):")
