@@ -69,7 +69,7 @@ bench-memory: compile hey nginx redis-server ## the processor's RSS over 200,000
 
 PEERS := .venv-peers
 LITELLM_VERSION := 1.102.4
-bench-peers: compile hey nginx $(PEERS)/litellm/bin/litellm tests/bench/peers/node_modules ## Envoy alone, this gateway, LiteLLM proxy and Portkey: same load, one run
+bench-peers: compile hey nginx redis-server $(PEERS)/litellm/bin/litellm tests/bench/peers/node_modules ## Envoy alone, this gateway (plain, production profile), LiteLLM proxy and Portkey: same load, one run
 	$(BIN)/python -m tests.bench.peers
 
 # Each peer in an environment of its own, at a pinned version.

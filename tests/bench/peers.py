@@ -1,9 +1,11 @@
 """`make bench-peers`: this gateway against the gateways users would pick instead.
 
 LiteLLM's proxy (Python, in its own virtualenv) and Portkey's gateway (Node, from npm), at
-pinned versions, run beside Envoy alone and this gateway on the same static upstream (an Envoy
-answering the same chat completion every time) and get the same load from `hey`, in turn,
-ROUNDS times; medians of the rounds are printed with ratios. Each does what it does by default
+pinned versions, run beside Envoy alone and this gateway — plain, and in the production
+profile (four limits on a local Redis, every call traced to an OTLP receiver, an access log) —
+on the same static upstream (an Envoy answering the same chat completion every time) and get
+the same load from `hey`, in turn, ROUNDS times; medians of the rounds are printed with
+ratios. Each does what it does by default
 for one OpenAI model: LiteLLM checks its master key, Portkey takes the provider's key from the
 client (it has no keys of its own).
 """
@@ -21,7 +23,16 @@ import yaml
 
 from tests.bench.run import DEMO_KEY, Figures, Setup, configure, load, median
 from tests.bench.static_upstream import static_upstream
-from tests.harness import ROOT, Process, envoy_only, free_port, mock_provider, running_gateway
+from tests.harness import (
+    ROOT,
+    Process,
+    envoy_only,
+    free_port,
+    mock_provider,
+    redis_server,
+    running_gateway,
+)
+from tests.otlp_receiver import otlp_receiver
 
 ROUNDS = 3
 CONNECTIONS = (1, 32)
@@ -105,14 +116,26 @@ def main() -> int:
     with (
         tempfile.TemporaryDirectory() as workdir,
         mock_provider() as mock,
+        redis_server() as redis,
+        otlp_receiver(keep=False) as (collector, _),
         static_upstream(Path(workdir)) as (upstream, upstream_url),
     ):
         directory = Path(workdir)
         config = configure(upstream_url, mock.url, directory, "plain")
+        production = configure(
+            upstream_url,
+            mock.url,
+            directory,
+            "production",
+            store=redis.url,
+            collector=collector,
+            access_log=directory / "production-access.log",
+        )
         upstream_pid = upstream.popen.pid  # every setup's provider
         with (
             envoy_only(config, directory, processor=None) as (alone, alone_url),
             running_gateway(config, directory / "gateway.log") as gateway,
+            running_gateway(production, directory / "production.log") as in_production,
             litellm_proxy(upstream_url, directory) as (litellm, litellm_url),
             portkey_gateway(directory) as (portkey, portkey_url),
         ):
@@ -123,6 +146,10 @@ def main() -> int:
             targets = {
                 "envoy alone": Setup(alone_url, [alone.popen.pid, upstream_pid]),
                 "this gateway": Setup(gateway.url, [gateway.process.popen.pid, upstream_pid]),
+                "production": Setup(
+                    in_production.url,
+                    [in_production.process.popen.pid, upstream_pid, redis.process.popen.pid],
+                ),
                 "litellm": Setup(litellm_url, [litellm.popen.pid, upstream_pid]),
                 "portkey": Setup(
                     portkey_url,
@@ -141,7 +168,8 @@ def main() -> int:
 
 
 def own_cpu(figures: Figures) -> float:
-    """CPU µs per request of the setup's own processes (the shared upstream apart)."""
+    """CPU µs per request of the setup's own processes (the shared upstream apart; Redis
+    counts for the production profile)."""
     return sum(cpu for role, cpu in figures.cpu_us.items() if role != "upstream")
 
 
@@ -162,17 +190,20 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
         "\nadded latency @1 conn, over Envoy alone: p50 (hey reports 0.1 ms steps) and mean"
         " (1 / req/s: one request at a time)"
     )
-    for name in ("this gateway", "litellm", "portkey"):
+    for name in ("this gateway", "production", "litellm", "portkey"):
         figures = results[name, 1]
         mean = 1000 / figures.requests_per_second - 1000 / alone.requests_per_second
         print(f"  {name:<13} p50 +{figures.p50_ms - alone.p50_ms:.2f} ms   mean +{mean:.3f} ms")
-    ours = results["this gateway", 32]
-    print("\n@32 conns, this gateway against each: req/s ratio, CPU per request ratio")
-    for name in ("envoy alone", "litellm", "portkey"):
-        theirs = results[name, 32]
-        speed = ours.requests_per_second / theirs.requests_per_second
-        cost = own_cpu(ours) / own_cpu(theirs)
-        print(f"  vs {name:<13} {speed:5.2f}x req/s   {cost:5.2f}x CPU")
+    for ours_name in ("this gateway", "production"):
+        ours = results[ours_name, 32]
+        print(f"\n@32 conns, {ours_name} against each: req/s ratio, CPU per request ratio")
+        for name in ("envoy alone", "this gateway", "litellm", "portkey"):
+            if name == ours_name:
+                continue
+            theirs = results[name, 32]
+            speed = ours.requests_per_second / theirs.requests_per_second
+            cost = own_cpu(ours) / own_cpu(theirs)
+            print(f"  vs {name:<13} {speed:5.2f}x req/s   {cost:5.2f}x CPU")
 
 
 if __name__ == "__main__":
