@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from tests.bench.cpu import processes
-from tests.bench.run import BODY, DEMO_KEY, TRANSLATED_BODY, configure
+from tests.bench.run import BODY, DEMO_KEY, TRANSLATED_BODY, production_profile
 from tests.bench.static_upstream import static_upstream
 from tests.harness import mock_provider, redis_server, running_gateway
 from tests.otlp_receiver import otlp_receiver
@@ -58,15 +58,7 @@ def main() -> int:
         otlp_receiver(keep=False) as (collector, _),
     ):
         directory = Path(workdir)
-        config = configure(
-            upstream_url,
-            mock.url,
-            directory,
-            "production",
-            store=redis.url,
-            collector=collector,
-            access_log=directory / "access.log",
-        )
+        config = production_profile(upstream_url, mock.url, directory, redis.url, collector)
         with running_gateway(config, directory / "gateway.log") as gateway:
             root = gateway.process.popen.pid
             send(gateway.url, WARM_UP, BODY)

@@ -21,7 +21,15 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tests.bench.run import DEMO_KEY, Figures, Setup, configure, load, median
+from tests.bench.run import (
+    DEMO_KEY,
+    Figures,
+    Setup,
+    configure,
+    load,
+    median,
+    production_profile,
+)
 from tests.bench.static_upstream import static_upstream
 from tests.harness import (
     ROOT,
@@ -122,15 +130,7 @@ def main() -> int:
     ):
         directory = Path(workdir)
         config = configure(upstream_url, mock.url, directory, "plain")
-        production = configure(
-            upstream_url,
-            mock.url,
-            directory,
-            "production",
-            store=redis.url,
-            collector=collector,
-            access_log=directory / "production-access.log",
-        )
+        production = production_profile(upstream_url, mock.url, directory, redis.url, collector)
         upstream_pid = upstream.popen.pid  # every setup's provider
         with (
             envoy_only(config, directory, processor=None) as (alone, alone_url),

@@ -291,6 +291,22 @@ def configure(
     return path
 
 
+def production_profile(
+    upstream_url: str, mock_url: str, directory: Path, redis_url: str, collector: str
+) -> Path:
+    """The production profile: LIMITS on Redis, every call traced (by Envoy and the
+    processor) to `collector`, a line per request in an access log."""
+    return configure(
+        upstream_url,
+        mock_url,
+        directory,
+        "production",
+        store=redis_url,
+        collector=collector,
+        access_log=directory / "production-access.log",
+    )
+
+
 def admin_url(directory: Path) -> str:
     return "http://" + (directory / "envoy-only-admin").read_text().strip() + "/ready"
 
@@ -318,13 +334,7 @@ def main() -> int:
         processor_traced = configure(
             *urls, "processor-traced", collector=collector, envoy_spans=False
         )
-        production = configure(
-            *urls,
-            "production",
-            store=redis.url,
-            collector=collector,
-            access_log=directory / "production-access.log",
-        )
+        production = production_profile(*urls, redis.url, collector)
         signer = Signer(JWT_ISSUER, JWT_AUDIENCE)
         jwks = signer.write_jwks(directory / "jwks.json")
         verified = configure(*urls, "jwt", jwks=jwks)
