@@ -5,9 +5,8 @@ pinned versions, run beside Envoy alone and this gateway — plain, and in the p
 profile (four limits on a local Redis, every call traced to an OTLP receiver, an access log) —
 on the same static upstream (an Envoy answering the same chat completion every time) and get
 the same load from `hey`, in turn, ROUNDS times; medians of the rounds are printed with
-ratios. Each does what it does by default
-for one OpenAI model: LiteLLM checks its master key, Portkey takes the provider's key from the
-client (it has no keys of its own).
+ratios. Each does what it does by default for one OpenAI model: LiteLLM checks its master
+key, Portkey takes the provider's key from the client (it has no keys of its own).
 """
 
 from __future__ import annotations
