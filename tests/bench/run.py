@@ -483,7 +483,7 @@ def paired_ratios(
 ) -> dict[str, float]:
     """Each targeted row's req/s over its baseline's loaded just before it, the median of the
     rounds' ratios: a machine whose speed drifts within a round (another tenant's load) moves
-    a row and the baseline ~50 s before it apart, and not a row and the one next to it."""
+    a row and the baseline up to a minute before it apart, not a row and the one next to it."""
     return {
         name: statistics.median(
             figures.requests_per_second / base
