@@ -3,7 +3,7 @@
 LiteLLM's proxy (Python, in its own virtualenv) and Portkey's gateway (Node, from npm), at
 pinned versions, run beside Envoy alone and this gateway — plain, and in the production
 profile (four limits on a local Redis, every call traced to an OTLP receiver, an access log) —
-on the same static upstream (an Envoy answering the same chat completion every time) and get
+on the same static upstream (nginx answering the same chat completion every time) and get
 the same load from `hey`, in turn, ROUNDS times; medians of the rounds are printed with
 ratios. Each does what it does by default for one OpenAI model: LiteLLM checks its master
 key, Portkey takes the provider's key from the client (it has no keys of its own).

@@ -1,8 +1,8 @@
 """`make bench`: Envoy alone against the full gateway, same provider, same load, one run.
 
-Throughput and latency rows reach a static upstream (an Envoy `direct_response` listener: the
-same OpenAI chat completion every time), which costs next to nothing, so that what stands in
-for the provider holds back no setup. Rows that need a provider's behaviour — a translated call,
+Throughput and latency rows reach a static upstream (nginx answering the same OpenAI chat
+completion every time), which costs next to nothing, so that what stands in for the provider
+holds back no setup. Rows that need a provider's behaviour — a translated call,
 a compressing provider, streams — reach the Python mock provider.
 
 The gateway runs several times: plain, with limits on the memory store, with limits on a Redis
