@@ -1,21 +1,24 @@
 """One attempt of a call to an alias with fallback, as the ext_proc filter in the alias
 cluster's upstream filters shows it: the client's request, prepared for the target Envoy
-picked for this attempt (its schema, model, key and path). A throttling answer with a wait
-(`Retry-After`, `x-ratelimit-reset-*`) puts the target in cooldown; cooldowns live in the
-quota store, so every replica sees them, and requests start past levels wholly cooling."""
+picked for this attempt (its schema, model, key and path). When the request's own stream
+prepared the request for another target, the client's body and the headers that target may
+not get come with the attempt (its metadata); Envoy's body is then that other target's.
+
+A throttling answer with a wait (`Retry-After`, `x-ratelimit-reset-*`) puts the target in
+cooldown; cooldowns live in the quota store, so every replica sees them, and requests start
+past levels wholly cooling."""
 
 from __future__ import annotations
-
-import logging
-import time
 
 import orjson
 
 from extproc import headers as names
 from extproc.config import Gateway, ModelRoute, Target
 from extproc.contract import (
+    CLIENT_BODY_FIELD,
     CLIENT_PATH_FIELD,
     CLUSTER_ATTRIBUTE,
+    HELD_HEADERS_FIELD,
     METHOD_ATTRIBUTE,
     PATH_ATTRIBUTE,
     TARGET_ATTRIBUTE,
@@ -35,18 +38,14 @@ from extproc.envoyapi.messages import (
 )
 from extproc.envoyapi.wire import Buffer
 from extproc.errors import GatewayError
-from extproc.pipeline.cooldown import cooldown_name, cooldown_seconds
+from extproc.pipeline.cooldown import cooldown_name, note_throttling
 from extproc.pipeline.upstream import prepare_upstream
-from extproc.pipeline.upstream_headers import to_provider
+from extproc.pipeline.upstream_headers import kept_for, to_provider
 from extproc.providers import provider_api
-from extproc.quota.store import QuotaStore, StoreUnavailable
+from extproc.quota.store import QuotaStore
 from extproc.telemetry.record import AttemptRecord
 from extproc.telemetry.requests import Telemetry
 from extproc.telemetry.tracer import GatewaySpan
-
-log = logging.getLogger(__name__)
-
-THROTTLED = 429
 
 
 def is_attempt(message: Message) -> bool:
@@ -57,8 +56,10 @@ def is_attempt(message: Message) -> bool:
 class Attempt:
     __slots__ = (
         "_call",
+        "_client_body",
         "_gateway",
         "_headers",
+        "_held",
         "_index",
         "_record",
         "_route",
@@ -77,6 +78,10 @@ class Attempt:
         self._target: Target | None = None
         self._headers: Headers = {}
         """The attempt's request headers, as Envoy holds them for it."""
+        self._client_body: str | None = None
+        """The client's body, when Envoy holds one prepared for another target."""
+        self._held: dict[str, str] = {}
+        """Client headers the request's stream held back from another target."""
         self._index = ""
         """The target's place among the alias's targets, as Envoy's endpoint metadata says."""
         self._record: AttemptRecord | None = None
@@ -87,12 +92,15 @@ class Attempt:
             self._begin(message)
         elif message.phase == "request_body" and self._call and self._route and self._target:
             try:
-                return self._prepared(self._call, self._route, self._target, message.body)
+                raw = message.body if self._client_body is None else self._client_body.encode()
+                return self._prepared(self._call, self._route, self._target, raw)
             except GatewayError as error:
                 return self._refused(self._call, error)
         elif message.phase == "response_headers" and self._target and self._record:
-            self._record.status = int(message.headers[names.STATUS][0])
-            await self._note_throttling(self._target, message.headers)
+            self._record.status = status = int(message.headers[names.STATUS][0])
+            await note_throttling(
+                self._store, self._telemetry, self._target, status, message.headers
+            )
             # Tells the request's own stream whose schema the answer is in.
             return amend_response_headers([(names.TARGET, self._index)])
         return pass_through(message.phase)
@@ -112,6 +120,9 @@ class Attempt:
         self._index = attributes[TARGET_ATTRIBUTE]
         self._target = target = route.targets[int(self._index)]
         self._headers = message.headers
+        self._client_body = message.shared.get(CLIENT_BODY_FIELD)
+        if held := message.shared.get(HELD_HEADERS_FIELD):
+            self._held = orjson.loads(held)
         number = message.headers.get(names.ATTEMPT_COUNT, [""])[0]
         self._record = record = AttemptRecord(
             alias=route.alias,
@@ -130,14 +141,17 @@ class Attempt:
         # any target), and an earlier attempt's provider headers: this target's allow-list
         # decides (Envoy's attempt count, for this attempt's span only, goes too).
         agent = self._headers.get(names.USER_AGENT, [None])[0]
+        same_schema = upstream.translation.passed_through
         set_headers, remove = to_provider(
             self._headers,
             target,
             upstream.location,
             payload,
-            same_schema=upstream.translation.passed_through,
+            same_schema=same_schema,
             client_agent=agent if self._gateway.client_user_agent == "append" else None,
         )
+        kept = kept_for(target, same_schema=same_schema)
+        set_headers += [(name, value) for name, value in self._held.items() if name in kept]
         return replace_request(set_headers=set_headers, remove_headers=remove, body=payload)
 
     def _refused(self, call: ModelCall, error: GatewayError) -> ProcessingResponse:
@@ -151,17 +165,3 @@ class Attempt:
         return local_reply(
             error.status, client.build_error(error.api_error()), headers=[*error.headers, refused]
         )
-
-    async def _note_throttling(self, target: Target, headers: dict[str, list[str]]) -> None:
-        if headers.get(names.STATUS, [""])[0] != str(THROTTLED):
-            return
-        seconds = cooldown_seconds(headers)
-        if not seconds:
-            return
-        name = cooldown_name(target)
-        try:
-            await self._store.cool(name, time.time() + seconds)
-        except StoreUnavailable as error:
-            log.warning("cooldown of %s not noted: %s", name, error)
-        else:
-            self._telemetry.note_cooldown(name)

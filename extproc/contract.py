@@ -31,6 +31,8 @@ METHOD_ATTRIBUTE = "request.method"
 (Envoy retries with the header map the upstream filters mutated)."""
 ATTEMPT_ATTRIBUTES = (TARGET_ATTRIBUTE, CLUSTER_ATTRIBUTE, PATH_ATTRIBUTE, METHOD_ATTRIBUTE)
 """What Envoy sends with each attempt of a call to an alias with fallback."""
+ATTEMPT_TARGET_TAG = "target"
+"""The custom tag of Envoy's access-log entry for an attempt: its endpoint's `target`."""
 ALIAS_CLUSTER_PREFIX = "alias_"
 
 
@@ -53,6 +55,12 @@ def alias_of(cluster: str) -> str:
 CLIENT_PATH_FIELD = "path"
 """In `SHARED_METADATA`: the path the client called. An attempt's `request.path` is what an
 earlier attempt rewrote it to (a provider's own path), not the endpoint the body is for."""
+CLIENT_BODY_FIELD = "body"
+"""In `SHARED_METADATA`, when the request's stream prepared the request for one target: the
+client's body (JSON), which an attempt to another target is prepared from."""
+HELD_HEADERS_FIELD = "headers"
+"""In `SHARED_METADATA`, likewise: the client's headers that target may not get but another
+may (a JSON object of name and value)."""
 
 MCP_PREFIX = "/mcp/"
 """Paths of MCP servers behind the gateway: `/mcp/<name>`. Envoy's own error replies there are

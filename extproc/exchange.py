@@ -13,7 +13,12 @@ import orjson
 
 from extproc import headers as names
 from extproc.config import Gateway, ModelRoute, Principal, Target
-from extproc.contract import CLIENT_PATH_FIELD
+from extproc.contract import (
+    CLIENT_BODY_FIELD,
+    CLIENT_PATH_FIELD,
+    HELD_HEADERS_FIELD,
+    route_value,
+)
 from extproc.endpoints import (
     LocalAnswer,
     McpEndpoint,
@@ -44,6 +49,7 @@ from extproc.errors import (
     UnsupportedMediaType,
     shorten,
 )
+from extproc.first_attempt import AttemptReports, FirstAttempt
 from extproc.guardrails.policy import Screen, screens
 from extproc.mcp_call import McpCall
 from extproc.pipeline.auth import expiry_notice
@@ -52,7 +58,7 @@ from extproc.pipeline.identity import identify
 from extproc.pipeline.mcp import METHOD_NOT_FOUND, REFUSED, SERVER_UNAVAILABLE, McpRefusal
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.refusals import refused, store_down
-from extproc.pipeline.routing import choose_target, resolve_route
+from extproc.pipeline.routing import alone_at, choose_target, resolve_route
 from extproc.pipeline.screening import blocked_error, screen_request
 from extproc.pipeline.stored_responses import (
     Owner,
@@ -64,7 +70,7 @@ from extproc.pipeline.stored_responses import (
 )
 from extproc.pipeline.token_count import plan_count
 from extproc.pipeline.upstream import Upstream, prepare_upstream
-from extproc.pipeline.upstream_headers import from_provider, to_alias, to_provider
+from extproc.pipeline.upstream_headers import from_provider, held_back, to_alias, to_provider
 from extproc.providers import Location, provider_api
 from extproc.quota.ledger import Ledger, Reservation, counting
 from extproc.quota.limits import Price
@@ -100,6 +106,8 @@ class Services:
     rng: random.Random
     cuts: CutCauses = field(default_factory=CutCauses)
     """Why streams were cut, as Envoy reports it."""
+    first_attempts: AttemptReports = field(default_factory=AttemptReports)
+    """How prepared first attempts of calls with fallback failed, as Envoy reports it."""
     spend: SpendLedger | None = None
     """The ledger every settled call is recorded in (None: no ledger)."""
     alerts: BudgetAlerts | None = None
@@ -110,11 +118,13 @@ class Exchange:
     """Per-request state for one stream; the gateway snapshot is fixed when the stream opens."""
 
     __slots__ = (
+        "_answer_expected_from",
         "_call",
         "_client_agent",
         "_client_body",
         "_client_headers",
         "_fallback",
+        "_first_attempt",
         "_gateway",
         "_mcp",
         "_metadata",
@@ -146,11 +156,15 @@ class Exchange:
         self._fallback: ModelRoute | None = None
         """Set for an alias with fallback: which target answers is known only then."""
         self._client_body: JsonObject = {}
+        self._answer_expected_from: Target | None = None
+        """The target the response was opened for (its schema, its price)."""
+        self._first_attempt: FirstAttempt | None = None
+        """Set when this stream prepared the first attempt of a call with fallback."""
         self._principal: Principal | None = None
         self._notices: list[tuple[str, str]] = []
         """Headers every answer gets (the key's near expiry)."""
-        self._client_headers: tuple[str, ...] = ()
-        """The names of the headers the client sent."""
+        self._client_headers: Headers = {}
+        """The headers the client sent."""
         self._client_agent: str | None = None
         """The client's user agent, when the providers get it after the gateway's."""
         self._replied = False
@@ -268,7 +282,7 @@ class Exchange:
             answer = endpoint.answer(self._gateway, principal, path, headers)
             return local_reply(200, answer, headers=self._notices)
         self._principal = principal
-        self._client_headers = tuple(headers)
+        self._client_headers = headers
         if self._gateway.client_user_agent == "append":
             self._client_agent = headers.get(names.USER_AGENT, [None])[0]
         if isinstance(endpoint, StoredResponse):
@@ -483,37 +497,73 @@ class Exchange:
     async def _forward_with_fallback(
         self, call: ModelCall, principal: Principal, route: ModelRoute, body: JsonObject
     ) -> Answer:
-        """Reserve as for the first target, and leave each attempt (Envoy's, one per target
-        tried) to prepare the client's body for its own target."""
+        """Reserve as for the target the first attempt goes to, and send the request on
+        prepared for it when the starting level has only that target (else as the client
+        sent it); each other attempt (Envoy's, one per target tried) prepares the client's
+        body for its own target."""
         start = await first_level_not_cooling(self._services.ledger.store, route)
-        target = route.targets[0]
+        first = alone_at(route, start)
+        target = route.targets[0] if first is None else route.targets[first]
         default_cap = self._gateway.output_cap(route)
         upstream = self._prepared(call, target, body, default_cap)
+        translation = upstream.translation
         self._note_target(target, upstream.api.otel_name)
-        self._note_keeper(route, target, upstream.translation, body)
+        self._note_keeper(route, target, translation, body)
         # Which target answers is not known yet: the dearest one's price is reserved.
-        estimate = _estimate(upstream.translation, upstream.body, default_cap)
+        estimate = _estimate(translation, upstream.body, default_cap)
         reservation = await self._reserve(principal, route, estimate, price=route.price)
         self._open_response(
             estimate,
-            upstream.translation,
+            translation,
             reservation,
             price=route.price,
             idle_timeout=max(target.provider.idle_timeout for target in route.targets),
         )
+        upstream_body = upstream.body
         if reservation.clamped_output is not None:
             body = call.schema.provider.with_output_cap(
                 call.operation, body, reservation.clamped_output
             )
-        self._fallback, self._client_body = route, body
-        payload = orjson.dumps(body)
-        set_headers, remove = to_alias(
-            self._client_headers, route, call.schema, payload, start=start
-        )
+            upstream_body = translation.provider.with_output_cap(
+                translation.operation, upstream_body, reservation.clamped_output
+            )
+        self._fallback, self._client_body, self._answer_expected_from = route, body, target
+        client_payload = orjson.dumps(body)
         # Each attempt's span continues this request's span; it prepares the body for the
         # endpoint the client called.
-        shared = self._services.telemetry.spans.context_of(self._span)
+        spans = self._services.telemetry.spans
+        shared = spans.context_of(self._span)
         shared[CLIENT_PATH_FIELD] = call.path
+        if first is None:
+            set_headers, remove = to_alias(
+                self._client_headers, route, call.schema, client_payload, start=start
+            )
+            return replace_request(
+                set_headers=set_headers, remove_headers=remove, body=client_payload, shared=shared
+            )
+        payload = orjson.dumps(upstream_body)
+        set_headers, remove = to_provider(
+            self._client_headers,
+            target,
+            upstream.location,
+            payload,
+            same_schema=translation.passed_through,
+            client_agent=self._client_agent,
+            route=route_value(route.alias, start),
+        )
+        set_headers.append((names.PREPARED_FOR, str(first)))
+        shared[CLIENT_BODY_FIELD] = client_payload.decode()
+        if held := held_back(self._client_headers, route, call.schema, remove):
+            shared[HELD_HEADERS_FIELD] = orjson.dumps(held).decode()
+        self._first_attempt = FirstAttempt(
+            route,
+            first,
+            self._record.request_id,
+            spans.context_of(self._span),
+            store=self._services.ledger.store,
+            telemetry=self._services.telemetry,
+            reports=self._services.first_attempts,
+        )
         return replace_request(
             set_headers=set_headers, remove_headers=remove, body=payload, shared=shared
         )
@@ -527,7 +577,10 @@ class Exchange:
         if self._fallback is not None:
             if names.REFUSED in headers:
                 return await self._pass_attempt_refusal(response, headers)
-            self._note_answering_target(headers.get(names.TARGET, [None])[0])
+            tag = headers.get(names.TARGET, [None])[0]
+            self._note_answering_target(tag)
+            if self._first_attempt is not None:
+                await self._first_attempt.on_answer(headers, tagged=tag is not None)
         return response.on_headers(headers)
 
     async def _pass_attempt_refusal(self, response: ResponsePath, headers: Headers) -> Answer:
@@ -544,7 +597,7 @@ class Exchange:
         if route is None or not isinstance(call, ModelCall) or index is None or answered is None:
             return
         target = route.targets[int(index)]
-        if target is route.targets[0]:
+        if target is self._answer_expected_from:
             answered.answered_by(None, target.price)
             return
         default_cap = self._gateway.output_cap(route)

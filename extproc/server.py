@@ -27,7 +27,7 @@ from extproc.config.model import ProcessorTls
 from extproc.config.sizing import BODIES_AT_ONCE
 from extproc.config.watcher import GatewaySource
 from extproc.counters import CountersService
-from extproc.cut_reports import CutReportService
+from extproc.cut_reports import ReportService
 from extproc.envoyapi.messages import Answer, ProcessingRequest, WrittenAnswer, read_wire
 from extproc.exchange import Exchange, Services
 from extproc.quota.configured import open_ledger, open_store
@@ -175,14 +175,14 @@ class ProcessorServer:
         self._processor = Processor(source, services)
         self.health = Health()
         counters = CountersService(services.ledger.store)
-        cut_reports = CutReportService(services.cuts)
+        reports = ReportService(services.cuts, services.first_attempts)
         # A request body travels in one ext_proc message. Envoy's listener (and with it this
         # limit) is rendered once, at start: a reload does not change it.
         self._server = Server(
             self._processor.methods()
             | self.health.methods()
             | counters.methods()
-            | cut_reports.methods(),
+            | reports.methods(),
             max_message=gateway.listen.max_message,
             receive_budget=BODIES_AT_ONCE * gateway.listen.max_message,
         )
@@ -281,6 +281,7 @@ async def serve(
         if services.spend is not None:
             await services.spend.close()
         services.cuts.flush()
+        services.first_attempts.flush()
         await services.ledger.store.close()
         services.telemetry.flush()
         sdk.shutdown()

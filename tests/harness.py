@@ -378,3 +378,16 @@ def gateway_yaml(document: dict[str, Any]) -> str:
         forwarded = provider.setdefault("forward_headers", [])
         forwarded += [name for name in SCRIPT_HEADERS if name not in forwarded]
     return yaml.safe_dump(document)
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The sum of every sample of `name` whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        match = re.match(r"^(\w+)\{(.*)\} (\S+)$", line)
+        if not match or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2)))
+        if all(found.get(key) == value for key, value in labels.items()):
+            total += float(match.group(3))
+    return total

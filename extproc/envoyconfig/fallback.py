@@ -6,13 +6,18 @@ first level, the one from its second (the first left out), and so on. The proces
 request to the first level not wholly cooling down after throttling, so that no attempt is
 spent on a provider that asked to be left alone.
 
-Envoy's router owns the attempts; an ext_proc filter in the alias cluster's upstream filter
-chain sees each one, and which target Envoy picked for it (the endpoint's metadata), so that
-every attempt is prepared for its own provider.
+Envoy's router owns the attempts. The request's own stream prepares the request for the
+first target it expects (see `extproc.fallback`); an ext_proc filter in the alias cluster's
+upstream filter chain sees every other attempt, and which target Envoy picked for it (the
+endpoint's metadata), so that each one is prepared for its own provider. A matcher skips that
+filter for the first attempt when it goes where the request was prepared for: the usual call
+then costs no second stream. Envoy reports such a first attempt that failed through its
+access-log service (`extproc.envoyconfig.cut_reports`).
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 
 from envoy_data_plane.envoy.config.cluster.v3 import (
@@ -22,7 +27,12 @@ from envoy_data_plane.envoy.config.cluster.v3 import (
     ClusterTransportSocketMatch,
     OutlierDetection,
 )
-from envoy_data_plane.envoy.config.core.v3 import Address, Metadata, SocketAddress
+from envoy_data_plane.envoy.config.core.v3 import (
+    Address,
+    Metadata,
+    SocketAddress,
+    TypedExtensionConfig,
+)
 from envoy_data_plane.envoy.config.endpoint.v3 import (
     ClusterLoadAssignment,
     Endpoint,
@@ -42,6 +52,8 @@ from envoy_data_plane.envoy.config.route.v3 import (
     RouteAction,
     RouteMatch,
 )
+from envoy_data_plane.envoy.extensions.common.matching.v3 import ExtensionWithMatcher
+from envoy_data_plane.envoy.extensions.filters.common.matcher.action.v3 import SkipFilter
 from envoy_data_plane.envoy.extensions.filters.http.ext_proc.v3 import (
     MetadataOptions,
     MetadataOptionsMetadataNamespaces,
@@ -57,6 +69,16 @@ from envoy_data_plane.envoy.extensions.upstreams.http.v3 import HttpProtocolOpti
 from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
 from envoy_data_plane.google.protobuf import Any as AnyMessage
 from envoy_data_plane.google.protobuf import Struct, Value
+from envoy_data_plane.xds.core.v3 import TypedExtensionConfig as XdsExtension
+from envoy_data_plane.xds.type.matcher.v3 import (
+    Matcher,
+    MatcherMatcherList,
+    MatcherMatcherListFieldMatcher,
+    MatcherMatcherListPredicate,
+    MatcherMatcherListPredicateSinglePredicate,
+    MatcherOnMatch,
+)
+from envoy_data_plane.xds.type.v3 import CelExpression
 
 from extproc import headers
 from extproc.config import Gateway
@@ -68,8 +90,9 @@ from extproc.contract import (
     alias_cluster,
     route_value,
 )
+from extproc.envoyconfig.cel import Builder, CelMatcher, HttpAttributesCelMatchInput, parsed
 from extproc.envoyconfig.clusters import http_protocol, provider_tls
-from extproc.envoyconfig.filters import upstream_codec
+from extproc.envoyconfig.filters import header_remover, upstream_codec
 from extproc.envoyconfig.placement import ext_proc_filter
 
 TLS_MATCH = "provider"
@@ -105,7 +128,12 @@ def alias_clusters(gateway: Gateway) -> list[Cluster]:
         }
         # ALPN (and with it HTTP/2) only when every target is reached over TLS.
         protocol = http_protocol(tls=len(tls) == len(providers))
-        protocol.http_filters = [_attempt_filter(gateway), upstream_codec()]
+        protocol.http_filters = [
+            _attempt_filter(gateway),
+            # What the first attempt skipped by the matcher would have removed.
+            header_remover(headers.ATTEMPT_COUNT, headers.PREPARED_FOR),
+            upstream_codec(),
+        ]
         clusters += [
             _alias_cluster(route, start, protocol, tls) for start in range(len(route.priorities))
         ]
@@ -236,10 +264,56 @@ def _alias_cluster(
 
 
 def _attempt_filter(gateway: Gateway) -> HttpFilter:
-    """ext_proc for each attempt: its request (headers and body) and its response headers."""
+    """ext_proc for each attempt but a first one already prepared: its request (headers and
+    body) and its response headers."""
     metadata = MetadataOptions(
         forwarding_namespaces=MetadataOptionsMetadataNamespaces(untyped=[SHARED_METADATA])
     )
-    return ext_proc_filter(
+    attempt = ext_proc_filter(
         gateway, metadata, response_headers=True, request_attributes=ATTEMPT_ATTRIBUTES
+    )
+    skip = MatcherOnMatch(
+        action=XdsExtension(name="skip", typed_config=AnyMessage.pack(SkipFilter()))
+    )
+    predicate = MatcherMatcherListPredicateSinglePredicate(
+        input=XdsExtension(
+            name="attributes", typed_config=AnyMessage.pack(HttpAttributesCelMatchInput())
+        ),
+        custom_match=XdsExtension(
+            name="cel", typed_config=AnyMessage.pack(_first_attempt_prepared())
+        ),
+    )
+    matcher = Matcher(
+        matcher_list=MatcherMatcherList(
+            matchers=[
+                MatcherMatcherListFieldMatcher(
+                    predicate=MatcherMatcherListPredicate(single_predicate=predicate),
+                    on_match=skip,
+                )
+            ]
+        )
+    )
+    wrapped = ExtensionWithMatcher(
+        xds_matcher=matcher,
+        extension_config=TypedExtensionConfig(name=attempt.name, typed_config=attempt.typed_config),
+    )
+    return HttpFilter(name="attempt-unless-prepared", typed_config=AnyMessage.pack(wrapped))
+
+
+def _first_attempt_prepared() -> CelMatcher:
+    """The first attempt, going to the target the request's stream prepared it for (a
+    missing header is no match: the filter then runs)."""
+    cel = Builder()
+    request_header = functools.partial(cel.index, cel.path("request.headers"))
+    host_target = cel.index(
+        cel.path("xds.upstream_host_metadata.filter_metadata"), ENDPOINT_METADATA, "target"
+    )
+    expression = cel.both(
+        cel.equal(request_header(headers.ATTEMPT_COUNT), cel.text("1")),
+        cel.equal(host_target, request_header(headers.PREPARED_FOR)),
+    )
+    return CelMatcher(
+        expr_match=CelExpression(cel_expr_parsed=parsed(expression)),
+        description=f"{headers.ATTEMPT_COUNT} == 1 and the endpoint's target is "
+        f"{headers.PREPARED_FOR}",
     )

@@ -73,12 +73,16 @@ def without_attempt_count() -> list[HttpFilter]:
     """Upstream filters for the providers' own clusters once an alias has fallback: the
     virtual host then numbers every request's attempts (for the attempt spans), and calls
     without fallback take no such internal header to their provider."""
-    removal = MutationRule(remove=headers.ATTEMPT_COUNT)
-    mutation = HeaderMutationFilter(mutations=Mutations(request_mutations=[removal]))
-    remover = HttpFilter(
+    return [header_remover(headers.ATTEMPT_COUNT), upstream_codec()]
+
+
+def header_remover(*names: str) -> HttpFilter:
+    """A filter taking these request headers off."""
+    removals = [MutationRule(remove=name) for name in names]
+    mutation = HeaderMutationFilter(mutations=Mutations(request_mutations=removals))
+    return HttpFilter(
         name="envoy.filters.http.header_mutation", typed_config=AnyMessage.pack(mutation)
     )
-    return [remover, upstream_codec()]
 
 
 def upstream_codec() -> HttpFilter:

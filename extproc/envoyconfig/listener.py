@@ -18,7 +18,7 @@ from envoy_data_plane.google.protobuf import Any as AnyMessage
 from extproc.config import Gateway
 from extproc.envoyconfig.access_log import envoy_access_log
 from extproc.envoyconfig.clusters import socket_address
-from extproc.envoyconfig.cut_reports import cut_report_loggers
+from extproc.envoyconfig.cut_reports import cut_report_loggers, failed_attempt_loggers
 from extproc.envoyconfig.filters import compressor, request_decompressor
 from extproc.envoyconfig.identity import (
     client_cert_details,
@@ -27,7 +27,7 @@ from extproc.envoyconfig.identity import (
     listener_tls,
 )
 from extproc.envoyconfig.placement import Placement, report_clusters, request_filter
-from extproc.envoyconfig.routes import local_replies, route_configuration
+from extproc.envoyconfig.routes import has_fallback, local_replies, route_configuration
 from extproc.envoyconfig.tracing import envoy_tracing
 
 
@@ -51,7 +51,12 @@ def public_listener(gateway: Gateway, placement: Placement, with_processor: bool
         filters += [f for f in (jwt_filter(gateway), ext_authz_filter(gateway)) if f is not None]
         filters.append(request_filter(gateway))
     # No x-envoy-* headers towards providers or clients: they describe our internals.
-    router = Router(suppress_envoy_headers=True)
+    router = Router(
+        suppress_envoy_headers=True,
+        upstream_log=failed_attempt_loggers(report_clusters(placement))
+        if with_processor and has_fallback(gateway)
+        else [],
+    )
     filters.append(
         HttpFilter(name="envoy.filters.http.router", typed_config=AnyMessage.pack(router))
     )

@@ -3,6 +3,7 @@ headers), and where an alias with fallback starts while some of its targets cool
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -12,11 +13,15 @@ from extproc import headers as names
 from extproc.config import ModelRoute, Target
 from extproc.errors import RateLimited
 from extproc.quota.store import QuotaStore, StoreUnavailable
+from extproc.telemetry.requests import Telemetry
+
+log = logging.getLogger(__name__)
+
+THROTTLED = 429
 
 _GO_DURATION = re.compile(
     r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$"
 )
-RESET_HEADERS = (names.RATELIMIT_PREFIX + "reset-requests", names.RATELIMIT_PREFIX + "reset-tokens")
 
 
 def cooldown_seconds(headers: Mapping[str, list[str]]) -> float | None:
@@ -28,9 +33,34 @@ def cooldown_seconds(headers: Mapping[str, list[str]]) -> float | None:
             return max(0.0, float(retry_after[0]))
         except ValueError:
             pass  # an HTTP date: rare from these APIs, and a reset header may follow
-    resets = [_go_seconds(values[0]) for name in RESET_HEADERS if (values := headers.get(name))]
+    resets = [
+        _go_seconds(values[0]) for name in names.RATELIMIT_RESETS if (values := headers.get(name))
+    ]
     known = [seconds for seconds in resets if seconds is not None]
     return max(known) if known else None
+
+
+async def note_throttling(
+    store: QuotaStore,
+    telemetry: Telemetry,
+    target: Target,
+    status: int | None,
+    headers: Mapping[str, list[str]],
+) -> None:
+    """A throttling answer with a wait puts its target in cooldown (in the quota store, so
+    that every replica sees it)."""
+    if status != THROTTLED:
+        return
+    seconds = cooldown_seconds(headers)
+    if not seconds:
+        return
+    name = cooldown_name(target)
+    try:
+        await store.cool(name, time.time() + seconds)
+    except StoreUnavailable as error:
+        log.warning("cooldown of %s not noted: %s", name, error)
+    else:
+        telemetry.note_cooldown(name)
 
 
 def _go_seconds(text: str) -> float | None:

@@ -30,3 +30,15 @@ def choose_target(route: ModelRoute, rng: random.Random) -> Target:
         return route.targets[0]
     point = rng.random() * route.cumulative_weights[-1]
     return route.targets[bisect.bisect_right(route.cumulative_weights, point)]
+
+
+def alone_at(route: ModelRoute, start: int) -> int | None:
+    """The index of the only target taking traffic at the alias's `start`th priority level,
+    where its first attempt goes; None when Envoy picks among several."""
+    level = route.priorities[start]
+    found = [
+        index
+        for index, target in enumerate(route.targets)
+        if target.weight and target.priority == level
+    ]
+    return found[0] if len(found) == 1 else None

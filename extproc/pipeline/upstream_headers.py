@@ -99,13 +99,32 @@ def to_alias(
         (CONTENT_LENGTH, str(len(payload))),
         (ACCEPT_ENCODING, "identity"),
     ]
-    kept = {USER_AGENT}.union(
+    return setting, removed(present, _kept_by_any(route, client), setting)
+
+
+def held_back(
+    client_headers: Mapping[str, Sequence[str]],
+    route: ModelRoute,
+    client: WireSchema,
+    removing: Collection[str],
+) -> dict[str, str]:
+    """Of the client's headers `removing` takes off a request prepared for one of the alias's
+    targets, those another target may get (for an attempt there to set again)."""
+    kept = _kept_by_any(route, client)
+    return {
+        name: ",".join(client_headers[name])
+        for name in removing
+        if name in kept and name != USER_AGENT and name in client_headers
+    }
+
+
+def _kept_by_any(route: ModelRoute, client: WireSchema) -> set[str]:
+    return {USER_AGENT}.union(
         *(
             kept_for(target, same_schema=provider_api(target.provider).schema is client)
             for target in route.targets
         )
     )
-    return setting, removed(present, kept, setting)
 
 
 def removed(present: Iterable[str], kept: Collection[str], setting: Headers) -> list[str]:

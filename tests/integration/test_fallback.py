@@ -17,10 +17,12 @@ from tests.harness import (
     RunningGateway,
     access_log_lines,
     counter_used,
+    free_port,
     gateway_yaml,
     logged_since,
     quota_usage,
     running_gateway,
+    sample,
     settles_to,
     sha256,
     wait_until,
@@ -35,6 +37,7 @@ PRICES = (
     {"input_per_million": 3.0, "output_per_million": 15.0},
 )
 """Of the `smart` alias's targets, in order: each answer costs its own target's price."""
+METRICS_PORT = free_port()
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +73,26 @@ def fallback_gateway(
         {"usd": 100, "per": "1d", "model": "smart"},
     ]
     document["keys"] = [key]
-    document["telemetry"] = {"access_log": str(directory / "access.log")}
+    document["telemetry"] = {
+        "access_log": str(directory / "access.log"),
+        "metrics": {"prometheus_port": METRICS_PORT},
+    }
     document["routing"] = {"expose_provider": True}
     config = directory / "gateway.yaml"
     config.write_text(gateway_yaml(document))
     with running_gateway(config, directory / "gateway.log") as running:
         yield running
+
+
+def attempt_streams(gateway: RunningGateway) -> int:
+    """The ext_proc streams Envoy opened for attempts of calls with fallback, all aliases."""
+    admin = (Path(gateway.processor.removeprefix("unix:")).parent / "admin-address").read_text()
+    stats = httpx.get(f"http://{admin.strip()}/stats?filter=ext_proc.streams_started").text
+    return sum(
+        int(value)
+        for name, _, value in (line.partition(": ") for line in stats.splitlines())
+        if name.startswith("cluster.alias_")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -125,15 +142,54 @@ def test_a_throttled_first_target_falls_back_to_the_next_provider_in_its_schema(
     assert "x-envoy-attempt-count" not in second["headers"], "Envoy's count is for the span"
 
 
-def test_a_healthy_first_target_answers_alone(
+def test_a_healthy_first_target_answers_alone_without_a_second_processor_stream(
     fallback_gateway: RunningGateway, mock: MockProvider
 ) -> None:
+    """The request's own stream prepared the first attempt for its target: Envoy's matcher
+    skips the attempt's filter, so the call costs the processor one stream, as a plain one."""
     mock.clear()
+    streams = attempt_streams(fallback_gateway)
 
     response = HTTP.post(fallback_gateway.url + "/v1/chat/completions", json=CHAT, headers=AUTH)
 
     assert response.status_code == 200, response.text
     assert [request["body"]["model"] for request in mock.requests()] == ["gpt-4o"]
+    assert "x-extproc-prepared-for" not in mock.last_request()["headers"]
+    assert attempt_streams(fallback_gateway) == streams
+
+
+def test_only_the_attempts_after_the_first_are_prepared_by_a_stream_of_their_own(
+    fallback_gateway: RunningGateway, mock: MockProvider
+) -> None:
+    mock.clear()
+    streams = attempt_streams(fallback_gateway)
+
+    response = chat(fallback_gateway, "smart", **{"x-mock-fail": "gpt-4o=503"})
+
+    assert response.status_code == 200, response.text
+    assert [r["body"]["model"] for r in mock.requests()] == ["gpt-4o", "claude-sonnet-4-5"]
+    assert attempt_streams(fallback_gateway) == streams + 1
+
+
+def test_a_header_only_the_next_target_may_get_reaches_it_on_fallback(
+    fallback_gateway: RunningGateway, mock: MockProvider
+) -> None:
+    """An Anthropic client's beta header is not for OpenAI (the first target), but is for
+    Claude: the first attempt goes without it, the second carries it."""
+    mock.clear()
+
+    response = HTTP.post(
+        fallback_gateway.url + "/v1/messages",
+        json={"model": "smart", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]},
+        headers=AUTH | {"x-mock-fail": "gpt-4o=503", "anthropic-beta": "context-1m-2025-08-07"},
+    )
+
+    assert response.status_code == 200, response.text
+    first, second = mock.requests()
+    assert (first["body"]["model"], second["body"]["model"]) == ("gpt-4o", "claude-sonnet-4-5")
+    assert "anthropic-beta" not in first["headers"]
+    assert second["headers"]["anthropic-beta"] == "context-1m-2025-08-07"
+    assert second["body"]["messages"] == [{"role": "user", "content": "hi"}]
 
 
 def test_the_access_log_and_the_counters_follow_the_target_that_answered(
@@ -278,12 +334,28 @@ def test_when_every_target_cools_down_the_gateway_answers_429_itself(
 def test_a_stalled_provider_is_given_up_after_the_per_attempt_timeout(
     fallback_gateway: RunningGateway, mock: MockProvider
 ) -> None:
+    """The first attempt got no answer: Envoy reports it, and it is counted as such."""
     mock.clear()
 
     response = chat(fallback_gateway, "slow", **{"x-mock-fail": "gpt-4o-slow=stall"})
 
     assert response.status_code == 200, response.text
     assert [r["body"]["model"] for r in mock.requests()] == ["gpt-4o-slow", "claude-slow"]
+
+    def counted() -> tuple[float, float] | None:
+        text = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics").text
+        found = tuple(
+            sample(
+                text,
+                "extproc_attempts_total",
+                extproc_model_alias="slow",
+                extproc_attempt_outcome=outcome,
+            )
+            for outcome in ("no_answer", "ok")
+        )
+        return found if found == (1, 1) else None
+
+    wait_until(counted, "the first attempt was never counted")
 
 
 def test_a_field_the_next_target_cannot_carry_is_a_clear_400_and_costs_nothing(

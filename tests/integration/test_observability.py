@@ -20,6 +20,7 @@ from tests.harness import (
     RunningGateway,
     free_port,
     running_gateway,
+    sample,
     sha256,
     wait_until,
     write_config,
@@ -202,19 +203,6 @@ def wait_for_spans(received: Received, count: int) -> list[dict[str, Any]]:
 
 def metrics_text() -> str:
     return httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics").text
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """The sum of every sample of `name` whose labels include `labels`."""
-    total = 0.0
-    for line in text.splitlines():
-        match = re.match(r"^(\w+)\{(.*)\} (\S+)$", line)
-        if not match or match.group(1) != name:
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2)))
-        if all(found.get(key) == value for key, value in labels.items()):
-            total += float(match.group(3))
-    return total
 
 
 def test_one_trace_spans_envoy_and_the_processor(

@@ -165,7 +165,11 @@ def test_every_processor_call_fails_closed_alike_on_every_attempt(tmp_path: Path
     for cluster in bootstrap["static_resources"]["clusters"]:
         options = cluster.get("typed_extension_protocol_options", {})
         for protocol in options.values():
-            filters += protocol.get("http_filters", [])
+            # An attempt's filter is wrapped in the matcher that skips a prepared first one.
+            filters += [
+                f["typed_config"].get("extension_config", f)
+                for f in protocol.get("http_filters", [])
+            ]
     ext_procs = [f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.ext_proc"]
     assert len(ext_procs) == 1 + 3, "the request's own, and one per start level of `smart`"
     for ext_proc in ext_procs:

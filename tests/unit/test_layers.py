@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "extproc"
 LAYERS = [
     {"cli", "run", "supervisor", "workers", "usage_report", "__main__"},
     {"server", "transport", "counters", "cut_reports"},
-    {"exchange", "attempt", "response", "mcp_call"},
+    {"exchange", "attempt", "first_attempt", "response", "mcp_call"},
     {"pipeline", "endpoints", "translators", "providers", "spend"},
     {"envoyapi", "envoyconfig"},
     {"telemetry"},
