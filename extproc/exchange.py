@@ -451,8 +451,15 @@ class Exchange:
         return replace_request(set_headers=set_headers, remove_headers=remove, body=payload)
 
     def _provider_headers(
-        self, target: Target, location: Location, payload: bytes | None, *, same_schema: bool
+        self,
+        target: Target,
+        location: Location,
+        payload: bytes | None,
+        *,
+        same_schema: bool,
+        route: str | None = None,
     ) -> tuple[list[tuple[str, str]], list[str]]:
+        """`route`: where Envoy sends the request (default: the target's provider)."""
         return to_provider(
             self._client_headers,
             target,
@@ -460,7 +467,7 @@ class Exchange:
             payload,
             same_schema=same_schema,
             client_agent=self._client_agent,
-            route=target.provider.name,
+            route=route or target.provider.name,
         )
 
     async def _count_tokens(
@@ -531,9 +538,8 @@ class Exchange:
         client_payload = orjson.dumps(body)
         # Each attempt's span continues this request's span; it prepares the body for the
         # endpoint the client called.
-        spans = self._services.telemetry.spans
-        shared = spans.context_of(self._span)
-        shared[CLIENT_PATH_FIELD] = call.path
+        context = self._services.telemetry.spans.context_of(self._span)
+        shared = {**context, CLIENT_PATH_FIELD: call.path}
         if first is None:
             set_headers, remove = to_alias(
                 self._client_headers, route, call.schema, client_payload, start=start
@@ -542,13 +548,11 @@ class Exchange:
                 set_headers=set_headers, remove_headers=remove, body=client_payload, shared=shared
             )
         payload = orjson.dumps(upstream_body)
-        set_headers, remove = to_provider(
-            self._client_headers,
+        set_headers, remove = self._provider_headers(
             target,
             upstream.location,
             payload,
             same_schema=translation.passed_through,
-            client_agent=self._client_agent,
             route=route_value(route.alias, start),
         )
         set_headers.append((names.PREPARED_FOR, str(first)))
@@ -559,7 +563,7 @@ class Exchange:
             route,
             first,
             self._record.request_id,
-            spans.context_of(self._span),
+            context,
             store=self._services.ledger.store,
             telemetry=self._services.telemetry,
             reports=self._services.first_attempts,

@@ -1,6 +1,7 @@
 """The request's own stream (Exchange), each attempt's (Attempt) and the response side, driven
-in process with the messages Envoy sends, without Envoy: the hand-off between the two streams
-of a call to an alias with fallback, and what the ledger is charged."""
+in process with the messages Envoy sends, without Envoy: the hand-off between the streams of a
+call to an alias with fallback (the first attempt prepared by the request's own stream, the
+next by its own), and what the ledger is charged."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from extproc.config.schema import TracingSpec
 from extproc.contract import CLUSTER_ATTRIBUTE, METHOD_ATTRIBUTE, PATH_ATTRIBUTE, TARGET_ATTRIBUTE
 from extproc.envoyapi.messages import Answer, Headers, Message, ProcessingResponse, WrittenAnswer
 from extproc.exchange import Exchange, Services
+from extproc.first_attempt import AttemptReport, report_key
 from extproc.quota.configured import open_ledger, open_store
 from extproc.telemetry.requests import Telemetry
 from extproc.telemetry.spans import Spans
@@ -134,6 +136,21 @@ class Call:
         the request's stream then sees them."""
         headers, body, sent = request
         self.attempts += 1
+        own = {**headers, names.ATTEMPT_COUNT: [str(self.attempts)]}
+        counted = {**answer, names.ATTEMPT_COUNT: [str(self.attempts)]}
+        if self.attempts == 1 and headers.get(names.PREPARED_FOR) == [str(target)]:
+            # Envoy's matcher skips the attempt's filter, its remover takes the internal
+            # headers off; its router reports the attempt when it failed.
+            upstream = {
+                name: values
+                for name, values in own.items()
+                if name not in (names.ATTEMPT_COUNT, names.PREPARED_FOR)
+            }
+            status = int(answer[names.STATUS][0])
+            if status >= 400:
+                report = AttemptReport(status, {k: v for k, v in answer.items() if k[0] != ":"})
+                self.services.first_attempts.report(report_key("r-1", str(target)), report)
+            return upstream, body, counted
         attempt = Attempt(self.gateway, self.services.ledger.store, self.services.telemetry)
         cluster = headers[names.ROUTE][0].removeprefix("alias=")
         attributes = {
@@ -143,7 +160,6 @@ class Call:
             METHOD_ATTRIBUTE: "POST",
         }
         shared = {key: value.string_value for key, value in sent.dynamic_metadata.fields.items()}
-        own = {**headers, names.ATTEMPT_COUNT: [str(self.attempts)]}
         first = parsed(
             await attempt.process(
                 message("request_headers", headers=own, attributes=attributes, shared=shared)
@@ -155,7 +171,7 @@ class Call:
         upstream_body = prepared.request_body.response.body_mutation.body
         answered = parsed(await attempt.process(message("response_headers", headers=answer)))
         await attempt.finish()
-        return upstream, upstream_body, mutated(answer, answered, "response_headers")
+        return upstream, upstream_body, mutated(counted, answered, "response_headers")
 
     async def answer(self, headers: Headers, body: bytes) -> tuple[Headers, dict[str, Any]]:
         """The provider's answer through the request's stream: what the client gets."""
@@ -190,17 +206,18 @@ async def test_the_first_target_answers_in_its_schema_and_the_client_gets_its_ow
     gateway, services = setup(tmp_path)
     call = Call(gateway, services)
     request = await call.send()
-    routed, client_body, _ = request
+    routed, _, _ = request
     assert routed[names.ROUTE] == ["alias=smart.0"]
+    assert routed[names.PREPARED_FOR] == ["0"], "prepared by the request's own stream"
     assert "authorization" not in routed and "cookie" not in routed
-    assert orjson.loads(client_body)["model"] == "smart", "each attempt prepares its own body"
 
     upstream, body, seen = await call.attempt(request, 0, {":status": ["200"], **JSON})
     assert upstream[":path"] == ["/v1/messages"]
     assert upstream["x-api-key"] == ["sk-ant-claude"]
     assert names.ATTEMPT_COUNT not in upstream and "cookie" not in upstream
+    assert names.PREPARED_FOR not in upstream
     assert orjson.loads(body)["model"] == "claude-sonnet-4-5"
-    assert seen[names.TARGET] == ["0"]
+    assert names.TARGET not in seen, "no attempt stream saw it"
 
     answer_headers, answer = await call.answer(seen, orjson.dumps(CLAUDE_ANSWER))
     assert answer["object"] == "chat.completion"
