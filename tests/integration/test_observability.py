@@ -249,13 +249,20 @@ def test_one_trace_spans_envoy_and_the_processor(
     assert "[REDACTED]" in first["gen_ai.input.messages"]
     assert "card-4242" not in first["gen_ai.input.messages"]
     assert first["gen_ai.output.messages"].startswith("Hello from the mock provider")
-    refused = [
-        s
-        for s in spans
-        if s["attributes"].get("http.response.status_code") == 429
-        and s["name"] != "gateway.attempt"
-    ]
-    assert refused and refused[0]["attributes"]["error.type"] == "rate_limit_exceeded"
+
+    def refused() -> list[dict[str, Any]] | None:
+        """The refused call's span, once it has arrived (its own export may come later)."""
+        with received.lock:
+            found = [
+                s
+                for s in received.spans
+                if s["attributes"].get("http.response.status_code") == 429
+                and s["name"] != "gateway.attempt"
+            ]
+        return found or None
+
+    (span, *_) = wait_until(refused, "the refused call's span never arrived")
+    assert span["attributes"]["error.type"] == "rate_limit_exceeded"
 
 
 def test_each_attempt_has_its_span_under_the_request_span(
