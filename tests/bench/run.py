@@ -12,8 +12,8 @@ instead of a gateway key, and with every built-in guardrail detector screening r
 answers (JSON and streams), and with every call recorded in a spend ledger (SQLite), to show
 what quota checks, tracing, token identity, guardrails and the ledger add. The plain gateway is
 also loaded with a call it translates (an OpenAI client to an alias on an Anthropic-kind
-provider), with a call to an alias with fallback whose first target answers (the per-attempt
-filter), with a client that accepts gzip (Envoy compresses the answers), and with a provider
+provider), with a call to an alias with fallback whose first target answers (Envoy's retry
+policy; the attempt prepared by the request's own stream), with a client that accepts gzip (Envoy compresses the answers), and with a provider
 that compresses although it was asked not to (the processor inflates the answers).
 All setups run side by side and are loaded in turn by `hey`, ROUNDS times; medians of the
 rounds are printed with the ratios to Envoy alone. At 32 connections, each row with a target
@@ -62,7 +62,8 @@ LIVE_BODY = '{"model":"gpt-4o-live",' + PROMPT + "}"
 """The alias on the Python mock (for what only it does: compressing, streaming)."""
 FALLBACK_BODY = '{"model":"smart",' + PROMPT + "}"
 """The demo's alias with fallback, on its happy path: the first target answers, and what
-the row adds is Envoy's attempt machinery and the attempt's own ext_proc stream."""
+the row adds is Envoy's attempt machinery (the request's own stream prepares the attempt,
+and Envoy's matcher skips the attempt's filter)."""
 TOOL_CALL = (
     '{"jsonrpc":"2.0","id":1,"method":"tools/call",'
     '"params":{"name":"search","arguments":{"query":"envoy"}}}'
