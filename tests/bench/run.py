@@ -13,8 +13,9 @@ answers (JSON and streams), and with every call recorded in a spend ledger (SQLi
 what quota checks, tracing, token identity, guardrails and the ledger add. The plain gateway is
 also loaded with a call it translates (an OpenAI client to an alias on an Anthropic-kind
 provider), with a call to an alias with fallback whose first target answers (Envoy's retry
-policy; the attempt prepared by the request's own stream), with a client that accepts gzip (Envoy compresses the answers), and with a provider
-that compresses although it was asked not to (the processor inflates the answers).
+policy; the attempt prepared by the request's own stream), with a client that accepts gzip
+(Envoy compresses the answers), and with a provider that compresses although it was asked
+not to (the processor inflates the answers).
 All setups run side by side and are loaded in turn by `hey`, ROUNDS times; medians of the
 rounds are printed with the ratios to Envoy alone. At 32 connections, each row with a target
 is also compared with its baseline loaded again just before it ("beside it"). A control row
