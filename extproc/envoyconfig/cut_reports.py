@@ -13,11 +13,18 @@ from datetime import timedelta
 from envoy_data_plane.envoy.config.accesslog.v3 import (
     AccessLog,
     AccessLogFilter,
-    ExtensionFilter,
+    ComparisonFilter,
+    ComparisonFilterOp,
+    OrFilter,
     ResponseFlagFilter,
+    StatusCodeFilter,
 )
-from envoy_data_plane.envoy.config.core.v3 import ApiVersion, GrpcService, GrpcServiceEnvoyGrpc
-from envoy_data_plane.envoy.extensions.access_loggers.filters.cel.v3 import ExpressionFilter
+from envoy_data_plane.envoy.config.core.v3 import (
+    ApiVersion,
+    GrpcService,
+    GrpcServiceEnvoyGrpc,
+    RuntimeUInt32,
+)
 from envoy_data_plane.envoy.extensions.access_loggers.grpc.v3 import (
     CommonGrpcAccessLogConfig,
     HttpGrpcAccessLogConfig,
@@ -31,7 +38,7 @@ from envoy_data_plane.envoy.type.metadata.v3 import (
 from envoy_data_plane.envoy.type.tracing.v3 import CustomTag, CustomTagMetadata
 from envoy_data_plane.google.protobuf import Any as AnyMessage
 
-from extproc.contract import ALIAS_CLUSTER_PREFIX, ATTEMPT_TARGET_TAG, ENDPOINT_METADATA
+from extproc.contract import ATTEMPT_TARGET_TAG, ENDPOINT_METADATA
 from extproc.headers import RATELIMIT_RESETS, RETRY_AFTER
 from extproc.telemetry.cuts import ENVOY_FLAGS
 
@@ -48,17 +55,25 @@ def cut_report_loggers(clusters: Sequence[str]) -> list[AccessLog]:
 
 
 def failed_attempt_loggers(clusters: Sequence[str]) -> list[AccessLog]:
-    """The router's upstream loggers: each failed attempt to an alias's target, tagged with
-    the target, with the answer's headers that say how long to wait. Sent at once: the call
-    goes on, and its next attempt is then under way."""
-    failed = ExpressionFilter(
-        expression=f"xds.cluster_name.startsWith('{ALIAS_CLUSTER_PREFIX}')"
-        " && (response.code >= 400 || response.flags != 0u)"
-    )
+    """The router's upstream loggers: each failed attempt (a status from 400, or no answer),
+    tagged with its endpoint's target when it went to an alias's, with the answer's headers
+    that say how long to wait. Sent at once: the call goes on, and its next attempt is then
+    under way."""
+    # Native filters (Envoy's CEL one cost ~7 µs of Envoy's CPU on every call, plain ones
+    # included): attempts to other clusters carry no target tag, and the processor skips them.
     only_failures = AccessLogFilter(
-        extension_filter=ExtensionFilter(
-            name="envoy.access_loggers.extension_filters.cel",
-            typed_config=AnyMessage.pack(failed),
+        or_filter=OrFilter(
+            filters=[
+                AccessLogFilter(
+                    status_code_filter=StatusCodeFilter(
+                        comparison=ComparisonFilter(
+                            op=ComparisonFilterOp.GE,
+                            value=RuntimeUInt32(default_value=400, runtime_key="unused"),
+                        )
+                    )
+                ),
+                AccessLogFilter(response_flag_filter=ResponseFlagFilter()),  # any flag
+            ]
         )
     )
     target = CustomTag(
