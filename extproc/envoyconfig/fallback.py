@@ -7,7 +7,7 @@ request to the first level not wholly cooling down after throttling, so that no 
 spent on a provider that asked to be left alone.
 
 Envoy's router owns the attempts. The request's own stream prepares the request for the
-first target it expects (see `extproc.fallback`); an ext_proc filter in the alias cluster's
+first target it expects (see `extproc.first_attempt`); an ext_proc filter in the alias cluster's
 upstream filter chain sees every other attempt, and which target Envoy picked for it (the
 endpoint's metadata), so that each one is prepared for its own provider. A matcher skips that
 filter for the first attempt when it goes where the request was prepared for: the usual call
