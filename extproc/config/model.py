@@ -376,7 +376,7 @@ class TracingSettings:
     service_name: str
     record_content: bool
     redact: tuple[str, ...]
-    envoy_spans: bool = True
+    envoy_spans: bool = False
     """Envoy's tracer records its own spans too (the request's, and each ext_proc call's)."""
 
     def active(self, environ: Mapping[str, str]) -> bool:

@@ -6,16 +6,16 @@ holds back no setup. Rows that need a provider's behaviour — a translated call
 a compressing provider, streams — reach the Python mock provider.
 
 The gateway runs several times: plain, with limits on the memory store, with limits on a Redis
-store (a local redis-server), with every request traced to an in-process OTLP receiver (by Envoy
-and the processor, and by the processor alone), with callers known by a JWT that Envoy verifies
-instead of a gateway key, and with every built-in guardrail detector screening requests and
-answers (JSON and streams), and with every call recorded in a spend ledger (SQLite), to show
-what quota checks, tracing, token identity, guardrails and the ledger add. The plain gateway is
-also loaded with a call it translates (an OpenAI client to an alias on an Anthropic-kind
-provider), with a call to an alias with fallback whose first target answers (Envoy's retry
-policy; the attempt prepared by the request's own stream), with a client that accepts gzip
-(Envoy compresses the answers), and with a provider that compresses although it was asked
-not to (the processor inflates the answers).
+store (a local redis-server), with every request traced to an in-process OTLP receiver (by the
+processor, as configured by default, and with Envoy's spans too), with callers known by a JWT
+that Envoy verifies instead of a gateway key, and with every built-in guardrail detector
+screening requests and answers (JSON and streams), and with every call recorded in a spend
+ledger (SQLite), to show what quota checks, tracing, token identity, guardrails and the ledger
+add. The plain gateway is also loaded with a call it translates (an OpenAI client to an alias
+on an Anthropic-kind provider), with a call to an alias with fallback whose first target
+answers (Envoy's retry policy; the attempt prepared by the request's own stream), with a client
+that accepts gzip (Envoy compresses the answers), and with a provider that compresses although
+it was asked not to (the processor inflates the answers).
 All setups run side by side and are loaded in turn by `hey`, ROUNDS times; medians of the
 rounds are printed with the ratios to Envoy alone. At 32 connections, each row with a target
 is also compared with its baseline loaded again just before it ("beside it"). A control row
@@ -229,7 +229,7 @@ def configure(
     store: str | None = None,
     collector: str | None = None,
     sampling: float = 1.0,
-    envoy_spans: bool = True,
+    envoy_spans: bool = False,
     access_log: Path | None = None,
     jwks: Path | None = None,
     guarded: bool = False,
@@ -238,8 +238,8 @@ def configure(
 ) -> Path:
     """The demo configuration: its OpenAI-kind provider is the static upstream, the others
     the mock, and `gpt-4o-live` an alias on the mock as OpenAI; with `store`, the demo key gets
-    LIMITS there; with `collector`, requests are traced (Envoy, unless not `envoy_spans`, and
-    the processor) to that OTLP endpoint, `sampling` of them; with `access_log`, a line per
+    LIMITS there; with `collector`, requests are traced (by the processor, and by Envoy too
+    with `envoy_spans`) to that OTLP endpoint, `sampling` of them; with `access_log`, a line per
     request goes to that file; with `jwks`, callers are also known by tokens that Envoy verifies
     against it; `guarded`: every call is screened by GUARDRAILS, both ways; `mcp_url`: the MCP
     server `docs`, every tool of it granted; `ledger`: every settled call recorded in a spend
@@ -296,8 +296,8 @@ def configure(
 def production_profile(
     upstream_url: str, mock_url: str, directory: Path, redis_url: str, collector: str
 ) -> Path:
-    """The production profile: LIMITS on Redis, every call traced (by Envoy and the
-    processor) to `collector`, a line per request in an access log."""
+    """The production profile: LIMITS on Redis, every call traced (by the processor, as
+    configured by default) to `collector`, a line per request in an access log."""
     return configure(
         upstream_url,
         mock_url,
@@ -333,9 +333,7 @@ def main() -> int:
         shared = configure(*urls, "redis", store=redis.url)
         traced = configure(*urls, "traced", collector=collector)
         sampled = configure(*urls, "sampled", collector=collector, sampling=0.1)
-        processor_traced = configure(
-            *urls, "processor-traced", collector=collector, envoy_spans=False
-        )
+        envoy_traced = configure(*urls, "envoy-traced", collector=collector, envoy_spans=True)
         production = production_profile(*urls, redis.url, collector)
         signer = Signer(JWT_ISSUER, JWT_AUDIENCE)
         jwks = signer.write_jwks(directory / "jwks.json")
@@ -353,9 +351,7 @@ def main() -> int:
             running_gateway(traced, directory / "traced.log") as with_tracing,
             running_gateway(verified, directory / "jwt.log") as with_jwt,
             running_gateway(sampled, directory / "sampled.log") as with_sampling,
-            running_gateway(
-                processor_traced, directory / "processor-traced.log"
-            ) as with_processor_tracing,
+            running_gateway(envoy_traced, directory / "envoy-traced.log") as with_envoy_tracing,
             running_gateway(production, directory / "production.log") as in_production,
             running_gateway(guarded, directory / "guarded.log") as with_guardrails,
             running_gateway(recorded, directory / "ledger.log") as with_ledger,
@@ -378,9 +374,8 @@ def main() -> int:
                     [with_redis.process.popen.pid, upstream_pid, redis.process.popen.pid],
                 ),
                 "+tracing": Setup(with_tracing.url, [with_tracing.process.popen.pid, upstream_pid]),
-                "+tracing, proc": Setup(
-                    with_processor_tracing.url,
-                    [with_processor_tracing.process.popen.pid, upstream_pid],
+                "+tracing, envoy": Setup(
+                    with_envoy_tracing.url, [with_envoy_tracing.process.popen.pid, upstream_pid]
                 ),
                 "+tracing 0.1": Setup(
                     with_sampling.url, [with_sampling.process.popen.pid, upstream_pid]
@@ -469,7 +464,7 @@ ADDED: dict[str, tuple[str, float | None]] = {
     "+quota mem": ("gateway", None),
     "+quota redis": ("gateway", 0.8),
     "+tracing": ("gateway", 0.85),
-    "+tracing, proc": ("gateway", None),
+    "+tracing, envoy": ("gateway", None),
     "+tracing 0.1": ("gateway", 0.95),
     "production": ("gateway", 0.65),
     "jwt, not key": ("gateway", 0.95),

@@ -1,4 +1,5 @@
-"""Traces from Envoy and the processor in one trace, GenAI metrics, and the access log."""
+"""Traces from Envoy (`envoy_spans: true`) and the processor in one trace, GenAI metrics, and
+the access log."""
 
 from __future__ import annotations
 
@@ -107,6 +108,7 @@ def config(
                 "tracing": {
                     "enabled": True,
                     "endpoint": endpoint,
+                    "envoy_spans": True,
                     "record_content": True,
                     "redact": [r"card-\d+"],
                 },

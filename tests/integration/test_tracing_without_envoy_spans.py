@@ -1,5 +1,6 @@
-"""`tracing.envoy_spans: false`: Envoy renders without its tracer, and the processor's span
-records the hop by itself, continuing the client's trace context (or starting a trace)."""
+"""Tracing as configured by default (`envoy_spans: false`): Envoy renders without its tracer,
+and the processor's span records the hop by itself, continuing the client's trace context (or
+starting a trace)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def gateway(
 ) -> Iterator[RunningGateway]:
     directory = tmp_path_factory.mktemp("processor-spans")
     endpoint, _ = receiver
-    tracing = {"enabled": True, "endpoint": endpoint, "envoy_spans": False}
+    tracing = {"enabled": True, "endpoint": endpoint}
     keys = [{"id": "full", "sha256": sha256(GATEWAY_KEY), "models": ["*"]}]
     config = chat_config(
         directory, mock.url, {"keys": keys, "telemetry": {"tracing": tracing, "access_log": "off"}}
