@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from extproc.envoyapi.messages import (
     Answer,
     Headers,
     Message,
+    Partial,
     ProcessingResponse,
     amend_response_headers,
     continue_and_read_response,
@@ -176,18 +177,29 @@ class Exchange:
         self._mcp: McpCall | None = None
         """Set for a call to an MCP server: it handles the stream's phases."""
 
-    async def process(self, message: Message) -> Answer | None:
+    async def process(self, message: Message) -> Answer | Partial | None:
         """The answer to one message; None when Envoy expects none (a stream ended early)."""
         if self._replied:
             return pass_through(message.phase)
+        return await self._guarded(self._dispatch(message), message.phase)
+
+    async def resume(self) -> Answer | Partial | None:
+        """The rest of an answer whose first part (a `Partial`) went out."""
+        assert self._response is not None
+        return await self._guarded(self._response.resume(), "response_body")
+
+    async def _guarded(
+        self, work: Awaitable[Answer | Partial | None], phase: str
+    ) -> Answer | Partial | None:
+        """What `work` answers, or the gateway's error answer when it fails."""
         try:
-            return await self._dispatch(message)
+            return await work
         except McpRefusal as refusal:
             return await self._reply_mcp(refusal)
         except GatewayError as error:
             return await self._reply_failure(error)
         except Exception:
-            log.exception("unexpected failure while processing %s", message.phase)
+            log.exception("unexpected failure while processing %s", phase)
             return await self._reply_failure(INTERNAL_ERROR)
 
     async def _reply_failure(self, error: GatewayError) -> ProcessingResponse:
@@ -198,7 +210,7 @@ class Exchange:
             return await self._reply_mcp(McpRefusal(error.status, code, error.message))
         return await self._reply_error(error)
 
-    async def _dispatch(self, message: Message) -> Answer | None:
+    async def _dispatch(self, message: Message) -> Answer | Partial | None:
         if self._mcp is not None:
             return await self._mcp_phase(self._mcp, message)
         phase = message.phase

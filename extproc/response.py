@@ -13,6 +13,7 @@ from extproc.contract import SHARED_METADATA
 from extproc.envoyapi.messages import (
     Answer,
     Headers,
+    Partial,
     amend_held_headers,
     amend_response_headers,
     pass_through,
@@ -29,13 +30,13 @@ from extproc.pipeline.inflate import INFLATABLE, Inflater
 from extproc.pipeline.metering import Meter
 from extproc.pipeline.ratelimit_headers import ratelimit_headers
 from extproc.pipeline.refusals import stopped_mid_stream
-from extproc.pipeline.relay import StreamRelay
+from extproc.pipeline.relay import Piece, StreamRelay
 from extproc.pipeline.screening import BLOCKED, blocked_error, screen_answer, screen_request
 from extproc.pipeline.stream_screen import StreamScreen
 from extproc.pipeline.upstream_headers import from_provider
 from extproc.quota.ledger import Reservation
 from extproc.quota.limits import Price
-from extproc.sse import EVENT_STREAM, EventTooLarge
+from extproc.sse import EVENT_STREAM, Block, EventTooLarge
 from extproc.telemetry.cuts import STREAM_CUT
 from extproc.telemetry.record import RequestRecord
 from extproc.telemetry.requests import Telemetry
@@ -77,6 +78,7 @@ class ResponsePath:
         "_expose_cost",
         "_expose_provider",
         "_final",
+        "_held",
         "_idle_timeout",
         "_inflater",
         "_max_message",
@@ -84,6 +86,7 @@ class ResponsePath:
         "_notices",
         "_price",
         "_record",
+        "_relayed_any",
         "_reservation",
         "_screen",
         "_settled",
@@ -138,6 +141,10 @@ class ResponsePath:
         self._settled = False
         self._inflater: Inflater | None = None
         """Set when the provider compressed its answer anyway."""
+        self._relayed_any = False
+        """A stream's first event was relayed."""
+        self._held: tuple[list[Block], bool, EventTooLarge | None] | None = None
+        """Events read with a stream's first one, relayed once it went (see `resume`)."""
 
     @property
     def reservation(self) -> Reservation:
@@ -217,7 +224,7 @@ class ResponsePath:
         standings, remove = self._filtered(headers, ratelimit_headers(self._reservation.standings))
         return amend_response_headers(standings, remove_headers=remove, body="skip")
 
-    async def on_body(self, chunk: bytes, *, end: bool) -> Answer | None:
+    async def on_body(self, chunk: bytes, *, end: bool) -> Answer | Partial | None:
         """The answer for a body chunk; None once a stream was ended early (Envoy has
         finished the response and needs nothing more)."""
         if self._stopped:
@@ -361,14 +368,46 @@ class ResponsePath:
             self._settled = True
             await self._reservation.settle(None)
 
-    async def _relay(self, chunk: bytes, *, end: bool) -> Answer:
+    async def _relay(self, chunk: bytes, *, end: bool) -> Answer | Partial:
         relay = self._meter.relay
         assert relay is not None
-        out: list[bytes] = []
         try:
-            pieces, oversized = relay.feed(chunk, end=end), None
+            blocks, oversized = relay.frame(chunk, end=end), None
         except EventTooLarge as error:
-            pieces, oversized = error.before, error
+            blocks, oversized = error.before, error
+        first_of_many = not self._relayed_any and len(blocks) > 1 and relay.screen is None
+        self._relayed_any = self._relayed_any or bool(blocks)
+        if first_of_many:
+            # The first event the client sees goes out alone: its first token does not wait
+            # for the events read with it (a provider's burst, a cached answer).
+            first: list[Piece] = []
+            taken = 0
+            while taken < len(blocks) - 1 and not any(piece.raw for piece in first):
+                first += relay.pieces(blocks[taken : taken + 1], end=False)
+                taken += 1
+            self._held = (blocks[taken:], end, oversized)
+            return Partial(await self._deliver(relay, first, end=False, oversized=None))
+        pieces = relay.pieces(blocks, end=end and oversized is None)
+        return await self._deliver(relay, pieces, end=end, oversized=oversized)
+
+    async def resume(self) -> Answer | None:
+        """The rest of the chunk whose first event went out alone; None when that event ended
+        the stream (a budget ran out)."""
+        relay, held = self._meter.relay, self._held
+        assert relay is not None and held is not None
+        self._held = None
+        if self._stopped:
+            return None
+        blocks, end, oversized = held
+        pieces = relay.pieces(blocks, end=end and oversized is None)
+        return await self._deliver(relay, pieces, end=end, oversized=oversized)
+
+    async def _deliver(
+        self, relay: StreamRelay, pieces: list[Piece], *, end: bool, oversized: EventTooLarge | None
+    ) -> Answer:
+        """The answer that sends the client these pieces; `oversized`: the event after them
+        was over the limit (the stream ends there)."""
+        out: list[bytes] = []
         for piece in pieces:
             if not await self._covered(piece.output_tokens):
                 out.append(relay.stop(self._spent_error()))

@@ -28,7 +28,7 @@ from extproc.config.sizing import BODIES_AT_ONCE
 from extproc.config.watcher import GatewaySource
 from extproc.counters import CountersService
 from extproc.cut_reports import ReportService
-from extproc.envoyapi.messages import Answer, ProcessingRequest, WrittenAnswer, read_wire
+from extproc.envoyapi.messages import Answer, Partial, ProcessingRequest, WrittenAnswer, read_wire
 from extproc.exchange import Exchange, Services
 from extproc.quota.configured import open_ledger, open_store
 from extproc.signals import stop_requested
@@ -84,6 +84,11 @@ class Processor:
                         else Exchange(gateway, self._services, call.metadata)
                     )
                 response = await exchange.process(message)
+                while isinstance(response, Partial):
+                    await _send(call, response.first)
+                    call.flush()  # out before the rest is worked out
+                    assert isinstance(exchange, Exchange)
+                    response = await exchange.resume()
                 if response is not None:
                     await _send(call, response)
         finally:

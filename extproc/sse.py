@@ -8,7 +8,6 @@ relay can pass blocks on unchanged.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,7 @@ EVENT_STREAM = "text/event-stream"
 MAX_EVENT = 8 * 1024 * 1024
 """The largest event read by default (streamed images are a few MB)."""
 
-_LINE_END = re.compile(rb"\r\n|\r|\n")
+LF = ord("\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +65,25 @@ class EventParser:
         blocks: list[Block] = []
         position = 0
         view = memoryview(pending)
-        for match in _LINE_END.finditer(pending, self._scanned):
-            if match.group() == b"\r" and match.end() == len(pending) and not end:
+        scan, size, newline = self._scanned, len(pending), -1
+        while True:  # (finds run at memchr's speed; a regex tests each byte against a set)
+            if newline < scan:
+                found = pending.find(b"\n", scan)
+                newline = size if found == -1 else found
+            carriage = pending.find(b"\r", scan, newline)
+            if carriage == -1:
+                if newline == size:
+                    break
+                start, stop = newline, newline + 1
+            elif carriage + 1 < size:
+                start, stop = carriage, carriage + (2 if pending[carriage + 1] == LF else 1)
+            elif end:
+                start, stop = carriage, carriage + 1
+            else:
                 break  # a CR at the very end may be the first half of a CRLF
-            raw = bytes(view[position : match.end()])
-            self._line(raw[: match.start() - position], raw, blocks)
-            position = match.end()
+            raw = bytes(view[position:stop])
+            self._line(raw[: start - position], raw, blocks)
+            position = scan = stop
         view.release()
         del pending[:position]
         self._scanned = len(pending) - 1 if pending.endswith(b"\r") and not end else len(pending)

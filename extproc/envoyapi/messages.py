@@ -111,6 +111,14 @@ Answer = ProcessingResponse | WrittenAnswer | list[ProcessingResponse]
 whose bytes would not fit one)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """The first part of the answer to a message, sent at once; the rest is worked out after
+    (a stream's first event reaches the client without waiting for the events read with it)."""
+
+    first: Answer
+
+
 def read_wire(data: memoryview) -> Message:
     """A serialised ProcessingRequest as the processor reads it (raises DecodeError)."""
     body = read_body(data)

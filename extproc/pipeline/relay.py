@@ -136,10 +136,18 @@ class StreamRelay:
         EventTooLarge (with the pieces completed before the event) for an event over the
         limit."""
         try:
-            blocks = self._parser.feed(chunk, end=end)
+            blocks = self.frame(chunk, end=end)
         except EventTooLarge as error:
-            completed = [self._piece(self._relay(block)) for block in error.before]
-            raise EventTooLarge(str(error), completed) from None
+            raise EventTooLarge(str(error), self.pieces(error.before, end=False)) from None
+        return self.pieces(blocks, end=end)
+
+    def frame(self, chunk: bytes, *, end: bool) -> list[Block]:
+        """The blocks this chunk completes, not relayed yet. Raises EventTooLarge (with the
+        blocks completed before the event) for an event over the limit."""
+        return self._parser.feed(chunk, end=end)
+
+    def pieces(self, blocks: list[Block], *, end: bool) -> list[Piece]:
+        """Each block as it should reach the client; `end`: the stream ends after them."""
         pieces = [self._piece(self._relay(block)) for block in blocks]
         if end:
             pieces.append(self._piece(self._emit(self._decoder.end())))

@@ -207,6 +207,11 @@ class Call(Generic[RequestT]):
         prefix = b"\x00" + size.to_bytes(4, "big")
         await self._connection.send_data(self, (prefix, *pieces), PREFIX + size)
 
+    def flush(self) -> None:
+        """Write what was sent so far now, not at the next turn of the event loop (the handler
+        has more work before it yields)."""
+        self._connection.flush()
+
     def response_headers(self) -> bytes:
         """The response's HEADERS frame the first time it is asked for, then nothing."""
         if self.headers_sent:

@@ -573,6 +573,10 @@ class Connection(asyncio.Protocol):
         self._flush_scheduled = False
         self._send_now()
 
+    def flush(self) -> None:
+        """Write the queued frames at once (the scheduled turn then finds nothing to write)."""
+        self._send_now()
+
     def _send_now(self, data: bytes = b"") -> None:
         """Write `data` at once, after the frames queued before it (a SETTINGS ACK among them
         must precede frames sized by the new settings)."""

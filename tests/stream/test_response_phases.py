@@ -162,6 +162,45 @@ async def test_a_stream_is_relayed_chunk_by_chunk_without_the_usage_the_gateway_
     assert await used(channel, gateway) == {"requests": 1, "tokens": 9 + 2}
 
 
+async def test_a_burst_of_events_sends_its_first_event_before_the_rest(
+    channel: grpc.aio.Channel, gateway: Gateway
+) -> None:
+    stream = (FIXTURES / "openai/chat_stream.sse").read_bytes()
+    first_event = stream[: stream.index(b"\n\n") + 2]
+
+    _, _, _, *on_burst = await exchange(
+        channel,
+        *chat("m", stream=True),
+        response_headers((":status", "200"), ("content-type", "text/event-stream")),
+        response_body(stream, end=True),
+    )
+
+    relayed = [answer.response_body.response.body_mutation.streamed_response for answer in on_burst]
+    assert relayed[0].body == first_event and not relayed[0].end_of_stream
+    assert b"".join(part.body for part in relayed) == stream.replace(_usage_event(stream), b"")
+    assert relayed[-1].end_of_stream
+    assert await used(channel, gateway) == {"requests": 1, "tokens": 9 + 2}
+
+
+async def test_a_translated_burst_sends_the_first_event_the_client_sees_before_the_rest(
+    channel: grpc.aio.Channel,
+) -> None:
+    stream = (FIXTURES / "anthropic/stream.sse").read_bytes()
+
+    _, _, _, *on_burst = await exchange(
+        channel,
+        *chat("sonnet", stream=True),
+        response_headers((":status", "200"), ("content-type", "text/event-stream")),
+        response_body(stream, end=True),
+    )
+
+    relayed = [answer.response_body.response.body_mutation.streamed_response for answer in on_burst]
+    first = relayed[0].body.split(b"\n\n")
+    assert first[0].startswith(b"data: {") and first[1:] == [b""], "one OpenAI chunk"
+    assert b'"role":"assistant"' in first[0]
+    assert b"".join(part.body for part in relayed).endswith(b"data: [DONE]\n\n")
+
+
 def _usage_event(stream: bytes) -> bytes:
     (event,) = [block + b"\n\n" for block in stream.split(b"\n\n") if b'"usage"' in block]
     return event

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import orjson
@@ -50,6 +51,49 @@ def test_events_parse_the_same_whatever_the_chunking() -> None:
     for cut in range(1, len(OPENAI_STREAM)):
         assert parse_in_pieces(OPENAI_STREAM, [cut]) == whole, cut
     assert parse_in_pieces(OPENAI_STREAM, list(range(1, len(OPENAI_STREAM)))) == whole
+
+
+def reference_blocks(data: bytes) -> list[Block]:
+    """The blocks of a whole stream, its lines split by a regex (the standard's three line
+    ends): an oracle for the parser's own scanning."""
+    blocks: list[Block] = []
+    raw, values, name = b"", [], None
+    lines = re.findall(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$", data)
+    for line in [*lines, b""]:  # (the end flushes a last block)
+        if not line and not raw:
+            break
+        raw += line
+        if text := line.rstrip(b"\r\n"):
+            field, _, value = text.partition(b":")
+            value = value.removeprefix(b" ")
+            if field == b"data":
+                values.append(value.decode("utf-8", "replace"))
+            elif field == b"event":
+                name = value.decode("utf-8", "replace")
+            continue
+        blocks.append(Block(raw, Event(name, "\n".join(values)) if values else None))
+        raw, values, name = b"", [], None
+    return blocks
+
+
+LINES = st.sampled_from([b"data: a", b'data: {"x": 1}', b"data:b", b"event: e", b": ping", b""])
+LINE_ENDS = st.sampled_from([b"\n", b"\r\n", b"\r"])
+
+
+@given(
+    st.lists(st.tuples(LINES, LINE_ENDS), max_size=40),
+    st.binary(max_size=8),
+    st.lists(st.integers(min_value=1, max_value=500), max_size=10),
+)
+def test_lines_end_where_the_standard_says_whatever_the_chunking(
+    lines: list[tuple[bytes, bytes]], tail: bytes, cuts: list[int]
+) -> None:
+    data = b"".join(text + end for text, end in lines) + tail.replace(b"\r", b"").replace(
+        b"\n", b""
+    )
+    assert parse_in_pieces(data, sorted({cut for cut in cuts if cut < len(data)})) == (
+        reference_blocks(data)
+    )
 
 
 def test_an_event_over_the_limit_is_refused_after_those_before_it() -> None:
