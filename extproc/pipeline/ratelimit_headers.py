@@ -46,13 +46,15 @@ def ratelimit_headers(standings: Sequence[Standing]) -> list[tuple[str, str]]:
 
 def go_duration(seconds: float) -> str:
     """`6m0s`, `1.5s`, `20ms`: the duration format of OpenAI's reset headers."""
+    milliseconds = round(seconds * 1000)  # (whole numbers: float formatting costs more)
     if seconds < 1:
-        return f"{max(0, round(seconds * 1000))}ms"
-    hours, rest = divmod(seconds, 3600)
+        return f"{max(0, milliseconds)}ms"
+    whole, fraction = divmod(milliseconds, 1000)
+    hours, rest = divmod(whole, 3600)
     minutes, rest = divmod(rest, 60)
-    text = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
+    text = f"{rest}.{str(fraction).zfill(3).rstrip('0')}s" if fraction else f"{rest}s"
     if hours:
-        return f"{int(hours)}h{int(minutes)}m{text}"
+        return f"{hours}h{minutes}m{text}"
     if minutes:
-        return f"{int(minutes)}m{text}"
+        return f"{minutes}m{text}"
     return text
