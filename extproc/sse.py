@@ -15,7 +15,7 @@ EVENT_STREAM = "text/event-stream"
 MAX_EVENT = 8 * 1024 * 1024
 """The largest event read by default (streamed images are a few MB)."""
 
-LF = ord("\n")
+_LF = ord("\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ class EventParser:
                     break
                 start, stop = newline, newline + 1
             elif carriage + 1 < size:
-                start, stop = carriage, carriage + (2 if pending[carriage + 1] == LF else 1)
+                start, stop = carriage, carriage + (2 if pending[carriage + 1] == _LF else 1)
             elif end:
                 start, stop = carriage, carriage + 1
             else:
