@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +74,10 @@ TOOL_CALL = (
 MCP_HEADERS = ("Accept: application/json, text/event-stream", "MCP-Protocol-Version: 2025-06-18")
 STREAMS_PER_ROUND = 40
 PAIRED_CONNECTIONS = 32
-"""Where a row with a target is also compared with its baseline loaded just before it."""
+"""Where a row with a throughput target is also compared with its baseline loaded just before
+it; a row with a latency target is, at one connection."""
+HEY_RESOLUTION_MS = 0.1
+"""hey writes each response time in seconds with four decimals."""
 JWT_ISSUER, JWT_AUDIENCE = "https://login.bench.test", "llm-gateway"
 
 
@@ -175,7 +179,14 @@ def load_streams(url: str, model: str) -> StreamFigures:
 
 
 def _percentile(ordered: list[float], percent: int) -> float:
-    return ordered[min(len(ordered) - 1, len(ordered) * percent // 100)]
+    """The percentile of times hey rounded to its resolution, read within the step it falls
+    in as if that step's times were spread evenly across it (the grouped-data estimate):
+    otherwise two setups 0.04 ms apart may read 0.1 ms apart, or none."""
+    steps = [round(value / HEY_RESOLUTION_MS) for value in ordered]
+    rank = len(steps) * percent / 100
+    step = steps[min(len(steps) - 1, int(rank))]
+    below, within = bisect_left(steps, step), bisect_right(steps, step) - bisect_left(steps, step)
+    return (step - 0.5 + (rank - below) / within) * HEY_RESOLUTION_MS
 
 
 def median(runs: list[Figures]) -> Figures:
@@ -315,8 +326,8 @@ def admin_url(directory: Path) -> str:
 
 def main() -> int:
     runs: dict[tuple[str, int], list[Figures]] = {}
-    paired: dict[str, list[float]] = {}
-    """Each targeted row's baseline req/s, loaded just before it in each round."""
+    paired: dict[tuple[str, int], list[Figures]] = {}
+    """Each targeted row's baseline, loaded just before it in each round."""
     streams: dict[str, list[StreamFigures]] = {}
     with (
         tempfile.TemporaryDirectory() as workdir,
@@ -416,10 +427,10 @@ def main() -> int:
                 runs.setdefault(("control", 1), []).append(control)
                 for connections in CONNECTIONS:
                     for name, setup in targets.items():
-                        if connections == PAIRED_CONNECTIONS and ADDED.get(name, ("", None))[1]:
+                        if paired_at(name, connections):
                             baseline = targets[ADDED[name][0]]
                             before = load(baseline.url + baseline.path, connections, baseline)
-                            paired.setdefault(name, []).append(before.requests_per_second)
+                            paired.setdefault((name, connections), []).append(before)
                         figures = load(setup.url + setup.path, connections, setup)
                         runs.setdefault((name, connections), []).append(figures)
                 for name, url, model in (
@@ -431,7 +442,7 @@ def main() -> int:
                     result = load_streams(url + "/v1/chat/completions", model)
                     streams.setdefault(name, []).append(result)
     results = {key: median(value) for key, value in runs.items()}
-    report(results, paired_ratios(runs, paired))
+    report(results, beside_baselines(runs, paired))
     report_streams(streams)
     return 0
 
@@ -473,24 +484,37 @@ ADDED: dict[str, tuple[str, float | None]] = {
     "mcp gateway": ("mcp alone", None),
 }
 """Each added feature's row: the row it adds to, and the throughput it should keep."""
+ADDED_P50_MS = {"production": 0.5, "+fallback": 0.3}
+"""The rows whose added p50 at one connection has a target (milliseconds)."""
 
 
-def paired_ratios(
-    runs: dict[tuple[str, int], list[Figures]], paired: dict[str, list[float]]
-) -> dict[str, float]:
-    """Each targeted row's req/s over its baseline's loaded just before it, the median of the
-    rounds' ratios: a machine whose speed drifts within a round (another tenant's load) moves
-    a row and the baseline up to a minute before it apart, not a row and the one next to it."""
-    return {
-        name: statistics.median(
-            figures.requests_per_second / base
-            for figures, base in zip(runs[name, PAIRED_CONNECTIONS], bases, strict=True)
+def paired_at(name: str, connections: int) -> bool:
+    """Whether the row is also compared with its baseline loaded just before it."""
+    if connections == PAIRED_CONNECTIONS:
+        return ADDED.get(name, ("", None))[1] is not None
+    return connections == 1 and name in ADDED_P50_MS
+
+
+def beside_baselines(
+    runs: dict[tuple[str, int], list[Figures]], paired: dict[tuple[str, int], list[Figures]]
+) -> dict[tuple[str, int], float]:
+    """Each targeted row against its baseline loaded just before it, the median of the
+    rounds' comparisons (req/s ratio at 32 connections, p50 added at one): a machine whose
+    speed drifts within a round (another tenant's load) moves a row and the baseline up to a
+    minute before it apart, not a row and the one next to it."""
+    beside = {}
+    for (name, connections), bases in paired.items():
+        rows = zip(runs[name, connections], bases, strict=True)
+        beside[name, connections] = statistics.median(
+            row.requests_per_second / base.requests_per_second
+            if connections == PAIRED_CONNECTIONS
+            else row.p50_ms - base.p50_ms
+            for row, base in rows
         )
-        for name, bases in paired.items()
-    }
+    return beside
 
 
-def report(results: dict[tuple[str, int], Figures], paired: dict[str, float]) -> None:
+def report(results: dict[tuple[str, int], Figures], beside: dict[tuple[str, int], float]) -> None:
     print(
         f"\nmedians of {ROUNDS} rounds of {DURATION_SECONDS}s each (hey); "
         "control = Envoy admin /ready"
@@ -520,11 +544,15 @@ def report(results: dict[tuple[str, int], Figures], paired: dict[str, float]) ->
         row1, row32 = results[name, 1], results[name, 32]
         ratio = row32.requests_per_second / base32.requests_per_second
         aim = f"[>= {target:.2f}x]" if target else ""
-        beside = f" (beside it: {paired[name]:4.2f}x)" if name in paired else ""
+        ratio_near = beside.get((name, PAIRED_CONNECTIONS))
+        near = f" (beside it: {ratio_near:4.2f}x)" if ratio_near is not None else ""
+        added_near = beside.get((name, 1))
+        near_p50 = f" (beside it: {added_near:+.2f} ms)" if added_near is not None else ""
+        aim_p50 = f" [<= +{ADDED_P50_MS[name]:.2f} ms]" if name in ADDED_P50_MS else ""
         print(
-            f"  {name:<14} p50 @1 conn +{row1.p50_ms - base1.p50_ms:.2f} ms"
-            f"  ({row1.p50_ms / base1.p50_ms:4.2f}x)"
-            f"   req/s @32 conns {ratio:4.2f}x{beside} {aim}"
+            f"  {name:<14} p50 @1 conn {row1.p50_ms - base1.p50_ms:+.2f} ms"
+            f"  ({row1.p50_ms / base1.p50_ms:4.2f}x){near_p50}{aim_p50}"
+            f"   req/s @32 conns {ratio:4.2f}x{near} {aim}"
         )
     envoy_cpu = results["envoy alone", 32].cpu_us["envoy"]
     print("\nCPU microseconds per request @32 conns (from /proc; stalls do not count):")
