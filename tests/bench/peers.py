@@ -186,7 +186,7 @@ def report(results: dict[tuple[str, int], Figures]) -> None:
         )
     alone = results["envoy alone", 1]
     print(
-        "\nadded latency @1 conn, over Envoy alone: p50 (hey reports 0.1 ms steps) and mean"
+        "\nadded latency @1 conn, over Envoy alone: p50 (read within hey's 0.1 ms steps) and mean"
         " (1 / req/s: one request at a time)"
     )
     for name in ("this gateway", "production", "litellm", "portkey"):

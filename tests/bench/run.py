@@ -17,8 +17,9 @@ answers (Envoy's retry policy; the attempt prepared by the request's own stream)
 that accepts gzip (Envoy compresses the answers), and with a provider that compresses although
 it was asked not to (the processor inflates the answers).
 All setups run side by side and are loaded in turn by `hey`, ROUNDS times; medians of the
-rounds are printed with the ratios to Envoy alone. At 32 connections, each row with a target
-is also compared with its baseline loaded again just before it ("beside it"). A control row
+rounds are printed with the ratios to Envoy alone. At 32 connections, each row with a
+throughput target is also compared with its baseline loaded again just before it ("beside
+it"), and at one connection each row with a latency target. A control row
 loads Envoy's admin endpoint (no Python anywhere) to show how much the machine itself stalls
 during the run: on shared virtual machines, wake-ups now and then take hundreds of
 milliseconds, which lands in the p99 of every setup. Read p50 and the ratios; compare only
