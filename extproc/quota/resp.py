@@ -2,10 +2,9 @@
 
 Every reservation and settlement is one script call; under load, dozens are in flight at
 once. A general client (a pool of connections, one send and one wake-up per command, a timer
-task per call) costs more than the script itself. Here a command sent while none waits for
-its reply goes out at once, the others of one turn of the event loop in one write; replies
-come back in order on the same connection and are parsed by hiredis (the C parser redis-py
-uses too), and each caller waits on a plain future.
+task per call) costs more than the script itself. Here every command of one turn of the event
+loop goes out in one write, replies come back in order on the same connection and are parsed
+by hiredis (the C parser redis-py uses too), and each caller waits on a plain future.
 
 A command whose caller stopped waiting (its deadline passed while Redis was frozen) keeps its
 place in the line: its reply, when it comes, is read and dropped, so later replies still reach
@@ -75,15 +74,10 @@ class _Pipeline(asyncio.Protocol):
         if len(self._waiting) >= self._max_waiting:
             reply.set_exception(RespError("too many commands wait for Redis to answer"))
             return reply
-        idle = not self._waiting
         self._waiting.append(reply)
         self._deadlines.append((deadline, reply))
         self._outbound.append(command)
-        if idle and not self._flush_scheduled and self._transport is not None:
-            # Nothing in flight: no load to gather a batch from, and the write would
-            # otherwise wait a turn of the loop (a system call and a wake-up more).
-            self._flush()
-        elif not self._flush_scheduled:
+        if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
         if self._expiry is None:
