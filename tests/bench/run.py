@@ -186,8 +186,8 @@ def _percentile(ordered: list[float], percent: int) -> float:
     steps = [round(value / HEY_RESOLUTION_MS) for value in ordered]
     rank = len(steps) * percent / 100
     step = steps[min(len(steps) - 1, int(rank))]
-    below, within = bisect_left(steps, step), bisect_right(steps, step) - bisect_left(steps, step)
-    return (step - 0.5 + (rank - below) / within) * HEY_RESOLUTION_MS
+    below, through = bisect_left(steps, step), bisect_right(steps, step)
+    return (step - 0.5 + (rank - below) / (through - below)) * HEY_RESOLUTION_MS
 
 
 def median(runs: list[Figures]) -> Figures:
