@@ -19,7 +19,7 @@ import functools
 import hashlib
 import ssl
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import hiredis
@@ -39,6 +39,17 @@ up one after another, each leaving its place in the line), new ones fail at once
 grow the line without bound."""
 
 
+class Waiter(Protocol):
+    """What waits for a reply in the line: a future, or anything answered the same way (a
+    batch of callers, answered as the reply is read rather than a turn of the loop later)."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Any, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
 class _Pipeline(asyncio.Protocol):
     """One connection; commands wait for their replies in the order they were sent, each
     until its deadline (one timer for the line, armed for its oldest command, rather than a
@@ -48,9 +59,9 @@ class _Pipeline(asyncio.Protocol):
         self._max_waiting = max_waiting
         self._transport: asyncio.Transport | None = None
         self._reader = hiredis.Reader()
-        self._waiting: deque[asyncio.Future[Any]] = deque()
+        self._waiting: deque[Waiter] = deque()
         """Every command sent and not answered yet, in order (replies come in that order)."""
-        self._deadlines: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        self._deadlines: deque[tuple[float, Waiter]] = deque()
         """Those not failed for lateness yet, with their deadlines (the line's order)."""
         self._outbound: list[bytes] = []
         self._flush_scheduled = False
@@ -65,24 +76,34 @@ class _Pipeline(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
 
     def send(self, command: bytes, deadline: float) -> asyncio.Future[Any]:
-        """The future reply; TimeoutError once the loop's clock passes `deadline`."""
-        loop = self._loop
-        reply = loop.create_future()
-        if self.lost:
-            reply.set_exception(ConnectionLost("the connection to Redis is closed"))
-            return reply
-        if len(self._waiting) >= self._max_waiting:
-            reply.set_exception(RespError("too many commands wait for Redis to answer"))
-            return reply
-        self._waiting.append(reply)
-        self._deadlines.append((deadline, reply))
-        self._outbound.append(command)
-        if not self._flush_scheduled:
+        """The future reply; TimeoutError once the loop's clock passes `deadline`. Written
+        with every other command of this turn of the loop, at its end."""
+        reply = self._loop.create_future()
+        if self._enqueue(command, deadline, reply) and not self._flush_scheduled:
             self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        if self._expiry is None:
-            self._expiry = loop.call_at(deadline, self._expire)
+            self._loop.call_soon(self._flush)
         return reply
+
+    def send_now(self, command: bytes, deadline: float, waiter: Waiter) -> None:
+        """Write the command at once (with any waiting to go) for `waiter`: for a caller that
+        gathered this turn's commands already."""
+        if self._enqueue(command, deadline, waiter):
+            self._flush()
+
+    def _enqueue(self, command: bytes, deadline: float, waiter: Waiter) -> bool:
+        """Put the command in line for `waiter`; False when it failed at once."""
+        if self.lost:
+            waiter.set_exception(ConnectionLost("the connection to Redis is closed"))
+            return False
+        if len(self._waiting) >= self._max_waiting:
+            waiter.set_exception(RespError("too many commands wait for Redis to answer"))
+            return False
+        self._waiting.append(waiter)
+        self._deadlines.append((deadline, waiter))
+        self._outbound.append(command)
+        if self._expiry is None:
+            self._expiry = self._loop.call_at(deadline, self._expire)
+        return True
 
     def _expire(self) -> None:
         """Fail the commands whose deadline passed; they keep their places in the line. (A
@@ -147,6 +168,11 @@ def encode(arguments: tuple[Any, ...]) -> bytes:
     return command
 
 
+def unknown_script(error: BaseException) -> bool:
+    """Redis refused a script by its digest: it has not seen it since it started."""
+    return str(error).startswith("NOSCRIPT")
+
+
 class Script:
     """A Lua script run by its digest (EVALSHA), sent whole when Redis does not know it."""
 
@@ -180,18 +206,31 @@ class RespClient:
         TimeoutError when no reply came in time. A connection found gone (Redis restarted) is
         replaced once, at once."""
         command = encode(arguments)
-        deadline = asyncio.get_running_loop().time() + self._timeout
+        deadline = self.deadline()
         try:
             return await (await self._connected(deadline)).send(command, deadline)
         except ConnectionLost:
             return await (await self._connected(deadline)).send(command, deadline)
 
+    def open_pipeline(self) -> _Pipeline | None:
+        """The connection, when one is open (else `execute` opens one)."""
+        pipeline = self._pipeline
+        return pipeline if pipeline is not None and not pipeline.lost else None
+
+    def deadline(self) -> float:
+        """When a command sent now stops being waited for."""
+        return asyncio.get_running_loop().time() + self._timeout
+
     async def run(self, script: Script, keys: list[str], arguments: list[Any]) -> Any:
         try:
             return await self.execute("EVALSHA", script.digest, len(keys), *keys, *arguments)
         except RespError as error:
-            if not str(error).startswith("NOSCRIPT"):
+            if not unknown_script(error):
                 raise
+        return await self.load_and_run(script, keys, arguments)
+
+    async def load_and_run(self, script: Script, keys: list[str], arguments: list[Any]) -> Any:
+        """Run a script Redis does not know (yet), sending it whole."""
         return await self.execute("EVAL", script.source, len(keys), *keys, *arguments)
 
     async def close(self) -> None:

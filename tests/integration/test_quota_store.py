@@ -205,6 +205,51 @@ async def test_settlements_made_together_go_as_one_call_each_with_its_own_outcom
     await store.close()
 
 
+SCRIPTED = ("evalsha", "eval")
+
+
+async def test_reservations_made_together_go_as_one_call_each_with_its_own_outcome(
+    redis: RedisServer,
+) -> None:
+    """Granted in order until the cap, late, cancelled, growing, holding a slot: one script,
+    and what each one left is what the next one found."""
+    store = RedisStore(redis.url, password=None, timeout=1.0)
+    async with Redis.from_url(redis.url) as client:
+        await client.flushdb()
+        await reserve(store, "o.grows", [charge("a", 2, 10)])
+        await reserve(store, "o.cancelled", [charge("b", 1, None)])
+        await store.cancel("o.cancelled", [charge("b", 1, None)])
+        await client.script_flush()  # Redis forgot the scripts: the batch loads them again
+        stats = await client.info("commandstats")
+        before = {name: stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in SCRIPTED}
+        now = store.now()
+        late = store.reserve("o.late", [charge("a", 1, 10)], deadline=now - 1, lease_end=now + 60)
+        outcomes = await asyncio.gather(
+            reserve(store, "o.1", [charge("a", 3, 10), slot_charge()]),
+            reserve(store, "o.grows", [charge("a", 4, 10)]),
+            reserve(store, "o.2", [charge("a", 2, 10), slot_charge()]),  # 11 > 10
+            reserve(store, "o.3", [charge("a", 1, 10), slot_charge()]),
+            reserve(store, "o.4", [slot_charge()]),  # a third slot of two
+            reserve(store, "o.cancelled", [charge("b", 1, None)]),
+            late,
+            return_exceptions=True,
+        )
+        stats = await client.info("commandstats")
+        calls = {name: stats[f"cmdstat_{name}"]["calls"] - before[name] for name in SCRIPTED}
+        assert calls == {"evalsha": 1, "eval": 1}  # unknown (NOSCRIPT), then sent whole
+        first, grown, over, last, third_slot, cancelled, too_late = outcomes
+        assert isinstance(first, Outcome) and first.values == (5, 1)
+        assert isinstance(grown, Outcome) and grown.values == (9,)
+        assert isinstance(over, Outcome) and not over.granted and over.values == (9, 1)
+        assert isinstance(last, Outcome) and last.values == (10, 2)
+        assert isinstance(third_slot, Outcome) and third_slot.refused == (0,)
+        assert isinstance(cancelled, StoreUnavailable) and isinstance(too_late, StoreUnavailable)
+        assert await store.read(["a", "b", "inflight"]) == [10, 0, 2]
+        await store.settle("o.grows", grown.epoch, [final("a", 5)])
+        assert await store.read(["a"]) == [10 - 6 + 5]
+    await store.close()
+
+
 async def test_slots_of_an_owner_that_stopped_beating_are_taken_when_needed(
     redis: RedisServer,
 ) -> None:
