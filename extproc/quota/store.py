@@ -32,8 +32,9 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 OWNER_TTL = 10.0
-"""Seconds an owner counts as alive after its last beat (or reservation holding a slot): a
-killed processor's slots are free again this long after its last sign of life."""
+"""Seconds an owner counts as alive after its last beat (a reservation taking a slot marks it
+alive too, when it is not yet): a killed processor's slots are free again this long after its
+last sign of life."""
 
 
 class StoreUnavailable(Exception):
