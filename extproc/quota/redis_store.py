@@ -87,9 +87,9 @@ UNTOUCHED, HOLDER, AMOUNT = "-", "h", "a"
 NO_CHECK = "-"
 """In place of a counter's headroom: nothing it could hold refuses the reservation."""
 
-# What one script call learns of a counter the first time one of its reservations or
-# settlements names it, and writes back once at its end: a batch of n calls on one counter
-# costs Redis two or three commands, not n.
+# What a batch of reservations learns of a counter the first time one of them names it, and
+# writes back once at its end: n reservations on one counter cost Redis two or three commands,
+# not n. (`expiry` serves an amount counter made new; a holder set takes its latest lease.)
 _TOUCHED = """
 local call, tonumber = redis.call, tonumber
 local touched, order = {}, {}
@@ -430,7 +430,7 @@ class _Batch:
         else:
             # Written at once and answered as the reply is read: no turn of the loop is
             # spent between the callers and Redis but the one that gathered them.
-            command = encode(("EVALSHA", self._script.digest, len(keys), *keys, *args))
+            command = encode(self._script.by_digest(keys, args))
             pipeline.send_now(command, self._client.deadline(), batch)
 
 

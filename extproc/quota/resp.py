@@ -1,10 +1,11 @@
 """A small Redis client for the quota store: one connection, commands pipelined on it.
 
-Every reservation and settlement is one script call; under load, dozens are in flight at
+Reservations and settlements are script calls (a loop turn's batched in one); under load, many are in flight at
 once. A general client (a pool of connections, one send and one wake-up per command, a timer
 task per call) costs more than the script itself. Here every command of one turn of the event
 loop goes out in one write, replies come back in order on the same connection and are parsed
-by hiredis (the C parser redis-py uses too), and each caller waits on a plain future.
+by hiredis (the C parser redis-py uses too), and each caller waits on a plain future (or a
+batch of callers on one reply, answered as it is read).
 
 A command whose caller stopped waiting (its deadline passed while Redis was frozen) keeps its
 place in the line: its reply, when it comes, is read and dropped, so later replies still reach
@@ -180,6 +181,10 @@ class Script:
         self.source = source
         self.digest = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
+    def by_digest(self, keys: list[str], arguments: list[Any]) -> tuple[Any, ...]:
+        """The command that runs it by its digest."""
+        return ("EVALSHA", self.digest, len(keys), *keys, *arguments)
+
 
 class RespClient:
     def __init__(
@@ -223,7 +228,7 @@ class RespClient:
 
     async def run(self, script: Script, keys: list[str], arguments: list[Any]) -> Any:
         try:
-            return await self.execute("EVALSHA", script.digest, len(keys), *keys, *arguments)
+            return await self.execute(*script.by_digest(keys, arguments))
         except RespError as error:
             if not unknown_script(error):
                 raise
