@@ -1,11 +1,11 @@
 """A small Redis client for the quota store: one connection, commands pipelined on it.
 
-Reservations and settlements are script calls (a loop turn's batched in one); under load, many are in flight at
-once. A general client (a pool of connections, one send and one wake-up per command, a timer
-task per call) costs more than the script itself. Here every command of one turn of the event
-loop goes out in one write, replies come back in order on the same connection and are parsed
-by hiredis (the C parser redis-py uses too), and each caller waits on a plain future (or a
-batch of callers on one reply, answered as it is read).
+Reservations and settlements are script calls (a loop turn's batched in one); under load,
+many are in flight at once. A general client (a pool of connections, one send and one wake-up
+per command, a timer task per call) costs more than the script itself. Here every command of
+one turn of the event loop goes out in one write, replies come back in order on the same
+connection and are parsed by hiredis (the C parser redis-py uses too), and each caller waits
+on a plain future (or a batch of callers on one reply, answered as it is read).
 
 A command whose caller stopped waiting (its deadline passed while Redis was frozen) keeps its
 place in the line: its reply, when it comes, is read and dropped, so later replies still reach
